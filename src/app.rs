@@ -1,0 +1,356 @@
+//! Wiring: source → detect (sharded) → activate → sink, and the replay command's lifecycle.
+//!
+//! The router (the calling thread) decodes, counts, tracks watermarks and rejects late records,
+//! so everything that decides *whether* a record is applied happens in one deterministic place;
+//! shards (one thread each) only apply records in event-time order. Every batch sent to a shard
+//! carries the current watermark. A record reaches a shard only with `ts` above every watermark
+//! sent before it, so each shard's sequence of applications — and so the result — does not
+//! depend on the number of shards, the batch size or thread timing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use crossbeam_channel::bounded;
+
+use crate::activate::{Activator, CampaignCounts, Decision};
+use crate::config::Config;
+use crate::detect::shard::Shard;
+use crate::detect::watermark::Watermarks;
+use crate::detect::{shard_for, user_hash, Output, Rules};
+use crate::event::decode::{Decoder, Malformed};
+use crate::event::recording::Recording;
+use crate::event::{EventTime, Record};
+use crate::output::{self, Summary, Totals};
+use crate::sink::{AudienceOp, AudienceSink, SinkReport};
+use crate::source::replay::ReplaySource;
+use crate::source::{Source, SourceItem};
+
+/// Records per routing round; each round ends with a watermark sent to every shard.
+const ROUND: usize = 4096;
+
+/// A batch for one shard.
+struct Batch {
+    records: Vec<(u64, Record)>,
+    watermark: EventTime,
+}
+
+/// What a shard hands back when its input ends.
+struct ShardResult {
+    output: Output,
+    pending: Vec<u64>,
+    users: usize,
+}
+
+/// The detect stage's result over a whole input.
+#[derive(Debug, Default)]
+pub struct DetectResult {
+    pub totals: Totals,
+    pub output: Output,
+    /// Per campaign: users with an open window and no decision at the end.
+    pub pending: Vec<u64>,
+    /// Users with state, over all shards.
+    pub users: usize,
+}
+
+/// A malformed or late line, for the dead-letter output.
+pub struct DeadLetter<'r> {
+    pub reason: Malformed,
+    pub partition: usize,
+    pub line: u64,
+    pub raw: &'r [u8],
+}
+
+/// Runs the detect stage over `source` with `shards` shard threads. `dead_letter` receives
+/// malformed and late lines in input order; `progress` is called every round with the records
+/// read so far.
+pub fn detect<'a>(
+    rules: Arc<Rules>,
+    source: &mut dyn Source<'a>,
+    allowed_lateness_ms: i64,
+    shards: usize,
+    dead_letter: &mut dyn FnMut(DeadLetter<'_>) -> std::io::Result<()>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<DetectResult> {
+    let shards = shards.max(1);
+    let campaigns = rules.rules.len();
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(shards);
+        let mut workers = Vec::with_capacity(shards);
+        for i in 0..shards {
+            let (tx, rx) = bounded::<Batch>(8);
+            let rules = Arc::clone(&rules);
+            senders.push(tx);
+            let worker = std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn_scoped(scope, move || {
+                    let mut shard = Shard::new(rules);
+                    for batch in rx {
+                        for (seq, rec) in batch.records {
+                            shard.push(seq, rec);
+                        }
+                        shard.advance(batch.watermark);
+                    }
+                    ShardResult {
+                        pending: shard.pending(),
+                        users: shard.users(),
+                        output: shard.take_output(),
+                    }
+                })
+                .expect("spawn shard thread");
+            workers.push(worker);
+        }
+
+        let mut totals = Totals::default();
+        let mut wm = Watermarks::new(source.partitions(), allowed_lateness_ms);
+        let mut batches: Vec<Vec<(u64, Record)>> = (0..shards).map(|_| Vec::new()).collect();
+        let mut seq = 0u64;
+        let mut in_round = 0usize;
+        let send_round = |batches: &mut Vec<Vec<(u64, Record)>>, watermark: EventTime| {
+            for (tx, b) in senders.iter().zip(batches.iter_mut()) {
+                let records = std::mem::replace(b, Vec::with_capacity(ROUND / shards + 16));
+                // A worker only stops early by panicking; its join below reports that.
+                let _ = tx.send(Batch { records, watermark });
+            }
+        };
+        let mut result = Ok(());
+        while let Some(item) = source.next_item() {
+            let (partition, origin, raw, record) = match item {
+                SourceItem::PartitionEnd { partition } => {
+                    wm.deactivate(partition);
+                    continue;
+                }
+                SourceItem::Line {
+                    partition,
+                    origin,
+                    raw,
+                    record,
+                } => (partition, origin, raw, record),
+            };
+            let mut reject = |reason: Malformed, totals: &mut Totals| {
+                *totals.by_reason.entry(reason).or_default() += 1;
+                dead_letter(DeadLetter {
+                    reason,
+                    partition,
+                    line: origin.line,
+                    raw: &raw,
+                })
+            };
+            let rec = match record {
+                Err(reason) => {
+                    totals.malformed += 1;
+                    result = result.and(reject(reason, &mut totals));
+                    continue;
+                }
+                Ok(rec) => rec,
+            };
+            totals.records += 1;
+            if rec.event.is_some() {
+                totals.events += 1;
+            } else {
+                totals.profiles += 1;
+            }
+            if wm.observe(partition, rec.ts) {
+                totals.late_dropped += 1;
+                result = result.and(reject(Malformed::Late, &mut totals));
+                continue;
+            }
+            if !rec.is_relevant() {
+                continue;
+            }
+            let s = shard_for(user_hash(&rec.user), shards);
+            batches[s].push((seq, rec));
+            seq += 1;
+            in_round += 1;
+            if in_round >= ROUND {
+                in_round = 0;
+                send_round(&mut batches, wm.current());
+                progress(totals.records + totals.malformed);
+            }
+        }
+        // End of input: every partition is exhausted, the watermark is the largest ts seen.
+        send_round(&mut batches, wm.max_seen().unwrap_or(EventTime::MIN));
+        progress(totals.records + totals.malformed);
+        drop(senders);
+
+        let mut out = DetectResult {
+            totals,
+            pending: vec![0; campaigns],
+            ..DetectResult::default()
+        };
+        for w in workers {
+            let r = w.join().expect("a shard thread panicked");
+            out.output.qualifications.extend(r.output.qualifications);
+            out.output.conversions.extend(r.output.conversions);
+            for (p, n) in out.pending.iter_mut().zip(r.pending) {
+                *p += n;
+            }
+            out.users += r.users;
+        }
+        result.map(|()| out)
+    })
+}
+
+/// Decides over a whole detect output, exactly: qualifications in `(at, user_id)` order (so
+/// the target cap is exact whatever the shard count), then conversions in time order.
+pub fn activate_all(config: &Config, mut output: Output) -> (Vec<Decision>, Vec<CampaignCounts>) {
+    let campaigns = &config.campaigns;
+    output
+        .qualifications
+        .sort_by(|a, b| (a.at, &a.user, a.campaign).cmp(&(b.at, &b.user, b.campaign)));
+    output
+        .conversions
+        .sort_by(|a, b| (a.ts, &a.user, a.campaign).cmp(&(b.ts, &b.user, b.campaign)));
+    let mut act = Activator::new(campaigns);
+    let mut decisions = Vec::with_capacity(output.qualifications.len());
+    decisions.extend(output.qualifications.iter().filter_map(|q| act.qualify(q)));
+    decisions.extend(output.conversions.iter().filter_map(|c| act.convert(c)));
+    output::sort_decisions(&mut decisions, campaigns);
+    (decisions, act.into_counts())
+}
+
+/// Options of `remarket replay`.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub out_dir: PathBuf,
+    pub shards: usize,
+    pub progress: bool,
+}
+
+/// What a replay produced.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub summary: Summary,
+    pub decisions: usize,
+    pub users: usize,
+    pub sink: SinkReport,
+}
+
+/// The engine's result over a whole recording, before anything is written.
+#[derive(Debug)]
+pub struct Replayed {
+    pub totals: Totals,
+    /// Sorted by `(at, campaign, user_id, outcome)`.
+    pub decisions: Vec<Decision>,
+    /// Per campaign, `pending` filled in.
+    pub counts: Vec<CampaignCounts>,
+    pub users: usize,
+}
+
+/// Receives `(reason, source name, line number, raw bytes)` of each malformed or late line.
+pub type DeadLetterFn<'f> = dyn FnMut(Malformed, &str, u64, &[u8]) -> std::io::Result<()> + 'f;
+
+/// Runs detect and activate over a loaded recording. Malformed and late lines go to
+/// `dead_letter` as `(reason, source name, line number, raw bytes)`.
+pub fn execute(
+    config: &Config,
+    recording: &Recording,
+    shards: usize,
+    dead_letter: &mut DeadLetterFn<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Replayed> {
+    let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
+    let decoder = Decoder::new(config.source.format, &config.schema);
+    let mut source = ReplaySource::new(recording, decoder);
+    let names: Vec<&str> = recording
+        .streams
+        .iter()
+        .map(|s| s.name.split('#').next().unwrap_or(""))
+        .collect();
+    let result = detect(
+        rules,
+        &mut source,
+        config.engine.allowed_lateness.as_millis(),
+        shards,
+        &mut |d| dead_letter(d.reason, names[d.partition], d.line, d.raw),
+        progress,
+    )?;
+    let (decisions, mut counts) = activate_all(config, result.output);
+    for (c, p) in counts.iter_mut().zip(result.pending) {
+        c.pending = p;
+    }
+    Ok(Replayed {
+        totals: result.totals,
+        decisions,
+        counts,
+        users: result.users,
+    })
+}
+
+/// Replays recorded topics through the engine and writes the output files.
+pub fn replay(
+    config: &Config,
+    inputs: &[PathBuf],
+    opts: &ReplayOptions,
+    sink: &mut dyn AudienceSink,
+) -> anyhow::Result<ReplayReport> {
+    let recording = Recording::load(inputs)?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
+    let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+        let path = opts.out_dir.join(name);
+        let f = std::fs::File::create(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(std::io::BufWriter::with_capacity(1 << 16, f))
+    };
+    let mut dead = create("dead-letter.jsonl")?;
+    let bar = progress_bar(opts.progress);
+    let shards = match opts.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let replayed = execute(
+        config,
+        &recording,
+        shards,
+        &mut |reason, src, line, raw| output::write_dead_letter(&mut dead, reason, src, line, raw),
+        &mut |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        },
+    )?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    dead.flush()?;
+
+    let mut w = create("decisions.jsonl")?;
+    output::write_decisions(&mut w, &replayed.decisions, &config.campaigns)?;
+    w.flush()?;
+    for d in &replayed.decisions {
+        if let Some(op) = AudienceOp::from_decision(d) {
+            sink.send(op)?;
+        }
+    }
+    let sink_report = sink.finish()?;
+
+    let summary = Summary::new(&replayed.totals, &config.campaigns, &replayed.counts);
+    let mut w = create("summary.json")?;
+    serde_json::to_writer_pretty(&mut w, &summary)?;
+    w.write_all(b"\n")?;
+    w.flush()?;
+    Ok(ReplayReport {
+        summary,
+        decisions: replayed.decisions.len(),
+        users: replayed.users,
+        sink: sink_report,
+    })
+}
+
+fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {human_pos} records  {per_sec}  {elapsed}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}

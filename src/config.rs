@@ -1,0 +1,371 @@
+//! Service configuration: the TOML file of DESIGN §3, layered with `REMARKET__SECTION__KEY`
+//! environment overrides, parsed into raw serde types and validated into [`Config`].
+//!
+//! Validation never stops at the first problem: every section and every campaign sub-table is
+//! deserialised on its own, and every semantic check runs, so `check-config` can list *all*
+//! problems, each with its campaign id and field.
+
+pub mod duration;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::campaign::{self, Campaign, RawCampaign};
+use crate::event::{Schema, HAS_EMAIL, HAS_PHONE};
+use duration::HumanDuration;
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The campaign id (or `#N` for a campaign without one); `None` for service sections.
+    pub campaign: Option<String>,
+    /// Dotted field path, e.g. `who.control_group` or `engine.allowed_lateness`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.campaign {
+            Some(c) => write!(f, "campaign {c}: {}: {}", self.field, self.message),
+            None => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+pub struct Problems(pub Vec<ConfigError>);
+
+impl Problems {
+    pub fn push(&mut self, e: ConfigError) {
+        self.0.push(e);
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    fn service(&mut self, field: &str, message: impl Into<String>) {
+        self.push(ConfigError {
+            campaign: None,
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} configuration problem(s):", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Wire formats of input records (`source.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Native,
+    Segment,
+    Clevertap,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    format: Option<Format>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    allowed_lateness: Option<HumanDuration>,
+    idle_timeout: Option<HumanDuration>,
+    shards: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTikTok {
+    base_url: Option<String>,
+    access_token_file: Option<PathBuf>,
+    access_token_env: Option<String>,
+    qps: Option<f64>,
+    max_batch: Option<i64>,
+    linger: Option<HumanDuration>,
+}
+
+/// `[source]`: how records are decoded.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub format: Format,
+}
+
+/// `[engine]`: event-time settings of the detect stage.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Bounded out-of-orderness: watermark = max ts − allowed_lateness − 1 ms.
+    pub allowed_lateness: HumanDuration,
+    /// A partition silent for this long stops holding the watermark back (`run` only).
+    pub idle_timeout: HumanDuration,
+    /// Number of detect shards; 0 = one per core.
+    pub shards: usize,
+}
+
+/// Where the TikTok access token comes from. Holds no secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    File(PathBuf),
+    Env(String),
+    None,
+}
+
+/// `[tiktok]`: the audience sink.
+#[derive(Debug, Clone)]
+pub struct TikTokSettings {
+    pub base_url: String,
+    pub token: TokenSource,
+    /// Requests per second, > 0.
+    pub qps: f64,
+    /// Users per mapping request, 1..=10,000.
+    pub max_batch: usize,
+    pub linger: HumanDuration,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: SourceSettings,
+    pub engine: EngineSettings,
+    pub tiktok: TikTokSettings,
+    /// The `[kafka]` table, kept as-is until the Kafka source defines it.
+    pub kafka: Option<toml::Value>,
+    pub campaigns: Vec<Campaign>,
+    /// Names the campaigns refer to, interned.
+    pub schema: Schema,
+}
+
+/// TikTok's limit on ids per mapping request.
+pub const TIKTOK_MAX_BATCH: usize = 10_000;
+
+impl Config {
+    /// Reads `path` and applies the process environment's `REMARKET__…` overrides.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        Ok(Config::parse(&text, std::env::vars())?)
+    }
+
+    /// Parses config text with the given environment (only `REMARKET__…` variables are used).
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problems> {
+        let mut problems = Problems::default();
+        let mut root: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                let e: toml::de::Error = e;
+                problems.service("(file)", e.to_string().trim().replace('\n', " "));
+                return Err(problems);
+            }
+        };
+        apply_env_overrides(&mut root, env, &mut problems);
+
+        fn section<T: Default + for<'de> Deserialize<'de>>(
+            root: &mut toml::Table,
+            name: &str,
+            problems: &mut Problems,
+        ) -> T {
+            match root.remove(name).map(toml::Value::try_into::<T>) {
+                None => T::default(),
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    problems.service(name, e.message().trim().to_owned());
+                    T::default()
+                }
+            }
+        }
+        let source: RawSource = section(&mut root, "source", &mut problems);
+        let engine: RawEngine = section(&mut root, "engine", &mut problems);
+        let tiktok: RawTikTok = section(&mut root, "tiktok", &mut problems);
+        let kafka = root.remove("kafka");
+        let raw_campaigns = root.remove("campaign");
+        for key in root.keys() {
+            problems.service(key, "unknown section");
+        }
+
+        let engine = validate_engine(engine, &mut problems);
+        let tiktok = validate_tiktok(tiktok, &mut problems);
+
+        let mut schema = Schema::default();
+        let mut campaigns = Vec::new();
+        match raw_campaigns {
+            None => problems.service("campaign", "at least one [[campaign]] is required"),
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    match RawCampaign::deserialize(item) {
+                        Ok(raw) => {
+                            if let Some(c) = campaign::validate(raw, i, &mut schema, &mut problems)
+                            {
+                                campaigns.push(c);
+                            }
+                        }
+                        Err(e) => problems.push(ConfigError {
+                            campaign: Some(format!("#{}", i + 1)),
+                            field: "(table)".into(),
+                            message: e.message().trim().to_owned(),
+                        }),
+                    }
+                }
+            }
+            Some(_) => problems.service("campaign", "must be an array of tables [[campaign]]"),
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &campaigns {
+            if !seen.insert(c.id.as_str()) {
+                problems.push(ConfigError {
+                    campaign: Some(c.id.clone()),
+                    field: "id".into(),
+                    message: "duplicate campaign id".into(),
+                });
+            }
+        }
+        if campaigns.len() > usize::from(u16::MAX) {
+            problems.service("campaign", "at most 65535 campaigns");
+        }
+        schema.wants_email |= schema.prop(HAS_EMAIL).is_some();
+        schema.wants_phone |= schema.prop(HAS_PHONE).is_some();
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Config {
+            source: SourceSettings {
+                format: source.format.unwrap_or_default(),
+            },
+            engine: engine.expect("no problems"),
+            tiktok: tiktok.expect("no problems"),
+            kafka,
+            campaigns,
+            schema,
+        })
+    }
+}
+
+fn validate_engine(e: RawEngine, problems: &mut Problems) -> Option<EngineSettings> {
+    let before = problems.len();
+    let allowed_lateness = e.allowed_lateness.unwrap_or_else(|| dur("5s"));
+    let idle_timeout = e.idle_timeout.unwrap_or_else(|| dur("30s"));
+    if idle_timeout.as_millis() <= 0 {
+        problems.service("engine.idle_timeout", "must be > 0");
+    }
+    let shards = match e.shards.unwrap_or(0) {
+        n @ 0..=1024 => n as usize,
+        _ => {
+            problems.service("engine.shards", "must be in 0..=1024 (0 = one per core)");
+            0
+        }
+    };
+    (problems.len() == before).then_some(EngineSettings {
+        allowed_lateness,
+        idle_timeout,
+        shards,
+    })
+}
+
+fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettings> {
+    let before = problems.len();
+    let base_url = t
+        .base_url
+        .unwrap_or_else(|| "https://business-api.tiktok.com".into());
+    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+        problems.service("tiktok.base_url", "must start with http:// or https://");
+    }
+    let token = match (t.access_token_file, t.access_token_env) {
+        (Some(_), Some(_)) => {
+            problems.service(
+                "tiktok.access_token_file",
+                "set access_token_file or access_token_env, not both",
+            );
+            TokenSource::None
+        }
+        (Some(f), None) => TokenSource::File(f),
+        (None, Some(v)) => TokenSource::Env(v),
+        (None, None) => TokenSource::None,
+    };
+    let qps = t.qps.unwrap_or(10.0);
+    if !(qps > 0.0 && qps.is_finite()) {
+        problems.service("tiktok.qps", "must be > 0");
+    }
+    let max_batch = t.max_batch.unwrap_or(TIKTOK_MAX_BATCH as i64);
+    if !(1..=TIKTOK_MAX_BATCH as i64).contains(&max_batch) {
+        problems.service("tiktok.max_batch", "must be in 1..=10000 (TikTok's limit)");
+    }
+    let linger = t.linger.unwrap_or_else(|| dur("5s"));
+    if linger.as_millis() <= 0 {
+        problems.service("tiktok.linger", "must be > 0");
+    }
+    (problems.len() == before).then_some(TikTokSettings {
+        base_url,
+        token,
+        qps,
+        max_batch: max_batch as usize,
+        linger,
+    })
+}
+
+fn dur(s: &str) -> HumanDuration {
+    HumanDuration::parse(s).expect("valid default duration")
+}
+
+/// Applies `REMARKET__SECTION__KEY=value` overrides to the service sections. The value is read
+/// as a TOML value when it parses as one (`10`, `true`, `"x"`), else as a plain string.
+fn apply_env_overrides(
+    root: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Problems,
+) {
+    for (key, raw) in env {
+        let Some(path) = key.strip_prefix("REMARKET__") else {
+            continue;
+        };
+        let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        let [section, field] = parts.as_slice() else {
+            problems.service(&key, "overrides take the form REMARKET__SECTION__KEY");
+            continue;
+        };
+        if !matches!(section.as_str(), "source" | "engine" | "tiktok" | "kafka") {
+            problems.service(
+                &key,
+                "only [source], [engine], [tiktok], [kafka] can be overridden",
+            );
+            continue;
+        }
+        let value = format!("v = {raw}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let table = root
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match table {
+            toml::Value::Table(t) => {
+                t.insert(field.clone(), value);
+            }
+            _ => problems.service(section, "must be a table"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

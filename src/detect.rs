@@ -1,0 +1,160 @@
+//! The detect stage: per-user state machines that turn records into qualifications.
+//!
+//! Records are routed by a stable hash of the user id to shards ([`shard::Shard`]); each shard
+//! owns its users' state without locks, buffers records and applies them in event-time order as
+//! the watermark ([`watermark`]) passes them, and fires window timers. The transitions themselves
+//! are pure and synchronous ([`state`]). [`Rules`] is the campaigns compiled for this stage.
+
+pub mod shard;
+pub mod state;
+pub mod watermark;
+
+use smallvec::SmallVec;
+
+use crate::campaign::condition::Condition;
+use crate::campaign::{Campaign, Identifiers};
+use crate::event::{EventId, EventTime, PropId, Schema, UserId, HAS_EMAIL, HAS_PHONE};
+use crate::identity::IdHash;
+
+/// Index of a campaign in the config's campaign list.
+pub type CampaignIdx = u16;
+
+/// What an event means to a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Closes open windows (processed before `Trigger` for the same event).
+    Inaction,
+    Trigger,
+    Goal,
+}
+
+/// One campaign, compiled for the detect stage.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub start: EventTime,
+    pub end: EventTime,
+    pub trigger_conditions: Vec<Condition>,
+    /// 0 for a live single-event trigger.
+    pub within: i64,
+    pub who: Vec<Condition>,
+    pub goal_within: Option<i64>,
+    pub identifiers: Identifiers,
+}
+
+/// The campaigns compiled for the detect stage, with an index from event to campaign roles.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub rules: Vec<Rule>,
+    /// `by_event[event id]` = the campaigns that event matters to, and how.
+    pub by_event: Vec<SmallVec<[(CampaignIdx, Role); 2]>>,
+    pub has_email: Option<PropId>,
+    pub has_phone: Option<PropId>,
+}
+
+impl Rules {
+    pub fn compile(campaigns: &[Campaign], schema: &Schema) -> Rules {
+        let mut by_event: Vec<SmallVec<[(CampaignIdx, Role); 2]>> = Vec::new();
+        let mut add = |event: &str, c: usize, role: Role| {
+            let id = usize::from(schema.event(event).expect("interned at validation"));
+            if by_event.len() <= id {
+                by_event.resize(id + 1, SmallVec::new());
+            }
+            by_event[id].push((c as CampaignIdx, role));
+        };
+        let mut rules = Vec::with_capacity(campaigns.len());
+        for (i, c) in campaigns.iter().enumerate() {
+            if let Some(ina) = &c.trigger.inaction {
+                add(&ina.event, i, Role::Inaction);
+            }
+            add(&c.trigger.event, i, Role::Trigger);
+            if let Some(g) = &c.goal {
+                add(&g.event, i, Role::Goal);
+            }
+            rules.push(Rule {
+                start: c.start,
+                end: c.end,
+                trigger_conditions: c.trigger.conditions.clone(),
+                within: c.within_ms(),
+                who: c.who.conditions.clone(),
+                goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
+                identifiers: c.what.identifiers,
+            });
+        }
+        for roles in &mut by_event {
+            // Inaction first: an event that both closes and opens keeps its own new window.
+            roles.sort_by_key(|&(c, r)| (r != Role::Inaction, c));
+        }
+        Rules {
+            rules,
+            by_event,
+            has_email: schema.prop(HAS_EMAIL),
+            has_phone: schema.prop(HAS_PHONE),
+        }
+    }
+
+    pub fn roles(&self, event: EventId) -> &[(CampaignIdx, Role)] {
+        self.by_event
+            .get(usize::from(event))
+            .map_or(&[], |v| v.as_slice())
+    }
+}
+
+/// Hashed identifiers of a user, as chosen by a campaign.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ids {
+    pub email: Option<IdHash>,
+    pub phone: Option<IdHash>,
+}
+
+impl Ids {
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.phone.is_none()
+    }
+
+    /// Only the identifiers a campaign exports.
+    pub fn chosen(&self, which: Identifiers) -> Ids {
+        Ids {
+            email: self.email.filter(|_| which.email),
+            phone: self.phone.filter(|_| which.phone),
+        }
+    }
+}
+
+/// A user met a campaign's trigger (and inaction) and its Who filter at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qualification {
+    pub campaign: CampaignIdx,
+    pub user: UserId,
+    pub at: EventTime,
+    /// The trigger event's time (`at − within`).
+    pub trigger_ts: EventTime,
+    /// The campaign's chosen identifiers the user had at `at` (empty: unreachable).
+    pub ids: Ids,
+}
+
+/// A qualified user did the goal event within the goal window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub campaign: CampaignIdx,
+    pub user: UserId,
+    pub ts: EventTime,
+}
+
+/// What the detect stage emits.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub qualifications: Vec<Qualification>,
+    pub conversions: Vec<Conversion>,
+}
+
+/// A stable 64-bit hash of a user id (FxHash: fixed, seedless, fast on short ids).
+pub fn user_hash(user: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(user)
+}
+
+/// The shard of a user among `n`. Uses the hash's high bits, so that the shard's own table
+/// (which indexes by the low bits) stays evenly filled.
+pub fn shard_for(hash: u64, n: usize) -> usize {
+    (((hash >> 32) * n as u64) >> 32) as usize
+}

@@ -1,0 +1,222 @@
+//! One detect shard: the users routed to it, their records buffered until the watermark passes
+//! them, and window timers as one FIFO queue per campaign.
+//!
+//! Order of application (DESIGN §4): records in `(ts, arrival seq)` order; a timer at `T` fires
+//! once the watermark is `>= T`, after every record with `ts <= T`. Because records are applied
+//! in event-time order and each campaign has one `within`, deadlines of a campaign are created
+//! in non-decreasing order — a `VecDeque` per campaign is an exact timer index, with no
+//! re-sorting. Stale timers (closed windows) are skipped by [`UserState::fire`].
+//!
+//! Users live in a slab (`Vec<UserState>`) indexed by a `hashbrown::HashTable<u32>` keyed by
+//! the user id stored *inside* the state, so the id is held once.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use hashbrown::HashTable;
+
+use super::state::{Ctx, InactionNow, UserState};
+use super::{user_hash, CampaignIdx, Output, Rules};
+use crate::event::{EventTime, Record};
+
+/// A record waiting for the watermark, ordered by `(ts, seq)`.
+#[derive(Debug)]
+struct Buffered {
+    ts: EventTime,
+    seq: u64,
+    rec: Record,
+}
+
+impl PartialEq for Buffered {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Buffered {}
+impl PartialOrd for Buffered {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Buffered {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+    }
+}
+
+/// A detect shard. Synchronous: a thread (replay) or task (run) drives it.
+pub struct Shard {
+    rules: std::sync::Arc<Rules>,
+    index: HashTable<u32>,
+    users: Vec<UserState>,
+    buffer: BinaryHeap<Reverse<Buffered>>,
+    timers: Vec<VecDeque<(EventTime, u32)>>,
+    watermark: EventTime,
+    inaction_now: InactionNow,
+    new_timers: Vec<(CampaignIdx, EventTime)>,
+    out: Output,
+}
+
+impl Shard {
+    pub fn new(rules: std::sync::Arc<Rules>) -> Shard {
+        let n = rules.rules.len();
+        Shard {
+            rules,
+            index: HashTable::new(),
+            users: Vec::new(),
+            buffer: BinaryHeap::new(),
+            timers: vec![VecDeque::new(); n],
+            watermark: EventTime::MIN,
+            inaction_now: InactionNow::default(),
+            new_timers: Vec::new(),
+            out: Output::default(),
+        }
+    }
+
+    /// Buffers a record. `seq` is its position in the input stream (ties at equal `ts`).
+    /// The caller guarantees `rec.ts` is above every watermark passed so far (late records are
+    /// rejected before routing).
+    pub fn push(&mut self, seq: u64, rec: Record) {
+        debug_assert!(rec.ts > self.watermark, "late record reached a shard");
+        self.buffer.push(Reverse(Buffered {
+            ts: rec.ts,
+            seq,
+            rec,
+        }));
+    }
+
+    /// Moves the watermark to `wm`: applies due records and fires due timers in order.
+    pub fn advance(&mut self, wm: EventTime) {
+        loop {
+            let rec_ts = self.buffer.peek().map(|b| b.0.ts).filter(|&t| t <= wm);
+            let timer = self.next_timer().filter(|&(d, _)| d <= wm);
+            match (rec_ts, timer) {
+                (Some(t), Some((d, c))) if d < t => self.fire(c),
+                (Some(_), _) => {
+                    let Reverse(b) = self.buffer.pop().expect("peeked");
+                    self.apply(b.rec);
+                }
+                (None, Some((_, c))) => self.fire(c),
+                (None, None) => break,
+            }
+        }
+        self.watermark = self.watermark.max(wm);
+    }
+
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+
+    fn next_timer(&self) -> Option<(EventTime, CampaignIdx)> {
+        self.timers
+            .iter()
+            .enumerate()
+            .filter_map(|(c, q)| q.front().map(|&(d, _)| (d, c as CampaignIdx)))
+            .min()
+    }
+
+    fn fire(&mut self, c: CampaignIdx) {
+        let (deadline, slot) = self.timers[usize::from(c)].pop_front().expect("peeked");
+        let mut cx = Ctx {
+            rules: &self.rules,
+            out: &mut self.out,
+            timers: &mut self.new_timers,
+            inaction_now: &mut self.inaction_now,
+        };
+        self.users[slot as usize].fire(c, deadline, &mut cx);
+        debug_assert!(self.new_timers.is_empty(), "a timer created a timer");
+    }
+
+    fn apply(&mut self, rec: Record) {
+        let slot = match self.find(&rec.user) {
+            Some(s) => s,
+            None if Self::creates_state(&self.rules, &rec) => self.insert(rec.user.clone()),
+            None => {
+                // Still note inaction events: a trigger at the same ts may follow.
+                let mut probe = UserState::new(rec.user.clone());
+                let mut cx = Ctx {
+                    rules: &self.rules,
+                    out: &mut self.out,
+                    timers: &mut self.new_timers,
+                    inaction_now: &mut self.inaction_now,
+                };
+                probe.apply(&rec, &mut cx);
+                debug_assert!(probe.is_empty() && self.new_timers.is_empty());
+                return;
+            }
+        };
+        let mut cx = Ctx {
+            rules: &self.rules,
+            out: &mut self.out,
+            timers: &mut self.new_timers,
+            inaction_now: &mut self.inaction_now,
+        };
+        self.users[slot as usize].apply(&rec, &mut cx);
+        for (c, deadline) in self.new_timers.drain(..) {
+            let q = &mut self.timers[usize::from(c)];
+            debug_assert!(q.back().is_none_or(|&(d, _)| d <= deadline), "timer order");
+            q.push_back((deadline, slot));
+        }
+    }
+
+    /// Whether a record for an unknown user needs state: a profile patch, or a trigger event.
+    fn creates_state(rules: &Rules, rec: &Record) -> bool {
+        rec.profile.as_ref().is_some_and(|p| !p.is_empty())
+            || rec.event.as_ref().and_then(|e| e.id).is_some_and(|id| {
+                rules
+                    .roles(id)
+                    .iter()
+                    .any(|&(_, r)| r == super::Role::Trigger)
+            })
+    }
+
+    fn find(&self, user: &str) -> Option<u32> {
+        let users = &self.users;
+        self.index
+            .find(user_hash(user), |&s| users[s as usize].id == user)
+            .copied()
+    }
+
+    fn insert(&mut self, user: crate::event::UserId) -> u32 {
+        let slot = u32::try_from(self.users.len()).expect("more than 4G users in one shard");
+        let users = &self.users;
+        self.index.insert_unique(user_hash(&user), slot, |&s| {
+            user_hash(&users[s as usize].id)
+        });
+        self.users.push(UserState::new(user));
+        slot
+    }
+
+    /// Takes what the shard emitted so far.
+    pub fn take_output(&mut self) -> Output {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Number of users with state.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of records waiting for the watermark.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Per campaign, the users with an open window and no decision.
+    pub fn pending(&self) -> Vec<u64> {
+        let n = self.rules.rules.len();
+        (0..n)
+            .map(|c| {
+                self.users
+                    .iter()
+                    .filter(|u| u.is_pending(c as CampaignIdx))
+                    .count() as u64
+            })
+            .collect()
+    }
+
+    /// A user's state, for tests and inspection.
+    pub fn user(&self, id: &str) -> Option<&UserState> {
+        self.find(id).map(|s| &self.users[s as usize])
+    }
+}

@@ -1,0 +1,340 @@
+//! Unit tests of the detect state machine (DESIGN §4), driven through a synchronous shard so
+//! that buffering, watermarks and timers are exercised exactly as in production.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::detect::shard::Shard;
+use crate::detect::{Output, Rules};
+use crate::event::{Event, IdUpdate, ProfilePatch, Record, Value};
+use crate::identity::hash_email;
+
+const BASE: &str = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+end = "1970-01-02T00:00:00Z"
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+"#;
+
+fn config(extra: &str) -> Config {
+    Config::parse(&format!("{BASE}{extra}"), Vec::new()).expect("valid test config")
+}
+
+struct T {
+    cfg: Config,
+    shard: Shard,
+    seq: u64,
+}
+
+impl T {
+    fn new(extra: &str) -> T {
+        let cfg = config(extra);
+        let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+        T {
+            shard: Shard::new(rules),
+            cfg,
+            seq: 0,
+        }
+    }
+
+    fn push(&mut self, rec: Record) -> &mut Self {
+        self.seq += 1;
+        self.shard.push(self.seq, rec);
+        self
+    }
+
+    fn ev(&mut self, user: &str, ts: i64, name: &str, props: &[(&str, Value)]) -> &mut Self {
+        let schema = &self.cfg.schema;
+        let rec = Record {
+            user: user.into(),
+            ts,
+            event: Some(Event {
+                id: schema.event(name),
+                props: props
+                    .iter()
+                    .filter_map(|(k, v)| schema.prop(k).map(|p| (p, v.clone())))
+                    .collect(),
+            }),
+            profile: None,
+        };
+        self.push(rec)
+    }
+
+    fn profile(&mut self, user: &str, ts: i64, props: &[(&str, Value)]) -> &mut Self {
+        let schema = &self.cfg.schema;
+        let mut patch = ProfilePatch::default();
+        for (k, v) in props {
+            if *k == "email" {
+                patch.email = match v {
+                    Value::Str(s) => hash_email(s).map_or(IdUpdate::Cleared, IdUpdate::Set),
+                    _ => IdUpdate::Cleared,
+                };
+            } else if let Some(p) = schema.prop(k) {
+                patch.props.push((p, v.clone()));
+            }
+        }
+        self.push(Record {
+            user: user.into(),
+            ts,
+            event: None,
+            profile: Some(patch),
+        })
+    }
+
+    fn advance(&mut self, wm: i64) -> Output {
+        self.shard.advance(wm);
+        self.shard.take_output()
+    }
+
+    /// `(user, at)` of each qualification.
+    fn quals(&mut self, wm: i64) -> Vec<(String, i64)> {
+        let out = self.advance(wm);
+        out.qualifications
+            .iter()
+            .map(|q| (q.user.to_string(), q.at))
+            .collect()
+    }
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.into())
+}
+
+const LIVE: &str = r#"
+[campaign.trigger]
+event = "Added To Cart"
+where = [{ prop = "price", op = ">=", value = 10 }]
+"#;
+
+const PAIR: &str = r#"
+[campaign.trigger]
+event = "Added To Cart"
+[campaign.trigger.inaction]
+event = "Charged"
+within = "30ms"
+"#;
+
+#[test]
+fn live_trigger_qualifies_at_event_time_when_where_holds() {
+    let mut t = T::new(LIVE);
+    t.ev("a", 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    t.ev("b", 100, "Added To Cart", &[("price", Value::Num(9.99))]);
+    t.ev("c", 101, "Added To Cart", &[]);
+    t.ev("d", 102, "Added To Cart", &[("price", s("10"))]);
+    assert_eq!(t.quals(1000), vec![("a".into(), 100)]);
+}
+
+#[test]
+fn nothing_fires_before_the_watermark_reaches_it() {
+    let mut t = T::new(LIVE);
+    t.ev("a", 100, "Added To Cart", &[("price", Value::Num(50.0))]);
+    assert!(t.quals(99).is_empty());
+    assert_eq!(t.shard.buffered(), 1);
+    assert_eq!(t.quals(100), vec![("a".into(), 100)]);
+}
+
+#[test]
+fn campaign_window_is_start_inclusive_end_exclusive() {
+    let extra = LIVE.replace(
+        "where = [{ prop = \"price\", op = \">=\", value = 10 }]",
+        "",
+    );
+    let cfg = BASE
+        .replace("1970-01-01T00:00:00Z", "1970-01-01T00:00:01Z")
+        .replace("1970-01-02T00:00:00Z", "1970-01-01T00:00:02Z");
+    let cfg = Config::parse(&format!("{cfg}{extra}"), Vec::new()).unwrap();
+    let mut t = T {
+        shard: Shard::new(Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema))),
+        cfg,
+        seq: 0,
+    };
+    t.ev("before", 999, "Added To Cart", &[]);
+    t.ev("start", 1000, "Added To Cart", &[]);
+    t.ev("last", 1999, "Added To Cart", &[]);
+    t.ev("end", 2000, "Added To Cart", &[]);
+    assert_eq!(
+        t.quals(5000),
+        vec![("start".into(), 1000), ("last".into(), 1999)]
+    );
+}
+
+#[test]
+fn inaction_window_qualifies_at_ta_plus_within() {
+    let mut t = T::new(PAIR);
+    t.ev("a", 100, "Added To Cart", &[]);
+    assert!(t.quals(129).is_empty(), "window still open");
+    assert_eq!(t.quals(130), vec![("a".into(), 130)]);
+}
+
+#[test]
+fn inaction_bounds_are_inclusive() {
+    let mut t = T::new(PAIR);
+    t.ev("closed-at-end", 100, "Added To Cart", &[]);
+    t.ev("closed-at-end", 130, "Charged", &[]);
+    t.ev("too-late", 100, "Added To Cart", &[]);
+    t.ev("too-late", 131, "Charged", &[]);
+    assert_eq!(t.quals(1000), vec![("too-late".into(), 130)]);
+}
+
+#[test]
+fn inaction_at_the_same_ts_as_the_trigger_closes_it_in_either_order() {
+    let mut t = T::new(PAIR);
+    t.ev("a-then-b", 100, "Added To Cart", &[]);
+    t.ev("a-then-b", 100, "Charged", &[]);
+    t.ev("b-then-a", 100, "Charged", &[]);
+    t.ev("b-then-a", 100, "Added To Cart", &[]);
+    t.ev("b-before", 99, "Charged", &[]);
+    t.ev("b-before", 100, "Added To Cart", &[]);
+    assert_eq!(t.quals(1000), vec![("b-before".into(), 130)]);
+}
+
+#[test]
+fn one_inaction_closes_every_open_window() {
+    let mut t = T::new(PAIR);
+    t.ev("u", 100, "Added To Cart", &[]);
+    t.ev("u", 110, "Added To Cart", &[]);
+    t.ev("u", 120, "Charged", &[]);
+    assert!(t.quals(200).is_empty());
+    t.ev("u", 250, "Added To Cart", &[]);
+    assert_eq!(
+        t.quals(1000),
+        vec![("u".into(), 280)],
+        "a later window is independent"
+    );
+}
+
+#[test]
+fn earliest_window_qualifies_before_a_later_inaction() {
+    let mut t = T::new(PAIR);
+    t.ev("u", 100, "Added To Cart", &[]);
+    t.ev("u", 110, "Added To Cart", &[]);
+    t.ev("u", 135, "Charged", &[]);
+    assert_eq!(t.quals(1000), vec![("u".into(), 130)]);
+}
+
+#[test]
+fn records_apply_before_timers_at_equal_ts() {
+    let mut t = T::new(&format!(
+        "{PAIR}[campaign.who]\nwhere = [{{ prop = \"country\", op = \"=\", value = \"DE\" }}]\n"
+    ));
+    t.ev("u", 100, "Added To Cart", &[]);
+    t.profile("u", 130, &[("country", s("DE"))]);
+    assert_eq!(t.quals(1000), vec![("u".into(), 130)]);
+}
+
+#[test]
+fn who_is_evaluated_on_the_profile_as_of_at() {
+    let who = "[campaign.who]\nwhere = [{ prop = \"country\", op = \"=\", value = \"DE\" }]\n";
+    let mut t = T::new(&format!("{PAIR}{who}"));
+    // Profile set before `at` and changed after it: only the value as of `at` counts, even
+    // though the later update arrives before the window's timer fires.
+    t.profile("before", 50, &[("country", s("DE"))]);
+    t.ev("before", 100, "Added To Cart", &[]);
+    t.profile("before", 131, &[("country", s("FR"))]);
+    t.profile("after", 50, &[("country", s("FR"))]);
+    t.ev("after", 100, "Added To Cart", &[]);
+    t.profile("after", 131, &[("country", s("DE"))]);
+    assert_eq!(t.quals(1000), vec![("before".into(), 130)]);
+}
+
+#[test]
+fn who_failure_gives_no_decision_and_a_later_window_may_qualify() {
+    let who = "[campaign.who]\nwhere = [{ prop = \"age\", op = \">\", value = 20 }]\n";
+    let mut t = T::new(&format!("{PAIR}{who}"));
+    t.profile("u", 0, &[("age", Value::Num(18.0))]);
+    t.ev("u", 100, "Added To Cart", &[]);
+    assert!(t.quals(500).is_empty());
+    t.profile("u", 600, &[("age", Value::Num(21.0))]);
+    t.ev("u", 700, "Added To Cart", &[]);
+    assert_eq!(t.quals(1000), vec![("u".into(), 730)]);
+}
+
+#[test]
+fn profile_null_removes_a_property() {
+    let who = "[campaign.who]\nwhere = [{ prop = \"city\", op = \"not_exists\" }]\n";
+    let mut t = T::new(&format!("{LIVE}{who}"));
+    t.profile("u", 0, &[("city", s("Berlin"))]);
+    t.ev("u", 10, "Added To Cart", &[("price", Value::Num(20.0))]);
+    t.profile("u", 20, &[("city", Value::Null)]);
+    t.ev("u", 30, "Added To Cart", &[("price", Value::Num(20.0))]);
+    assert_eq!(t.quals(1000), vec![("u".into(), 30)]);
+}
+
+#[test]
+fn once_per_user() {
+    let mut t = T::new(LIVE);
+    for ts in [10, 20, 30] {
+        t.ev("u", ts, "Added To Cart", &[("price", Value::Num(20.0))]);
+    }
+    assert_eq!(t.quals(1000), vec![("u".into(), 10)]);
+}
+
+#[test]
+fn identifiers_as_of_at_and_has_email() {
+    let who = "[campaign.who]\nwhere = [{ prop = \"has_email\", op = \"=\", value = true }]\n";
+    let mut t = T::new(&format!("{LIVE}{who}"));
+    t.profile("u", 0, &[("email", s(" U@X.io "))]);
+    t.ev("u", 10, "Added To Cart", &[("price", Value::Num(20.0))]);
+    t.ev("v", 10, "Added To Cart", &[("price", Value::Num(20.0))]);
+    let out = t.advance(1000);
+    assert_eq!(out.qualifications.len(), 1);
+    assert_eq!(out.qualifications[0].ids.email, hash_email("u@x.io"));
+    assert_eq!(out.qualifications[0].ids.phone, None);
+}
+
+#[test]
+fn goal_counts_strictly_after_at_and_up_to_the_window() {
+    let goal = "[campaign.goal]\nevent = \"Charged\"\nwithin = \"100ms\"\n";
+    let mut t = T::new(&format!("{LIVE}{goal}"));
+    let buy = [("price", Value::Num(20.0))];
+    for u in ["same-ts", "in", "edge", "after"] {
+        t.ev(u, 10, "Added To Cart", &buy);
+    }
+    t.ev("same-ts", 10, "Charged", &[]);
+    t.ev("in", 50, "Charged", &[]);
+    t.ev("in", 60, "Charged", &[]);
+    t.ev("edge", 110, "Charged", &[]);
+    t.ev("after", 111, "Charged", &[]);
+    let out = t.advance(1000);
+    assert_eq!(out.qualifications.len(), 4);
+    let conv: Vec<_> = out
+        .conversions
+        .iter()
+        .map(|c| (c.user.as_str(), c.ts))
+        .collect();
+    assert_eq!(conv, vec![("in", 50), ("edge", 110)], "once per user");
+}
+
+#[test]
+fn records_of_one_user_at_equal_ts_keep_stream_order() {
+    let who = "[campaign.who]\nwhere = [{ prop = \"city\", op = \"=\", value = \"B\" }]\n";
+    let mut t = T::new(&format!("{LIVE}{who}"));
+    t.profile("u", 10, &[("city", s("A"))]);
+    t.profile("u", 10, &[("city", s("B"))]);
+    t.ev("u", 10, "Added To Cart", &[("price", Value::Num(20.0))]);
+    t.profile("v", 10, &[("city", s("B"))]);
+    t.profile("v", 10, &[("city", s("A"))]);
+    t.ev("v", 10, "Added To Cart", &[("price", Value::Num(20.0))]);
+    assert_eq!(t.quals(1000), vec![("u".into(), 10)]);
+}
+
+#[test]
+fn pending_counts_open_windows_without_decision() {
+    let mut t = T::new(PAIR);
+    t.ev("open", 100, "Added To Cart", &[]);
+    t.ev("closed", 100, "Added To Cart", &[]);
+    t.ev("closed", 110, "Charged", &[]);
+    t.advance(120);
+    assert_eq!(t.shard.pending(), vec![1]);
+    t.advance(130);
+    assert_eq!(t.shard.pending(), vec![0]);
+    assert!(t
+        .shard
+        .user("closed")
+        .is_some_and(|u| u.campaign(0).is_none()));
+}

@@ -1,0 +1,150 @@
+//! The record model: a decoded, *projected* user event or profile update.
+//!
+//! Decoders (see [`decode`]) keep only what the configured campaigns can look at: property
+//! names are interned into [`PropId`]s and event names into [`EventId`]s by a [`Schema`] built
+//! from the config, so per-user state never holds property-name strings. Raw email and phone
+//! values are normalised and hashed while decoding (see [`crate::identity`]) and never stored.
+
+pub mod decode;
+pub mod recording;
+
+use compact_str::CompactString;
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::identity::IdHash;
+
+/// A user id as found in the record (`user_id`, `userId`, `identity`). Ids of up to 24 bytes are
+/// stored inline, without a heap allocation.
+pub type UserId = CompactString;
+
+/// Event time: milliseconds since the Unix epoch, UTC.
+pub type EventTime = i64;
+
+/// An interned property name (index into [`Schema::props`]).
+pub type PropId = u16;
+
+/// An interned event name (index into [`Schema::events`]).
+pub type EventId = u16;
+
+/// A property value as the campaign conditions see it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// JSON `null`: in a profile update, removes the property.
+    Null,
+    Bool(bool),
+    Num(f64),
+    Str(CompactString),
+    /// An array or object: it exists, but no comparison matches it.
+    Other,
+}
+
+/// Projected properties: only those some campaign refers to.
+pub type Props = SmallVec<[(PropId, Value); 4]>;
+
+/// An identifier change carried by a profile update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdUpdate {
+    /// The update does not mention the identifier.
+    #[default]
+    Unchanged,
+    /// Set to a valid value (already normalised and hashed).
+    Set(IdHash),
+    /// Removed (`null`) or set to an invalid value: the user no longer has one.
+    Cleared,
+}
+
+/// A profile patch: properties to merge (`Value::Null` removes) and identifier changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfilePatch {
+    pub props: Props,
+    pub email: IdUpdate,
+    pub phone: IdUpdate,
+}
+
+impl ProfilePatch {
+    pub fn is_empty(&self) -> bool {
+        self.props.is_empty()
+            && self.email == IdUpdate::Unchanged
+            && self.phone == IdUpdate::Unchanged
+    }
+}
+
+/// A user event; `id` is `None` when no campaign refers to the event name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: Option<EventId>,
+    pub props: Props,
+}
+
+/// One decoded record. A Segment `track` with a `context` carries both an event and a profile
+/// patch (its app/device fields); a profile update carries only the patch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub user: UserId,
+    pub ts: EventTime,
+    pub event: Option<Event>,
+    pub profile: Option<ProfilePatch>,
+}
+
+impl Record {
+    /// Whether the record can change any campaign state.
+    pub fn is_relevant(&self) -> bool {
+        self.event.as_ref().is_some_and(|e| e.id.is_some())
+            || self.profile.as_ref().is_some_and(|p| !p.is_empty())
+    }
+}
+
+/// The names campaigns refer to, interned. Built once from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    props: Vec<String>,
+    prop_ids: FxHashMap<String, PropId>,
+    events: Vec<String>,
+    event_ids: FxHashMap<String, EventId>,
+    /// Whether some campaign exports (or filters on) the email / phone identifiers.
+    pub wants_email: bool,
+    pub wants_phone: bool,
+}
+
+/// Pseudo-property names derived from identifiers.
+pub const HAS_EMAIL: &str = "has_email";
+pub const HAS_PHONE: &str = "has_phone";
+
+impl Schema {
+    pub fn intern_prop(&mut self, name: &str) -> PropId {
+        if let Some(&id) = self.prop_ids.get(name) {
+            return id;
+        }
+        let id = PropId::try_from(self.props.len()).expect("more than 65535 property names");
+        self.props.push(name.to_owned());
+        self.prop_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    pub fn intern_event(&mut self, name: &str) -> EventId {
+        if let Some(&id) = self.event_ids.get(name) {
+            return id;
+        }
+        let id = EventId::try_from(self.events.len()).expect("more than 65535 event names");
+        self.events.push(name.to_owned());
+        self.event_ids.insert(name.to_owned(), id);
+        id
+    }
+
+    pub fn prop(&self, name: &str) -> Option<PropId> {
+        self.prop_ids.get(name).copied()
+    }
+
+    pub fn event(&self, name: &str) -> Option<EventId> {
+        self.event_ids.get(name).copied()
+    }
+
+    pub fn prop_name(&self, id: PropId) -> &str {
+        &self.props[usize::from(id)]
+    }
+
+    pub fn event_name(&self, id: EventId) -> &str {
+        &self.events[usize::from(id)]
+    }
+}

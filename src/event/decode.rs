@@ -1,0 +1,597 @@
+//! Decoders: one line of bytes → a projected [`Record`], for the `native`, `segment` and
+//! `clevertap` formats of DESIGN §2.
+//!
+//! Every failure is a [`Malformed`] reason, never a panic. Decoding borrows from the input:
+//! property names are matched against the [`Schema`] without allocating, properties no campaign
+//! refers to are skipped, and email/phone values are hashed as they are read.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::{Event, EventTime, IdUpdate, ProfilePatch, Props, Record, Schema, UserId, Value};
+use super::{HAS_EMAIL, HAS_PHONE};
+use crate::config::Format;
+use crate::identity;
+
+/// Lines longer than this are rejected as `oversize`.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// Why a line was not decoded. The names are the `reason` of dead-letter lines and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Malformed {
+    Oversize,
+    InvalidUtf8,
+    InvalidJson,
+    NotAnObject,
+    MissingUserId,
+    InvalidUserId,
+    MissingEvent,
+    InvalidEvent,
+    MissingTs,
+    InvalidTs,
+    InvalidProps,
+    UnknownType,
+    InvalidEnvelope,
+    /// Not malformed, but arrived behind the watermark (DESIGN §4).
+    Late,
+}
+
+impl Malformed {
+    pub const ALL: [Malformed; 14] = [
+        Malformed::Oversize,
+        Malformed::InvalidUtf8,
+        Malformed::InvalidJson,
+        Malformed::NotAnObject,
+        Malformed::MissingUserId,
+        Malformed::InvalidUserId,
+        Malformed::MissingEvent,
+        Malformed::InvalidEvent,
+        Malformed::MissingTs,
+        Malformed::InvalidTs,
+        Malformed::InvalidProps,
+        Malformed::UnknownType,
+        Malformed::InvalidEnvelope,
+        Malformed::Late,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::Oversize => "oversize",
+            Malformed::InvalidUtf8 => "invalid_utf8",
+            Malformed::InvalidJson => "invalid_json",
+            Malformed::NotAnObject => "not_an_object",
+            Malformed::MissingUserId => "missing_user_id",
+            Malformed::InvalidUserId => "invalid_user_id",
+            Malformed::MissingEvent => "missing_event",
+            Malformed::InvalidEvent => "invalid_event",
+            Malformed::MissingTs => "missing_ts",
+            Malformed::InvalidTs => "invalid_ts",
+            Malformed::InvalidProps => "invalid_props",
+            Malformed::UnknownType => "unknown_type",
+            Malformed::InvalidEnvelope => "invalid_envelope",
+            Malformed::Late => "late",
+        }
+    }
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Decodes lines of one format against a schema.
+#[derive(Debug, Clone)]
+pub struct Decoder<'s> {
+    format: Format,
+    schema: &'s Schema,
+}
+
+/// Every top-level field any format uses, kept raw so that each can be typed on its own (a
+/// wrongly-typed field gets its own reason instead of a generic parse error).
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "userId")]
+    user_id_camel: Option<&'a RawValue>,
+    #[serde(borrow, rename = "anonymousId")]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    identity: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, rename = "evtName")]
+    evt_name: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    props: Option<&'a RawValue>,
+    #[serde(borrow)]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow)]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, rename = "evtData")]
+    evt_data: Option<&'a RawValue>,
+    #[serde(borrow, rename = "profileData")]
+    profile_data: Option<&'a RawValue>,
+}
+
+fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
+    v.filter(|r| r.get() != "null")
+}
+
+/// A JSON string, borrowed unless it has escapes.
+fn string(v: &RawValue) -> Option<Cow<'_, str>> {
+    match <&str>::deserialize(&mut serde_json::Deserializer::from_str(v.get())) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(v.get()).ok().map(Cow::Owned),
+    }
+}
+
+fn str_field<'a>(
+    v: Option<&'a RawValue>,
+    missing: Malformed,
+    invalid: Malformed,
+) -> Result<Cow<'a, str>, Malformed> {
+    let v = is_null(v).ok_or(missing)?;
+    match string(v) {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(missing),
+        None => Err(invalid),
+    }
+}
+
+/// Parses an event time: integers are in `int_unit_ms` units, strings are RFC 3339.
+fn ts_field(v: Option<&RawValue>, int_unit_ms: i64) -> Result<EventTime, Malformed> {
+    let v = is_null(v).ok_or(Malformed::MissingTs)?;
+    let text = v.get();
+    if text.starts_with('"') {
+        let s = string(v).ok_or(Malformed::InvalidTs)?;
+        return crate::campaign::parse_rfc3339_ms(&s).ok_or(Malformed::InvalidTs);
+    }
+    let n: i64 = text.parse().map_err(|_| Malformed::InvalidTs)?;
+    n.checked_mul(int_unit_ms).ok_or(Malformed::InvalidTs)
+}
+
+impl<'s> Decoder<'s> {
+    pub fn new(format: Format, schema: &'s Schema) -> Self {
+        Decoder { format, schema }
+    }
+
+    pub fn schema(&self) -> &'s Schema {
+        self.schema
+    }
+
+    /// Decodes one line (without its newline).
+    pub fn decode(&self, line: &[u8]) -> Result<Record, Malformed> {
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(Malformed::Oversize);
+        }
+        let text = std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
+        self.decode_str(text)
+    }
+
+    /// Decodes one line of text.
+    pub fn decode_str(&self, text: &str) -> Result<Record, Malformed> {
+        if text.len() > MAX_RECORD_BYTES {
+            return Err(Malformed::Oversize);
+        }
+        let f: Fields = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Malformed::NotAnObject,
+            _ => Malformed::InvalidJson,
+        })?;
+        match self.format {
+            Format::Native => self.native(&f),
+            Format::Segment => self.segment(&f),
+            Format::Clevertap => self.clevertap(&f),
+        }
+    }
+
+    fn user(v: Option<&RawValue>) -> Result<UserId, Malformed> {
+        str_field(v, Malformed::MissingUserId, Malformed::InvalidUserId).map(|s| UserId::from(&*s))
+    }
+
+    fn event(&self, name: Option<&RawValue>, props: Option<&RawValue>) -> Result<Event, Malformed> {
+        let name = str_field(name, Malformed::MissingEvent, Malformed::InvalidEvent)?;
+        let id = self.schema.event(&name);
+        let mut patch = ProfilePatch::default();
+        // Properties of events no campaign listens to are never looked at.
+        if let (Some(_), Some(p)) = (id, is_null(props)) {
+            self.props(p, Keys::Event, &mut patch)?;
+        }
+        Ok(Event {
+            id,
+            props: patch.props,
+        })
+    }
+
+    fn props(&self, raw: &RawValue, keys: Keys, out: &mut ProfilePatch) -> Result<(), Malformed> {
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        PropsSeed {
+            schema: self.schema,
+            keys,
+            out,
+        }
+        .deserialize(&mut de)
+        .map_err(|_| Malformed::InvalidProps)
+    }
+
+    fn profile(&self, raw: Option<&RawValue>, keys: Keys) -> Result<ProfilePatch, Malformed> {
+        let mut patch = ProfilePatch::default();
+        if let Some(p) = is_null(raw) {
+            self.props(p, keys, &mut patch)?;
+        }
+        Ok(patch)
+    }
+
+    fn native(&self, f: &Fields) -> Result<Record, Malformed> {
+        let user = Self::user(f.user_id)?;
+        let kind = match is_null(f.kind) {
+            None => None,
+            Some(k) => Some(string(k).ok_or(Malformed::UnknownType)?),
+        };
+        let ts = ts_field(f.ts, 1)?;
+        match kind.as_deref() {
+            None | Some("event") | Some("track") => Ok(Record {
+                user,
+                ts,
+                event: Some(self.event(f.event, f.props)?),
+                profile: None,
+            }),
+            Some("profile") => Ok(Record {
+                user,
+                ts,
+                event: None,
+                profile: Some(self.profile(f.props, Keys::Profile)?),
+            }),
+            Some(_) => Err(Malformed::UnknownType),
+        }
+    }
+
+    fn segment(&self, f: &Fields) -> Result<Record, Malformed> {
+        let kind = str_field(f.kind, Malformed::UnknownType, Malformed::UnknownType)?;
+        let user = match is_null(f.user_id_camel) {
+            Some(_) => Self::user(f.user_id_camel)?,
+            None => Self::user(f.anonymous_id)?,
+        };
+        let ts = ts_field(f.timestamp, 1)?;
+        match &*kind {
+            "track" => {
+                let event = self.event(f.event, f.properties)?;
+                let profile = match is_null(f.context) {
+                    Some(c) => Some(self.segment_context(c)?),
+                    None => None,
+                };
+                Ok(Record {
+                    user,
+                    ts,
+                    event: Some(event),
+                    profile,
+                })
+            }
+            "identify" => {
+                let mut patch = self.profile(f.traits, Keys::SegmentTraits)?;
+                if let Some(c) = is_null(f.context) {
+                    let ctx = self.segment_context(c)?;
+                    patch.props.extend(ctx.props);
+                }
+                Ok(Record {
+                    user,
+                    ts,
+                    event: None,
+                    profile: Some(patch),
+                })
+            }
+            _ => Err(Malformed::UnknownType),
+        }
+    }
+
+    /// `context.app.version`, `context.os.version`, `context.device.{manufacturer,model}`,
+    /// `context.library.version` feed the app/device profile fields.
+    fn segment_context(&self, raw: &RawValue) -> Result<ProfilePatch, Malformed> {
+        #[derive(Deserialize, Default)]
+        struct Part<'a> {
+            #[serde(borrow)]
+            version: Option<&'a RawValue>,
+            #[serde(borrow)]
+            manufacturer: Option<&'a RawValue>,
+            #[serde(borrow)]
+            model: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Context<'a> {
+            #[serde(borrow)]
+            app: Option<Part<'a>>,
+            #[serde(borrow)]
+            os: Option<Part<'a>>,
+            #[serde(borrow)]
+            device: Option<Part<'a>>,
+            #[serde(borrow)]
+            library: Option<Part<'a>>,
+        }
+        let ctx: Context = serde_json::from_str(raw.get()).map_err(|_| Malformed::InvalidProps)?;
+        let mut patch = ProfilePatch::default();
+        let fields = [
+            ("app_version", ctx.app.as_ref().and_then(|p| p.version)),
+            ("os_version", ctx.os.as_ref().and_then(|p| p.version)),
+            (
+                "device_make",
+                ctx.device.as_ref().and_then(|p| p.manufacturer),
+            ),
+            ("device_model", ctx.device.as_ref().and_then(|p| p.model)),
+            ("sdk_version", ctx.library.as_ref().and_then(|p| p.version)),
+        ];
+        for (name, raw) in fields {
+            if let (Some(id), Some(raw)) = (self.schema.prop(name), raw) {
+                let mut de = serde_json::Deserializer::from_str(raw.get());
+                let v = ValueSeed
+                    .deserialize(&mut de)
+                    .map_err(|_| Malformed::InvalidProps)?;
+                patch.props.push((id, v));
+            }
+        }
+        Ok(patch)
+    }
+
+    fn clevertap(&self, f: &Fields) -> Result<Record, Malformed> {
+        let user = Self::user(f.identity)?;
+        let ts = ts_field(f.ts, 1000)?;
+        let kind = match is_null(f.kind) {
+            None => None,
+            Some(k) => Some(string(k).ok_or(Malformed::UnknownType)?),
+        };
+        match kind.as_deref() {
+            None | Some("event") => Ok(Record {
+                user,
+                ts,
+                event: Some(self.event(f.evt_name, f.evt_data)?),
+                profile: None,
+            }),
+            Some("profile") => Ok(Record {
+                user,
+                ts,
+                event: None,
+                profile: Some(self.profile(f.profile_data, Keys::Clevertap)?),
+            }),
+            Some(_) => Err(Malformed::UnknownType),
+        }
+    }
+}
+
+// === property projection ===
+
+/// How property keys map to canonical names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// Event properties: names as they are.
+    Event,
+    /// Native profile: canonical names.
+    Profile,
+    /// Segment `traits`: canonical names, `address` nested.
+    SegmentTraits,
+    /// Segment `traits.address`: `country`, `state` → `region`, `city`.
+    SegmentAddress,
+    /// CleverTap `profileData`: capitalised names, `MSG-email`/`MSG-sms` opt-ins.
+    Clevertap,
+}
+
+/// Where one key's value goes.
+enum Target {
+    Prop(u16),
+    Email(Option<u16>),
+    Phone(Option<u16>),
+    /// CleverTap opt-in flag: stored negated as the `…_unsubscribed` property.
+    OptIn(u16),
+    /// CleverTap gender letter, mapped to `male`/`female`/`other`.
+    Gender(u16),
+    Address,
+    Skip,
+}
+
+const CLEVERTAP_NAMES: [(&str, &str); 9] = [
+    ("Email", "email"),
+    ("Phone", "phone"),
+    ("Age", "age"),
+    ("Gender", "gender"),
+    ("Country", "country"),
+    ("Region", "region"),
+    ("City", "city"),
+    ("MSG-email", "email_unsubscribed"),
+    ("MSG-sms", "sms_unsubscribed"),
+];
+
+fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
+    let canonical = match keys {
+        Keys::Event => return schema.prop(key).map_or(Target::Skip, Target::Prop),
+        Keys::SegmentTraits if key == "address" => return Target::Address,
+        Keys::SegmentAddress => match key {
+            "country" | "city" => key,
+            "state" => "region",
+            _ => return Target::Skip,
+        },
+        Keys::Clevertap => CLEVERTAP_NAMES
+            .iter()
+            .find(|(ct, _)| *ct == key)
+            .map_or(key, |(_, c)| c),
+        Keys::Profile | Keys::SegmentTraits => key,
+    };
+    let prop = schema.prop(canonical);
+    match canonical {
+        "email" if schema.wants_email => Target::Email(prop),
+        "phone" if schema.wants_phone => Target::Phone(prop),
+        HAS_EMAIL | HAS_PHONE => Target::Skip,
+        "email_unsubscribed" | "sms_unsubscribed"
+            if keys == Keys::Clevertap && key != canonical =>
+        {
+            prop.map_or(Target::Skip, Target::OptIn)
+        }
+        "gender" if keys == Keys::Clevertap => prop.map_or(Target::Skip, Target::Gender),
+        _ => prop.map_or(Target::Skip, Target::Prop),
+    }
+}
+
+struct PropsSeed<'a> {
+    schema: &'a Schema,
+    keys: Keys,
+    out: &'a mut ProfilePatch,
+}
+
+struct KeySeed<'a> {
+    schema: &'a Schema,
+    keys: Keys,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Target;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Target, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for KeySeed<'_> {
+    type Value = Target;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a property name")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Target, E> {
+        Ok(target(self.schema, self.keys, key))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PropsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PropsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object of properties")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (schema, keys) = (self.schema, self.keys);
+        while let Some(t) = map.next_key_seed(KeySeed { schema, keys })? {
+            match t {
+                Target::Skip => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Target::Prop(id) => {
+                    let v = map.next_value_seed(ValueSeed)?;
+                    set(&mut self.out.props, id, v);
+                }
+                Target::Email(prop) | Target::Phone(prop) => {
+                    let is_email = matches!(t, Target::Email(_));
+                    let v = map.next_value_seed(ValueSeed)?;
+                    let update = match &v {
+                        Value::Str(s) if is_email => identity::hash_email(s),
+                        Value::Str(s) => identity::hash_phone(s),
+                        _ => None,
+                    }
+                    .map_or(IdUpdate::Cleared, IdUpdate::Set);
+                    if is_email {
+                        self.out.email = update;
+                    } else {
+                        self.out.phone = update;
+                    }
+                    if let Some(id) = prop {
+                        set(&mut self.out.props, id, v);
+                    }
+                }
+                Target::OptIn(id) => {
+                    let v = match map.next_value_seed(ValueSeed)? {
+                        Value::Bool(b) => Value::Bool(!b),
+                        other => other,
+                    };
+                    set(&mut self.out.props, id, v);
+                }
+                Target::Gender(id) => {
+                    let v = match map.next_value_seed(ValueSeed)? {
+                        Value::Str(s) => Value::Str(match s.as_str() {
+                            "M" | "m" => "male".into(),
+                            "F" | "f" => "female".into(),
+                            "O" | "o" => "other".into(),
+                            _ => s,
+                        }),
+                        other => other,
+                    };
+                    set(&mut self.out.props, id, v);
+                }
+                Target::Address => map.next_value_seed(PropsSeed {
+                    schema,
+                    keys: Keys::SegmentAddress,
+                    out: self.out,
+                })?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets a property, last value wins (duplicate keys in one object).
+fn set(props: &mut Props, id: u16, v: Value) {
+    match props.iter_mut().find(|(p, _)| *p == id) {
+        Some(slot) => slot.1 = v,
+        None => props.push((id, v)),
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a property value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Num(v as f64))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Num(v as f64))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Num(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Str(v.into()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Value::Other)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,231 @@
+//! Recorded topics: files of plain JSON lines or of `kcat -C -J` envelopes, detected per line.
+//!
+//! A file is read whole and indexed once into *streams*: its plain lines form one stream (one
+//! partition, file order); its envelope lines form one stream per `(topic, partition)`, in file
+//! (= offset) order. The replay source then merges streams by Kafka timestamp (envelopes) or
+//! event time (plain lines). Indexing keeps 8 bytes a line; lines are decoded only when merged.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::decode::Malformed;
+
+/// Where a line came from: for dead-letter output and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub file: u32,
+    /// 1-based line number in the file.
+    pub line: u64,
+}
+
+/// One indexed stream of lines of one file.
+#[derive(Debug)]
+pub struct Stream {
+    pub file: u32,
+    /// `path` for plain lines, `path#topic/partition` for envelopes.
+    pub name: String,
+    /// Byte offset of each line's start, in stream order.
+    starts: Vec<u64>,
+    /// 1-based line number of each line.
+    lines: Vec<u64>,
+}
+
+/// The files of a recording, loaded and indexed.
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub paths: Vec<PathBuf>,
+    data: Vec<Vec<u8>>,
+    pub streams: Vec<Stream>,
+}
+
+/// A `kcat -C -J` line, only the fields we use.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    topic: Option<Cow<'a, str>>,
+    partition: Option<i64>,
+    ts: Option<i64>,
+    #[serde(borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// A line, unwrapped from its envelope when it has one.
+#[derive(Debug)]
+pub struct Line<'a> {
+    /// The original line as it is in the file (for dead-letter output).
+    pub raw: &'a [u8],
+    /// The record bytes: the line itself, or the envelope's payload.
+    pub record: Result<Cow<'a, [u8]>, Malformed>,
+    /// The Kafka timestamp of an envelope.
+    pub kafka_ts: Option<i64>,
+    pub origin: Origin,
+}
+
+fn looks_like_envelope(line: &[u8]) -> bool {
+    memchr::memmem::find(line, b"\"payload\"").is_some()
+        && memchr::memmem::find(line, b"\"partition\"").is_some()
+}
+
+fn parse_envelope(line: &[u8]) -> Option<Envelope<'_>> {
+    let env: Envelope = serde_json::from_slice(line).ok()?;
+    env.partition.is_some().then_some(env)
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+impl Recording {
+    /// Loads and indexes the given files.
+    pub fn load(paths: &[PathBuf]) -> std::io::Result<Recording> {
+        let mut rec = Recording::default();
+        for p in paths {
+            let data = std::fs::read(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", p.display()))
+            })?;
+            rec.add(p, data);
+        }
+        Ok(rec)
+    }
+
+    /// Adds one file's contents.
+    pub fn add(&mut self, path: &Path, data: Vec<u8>) {
+        let file = self.data.len() as u32;
+        let mut plain: Option<usize> = None;
+        let mut parts: Vec<((String, i64), usize)> = Vec::new();
+        let mut pos = 0usize;
+        let mut lineno = 0u64;
+        while pos < data.len() {
+            let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+            lineno += 1;
+            let line = trim_cr(&data[pos..end]);
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                let key = looks_like_envelope(line)
+                    .then(|| parse_envelope(line))
+                    .flatten()
+                    .map(|e| {
+                        (
+                            e.topic.as_deref().unwrap_or("").to_owned(),
+                            e.partition.unwrap_or(0),
+                        )
+                    });
+                let idx = match key {
+                    None => *plain.get_or_insert_with(|| {
+                        self.streams.push(Stream {
+                            file,
+                            name: path.display().to_string(),
+                            starts: Vec::new(),
+                            lines: Vec::new(),
+                        });
+                        self.streams.len() - 1
+                    }),
+                    Some(k) => match parts.iter().find(|(pk, _)| *pk == k) {
+                        Some((_, i)) => *i,
+                        None => {
+                            self.streams.push(Stream {
+                                file,
+                                name: format!("{}#{}/{}", path.display(), k.0, k.1),
+                                starts: Vec::new(),
+                                lines: Vec::new(),
+                            });
+                            parts.push((k, self.streams.len() - 1));
+                            self.streams.len() - 1
+                        }
+                    },
+                };
+                self.streams[idx].starts.push(pos as u64);
+                self.streams[idx].lines.push(lineno);
+            }
+            pos = end + 1;
+        }
+        self.paths.push(path.to_owned());
+        self.data.push(data);
+    }
+
+    /// Total bytes loaded.
+    pub fn bytes(&self) -> u64 {
+        self.data.iter().map(|d| d.len() as u64).sum()
+    }
+
+    /// Number of lines in stream `s`.
+    pub fn len(&self, s: usize) -> usize {
+        self.streams[s].starts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.iter().all(|s| s.starts.is_empty())
+    }
+
+    /// Line `i` of stream `s`, unwrapped.
+    pub fn line(&self, s: usize, i: usize) -> Line<'_> {
+        let st = &self.streams[s];
+        let data = &self.data[st.file as usize];
+        let start = st.starts[i] as usize;
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |n| start + n);
+        let raw = trim_cr(&data[start..end]);
+        let origin = Origin {
+            file: st.file,
+            line: st.lines[i],
+        };
+        let env = looks_like_envelope(raw)
+            .then(|| parse_envelope(raw))
+            .flatten();
+        let Some(env) = env else {
+            return Line {
+                raw,
+                record: Ok(Cow::Borrowed(raw)),
+                kafka_ts: None,
+                origin,
+            };
+        };
+        let record = match env.payload.map(RawValue::get) {
+            None | Some("null") => Err(Malformed::InvalidEnvelope),
+            // kcat payloads are escaped JSON text, so unescaping allocates.
+            Some(p) => serde_json::from_str::<String>(p)
+                .map(|s| Cow::Owned(s.into_bytes()))
+                .map_err(|_| Malformed::InvalidEnvelope),
+        };
+        Line {
+            raw,
+            record,
+            kafka_ts: env.ts,
+            origin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_plain_and_envelope_lines_into_streams() {
+        let mut r = Recording::default();
+        let data = concat!(
+            "{\"user_id\":\"a\",\"event\":\"X\",\"ts\":1}\n",
+            "\n",
+            "{\"topic\":\"ev\",\"partition\":1,\"offset\":0,\"ts\":5,\"key\":\"b\",",
+            "\"payload\":\"{\\\"user_id\\\":\\\"b\\\",\\\"event\\\":\\\"X\\\",\\\"ts\\\":2}\"}\r\n",
+            "{\"topic\":\"ev\",\"partition\":0,\"offset\":0,\"ts\":6,\"payload\":null}\n",
+            "not json\n",
+        );
+        r.add(Path::new("f.jsonl"), data.as_bytes().to_vec());
+        assert_eq!(r.streams.len(), 3);
+        assert_eq!(r.streams[0].name, "f.jsonl");
+        assert_eq!(r.len(0), 2, "plain lines, the blank one skipped");
+        assert_eq!(r.streams[1].name, "f.jsonl#ev/1");
+        let l = r.line(1, 0);
+        assert_eq!(l.kafka_ts, Some(5));
+        assert_eq!(l.origin.line, 3);
+        assert_eq!(
+            &*l.record.unwrap(),
+            b"{\"user_id\":\"b\",\"event\":\"X\",\"ts\":2}".as_slice()
+        );
+        assert_eq!(r.line(2, 0).record.unwrap_err(), Malformed::InvalidEnvelope);
+        assert_eq!(r.line(0, 1).raw, b"not json");
+        assert_eq!(r.line(0, 1).origin.line, 5);
+    }
+}

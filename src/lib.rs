@@ -1,0 +1,31 @@
+//! remarket: live remarketing. User events and profile updates go in; per-user event-time
+//! state machines detect campaign triggers and event/inaction pairs; qualified users go out to
+//! ad audiences (TikTok) as hashed identifiers.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML config (DESIGN §3), env overrides, validation listing every problem.
+//! - [`campaign`]: campaign definitions and their [`campaign::condition`]s (13 operators).
+//! - [`event`]: the projected record model; [`event::decode`] (native, segment, clevertap) and
+//!   [`event::recording`] (plain JSON lines and `kcat -J` envelopes).
+//! - [`identity`]: email/phone normalisation and SHA-256, the only place raw PII is touched.
+//! - [`source`]: the `Source` trait; [`source::replay`] merges recorded partitions.
+//! - [`detect`]: sharded per-user state machines: [`detect::state`] (pure transitions),
+//!   [`detect::shard`] (reorder buffer, timers), [`detect::watermark`].
+//! - [`activate`]: once-per-user, reachability, control group, target cap, goals → decisions.
+//! - [`sink`]: the `AudienceSink` trait and its implementations.
+//! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
+//! - [`app`]: wiring of the stages and the replay lifecycle.
+//! - [`generate`]: synthetic recordings for samples, tests and benches.
+
+pub mod activate;
+pub mod app;
+pub mod campaign;
+pub mod config;
+pub mod detect;
+pub mod event;
+pub mod generate;
+pub mod identity;
+pub mod output;
+pub mod sink;
+pub mod source;

@@ -1,0 +1,192 @@
+//! The `remarket` binary: a thin clap front-end over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use remarket::app::{self, ReplayOptions};
+use remarket::config::Config;
+use remarket::sink::dry_run::DryRunSink;
+
+#[derive(Parser)]
+#[command(
+    name = "remarket",
+    version,
+    about = "Live remarketing engine: events in, TikTok audiences out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SinkKind {
+    DryRun,
+    Tiktok,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay recorded topics through the campaigns and write the decisions.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Output directory for decisions.jsonl, summary.json, dead-letter.jsonl.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+        /// Detect shards (0 = engine.shards from the config, whose 0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        shards: usize,
+        #[arg(long, value_enum, default_value_t = SinkKind::DryRun)]
+        sink: SinkKind,
+        /// No progress bar, no summary table.
+        #[arg(long)]
+        quiet: bool,
+        /// Recorded topics: plain JSON lines or `kcat -C -J` output.
+        #[arg(required = true)]
+        recording: Vec<PathBuf>,
+    },
+    /// Consume from Kafka and push to TikTok (not yet implemented).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a config file and list every problem.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Write a synthetic recording to stdout.
+    Generate(remarket::generate::GenerateArgs),
+    /// Run the TikTok API simulator (not yet implemented).
+    TiktokSim {
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: String,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("REMARKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("REMARKET_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path)
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Replay {
+            config,
+            out,
+            shards,
+            sink,
+            quiet,
+            recording,
+        } => {
+            let config = load(&config)?;
+            if sink == SinkKind::Tiktok {
+                eprintln!("error: --sink tiktok is not yet implemented");
+                return Ok(ExitCode::from(2));
+            }
+            let opts = ReplayOptions {
+                out_dir: out.clone(),
+                shards: if shards == 0 {
+                    config.engine.shards
+                } else {
+                    shards
+                },
+                progress: !quiet,
+            };
+            let started = std::time::SystemTime::now();
+            let report = app::replay(&config, &recording, &opts, &mut DryRunSink::default())?;
+            let secs = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
+            if !quiet {
+                let s = &report.summary;
+                println!(
+                    "replayed {} records ({} events, {} profiles), {} malformed, {} late in {:.2}s ({:.0} records/s); {} users tracked",
+                    s.records,
+                    s.events,
+                    s.profiles,
+                    s.malformed,
+                    s.late_dropped,
+                    secs,
+                    (s.records + s.malformed) as f64 / secs.max(1e-9),
+                    report.users
+                );
+                print!("{}", s.table());
+                println!(
+                    "wrote {}/{{decisions.jsonl,summary.json,dead-letter.jsonl}}",
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let text = std::fs::read_to_string(&config)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
+            match Config::parse(&text, std::env::vars()) {
+                Ok(c) => {
+                    println!(
+                        "{}: ok, {} campaign(s)",
+                        config.display(),
+                        c.campaigns.len()
+                    );
+                    for c in &c.campaigns {
+                        let kind = match &c.trigger.inaction {
+                            Some(i) => format!(
+                                "{:?} not followed by {:?} within {}",
+                                c.trigger.event, i.event, i.within
+                            ),
+                            None => format!("on {:?}", c.trigger.event),
+                        };
+                        println!("  {}: {kind}", c.id);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(problems) => {
+                    eprint!("{}: {problems}", config.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Generate(args) => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            remarket::generate::generate(&args, &mut w)?;
+            use std::io::Write;
+            w.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { config } => {
+            let _ = load(&config)?;
+            eprintln!("error: `remarket run` is not yet implemented");
+            Ok(ExitCode::from(2))
+        }
+        Command::TiktokSim { listen: _ } => {
+            eprintln!("error: `remarket tiktok-sim` is not yet implemented");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

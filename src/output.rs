@@ -1,0 +1,188 @@
+//! The replay's output files (DESIGN §5): `decisions.jsonl`, `summary.json`,
+//! `dead-letter.jsonl`. Formats are contracts; field order is fixed by the structs below.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::activate::{CampaignCounts, Decision, Outcome};
+use crate::campaign::Campaign;
+use crate::detect::Ids;
+use crate::event::decode::Malformed;
+use crate::identity::to_hex;
+
+#[derive(Serialize)]
+struct IdsJson {
+    #[serde(rename = "EMAIL_SHA256", skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(rename = "PHONE_SHA256", skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+}
+
+impl IdsJson {
+    fn new(ids: &Ids) -> Self {
+        IdsJson {
+            email: ids.email.as_ref().map(to_hex),
+            phone: ids.phone.as_ref().map(to_hex),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DecisionLine<'a> {
+    campaign: &'a str,
+    user_id: &'a str,
+    at: i64,
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ids: Option<IdsJson>,
+}
+
+/// Sorts decisions by `(at, campaign id, user_id, outcome)`.
+pub fn sort_decisions(decisions: &mut [Decision], campaigns: &[Campaign]) {
+    decisions.sort_by(|a, b| {
+        let ca = &campaigns[usize::from(a.campaign)].id;
+        let cb = &campaigns[usize::from(b.campaign)].id;
+        (a.at, ca, &a.user, a.outcome.as_str()).cmp(&(b.at, cb, &b.user, b.outcome.as_str()))
+    });
+}
+
+/// Writes sorted decisions, one JSON object a line.
+pub fn write_decisions(
+    w: &mut impl Write,
+    decisions: &[Decision],
+    campaigns: &[Campaign],
+) -> io::Result<()> {
+    for d in decisions {
+        let with_ids = matches!(d.outcome, Outcome::Exported | Outcome::Removed);
+        let line = DecisionLine {
+            campaign: &campaigns[usize::from(d.campaign)].id,
+            user_id: &d.user,
+            at: d.at,
+            outcome: d.outcome,
+            ids: with_ids.then(|| IdsJson::new(&d.ids)),
+        };
+        serde_json::to_writer(&mut *w, &line)?;
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Input counters of a replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Well-formed records (events + profiles), late ones included.
+    pub records: u64,
+    pub events: u64,
+    pub profiles: u64,
+    /// Lines that could not be decoded.
+    pub malformed: u64,
+    /// Records behind the watermark on arrival.
+    pub late_dropped: u64,
+    /// Malformed lines by reason (an extension of DESIGN §5's summary).
+    #[serde(skip)]
+    pub by_reason: BTreeMap<Malformed, u64>,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub records: u64,
+    pub events: u64,
+    pub profiles: u64,
+    pub malformed: u64,
+    pub late_dropped: u64,
+    pub campaigns: BTreeMap<String, CampaignCounts>,
+    pub malformed_by_reason: BTreeMap<&'static str, u64>,
+}
+
+impl Summary {
+    pub fn new(totals: &Totals, campaigns: &[Campaign], counts: &[CampaignCounts]) -> Summary {
+        Summary {
+            records: totals.records,
+            events: totals.events,
+            profiles: totals.profiles,
+            malformed: totals.malformed,
+            late_dropped: totals.late_dropped,
+            campaigns: campaigns
+                .iter()
+                .zip(counts)
+                .map(|(c, n)| (c.id.clone(), n.clone()))
+                .collect(),
+            malformed_by_reason: totals
+                .by_reason
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect(),
+        }
+    }
+
+    /// A per-campaign table for people.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<24} {:>9} {:>9} {:>8} {:>8} {:>11} {:>8} {:>8} {:>10} {:>10}\n",
+            "campaign",
+            "qualified",
+            "exported",
+            "control",
+            "capped",
+            "unreachable",
+            "removed",
+            "pending",
+            "conv.exp",
+            "conv.ctl"
+        );
+        for (id, c) in &self.campaigns {
+            s.push_str(&format!(
+                "{:<24} {:>9} {:>9} {:>8} {:>8} {:>11} {:>8} {:>8} {:>10} {:>10}\n",
+                id,
+                c.qualified,
+                c.exported,
+                c.control,
+                c.capped,
+                c.unreachable,
+                c.removed,
+                c.pending,
+                c.conversions.exported,
+                c.conversions.control
+            ));
+        }
+        s
+    }
+}
+
+#[derive(Serialize)]
+struct DeadLetterLine<'a> {
+    reason: &'static str,
+    source: &'a str,
+    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a str>,
+    /// The raw bytes when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+}
+
+/// Writes one dead-letter line: the reason, where it came from, and the original bytes.
+pub fn write_dead_letter(
+    w: &mut impl Write,
+    reason: Malformed,
+    source: &str,
+    line: u64,
+    raw: &[u8],
+) -> io::Result<()> {
+    let text = std::str::from_utf8(raw).ok();
+    let entry = DeadLetterLine {
+        reason: reason.as_str(),
+        source,
+        line,
+        raw: text,
+        raw_base64: text
+            .is_none()
+            .then(|| base64::engine::general_purpose::STANDARD.encode(raw)),
+    };
+    serde_json::to_writer(&mut *w, &entry)?;
+    w.write_all(b"\n")
+}

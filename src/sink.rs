@@ -1,0 +1,64 @@
+//! Audience sinks: where decisions become audience membership changes.
+//!
+//! The activate stage turns `exported` decisions into [`Action::Add`] and `removed` decisions
+//! into [`Action::Delete`] ops; a sink delivers them. [`dry_run::DryRunSink`] only counts (the
+//! replay default); the TikTok sink (Segment API) plugs in behind the same trait.
+
+pub mod dry_run;
+
+use crate::activate::{Decision, Outcome};
+use crate::detect::{CampaignIdx, Ids};
+use crate::event::UserId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    Add,
+    Delete,
+}
+
+/// One membership change of one user in one campaign's audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceOp {
+    pub campaign: CampaignIdx,
+    pub action: Action,
+    pub user: UserId,
+    pub ids: Ids,
+}
+
+impl AudienceOp {
+    /// The op a decision implies, if any.
+    pub fn from_decision(d: &Decision) -> Option<AudienceOp> {
+        let action = match d.outcome {
+            Outcome::Exported => Action::Add,
+            Outcome::Removed => Action::Delete,
+            _ => return None,
+        };
+        Some(AudienceOp {
+            campaign: d.campaign,
+            action,
+            user: d.user.clone(),
+            ids: d.ids,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink not available: {0}")]
+    Unavailable(String),
+}
+
+/// What a sink did, for the replay report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkReport {
+    pub adds: u64,
+    pub deletes: u64,
+    pub requests: u64,
+}
+
+/// Delivers audience ops. Ops of one campaign arrive in decision order.
+pub trait AudienceSink {
+    fn send(&mut self, op: AudienceOp) -> Result<(), SinkError>;
+    /// Delivers everything still buffered.
+    fn finish(&mut self) -> Result<SinkReport, SinkError>;
+}

@@ -1,0 +1,38 @@
+//! Sources of records: recorded topics ([`replay`]) now, Kafka consumer groups later. Both
+//! yield [`SourceItem`]s — a decoded record (or a malformed line) of a partition, or the end of
+//! a partition — so the detect stage does not know where records come from.
+
+pub mod replay;
+
+use std::borrow::Cow;
+
+use crate::event::decode::Malformed;
+use crate::event::recording::Origin;
+use crate::event::Record;
+
+/// One item of a source. (`Line` is much larger than `PartitionEnd`, but nearly every item is
+/// a line, so boxing it would only add an allocation per record.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum SourceItem<'a> {
+    /// A line of partition `partition`: decoded, or the reason it could not be.
+    Line {
+        partition: usize,
+        origin: Origin,
+        /// The original bytes, for the dead-letter output.
+        raw: Cow<'a, [u8]>,
+        record: Result<Record, Malformed>,
+    },
+    /// Partition `partition` has no more records (replay) or went idle (run).
+    PartitionEnd { partition: usize },
+}
+
+/// A source of records in arrival order.
+pub trait Source<'a> {
+    /// Number of partitions the items refer to.
+    fn partitions(&self) -> usize;
+    /// A human name for partition `p` (file, topic/partition).
+    fn partition_name(&self, p: usize) -> String;
+    /// The next item, or `None` at the end of the input.
+    fn next_item(&mut self) -> Option<SourceItem<'a>>;
+}
