@@ -31,9 +31,9 @@
 //! formatted by hand into one reused buffer (about 10 M native events in seconds).
 //!
 //! Layout: this file holds the public API, the main loop and the bounded reordering;
-//! [`people`] the tables and the per-user profiles, [`timeline`] the product catalog and the
-//! sessions along the funnel, [`render`] the three formats, malformed lines, envelopes and
-//! buffered writing, and [`json`] the hand-written JSON, number and timestamp writers.
+//! `people` the tables and the per-user profiles, `timeline` the product catalog and the
+//! sessions along the funnel, `render` the three formats, malformed lines, envelopes and
+//! buffered writing, and `json` the hand-written JSON, number and timestamp writers.
 
 mod json;
 mod people;
@@ -171,6 +171,7 @@ fn parse_start(text: &str) -> io::Result<u64> {
 fn invalid(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg.to_owned())
 }
+
 // === constants ===
 
 const MINUTE: u64 = 60_000;
@@ -212,6 +213,7 @@ impl What {
         }
     }
 }
+
 // === impl Reorder ===
 
 /// Bounded disorder: records leave in order of `ts + jitter`, `jitter ∈ [0, max]`.
@@ -288,6 +290,7 @@ impl Reorder {
         self.heap.pop().map(|p| p.rec)
     }
 }
+
 // === seeding ===
 
 fn splitmix64(x: u64) -> u64 {

@@ -3,37 +3,37 @@
 
 // === small writers ===
 
-fn push_key(buf: &mut Vec<u8>, key: &str) {
+pub(super) fn push_key(buf: &mut Vec<u8>, key: &str) {
     buf.push(b'"');
     buf.extend_from_slice(key.as_bytes());
     buf.extend_from_slice(b"\":");
 }
 
-fn str_field(buf: &mut Vec<u8>, key: &str, value: &str) {
+pub(super) fn str_field(buf: &mut Vec<u8>, key: &str, value: &str) {
     push_key(buf, key);
     push_str(buf, value);
     buf.push(b',');
 }
 
-fn u64_field(buf: &mut Vec<u8>, key: &str, value: u64) {
+pub(super) fn u64_field(buf: &mut Vec<u8>, key: &str, value: u64) {
     push_key(buf, key);
     push_u64(buf, value);
     buf.push(b',');
 }
 
-fn bool_field(buf: &mut Vec<u8>, key: &str, value: bool) {
+pub(super) fn bool_field(buf: &mut Vec<u8>, key: &str, value: bool) {
     push_key(buf, key);
     buf.extend_from_slice(if value { b"true," } else { b"false," });
 }
 /// Closes an object opened at `start`: drops the trailing comma of its last field.
-fn close(buf: &mut Vec<u8>, start: usize) {
+pub(super) fn close(buf: &mut Vec<u8>, start: usize) {
     if buf.len() > start + 1 && buf.last() == Some(&b',') {
         buf.pop();
     }
     buf.push(b'}');
 }
 
-fn user_id(user: u32) -> ([u8; 11], usize) {
+pub(super) fn user_id(user: u32) -> ([u8; 11], usize) {
     let mut id = [0u8; 11];
     id[0] = b'u';
     let mut digits = [0u8; 10];
@@ -42,18 +42,18 @@ fn user_id(user: u32) -> ([u8; 11], usize) {
     (id, n.len() + 1)
 }
 
-fn push_user(buf: &mut Vec<u8>, user: u32) {
+pub(super) fn push_user(buf: &mut Vec<u8>, user: u32) {
     buf.extend_from_slice(b"\"u");
     push_u64(buf, u64::from(user));
     buf.push(b'"');
 }
 
-fn push_str(buf: &mut Vec<u8>, s: &str) {
+pub(super) fn push_str(buf: &mut Vec<u8>, s: &str) {
     push_json_string(buf, s.as_bytes());
 }
 
 /// A JSON string: escapes `"`, `\` and control characters; other bytes (UTF-8 or not) pass.
-fn push_json_string(buf: &mut Vec<u8>, s: &[u8]) {
+pub(super) fn push_json_string(buf: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     buf.push(b'"');
     let mut run = 0;
@@ -94,7 +94,7 @@ fn format_u64(tmp: &mut [u8], mut v: u64) -> &[u8] {
     }
 }
 
-fn push_u64(buf: &mut Vec<u8>, v: u64) {
+pub(super) fn push_u64(buf: &mut Vec<u8>, v: u64) {
     let mut tmp = [0u8; 20];
     buf.extend_from_slice(format_u64(&mut tmp, v));
 }
@@ -104,14 +104,14 @@ fn push_2(buf: &mut Vec<u8>, v: u64) {
 }
 
 /// 1234 → `12.34`
-fn push_cents(buf: &mut Vec<u8>, cents: u32) {
+pub(super) fn push_cents(buf: &mut Vec<u8>, cents: u32) {
     push_u64(buf, u64::from(cents / 100));
     buf.push(b'.');
     push_2(buf, u64::from(cents % 100));
 }
 
 /// `2026-11-28T10:00:00.123Z`
-fn push_iso_ms(buf: &mut Vec<u8>, ms: u64) {
+pub(super) fn push_iso_ms(buf: &mut Vec<u8>, ms: u64) {
     let secs = ms / 1000;
     let (year, month, day) = civil_from_days(secs / 86_400);
     let sod = secs % 86_400;
@@ -157,7 +157,6 @@ mod tests {
 
     use super::*;
 
-
     #[test]
     fn iso_matches_time_crate() {
         let fmt = time::macros::format_description!(
@@ -176,7 +175,6 @@ mod tests {
             assert_eq!(String::from_utf8(buf).unwrap(), at.format(fmt).unwrap());
         }
     }
-
 
     #[test]
     fn escaper_round_trips() {

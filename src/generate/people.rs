@@ -1,5 +1,5 @@
 //! Who the users are: the static tables (locations, devices, names, app versions) and each
-//! user's initial profile and rare profile updates, drawn from the `People` RNG stream.
+//! user's initial profile and rare profile updates, drawn from their own RNG stream.
 //!
 //! Only a user's device and app version are kept after its initial profile ([`UserDevice`]);
 //! the profile itself is rebuilt in place for each user, so memory stays one small struct a user.
@@ -8,10 +8,10 @@ use fastrand::Rng;
 
 // === tables ===
 
-struct Location {
-    country: &'static str,
-    region: &'static str,
-    city: &'static str,
+pub(super) struct Location {
+    pub(super) country: &'static str,
+    pub(super) region: &'static str,
+    pub(super) city: &'static str,
     /// phone number style
     dial: Dial,
     /// relative share of users
@@ -38,7 +38,7 @@ macro_rules! locations {
 }
 
 #[rustfmt::skip]
-static LOCATIONS: [Location; 15] = locations![
+pub(super) static LOCATIONS: [Location; 15] = locations![
     ("United States", "California", "San Francisco", Us, 12),
     ("United States", "New York", "New York", Us, 10),
     ("United States", "Texas", "Austin", Us, 6),
@@ -57,7 +57,7 @@ static LOCATIONS: [Location; 15] = locations![
 ];
 
 /// (make, model, OS name, OS versions)
-type Device = (
+pub(super) type Device = (
     &'static str,
     &'static str,
     &'static str,
@@ -65,7 +65,7 @@ type Device = (
 );
 
 #[rustfmt::skip]
-static DEVICES: [Device; 9] = [
+pub(super) static DEVICES: [Device; 9] = [
     ("Apple", "iPhone15,2", "iOS", &["17.1.2", "17.4.1"]),
     ("Apple", "iPhone14,5", "iOS", &["16.6.1", "17.1.2"]),
     ("Apple", "iPhone16,1", "iOS", &["17.4.1", "18.0"]),
@@ -80,8 +80,8 @@ static DEVICES: [Device; 9] = [
 /// Oldest first: an upgrade moves a user to a later entry. "5.10.x" sorts after "5.9.x" only as
 /// dotted versions, which is the point.
 #[rustfmt::skip]
-static APP_VERSIONS: [&str; 7] = ["5.8.2", "5.9.0", "5.9.1", "5.10.0", "5.10.1", "6.0", "6.1.0"];
-static SDK_VERSIONS: [&str; 4] = ["4.2.0", "4.3.1", "5.0.2", "5.1.0"];
+pub(super) static APP_VERSIONS: [&str; 7] = ["5.8.2", "5.9.0", "5.9.1", "5.10.0", "5.10.1", "6.0", "6.1.0"];
+pub(super) static SDK_VERSIONS: [&str; 4] = ["4.2.0", "4.3.1", "5.0.2", "5.1.0"];
 static FIRST_NAMES: [&str; 16] = [
     "jane", "john", "maria", "li", "ahmed", "sofia", "lukas", "priya", "yuki", "carlos", "emma",
     "noah", "fatima", "ivan", "chloe", "arjun",
@@ -92,21 +92,21 @@ static LAST_NAMES: [&str; 16] = [
 ];
 #[rustfmt::skip]
 static DOMAINS: [&str; 6] =
-    ["electronics", "fashion", "home", "beauty", "sports", "toys", "grocery", "books"];
-static GENDERS: [(&str, &str); 3] = [("male", "M"), ("female", "F"), ("other", "O")];
-static PLANS: [&str; 3] = ["free", "plus", "pro"];
+    ["example.com", "mail.example.org", "example.net", "shop.example", "example.co.uk", "test.example"];
+pub(super) static GENDERS: [(&str, &str); 3] = [("male", "M"), ("female", "F"), ("other", "O")];
+pub(super) static PLANS: [&str; 3] = ["free", "plus", "pro"];
 
 // === profile records ===
 
 #[derive(Clone, Copy)]
-enum Update {
+pub(super) enum Update {
     Location(u8),
     AppVersion(u8),
     Unset(Nullable),
 }
 
 #[derive(Clone, Copy)]
-enum Nullable {
+pub(super) enum Nullable {
     Email,
     Phone,
     Plan,
@@ -114,43 +114,44 @@ enum Nullable {
 
 /// Device and app of a user: the only per-user state kept after the initial profile.
 #[derive(Clone, Copy, Default)]
-struct UserDevice {
-    device: u8,
-    os: u8,
-    app: u8,
+pub(super) struct UserDevice {
+    pub(super) device: u8,
+    pub(super) os: u8,
+    pub(super) app: u8,
 }
 
 /// The initial profile of one user, rebuilt in place for each user.
 #[derive(Default)]
-struct Profile {
+pub(super) struct Profile {
     /// empty = absent
-    email: String,
+    pub(super) email: String,
     /// empty = absent
-    phone: String,
-    age: u8,
-    gender: u8,
-    loc: u8,
-    sdk: u8,
-    dev: UserDevice,
-    email_unsubscribed: bool,
-    plan: u8,
+    pub(super) phone: String,
+    pub(super) age: u8,
+    pub(super) gender: u8,
+    pub(super) loc: u8,
+    pub(super) sdk: u8,
+    pub(super) dev: UserDevice,
+    pub(super) email_unsubscribed: bool,
+    pub(super) plan: u8,
 }
 
-enum Body<'a> {
+pub(super) enum Body<'a> {
     Full(&'a Profile),
     Update(Update),
 }
+
 // === impl People ===
 
 /// Profiles: the initial one of each user and the rare updates.
-struct People {
+pub(super) struct People {
     rng: Rng,
-    dev: Vec<UserDevice>,
-    profile: Profile,
+    pub(super) dev: Vec<UserDevice>,
+    pub(super) profile: Profile,
 }
 
 impl People {
-    fn new(rng: Rng, users: u32) -> Self {
+    pub(super) fn new(rng: Rng, users: u32) -> Self {
         let dev = vec![UserDevice::default(); users as usize];
         Self {
             rng,
@@ -159,7 +160,7 @@ impl People {
         }
     }
 
-    fn initial(&mut self, user: u32) {
+    pub(super) fn initial(&mut self, user: u32) {
         let r = &mut self.rng;
         let loc = pick_location(r);
         let device = r.u8(..DEVICES.len() as u8);
@@ -198,11 +199,11 @@ impl People {
     }
 
     /// About one record in a hundred is a profile update.
-    fn wants_update(&mut self) -> bool {
+    pub(super) fn wants_update(&mut self) -> bool {
         self.rng.u8(..100) == 0
     }
 
-    fn update(&mut self, user: u32) -> Update {
+    pub(super) fn update(&mut self, user: u32) -> Update {
         let r = &mut self.rng;
         let dev = &mut self.dev[user as usize];
         let latest = APP_VERSIONS.len() as u8 - 1;

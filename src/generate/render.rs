@@ -40,7 +40,7 @@ struct Kafka {
 }
 
 /// Renders records (and malformed lines) into one buffer, wraps them in envelopes, writes out.
-struct Writer<'a, W: Write> {
+pub(super) struct Writer<'a, W: Write> {
     out: &'a mut W,
     buf: Vec<u8>,
     /// one record, when it still has to be wrapped in an envelope
@@ -55,7 +55,7 @@ struct Writer<'a, W: Write> {
 }
 
 impl<'a, W: Write> Writer<'a, W> {
-    fn new(args: &GenerateArgs, catalog: Catalog, out: &'a mut W) -> Self {
+    pub(super) fn new(args: &GenerateArgs, catalog: Catalog, out: &'a mut W) -> Self {
         let kafka = (args.partitions > 0).then(|| Kafka {
             rng: stream(args.seed, 4),
             offsets: vec![0; args.partitions as usize],
@@ -75,7 +75,7 @@ impl<'a, W: Write> Writer<'a, W> {
         }
     }
 
-    fn record(&mut self, rec: &Rec, people: &People) -> io::Result<()> {
+    pub(super) fn record(&mut self, rec: &Rec, people: &People) -> io::Result<()> {
         match rec.what {
             What::Update(update) => self.profile(rec.user, rec.ts, Body::Update(update)),
             what => {
@@ -91,7 +91,7 @@ impl<'a, W: Write> Writer<'a, W> {
         }
     }
 
-    fn profile(&mut self, user: u32, ts: u64, body: Body<'_>) -> io::Result<()> {
+    pub(super) fn profile(&mut self, user: u32, ts: u64, body: Body<'_>) -> io::Result<()> {
         self.malformed(user, ts, What::Launched)?;
         let fmt = self.format;
         self.begin();
@@ -183,7 +183,7 @@ impl<'a, W: Write> Writer<'a, W> {
         Ok(())
     }
 
-    fn finish(self) -> io::Result<GenerateStats> {
+    pub(super) fn finish(self) -> io::Result<GenerateStats> {
         self.out.write_all(&self.buf)?;
         self.out.flush()?;
         Ok(self.stats)
@@ -440,6 +440,7 @@ fn ts_field(buf: &mut Vec<u8>, fmt: Format, ts: u64, bad: bool) {
     }
     buf.push(b',');
 }
+
 // === hashing ===
 
 /// FNV-1a 64: the stable partitioner of generated envelopes.

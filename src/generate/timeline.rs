@@ -14,16 +14,16 @@ const MAX_ACTIVE_SESSIONS: u64 = 5_000;
 /// Mean events per session: 1 + 3 views + 0.4 × (1 + 0.6 × (1 + 0.6)).
 const EVENTS_PER_SESSION: f64 = 4.784;
 const CATALOG_SIZE: u32 = 5_000;
-    ["example.com", "mail.example.org", "example.net", "shop.example", "example.co.uk", "test.example"];
 #[rustfmt::skip]
 static CATEGORIES: [&str; 8] =
+    ["electronics", "fashion", "home", "beauty", "sports", "toys", "grocery", "books"];
 
 // === impl Catalog ===
 
 /// Products `p0`..`p4999`; category and price follow from the id, so they never disagree.
 #[derive(Clone, Copy)]
-struct Catalog {
-    seed: u64,
+pub(super) struct Catalog {
+    pub(super) seed: u64,
 }
 
 impl Catalog {
@@ -37,7 +37,7 @@ impl Catalog {
     }
 
     /// (category, price in cents within 1.00..=500.00)
-    fn item(self, product: u32) -> (&'static str, u32) {
+    pub(super) fn item(self, product: u32) -> (&'static str, u32) {
         let h = splitmix64(self.seed ^ u64::from(product));
         let category = CATEGORIES[(h >> 32) as usize % CATEGORIES.len()];
         (category, 100 + (h % 49_901) as u32)
@@ -66,7 +66,7 @@ struct Session {
 }
 
 /// Sessions of many users running concurrently; yields events in non-decreasing event time.
-struct Timeline {
+pub(super) struct Timeline {
     rng: Rng,
     catalog: Catalog,
     /// (next event ts, tie-break sequence, slot) of every active session
@@ -85,7 +85,7 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn new(mut rng: Rng, catalog: Catalog, users: u32, events: u64, first: u64) -> Self {
+    pub(super) fn new(mut rng: Rng, catalog: Catalog, users: u32, events: u64, first: u64) -> Self {
         let span = 3.0 * DAY as f64 * (events as f64 / 1e6).sqrt();
         let sessions = (events as f64 / EVENTS_PER_SESSION).max(1.0);
         let start_gap_mean = span / sessions;
@@ -111,7 +111,7 @@ impl Timeline {
         }
     }
 
-    fn next_event(&mut self) -> Option<Rec> {
+    pub(super) fn next_event(&mut self) -> Option<Rec> {
         loop {
             let due = self.due.peek().map_or(u64::MAX, |Reverse((ts, ..))| *ts);
             let active = self.slots.len() - self.free.len();
