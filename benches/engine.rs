@@ -44,7 +44,9 @@ fn recording(users: u64, events: u64, format: Format) -> Vec<u8> {
 }
 
 fn lines(data: &[u8]) -> Vec<&[u8]> {
-    data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect()
+    data.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 fn decode(c: &mut Criterion) {

@@ -19,7 +19,11 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 #[test]
 fn check_config_accepts_the_sample() {
     let out = remarket(&["check-config", "--config", "config/sample.toml"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 campaign(s)"));
 }
 
@@ -93,7 +97,11 @@ fn sample_replay_is_identical_for_any_shards_and_runs() {
             dir.path().to_str().unwrap(),
             "config/sample-events.jsonl",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(
             out.stderr.is_empty(),
             "no progress bar when stderr is not a terminal: {}",
@@ -106,7 +114,10 @@ fn sample_replay_is_identical_for_any_shards_and_runs() {
         let first = read(dirs[0].path(), name);
         assert!(!first.is_empty(), "{name} is empty");
         for d in &dirs[1..] {
-            assert!(first == read(d.path(), name), "{name} differs between shard counts");
+            assert!(
+                first == read(d.path(), name),
+                "{name} differs between shard counts"
+            );
         }
     }
     let summary: serde_json::Value =
@@ -119,7 +130,10 @@ fn sample_replay_is_identical_for_any_shards_and_runs() {
         assert_eq!(c["qualified"].as_u64().unwrap(), sum, "{id}");
         assert!(c["exported"].as_u64().unwrap() > 0, "{id} exports nobody");
     }
-    assert!(summary["malformed"].as_u64().unwrap() > 0, "the sample has malformed lines");
+    assert!(
+        summary["malformed"].as_u64().unwrap() > 0,
+        "the sample has malformed lines"
+    );
 }
 
 /// The same generated recording, as plain lines and as four `kcat -J` partitions, gives the
@@ -153,11 +167,18 @@ fn generated_recording_gives_the_same_decisions_plain_and_partitioned() {
             out_dir.to_str().unwrap(),
             rec.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         outputs.push(out_dir);
     }
     let a = read(&outputs[0], "decisions.jsonl");
     assert!(a.len() > 1000, "the workload qualifies users");
     assert!(a == read(&outputs[1], "decisions.jsonl"));
-    assert_eq!(read(&outputs[0], "summary.json"), read(&outputs[1], "summary.json"));
+    assert_eq!(
+        read(&outputs[0], "summary.json"),
+        read(&outputs[1], "summary.json")
+    );
 }
