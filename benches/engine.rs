@@ -3,15 +3,16 @@
 //! - `detect/abandoned-cart`: events/s of one shard (push + advance) on the sample campaigns
 //!   with 1 M users;
 //! - `decode+detect/abandoned-cart`: both on one core, the figure the engine targets;
-//! - after the groups: bytes of state per tracked user (net heap bytes over 1 M users).
+//!
+//! Bytes of state per tracked user: `benches/state_size.rs`.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
+/// The binary's allocator, so the figures match `remarket replay`.
 #[global_allocator]
-static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use remarket::config::Config;
 use remarket::detect::shard::Shard;
@@ -131,57 +132,9 @@ fn run_shard(rules: &Arc<Rules>, records: impl IntoIterator<Item = Record>) -> u
     shard.take_output().qualifications.len()
 }
 
-/// Bytes of shard state per tracked user: every user has a full profile (email and phone
-/// hashes, the filter properties) and one open cart window with its timer. Measured as the net
-/// heap bytes the shard keeps (records are decoded and dropped inside the measured region).
-fn state_bytes_per_user() {
-    let cfg = config("native");
-    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
-    let decoder = Decoder::new(cfg.source.format, &cfg.schema);
-    let data = recording(USERS, 1, Format::Native);
-    let mut input: Vec<(i64, Vec<u8>)> = Vec::new();
-    for l in lines(&data) {
-        let Ok(r) = decoder.decode(l) else { continue };
-        if r.profile.is_none() {
-            continue;
-        }
-        let cart = format!(
-            r#"{{"user_id":"{}","event":"Added To Cart","ts":{},"props":{{"price":25}}}}"#,
-            r.user,
-            r.ts + 120_000
-        );
-        input.push((r.ts, l.to_vec()));
-        input.push((r.ts + 120_000, cart.into_bytes()));
-    }
-    input.sort_by_key(|(ts, _)| *ts);
-    let users = input.len() / 2;
-    let region = Region::new(GLOBAL);
-    let mut shard = Shard::new(rules);
-    let mut max = i64::MIN;
-    for (i, (ts, line)) in input.iter().enumerate() {
-        max = max.max(*ts);
-        shard.push(i as u64, decoder.decode(line).unwrap());
-        if i % 4096 == 4095 {
-            shard.advance(max - 5001);
-        }
-    }
-    shard.advance(max);
-    let stats = region.change();
-    let net = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
-        + stats.bytes_reallocated as i64;
-    assert_eq!(shard.users(), users);
-    println!(
-        "state/tracked-user: {users} users, {:.1} bytes per user ({:.1} MiB net heap)",
-        net as f64 / users as f64,
-        net as f64 / f64::from(1 << 20)
-    );
-    std::hint::black_box(&shard);
-}
-
 criterion_group!(benches, decode, detect);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    state_bytes_per_user();
 }

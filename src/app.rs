@@ -78,18 +78,23 @@ pub fn detect<'a>(
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(shards);
         let mut workers = Vec::with_capacity(shards);
+        // Emptied batch buffers go back to the router: no large allocation per round, and
+        // no freeing on another thread than the one that allocated.
+        let (recycle_tx, recycle_rx) = bounded::<Vec<(u64, Record)>>(8 * shards + 8);
         for i in 0..shards {
             let (tx, rx) = bounded::<Batch>(8);
             let rules = Arc::clone(&rules);
+            let recycle = recycle_tx.clone();
             senders.push(tx);
             let worker = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
                 .spawn_scoped(scope, move || {
                     let mut shard = Shard::new(rules);
-                    for batch in rx {
-                        for (seq, rec) in batch.records {
+                    for mut batch in rx {
+                        for (seq, rec) in batch.records.drain(..) {
                             shard.push(seq, rec);
                         }
+                        let _ = recycle.try_send(batch.records);
                         shard.advance(batch.watermark);
                     }
                     ShardResult {
@@ -109,7 +114,10 @@ pub fn detect<'a>(
         let mut in_round = 0usize;
         let send_round = |batches: &mut Vec<Vec<(u64, Record)>>, watermark: EventTime| {
             for (tx, b) in senders.iter().zip(batches.iter_mut()) {
-                let records = std::mem::replace(b, Vec::with_capacity(ROUND / shards + 16));
+                let fresh = recycle_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(ROUND / shards + 16));
+                let records = std::mem::replace(b, fresh);
                 // A worker only stops early by panicking; its join below reports that.
                 let _ = tx.send(Batch { records, watermark });
             }

@@ -39,8 +39,31 @@ pub enum Value {
     Other,
 }
 
-/// Projected properties: only those some campaign refers to.
-pub type Props = SmallVec<[(PropId, Value); 4]>;
+impl Value {
+    /// A borrowed view for comparisons; `None` for `Null` (a missing value).
+    pub fn as_ref(&self) -> Option<ValueRef<'_>> {
+        Some(match self {
+            Value::Null => return None,
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::Num(n) => ValueRef::Num(*n),
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Other => ValueRef::Other,
+        })
+    }
+}
+
+/// A property value as conditions compare it, borrowed from wherever it is stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Bool(bool),
+    Num(f64),
+    Str(&'a str),
+    Other,
+}
+
+/// Projected properties: only those some campaign refers to. Two inline: trigger filters
+/// rarely look at more, and a record must stay small (it is buffered and moved).
+pub type Props = SmallVec<[(PropId, Value); 2]>;
 
 /// An identifier change carried by a profile update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,7 +107,8 @@ pub struct Record {
     pub user: UserId,
     pub ts: EventTime,
     pub event: Option<Event>,
-    pub profile: Option<ProfilePatch>,
+    /// Boxed: most records are events, and the patch is large.
+    pub profile: Option<Box<ProfilePatch>>,
 }
 
 impl Record {

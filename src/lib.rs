@@ -17,6 +17,7 @@
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
 //! - [`generate`]: synthetic recordings for samples, tests and benches.
+//! - [`tiktok_sim`]: the TikTok Marketing API simulator (`remarket tiktok-sim`).
 
 pub mod activate;
 pub mod app;
@@ -29,3 +30,4 @@ pub mod identity;
 pub mod output;
 pub mod sink;
 pub mod source;
+pub mod tiktok_sim;

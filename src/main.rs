@@ -9,6 +9,11 @@ use remarket::app::{self, ReplayOptions};
 use remarket::config::Config;
 use remarket::sink::dry_run::DryRunSink;
 
+/// mimalloc: records are allocated by the router thread and freed by shard threads; glibc's
+/// arena locks made that cross-thread traffic a quarter of a replay's time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "remarket",

@@ -8,7 +8,7 @@
 
 use std::cmp::Ordering;
 
-use crate::event::{PropId, Value};
+use crate::event::{PropId, Value, ValueRef};
 
 /// Properties compared as dotted versions.
 pub const VERSION_PROPS: [&str; 3] = ["app_version", "os_version", "sdk_version"];
@@ -110,15 +110,15 @@ fn cmp_version_str(a: &str, b: &[u64]) -> Option<Ordering> {
 }
 
 /// Orders a property value against a constant; `None` when their types differ.
-fn compare(v: &Value, s: &Scalar) -> Option<Ordering> {
+fn compare(v: ValueRef<'_>, s: &Scalar) -> Option<Ordering> {
     match (v, s) {
-        (Value::Num(a), Scalar::Num(b)) => a.partial_cmp(b),
-        (Value::Str(a), Scalar::Str(b)) => Some(a.as_str().cmp(b.as_str())),
-        (Value::Bool(a), Scalar::Bool(b)) => Some(a.cmp(b)),
-        (Value::Str(a), Scalar::Version(b)) => cmp_version_str(a, b),
-        (Value::Num(a), Scalar::Version(b)) if a.fract() == 0.0 && *a >= 0.0 => {
+        (ValueRef::Num(a), Scalar::Num(b)) => a.partial_cmp(b),
+        (ValueRef::Str(a), Scalar::Str(b)) => Some(a.cmp(b.as_str())),
+        (ValueRef::Bool(a), Scalar::Bool(b)) => Some(a.cmp(b)),
+        (ValueRef::Str(a), Scalar::Version(b)) => cmp_version_str(a, b),
+        (ValueRef::Num(a), Scalar::Version(b)) if a.fract() == 0.0 && a >= 0.0 => {
             let mut buf = [0u8; 24];
-            let text = format_u64(*a as u64, &mut buf);
+            let text = format_u64(a as u64, &mut buf);
             cmp_version_str(text, b)
         }
         _ => None,
@@ -139,11 +139,15 @@ fn format_u64(mut n: u64, buf: &mut [u8; 24]) -> &str {
 }
 
 impl Condition {
-    /// Evaluates the condition on `value` (`None` = the property is missing).
-    pub fn eval(&self, value: Option<&Value>) -> bool {
-        let v = match value {
-            None | Some(Value::Null) => return self.op == Op::NotExists,
-            Some(v) => v,
+    /// Evaluates the condition on a stored value (`None` = the property is missing).
+    pub fn eval_value(&self, value: Option<&Value>) -> bool {
+        self.eval(value.and_then(Value::as_ref))
+    }
+
+    /// Evaluates the condition on `value` (`None` = the property is missing or null).
+    pub fn eval(&self, value: Option<ValueRef<'_>>) -> bool {
+        let Some(v) = value else {
+            return self.op == Op::NotExists;
         };
         let one = |f: fn(Ordering) -> bool| match &self.operand {
             Operand::One(s) => compare(v, s).is_some_and(f),
@@ -183,7 +187,7 @@ impl Condition {
                 }
             }
             Op::Contains | Op::StartsWith => match (v, &self.operand) {
-                (Value::Str(a), Operand::One(Scalar::Str(b))) => {
+                (ValueRef::Str(a), Operand::One(Scalar::Str(b))) => {
                     if self.op == Op::Contains {
                         a.contains(b.as_str())
                     } else {
@@ -197,7 +201,7 @@ impl Condition {
 }
 
 /// Evaluates every condition against `lookup`; all must hold.
-pub fn all_hold<'a>(conds: &[Condition], lookup: impl Fn(PropId) -> Option<&'a Value>) -> bool {
+pub fn all_hold<'a>(conds: &[Condition], lookup: impl Fn(PropId) -> Option<ValueRef<'a>>) -> bool {
     conds.iter().all(|c| c.eval(lookup(c.prop)))
 }
 
@@ -225,22 +229,28 @@ mod tests {
     #[test]
     fn numeric_comparisons() {
         let v = Value::Num(21.0);
-        assert!(cond(Op::Gt, num(20.0)).eval(Some(&v)));
-        assert!(!cond(Op::Gt, num(21.0)).eval(Some(&v)));
-        assert!(cond(Op::Ge, num(21.0)).eval(Some(&v)));
-        assert!(cond(Op::Lt, num(22.0)).eval(Some(&v)));
-        assert!(cond(Op::Le, num(21.0)).eval(Some(&v)));
-        assert!(cond(Op::Eq, num(21.0)).eval(Some(&v)));
-        assert!(cond(Op::Ne, num(20.0)).eval(Some(&v)));
+        assert!(cond(Op::Gt, num(20.0)).eval_value(Some(&v)));
+        assert!(!cond(Op::Gt, num(21.0)).eval_value(Some(&v)));
+        assert!(cond(Op::Ge, num(21.0)).eval_value(Some(&v)));
+        assert!(cond(Op::Lt, num(22.0)).eval_value(Some(&v)));
+        assert!(cond(Op::Le, num(21.0)).eval_value(Some(&v)));
+        assert!(cond(Op::Eq, num(21.0)).eval_value(Some(&v)));
+        assert!(cond(Op::Ne, num(20.0)).eval_value(Some(&v)));
         let between = |lo, hi| {
             cond(
                 Op::Between,
                 Operand::Range(Scalar::Num(lo), Scalar::Num(hi)),
             )
         };
-        assert!(between(21.0, 30.0).eval(Some(&v)), "inclusive low bound");
-        assert!(between(10.0, 21.0).eval(Some(&v)), "inclusive high bound");
-        assert!(!between(22.0, 30.0).eval(Some(&v)));
+        assert!(
+            between(21.0, 30.0).eval_value(Some(&v)),
+            "inclusive low bound"
+        );
+        assert!(
+            between(10.0, 21.0).eval_value(Some(&v)),
+            "inclusive high bound"
+        );
+        assert!(!between(22.0, 30.0).eval_value(Some(&v)));
     }
 
     #[test]
@@ -255,60 +265,63 @@ mod tests {
             Op::Exists,
         ] {
             let c = cond(op, Operand::List(vec![Scalar::Num(1.0)]));
-            assert!(!c.eval(None), "{op:?} on missing");
-            assert!(!c.eval(Some(&Value::Null)), "{op:?} on null");
+            assert!(!c.eval_value(None), "{op:?} on missing");
+            assert!(!c.eval_value(Some(&Value::Null)), "{op:?} on null");
         }
-        assert!(cond(Op::NotExists, Operand::None).eval(None));
-        assert!(!cond(Op::NotExists, Operand::None).eval(Some(&s("x"))));
-        assert!(cond(Op::Exists, Operand::None).eval(Some(&Value::Other)));
+        assert!(cond(Op::NotExists, Operand::None).eval_value(None));
+        assert!(!cond(Op::NotExists, Operand::None).eval_value(Some(&s("x"))));
+        assert!(cond(Op::Exists, Operand::None).eval_value(Some(&Value::Other)));
         assert!(
-            !cond(Op::Eq, num(20.0)).eval(Some(&s("20"))),
+            !cond(Op::Eq, num(20.0)).eval_value(Some(&s("20"))),
             "string is not a number"
         );
         assert!(
-            !cond(Op::Ne, num(20.0)).eval(Some(&s("20"))),
+            !cond(Op::Ne, num(20.0)).eval_value(Some(&s("20"))),
             "!= on wrong type is false"
         );
         let not_in = cond(Op::NotIn, Operand::List(vec![Scalar::Num(1.0)]));
-        assert!(!not_in.eval(Some(&s("a"))), "not_in on wrong type is false");
-        assert!(not_in.eval(Some(&Value::Num(2.0))));
+        assert!(
+            !not_in.eval_value(Some(&s("a"))),
+            "not_in on wrong type is false"
+        );
+        assert!(not_in.eval_value(Some(&Value::Num(2.0))));
     }
 
     #[test]
     fn strings_are_case_sensitive() {
         let c = cond(Op::Eq, Operand::One(Scalar::Str("US".into())));
-        assert!(c.eval(Some(&s("US"))));
-        assert!(!c.eval(Some(&s("us"))));
+        assert!(c.eval_value(Some(&s("US"))));
+        assert!(!c.eval_value(Some(&s("us"))));
         let starts = cond(Op::StartsWith, Operand::One(Scalar::Str("San".into())));
-        assert!(starts.eval(Some(&s("San Jose"))));
-        assert!(!starts.eval(Some(&s("san jose"))));
+        assert!(starts.eval_value(Some(&s("San Jose"))));
+        assert!(!starts.eval_value(Some(&s("san jose"))));
         let contains = cond(Op::Contains, Operand::One(Scalar::Str("@gmail".into())));
-        assert!(contains.eval(Some(&s("x@gmail.com"))));
+        assert!(contains.eval_value(Some(&s("x@gmail.com"))));
         let list = Operand::List(vec![Scalar::Str("DE".into()), Scalar::Str("FR".into())]);
-        assert!(cond(Op::In, list.clone()).eval(Some(&s("FR"))));
-        assert!(!cond(Op::In, list.clone()).eval(Some(&s("fr"))));
-        assert!(cond(Op::NotIn, list).eval(Some(&s("IT"))));
+        assert!(cond(Op::In, list.clone()).eval_value(Some(&s("FR"))));
+        assert!(!cond(Op::In, list.clone()).eval_value(Some(&s("fr"))));
+        assert!(cond(Op::NotIn, list).eval_value(Some(&s("IT"))));
     }
 
     #[test]
     fn dotted_versions_compare_numerically() {
-        let gt = |a: &str, b: &str| cond(Op::Gt, Operand::One(ver(b))).eval(Some(&s(a)));
+        let gt = |a: &str, b: &str| cond(Op::Gt, Operand::One(ver(b))).eval_value(Some(&s(a)));
         assert!(gt("5.10", "5.9"));
         assert!(gt("10.0.1", "9.9.9"));
         assert!(!gt("5.9.0", "5.9"));
-        assert!(cond(Op::Eq, Operand::One(ver("6"))).eval(Some(&s("6.0.0"))));
-        assert!(cond(Op::Eq, Operand::One(ver("6"))).eval(Some(&Value::Num(6.0))));
+        assert!(cond(Op::Eq, Operand::One(ver("6"))).eval_value(Some(&s("6.0.0"))));
+        assert!(cond(Op::Eq, Operand::One(ver("6"))).eval_value(Some(&Value::Num(6.0))));
         assert!(!gt("5.x", "1.0"), "malformed versions never match");
         assert!(!gt("5.0.x", "4"), "malformed tail never matches");
         let between = cond(Op::Between, Operand::Range(ver("5.9"), ver("5.10.2")));
-        assert!(between.eval(Some(&s("5.10"))));
-        assert!(!between.eval(Some(&s("5.11"))));
+        assert!(between.eval_value(Some(&s("5.10"))));
+        assert!(!between.eval_value(Some(&s("5.11"))));
     }
 
     #[test]
     fn booleans_compare_for_equality() {
         let c = cond(Op::Eq, Operand::One(Scalar::Bool(false)));
-        assert!(c.eval(Some(&Value::Bool(false))));
-        assert!(!c.eval(Some(&Value::Bool(true))));
+        assert!(c.eval_value(Some(&Value::Bool(false))));
+        assert!(!c.eval_value(Some(&Value::Bool(true))));
     }
 }

@@ -15,44 +15,24 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use hashbrown::HashTable;
 
-use super::state::{Ctx, InactionNow, UserState};
+use super::state::{Ctx, InactionNow, Interner, UserState};
 use super::{user_hash, CampaignIdx, Output, Rules};
 use crate::event::{EventTime, Record};
-
-/// A record waiting for the watermark, ordered by `(ts, seq)`.
-#[derive(Debug)]
-struct Buffered {
-    ts: EventTime,
-    seq: u64,
-    rec: Record,
-}
-
-impl PartialEq for Buffered {
-    fn eq(&self, o: &Self) -> bool {
-        (self.ts, self.seq) == (o.ts, o.seq)
-    }
-}
-impl Eq for Buffered {}
-impl PartialOrd for Buffered {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Buffered {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.ts, self.seq).cmp(&(o.ts, o.seq))
-    }
-}
 
 /// A detect shard. Synchronous: a thread (replay) or task (run) drives it.
 pub struct Shard {
     rules: std::sync::Arc<Rules>,
     index: HashTable<u32>,
     users: Vec<UserState>,
-    buffer: BinaryHeap<Reverse<Buffered>>,
+    /// Records waiting for the watermark: `(ts, seq, slot)` ordered; the records themselves
+    /// stay put in `slots` so the heap only moves 24-byte keys.
+    buffer: BinaryHeap<Reverse<(EventTime, u64, u32)>>,
+    slots: Vec<Option<Record>>,
+    free: Vec<u32>,
     timers: Vec<VecDeque<(EventTime, u32)>>,
     watermark: EventTime,
     inaction_now: InactionNow,
+    strings: Interner,
     new_timers: Vec<(CampaignIdx, EventTime)>,
     out: Output,
 }
@@ -65,9 +45,12 @@ impl Shard {
             index: HashTable::new(),
             users: Vec::new(),
             buffer: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             timers: vec![VecDeque::new(); n],
             watermark: EventTime::MIN,
             inaction_now: InactionNow::default(),
+            strings: Interner::default(),
             new_timers: Vec::new(),
             out: Output::default(),
         }
@@ -78,23 +61,32 @@ impl Shard {
     /// rejected before routing).
     pub fn push(&mut self, seq: u64, rec: Record) {
         debug_assert!(rec.ts > self.watermark, "late record reached a shard");
-        self.buffer.push(Reverse(Buffered {
-            ts: rec.ts,
-            seq,
-            rec,
-        }));
+        let ts = rec.ts;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(rec);
+                s
+            }
+            None => {
+                self.slots.push(Some(rec));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 4G buffered records")
+            }
+        };
+        self.buffer.push(Reverse((ts, seq, slot)));
     }
 
     /// Moves the watermark to `wm`: applies due records and fires due timers in order.
     pub fn advance(&mut self, wm: EventTime) {
         loop {
-            let rec_ts = self.buffer.peek().map(|b| b.0.ts).filter(|&t| t <= wm);
+            let rec_ts = self.buffer.peek().map(|b| b.0 .0).filter(|&t| t <= wm);
             let timer = self.next_timer().filter(|&(d, _)| d <= wm);
             match (rec_ts, timer) {
                 (Some(t), Some((d, c))) if d < t => self.fire(c),
                 (Some(_), _) => {
-                    let Reverse(b) = self.buffer.pop().expect("peeked");
-                    self.apply(b.rec);
+                    let Reverse((_, _, slot)) = self.buffer.pop().expect("peeked");
+                    let rec = self.slots[slot as usize].take().expect("buffered slot");
+                    self.free.push(slot);
+                    self.apply(rec);
                 }
                 (None, Some((_, c))) => self.fire(c),
                 (None, None) => break,
@@ -122,6 +114,7 @@ impl Shard {
             out: &mut self.out,
             timers: &mut self.new_timers,
             inaction_now: &mut self.inaction_now,
+            strings: &mut self.strings,
         };
         self.users[slot as usize].fire(c, deadline, &mut cx);
         debug_assert!(self.new_timers.is_empty(), "a timer created a timer");
@@ -139,6 +132,7 @@ impl Shard {
                     out: &mut self.out,
                     timers: &mut self.new_timers,
                     inaction_now: &mut self.inaction_now,
+                    strings: &mut self.strings,
                 };
                 probe.apply(&rec, &mut cx);
                 debug_assert!(probe.is_empty() && self.new_timers.is_empty());
@@ -150,6 +144,7 @@ impl Shard {
             out: &mut self.out,
             timers: &mut self.new_timers,
             inaction_now: &mut self.inaction_now,
+            strings: &mut self.strings,
         };
         self.users[slot as usize].apply(&rec, &mut cx);
         for (c, deadline) in self.new_timers.drain(..) {

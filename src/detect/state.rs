@@ -9,11 +9,84 @@
 //!   exists before acting, so timers are never cancelled;
 //! - `Qualified`/`Done` entries are kept: a user gets at most one decision per campaign.
 
+use compact_str::CompactString;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::{CampaignIdx, Conversion, Ids, Output, Qualification, Role, Rules};
 use crate::campaign::condition::all_hold;
-use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Value};
+use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Value, ValueRef};
+
+/// A shard's string values, interned: profiles hold a `u32` per string property, and values
+/// such as countries, cities and app versions are stored once per shard.
+#[derive(Debug, Default)]
+pub struct Interner {
+    ids: FxHashMap<CompactString, u32>,
+    strs: Vec<CompactString>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &CompactString) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strs.len()).expect("fewer than 4G distinct strings");
+        self.strs.push(s.clone());
+        self.ids.insert(s.clone(), id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &str {
+        &self.strs[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.strs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strs.is_empty()
+    }
+}
+
+/// One stored profile property: 16 bytes, strings interned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Prop {
+    /// `f64` bits, a bool as 0/1, or an interned string id.
+    bits: u64,
+    id: PropId,
+    tag: Tag,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Bool,
+    Num,
+    Str,
+    Other,
+}
+
+impl Prop {
+    fn new(id: PropId, v: &Value, strings: &mut Interner) -> Option<Prop> {
+        let (tag, bits) = match v {
+            Value::Null => return None,
+            Value::Bool(b) => (Tag::Bool, u64::from(*b)),
+            Value::Num(n) => (Tag::Num, n.to_bits()),
+            Value::Str(s) => (Tag::Str, u64::from(strings.intern(s))),
+            Value::Other => (Tag::Other, 0),
+        };
+        Some(Prop { bits, id, tag })
+    }
+
+    fn get<'s>(&self, strings: &'s Interner) -> ValueRef<'s> {
+        match self.tag {
+            Tag::Bool => ValueRef::Bool(self.bits != 0),
+            Tag::Num => ValueRef::Num(f64::from_bits(self.bits)),
+            Tag::Str => ValueRef::Str(strings.get(self.bits as u32)),
+            Tag::Other => ValueRef::Other,
+        }
+    }
+}
 
 /// A campaign's progress for one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +110,7 @@ struct CampEntry {
 pub struct UserState {
     pub id: UserId,
     /// Profile properties some campaign looks at, as of the last applied record.
-    profile: Vec<(PropId, Value)>,
+    profile: Box<[Prop]>,
     /// Hashed identifiers; boxed because many users never have any.
     ids: Option<Box<Ids>>,
     camps: Vec<CampEntry>,
@@ -72,16 +145,14 @@ pub struct Ctx<'a> {
     /// New timers: `(campaign, deadline)`.
     pub timers: &'a mut Vec<(CampaignIdx, EventTime)>,
     pub inaction_now: &'a mut InactionNow,
+    pub strings: &'a mut Interner,
 }
-
-static TRUE: Value = Value::Bool(true);
-static FALSE: Value = Value::Bool(false);
 
 impl UserState {
     pub fn new(id: UserId) -> UserState {
         UserState {
             id,
-            profile: Vec::new(),
+            profile: Box::default(),
             ids: None,
             camps: Vec::new(),
         }
@@ -97,15 +168,22 @@ impl UserState {
     }
 
     /// A profile property as of now; `has_email`/`has_phone` are derived from the identifiers.
-    pub fn prop(&self, rules: &Rules, id: PropId) -> Option<&Value> {
-        let flag = |b: bool| Some(if b { &TRUE } else { &FALSE });
+    pub fn prop<'s>(
+        &self,
+        rules: &Rules,
+        strings: &'s Interner,
+        id: PropId,
+    ) -> Option<ValueRef<'s>> {
         if Some(id) == rules.has_email {
-            return flag(self.ids().email.is_some());
+            return Some(ValueRef::Bool(self.ids().email.is_some()));
         }
         if Some(id) == rules.has_phone {
-            return flag(self.ids().phone.is_some());
+            return Some(ValueRef::Bool(self.ids().phone.is_some()));
         }
-        self.profile.iter().find(|(p, _)| *p == id).map(|(_, v)| v)
+        self.profile
+            .iter()
+            .find(|p| p.id == id)
+            .map(|p| p.get(strings))
     }
 
     /// The state of a campaign, if the user has any.
@@ -128,7 +206,7 @@ impl UserState {
     /// Applies one record at its event time `ts`.
     pub fn apply(&mut self, rec: &Record, cx: &mut Ctx) {
         if let Some(p) = &rec.profile {
-            self.merge_profile(p);
+            self.merge_profile(p, cx.strings);
         }
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
@@ -151,7 +229,12 @@ impl UserState {
                         continue;
                     }
                     let props = &ev.props;
-                    let lookup = |p: PropId| props.iter().find(|(k, _)| *k == p).map(|(_, v)| v);
+                    let lookup = |p: PropId| {
+                        props
+                            .iter()
+                            .find(|(k, _)| *k == p)
+                            .and_then(|(_, v)| v.as_ref())
+                    };
                     if !all_hold(&rule.trigger_conditions, lookup) {
                         continue;
                     }
@@ -161,6 +244,7 @@ impl UserState {
                     let entry = match self.camps.iter().position(|e| e.campaign == c) {
                         Some(i) => &mut self.camps[i],
                         None => {
+                            self.camps.reserve_exact(1);
                             self.camps.push(CampEntry {
                                 campaign: c,
                                 state: CampState::Open(SmallVec::new()),
@@ -197,17 +281,30 @@ impl UserState {
         }
     }
 
-    fn merge_profile(&mut self, p: &ProfilePatch) {
+    fn merge_profile(&mut self, p: &ProfilePatch, strings: &mut Interner) {
+        // In place when only values change; rebuilt (exactly sized) when the set of
+        // properties changes, which is rare after a user's first profile.
+        let mut grown: Option<SmallVec<[Prop; 8]>> = None;
         for (k, v) in &p.props {
-            let pos = self.profile.iter().position(|(p, _)| p == k);
-            match (pos, v) {
-                (Some(i), Value::Null) => {
-                    self.profile.swap_remove(i);
+            let new = Prop::new(*k, v, strings);
+            let props: &mut [Prop] = match &mut grown {
+                Some(g) => g,
+                None => &mut self.profile,
+            };
+            match (props.iter().position(|p| p.id == *k), new) {
+                (Some(i), Some(n)) => props[i] = n,
+                (None, None) => {}
+                (pos, new) => {
+                    let g = grown.get_or_insert_with(|| self.profile.iter().copied().collect());
+                    if let Some(i) = pos {
+                        g.swap_remove(i);
+                    }
+                    g.extend(new);
                 }
-                (Some(i), v) => self.profile[i].1 = v.clone(),
-                (None, Value::Null) => {}
-                (None, v) => self.profile.push((*k, v.clone())),
             }
+        }
+        if let Some(g) = grown {
+            self.profile = g.into_iter().collect();
         }
         if p.email != IdUpdate::Unchanged || p.phone != IdUpdate::Unchanged {
             let mut ids = self.ids();
@@ -237,8 +334,8 @@ impl UserState {
             return; // stale: the window was closed by an inaction event
         }
         w.remove(0);
-        let rules = cx.rules;
-        if !all_hold(&rule.who, |p| self.prop(rules, p)) {
+        let (rules, strings) = (cx.rules, &*cx.strings);
+        if !all_hold(&rule.who, |p| self.prop(rules, strings, p)) {
             if matches!(&self.camps[i].state, CampState::Open(w) if w.is_empty()) {
                 self.camps.swap_remove(i);
             }

@@ -253,7 +253,7 @@ impl<'s> Decoder<'s> {
                 user,
                 ts,
                 event: None,
-                profile: Some(self.profile(f.props, Keys::Profile)?),
+                profile: Some(Box::new(self.profile(f.props, Keys::Profile)?)),
             }),
             Some(_) => Err(Malformed::UnknownType),
         }
@@ -270,7 +270,7 @@ impl<'s> Decoder<'s> {
             "track" => {
                 let event = self.event(f.event, f.properties)?;
                 let profile = match is_null(f.context) {
-                    Some(c) => Some(self.segment_context(c)?),
+                    Some(c) => Some(Box::new(self.segment_context(c)?)),
                     None => None,
                 };
                 Ok(Record {
@@ -290,7 +290,7 @@ impl<'s> Decoder<'s> {
                     user,
                     ts,
                     event: None,
-                    profile: Some(patch),
+                    profile: Some(Box::new(patch)),
                 })
             }
             _ => Err(Malformed::UnknownType),
@@ -362,7 +362,7 @@ impl<'s> Decoder<'s> {
                 user,
                 ts,
                 event: None,
-                profile: Some(self.profile(f.profile_data, Keys::Clevertap)?),
+                profile: Some(Box::new(self.profile(f.profile_data, Keys::Clevertap)?)),
             }),
             Some(_) => Err(Malformed::UnknownType),
         }

@@ -27,6 +27,8 @@ pub struct Stream {
     pub file: u32,
     /// `path` for plain lines, `path#topic/partition` for envelopes.
     pub name: String,
+    /// Whether the stream's lines are `kcat -J` envelopes (a stream never mixes).
+    pub envelopes: bool,
     /// Byte offset of each line's start, in stream order.
     starts: Vec<u64>,
     /// 1-based line number of each line.
@@ -117,6 +119,7 @@ impl Recording {
                         self.streams.push(Stream {
                             file,
                             name: path.display().to_string(),
+                            envelopes: false,
                             starts: Vec::new(),
                             lines: Vec::new(),
                         });
@@ -128,6 +131,7 @@ impl Recording {
                             self.streams.push(Stream {
                                 file,
                                 name: format!("{}#{}/{}", path.display(), k.0, k.1),
+                                envelopes: true,
                                 starts: Vec::new(),
                                 lines: Vec::new(),
                             });

@@ -82,7 +82,7 @@ impl T {
             user: user.into(),
             ts,
             event: None,
-            profile: Some(patch),
+            profile: Some(Box::new(patch)),
         })
     }
 
@@ -337,4 +337,12 @@ fn pending_counts_open_windows_without_decision() {
         .shard
         .user("closed")
         .is_some_and(|u| u.campaign(0).is_none()));
+}
+
+/// Layout budget: every tracked user has a `UserState`, every buffered record a `Record`.
+#[test]
+fn per_user_and_per_record_sizes_stay_within_budget() {
+    assert!(std::mem::size_of::<super::UserState>() <= 72);
+    assert!(std::mem::size_of::<Record>() <= 120);
+    assert!(std::mem::size_of::<Value>() <= 24);
 }

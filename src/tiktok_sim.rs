@@ -1,0 +1,1 @@
+//! The TikTok API simulator (placeholder until it lands).
