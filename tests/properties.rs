@@ -462,3 +462,69 @@ fn disorder_beyond_lateness_is_dropped_and_counted() {
     let (_, _, late) = engine(&config, &recs, 2);
     assert_eq!(late, 1, "ts == max − lateness − 1 is the watermark: late");
 }
+
+// === no input panics ===
+
+fn json_value() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_string()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        any::<f64>().prop_map(|f| format!("{f:?}")),
+        "[a-zA-Z0-9 @.+\\-_\"\\\\é]{0,12}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+        Just("\"2026-11-28T10:00:00Z\"".to_string()),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        let keys = prop_oneof![
+            Just("user_id"), Just("userId"), Just("identity"), Just("event"), Just("evtName"),
+            Just("type"), Just("ts"), Just("timestamp"), Just("props"), Just("properties"),
+            Just("traits"), Just("context"), Just("evtData"), Just("profileData"), Just("email"),
+            Just("phone"), Just("price"), Just("country"), Just("address"), Just("app"),
+            Just("version"), Just("payload"), Just("partition"), Just("Email"), Just("Gender"),
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+            proptest::collection::vec((keys, inner), 0..6).prop_map(|kv| {
+                let body: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", body.join(","))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary bytes and arbitrary JSON shapes, in every format: a replay never panics, and
+    /// every line is either a record or a dead letter.
+    #[test]
+    fn no_input_panics(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                json_value().prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..20,
+        ),
+        format in prop_oneof![Just("native"), Just("segment"), Just("clevertap")],
+    ) {
+        let cfg = CONFIG.replace("[engine]", &format!("[source]\nformat = \"{format}\"\n[engine]"));
+        let config = Config::parse(&cfg, Vec::new()).unwrap();
+        let mut data = Vec::new();
+        let mut nonblank = 0u64;
+        for l in &lines {
+            let l: Vec<u8> = l.iter().copied().filter(|&b| b != b'\n').collect();
+            let trimmed = l.strip_suffix(b"\r").unwrap_or(&l);
+            nonblank += u64::from(!trimmed.iter().all(u8::is_ascii_whitespace));
+            data.extend_from_slice(&l);
+            data.push(b'\n');
+        }
+        let mut recording = Recording::default();
+        recording.add(Path::new("fuzz.jsonl"), data);
+        let mut dead = 0u64;
+        let r = execute(&config, &recording, 2, &mut |_, _, _, _| { dead += 1; Ok(()) }, &mut |_| {})
+            .unwrap();
+        prop_assert_eq!(r.totals.records + r.totals.malformed, nonblank);
+        prop_assert_eq!(dead, r.totals.malformed + r.totals.late_dropped);
+    }
+}
