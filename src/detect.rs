@@ -4,8 +4,11 @@
 //! owns its users' state without locks, buffers records and applies them in event-time order as
 //! the watermark ([`watermark`]) passes them, and fires window timers. The transitions themselves
 //! are pure and synchronous ([`state`]). [`Rules`] is the campaigns compiled for this stage.
+//! A shard's users can be exported and restored ([`snapshot`]), so state can move with its
+//! partition.
 
 pub mod shard;
+pub mod snapshot;
 pub mod state;
 pub mod watermark;
 
@@ -49,6 +52,10 @@ pub struct Rules {
     pub by_event: Vec<SmallVec<[(CampaignIdx, Role); 2]>>,
     pub has_email: Option<PropId>,
     pub has_phone: Option<PropId>,
+    /// Property names by id and campaign ids by index, for state snapshots that survive a
+    /// config change.
+    pub prop_names: Vec<String>,
+    pub campaign_ids: Vec<String>,
 }
 
 impl Rules {
@@ -89,6 +96,8 @@ impl Rules {
             by_event,
             has_email: schema.prop(HAS_EMAIL),
             has_phone: schema.prop(HAS_PHONE),
+            prop_names: schema.prop_names().to_vec(),
+            campaign_ids: campaigns.iter().map(|c| c.id.clone()).collect(),
         }
     }
 

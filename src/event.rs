@@ -164,6 +164,10 @@ impl Schema {
         self.event_ids.get(name).copied()
     }
 
+    pub fn prop_names(&self) -> &[String] {
+        &self.props
+    }
+
     pub fn prop_name(&self, id: PropId) -> &str {
         &self.props[usize::from(id)]
     }

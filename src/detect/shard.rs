@@ -210,6 +210,44 @@ impl Shard {
             .collect()
     }
 
+    /// Snapshots of every user, sorted by user id. Records still buffered (ahead of the
+    /// watermark) are not part of a snapshot: the caller resumes its input from the position
+    /// the watermark had reached.
+    pub fn snapshot(&self) -> Vec<super::snapshot::UserSnapshot> {
+        let mut out: Vec<_> = self
+            .users
+            .iter()
+            .filter(|u| !u.is_empty())
+            .map(|u| u.snapshot(&self.rules, &self.strings))
+            .collect();
+        out.sort_by(|a, b| a.user.cmp(&b.user));
+        out
+    }
+
+    /// Restores users into an empty shard at `watermark`, rebuilding timers in deadline order.
+    pub fn restore<'s>(
+        &mut self,
+        snapshots: impl IntoIterator<Item = &'s super::snapshot::UserSnapshot>,
+        watermark: EventTime,
+    ) {
+        assert!(self.users.is_empty(), "restore into a fresh shard");
+        let mut timers = Vec::new();
+        for snap in snapshots {
+            let (user, ts) = UserState::restore(snap, &self.rules, &mut self.strings);
+            if self.find(&user.id).is_some() {
+                continue; // a duplicate key: the first snapshot wins
+            }
+            let slot = self.insert(user.id.clone());
+            self.users[slot as usize] = user;
+            timers.extend(ts.into_iter().map(|(c, d)| (d, c, slot)));
+        }
+        timers.sort_unstable();
+        for (d, c, slot) in timers {
+            self.timers[usize::from(c)].push_back((d, slot));
+        }
+        self.watermark = watermark;
+    }
+
     /// A user's state, for tests and inspection.
     pub fn user(&self, id: &str) -> Option<&UserState> {
         self.find(id).map(|s| &self.users[s as usize])

@@ -13,6 +13,7 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use super::snapshot::{SnapCampaign, SnapValue, UserSnapshot};
 use super::{CampaignIdx, Conversion, Ids, Output, Qualification, Role, Rules};
 use crate::campaign::condition::all_hold;
 use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Value, ValueRef};
@@ -352,6 +353,93 @@ impl UserState {
             trigger_ts: t_a,
             ids: self.ids().chosen(rule.identifiers),
         });
+    }
+}
+
+// === snapshots ===
+
+impl UserState {
+    /// The user's state by names (see [`super::snapshot`]).
+    pub fn snapshot(&self, rules: &Rules, strings: &Interner) -> UserSnapshot {
+        let ids = self.ids();
+        UserSnapshot {
+            user: self.id.to_string(),
+            profile: self
+                .profile
+                .iter()
+                .map(|p| {
+                    let v = match p.get(strings) {
+                        ValueRef::Bool(b) => SnapValue::Bool(b),
+                        ValueRef::Num(n) => SnapValue::Num(n),
+                        ValueRef::Str(s) => SnapValue::Str(s.to_owned()),
+                        ValueRef::Other => SnapValue::Other(Vec::new()),
+                    };
+                    (rules.prop_names[usize::from(p.id)].clone(), v)
+                })
+                .collect(),
+            email_sha256: ids.email.as_ref().map(crate::identity::to_hex),
+            phone_sha256: ids.phone.as_ref().map(crate::identity::to_hex),
+            campaigns: self
+                .camps
+                .iter()
+                .map(|e| {
+                    let id = rules.campaign_ids[usize::from(e.campaign)].clone();
+                    (id, SnapCampaign::from_state(&e.state))
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a user from a snapshot; properties and campaigns unknown to `rules` are
+    /// dropped. Returns the timers of its open windows as `(campaign, deadline)`.
+    pub fn restore(
+        snap: &UserSnapshot,
+        rules: &Rules,
+        strings: &mut Interner,
+    ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
+        let mut u = UserState::new(UserId::from(snap.user.as_str()));
+        let mut props: Vec<Prop> = Vec::new();
+        for (name, v) in &snap.profile {
+            let Some(id) = rules.prop_names.iter().position(|n| n == name) else {
+                continue;
+            };
+            let v = match v {
+                SnapValue::Bool(b) => Value::Bool(*b),
+                SnapValue::Num(n) => Value::Num(*n),
+                SnapValue::Str(s) => Value::Str(s.as_str().into()),
+                SnapValue::Other(_) => Value::Other,
+            };
+            props.extend(Prop::new(id as PropId, &v, strings));
+        }
+        u.profile = props.into_boxed_slice();
+        let hash = |h: &Option<String>| {
+            h.as_deref().and_then(|s| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(s, &mut out).ok().map(|()| out)
+            })
+        };
+        let ids = Ids {
+            email: hash(&snap.email_sha256),
+            phone: hash(&snap.phone_sha256),
+        };
+        u.ids = (!ids.is_empty()).then(|| Box::new(ids));
+        let mut timers = Vec::new();
+        for (cid, c) in &snap.campaigns {
+            let Some(idx) = rules.campaign_ids.iter().position(|x| x == cid) else {
+                continue;
+            };
+            let idx = idx as CampaignIdx;
+            let state = c.to_state();
+            if let CampState::Open(w) = &state {
+                let within = rules.rules[usize::from(idx)].within;
+                timers.extend(w.iter().map(|t| (idx, t.saturating_add(within))));
+            }
+            u.camps.push(CampEntry {
+                campaign: idx,
+                state,
+            });
+        }
+        (u, timers)
     }
 }
 
