@@ -194,6 +194,11 @@ impl Config {
                 }
             }
         }
+        for (name, spec) in SECTIONS {
+            if let Some(v) = root.get_mut(*name) {
+                strip_unknown(v, spec, name, None, &mut problems);
+            }
+        }
         let source: RawSource = section(&mut root, "source", &mut problems);
         let engine: RawEngine = section(&mut root, "engine", &mut problems);
         let tiktok: RawTikTok = section(&mut root, "tiktok", &mut problems);
@@ -211,7 +216,12 @@ impl Config {
         match raw_campaigns {
             None => problems.service("campaign", "at least one [[campaign]] is required"),
             Some(toml::Value::Array(items)) => {
-                for (i, item) in items.into_iter().enumerate() {
+                for (i, mut item) in items.into_iter().enumerate() {
+                    let label = match item.get("id") {
+                        Some(toml::Value::String(id)) => id.clone(),
+                        _ => format!("#{}", i + 1),
+                    };
+                    strip_unknown(&mut item, &CAMPAIGN, "", Some(&label), &mut problems);
                     match RawCampaign::deserialize(item) {
                         Ok(raw) => {
                             if let Some(c) = campaign::validate(raw, i, &mut schema, &mut problems)
@@ -321,6 +331,129 @@ fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettin
         max_batch: max_batch as usize,
         linger,
     })
+}
+
+/// The shape of a config table, for reporting every unknown key (serde would stop at the
+/// first one of each table).
+enum Spec {
+    Leaf,
+    Table(&'static [(&'static str, Spec)]),
+    ArrayOf(&'static Spec),
+}
+
+const CONDITIONS: Spec = Spec::ArrayOf(&Spec::Table(&[
+    ("prop", Spec::Leaf),
+    ("op", Spec::Leaf),
+    ("value", Spec::Leaf),
+]));
+const DURATION_EVENT: Spec = Spec::Table(&[("event", Spec::Leaf), ("within", Spec::Leaf)]);
+const CAMPAIGN: Spec = Spec::Table(&[
+    ("id", Spec::Leaf),
+    ("name", Spec::Leaf),
+    ("ad_account", Spec::Leaf),
+    ("start", Spec::Leaf),
+    ("end", Spec::Leaf),
+    (
+        "trigger",
+        Spec::Table(&[
+            ("event", Spec::Leaf),
+            ("where", CONDITIONS),
+            ("inaction", DURATION_EVENT),
+        ]),
+    ),
+    (
+        "who",
+        Spec::Table(&[
+            ("where", CONDITIONS),
+            ("control_group", Spec::Leaf),
+            ("target_cap", Spec::Leaf),
+        ]),
+    ),
+    (
+        "what",
+        Spec::Table(&[
+            (
+                "audience",
+                Spec::Table(&[
+                    (
+                        "new",
+                        Spec::Table(&[("name", Spec::Leaf), ("description", Spec::Leaf)]),
+                    ),
+                    ("existing", Spec::Leaf),
+                ]),
+            ),
+            ("identifiers", Spec::Leaf),
+            ("remove_on_goal", Spec::Leaf),
+        ]),
+    ),
+    ("goal", DURATION_EVENT),
+]);
+const SECTIONS: &[(&str, Spec)] = &[
+    ("source", Spec::Table(&[("format", Spec::Leaf)])),
+    (
+        "engine",
+        Spec::Table(&[
+            ("allowed_lateness", Spec::Leaf),
+            ("idle_timeout", Spec::Leaf),
+            ("shards", Spec::Leaf),
+        ]),
+    ),
+    (
+        "tiktok",
+        Spec::Table(&[
+            ("base_url", Spec::Leaf),
+            ("access_token_file", Spec::Leaf),
+            ("access_token_env", Spec::Leaf),
+            ("qps", Spec::Leaf),
+            ("max_batch", Spec::Leaf),
+            ("linger", Spec::Leaf),
+        ]),
+    ),
+];
+
+/// Removes and reports every key `spec` does not know, at any depth.
+fn strip_unknown(
+    v: &mut toml::Value,
+    spec: &Spec,
+    path: &str,
+    campaign: Option<&str>,
+    problems: &mut Problems,
+) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (spec, v) {
+        (Spec::Table(keys), toml::Value::Table(t)) => {
+            let unknown: Vec<String> = t
+                .keys()
+                .filter(|k| !keys.iter().any(|(n, _)| n == k))
+                .cloned()
+                .collect();
+            for k in unknown {
+                t.remove(&k);
+                problems.push(ConfigError {
+                    campaign: campaign.map(str::to_owned),
+                    field: join(&k),
+                    message: "unknown field".into(),
+                });
+            }
+            for (k, sub) in keys.iter() {
+                if let Some(child) = t.get_mut(*k) {
+                    strip_unknown(child, sub, &join(k), campaign, problems);
+                }
+            }
+        }
+        (Spec::ArrayOf(item), toml::Value::Array(a)) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                strip_unknown(x, item, &format!("{path}[{i}]"), campaign, problems);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn dur(s: &str) -> HumanDuration {

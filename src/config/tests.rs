@@ -74,6 +74,7 @@ fn lists_every_problem_with_campaign_and_field() {
 [engine]
 allowed_lateness = "soon"
 bogus = 1
+other = 2
 [tiktok]
 max_batch = 20000
 [[campaign]]
@@ -107,8 +108,9 @@ start = "2026-01-01T00:00:00Z"
 [campaign.trigger]
 event = "A"
 unknown = 1
+where = [{ prop = "p", op = "=", value = 1, typo = 2 }]
 [campaign.what]
-audience = { existing = "5" }
+audience = { new = { name = "n", colour = "red" } }
 identifiers = ["email", "fax"]
 "#
     .replace("DESCRIPTION", &"d".repeat(201));
@@ -120,6 +122,8 @@ identifiers = ["email", "fax"]
         .collect();
     for want in [
         (None, "engine"),
+        (None, "engine.bogus"),
+        (None, "engine.other"),
         (None, "tiktok.max_batch"),
         (Some("Bad_Id"), "id"),
         (Some("Bad_Id"), "ad_account"),
@@ -131,8 +135,10 @@ identifiers = ["email", "fax"]
         (Some("Bad_Id"), "who.target_cap"),
         (Some("Bad_Id"), "what.audience.new.description"),
         (Some("Bad_Id"), "what.identifiers"),
-        (Some("#2"), "(table)"),
-        (Some("three"), "trigger"),
+        (Some("two"), "extra"),
+        (Some("three"), "trigger.unknown"),
+        (Some("three"), "trigger.where[0].typo"),
+        (Some("three"), "what.audience.new.colour"),
         (Some("three"), "what.identifiers"),
     ] {
         assert!(got.contains(&want), "missing {want:?} in {problems}");
