@@ -64,11 +64,8 @@ enum Command {
     },
     /// Write a synthetic recording to stdout.
     Generate(remarket::generate::GenerateArgs),
-    /// Run the TikTok API simulator (not yet implemented).
-    TiktokSim {
-        #[arg(long, default_value = "127.0.0.1:8099")]
-        listen: String,
-    },
+    /// Run the TikTok Marketing API simulator (for local work and tests).
+    TiktokSim(remarket::tiktok_sim::SimArgs),
 }
 
 fn init_tracing() {
@@ -189,9 +186,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("error: `remarket run` is not yet implemented");
             Ok(ExitCode::from(2))
         }
-        Command::TiktokSim { listen: _ } => {
-            eprintln!("error: `remarket tiktok-sim` is not yet implemented");
-            Ok(ExitCode::from(2))
+        Command::TiktokSim(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(remarket::tiktok_sim::run(args))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -4,6 +4,7 @@
 //! into [`Action::Delete`] ops; a sink delivers them. [`dry_run::DryRunSink`] only counts (the
 //! replay default); the TikTok sink (Segment API) plugs in behind the same trait.
 
+pub mod batch;
 pub mod dry_run;
 
 use crate::activate::{Decision, Outcome};

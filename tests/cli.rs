@@ -79,8 +79,6 @@ identifiers = ["email"]
 fn unimplemented_commands_exit_2() {
     let out = remarket(&["run", "--config", "config/sample.toml"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = remarket(&["tiktok-sim", "--listen", "127.0.0.1:0"]);
-    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
