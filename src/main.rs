@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use remarket::app::{self, ReplayOptions};
 use remarket::config::Config;
 use remarket::sink::dry_run::DryRunSink;
+use remarket::sink::replay::ReplayTikTokSink;
+use remarket::sink::AudienceSink;
 
 /// mimalloc: records are allocated by the router thread and freed by shard threads; glibc's
 /// arena locks made that cross-thread traffic a quarter of a replay's time.
@@ -108,10 +110,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             recording,
         } => {
             let config = load(&config)?;
-            if sink == SinkKind::Tiktok {
-                eprintln!("error: --sink tiktok is not yet implemented");
-                return Ok(ExitCode::from(2));
-            }
             let opts = ReplayOptions {
                 out_dir: out.clone(),
                 shards: if shards == 0 {
@@ -122,7 +120,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !quiet,
             };
             let started = std::time::SystemTime::now();
-            let report = app::replay(&config, &recording, &opts, &mut DryRunSink::default())?;
+            let mut sink: Box<dyn AudienceSink> = match sink {
+                SinkKind::DryRun => Box::new(DryRunSink::default()),
+                SinkKind::Tiktok => Box::new(ReplayTikTokSink::start(&config, &out)?),
+            };
+            let report = app::replay(&config, &recording, &opts, sink.as_mut())?;
             let secs = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
             if !quiet {
                 let s = &report.summary;
@@ -138,6 +140,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.users
                 );
                 print!("{}", s.table());
+                let k = &report.sink;
+                if k.requests > 0 {
+                    println!(
+                        "tiktok: {} users added, {} deleted in {} requests ({} retried), {} failed",
+                        k.adds, k.deletes, k.requests, k.retries, k.failed
+                    );
+                }
                 println!(
                     "wrote {}/{{decisions.jsonl,summary.json,dead-letter.jsonl}}",
                     out.display()

@@ -4,8 +4,15 @@
 //! into [`Action::Delete`] ops; a sink delivers them. [`dry_run::DryRunSink`] only counts (the
 //! replay default); the TikTok sink (Segment API) plugs in behind the same trait.
 
+pub mod audiences;
 pub mod batch;
 pub mod dry_run;
+pub mod metrics;
+pub mod ratelimit;
+pub mod replay;
+pub mod retry;
+pub mod service;
+pub mod tiktok;
 
 use crate::activate::{Decision, Outcome};
 use crate::detect::{CampaignIdx, Ids};
@@ -47,14 +54,25 @@ impl AudienceOp {
 pub enum SinkError {
     #[error("sink not available: {0}")]
     Unavailable(String),
+    #[error("TikTok refused {0} user(s) for good; they are listed in {1}")]
+    Failed(u64, String),
+    #[error(transparent)]
+    Audience(#[from] audiences::AudienceError),
+    #[error(transparent)]
+    Client(#[from] tiktok::ClientError),
 }
 
 /// What a sink did, for the replay report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SinkReport {
+    /// Users acknowledged as added / deleted.
     pub adds: u64,
     pub deletes: u64,
+    /// Requests sent (retries included).
     pub requests: u64,
+    pub retries: u64,
+    /// Users refused for good (kept, reported).
+    pub failed: u64,
 }
 
 /// Delivers audience ops. Ops of one campaign arrive in decision order.

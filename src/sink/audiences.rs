@@ -1,0 +1,427 @@
+//! Audience resolution: which TikTok audience each campaign writes to.
+//!
+//! - `existing` audiences are verified at start: the audience must exist for the advertiser
+//!   and be of type `Partner` (only those accept mapping calls, tiktok-api.md §4.1).
+//! - `new` audiences are created once, one at a time, and their ids remembered durably in an
+//!   [`AudienceStore`] (a JSON file; the Kafka issue moves it to a compacted topic). TikTok
+//!   allows duplicate names and every create makes a new audience, so the store records the
+//!   *intent* before creating: after a crash between TikTok's answer and the store write, the
+//!   next start finds the unfinished intent and adopts the newest `Partner` audience with that
+//!   exact name instead of creating a second one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::metrics::{Endpoint, Outcome, SinkMetrics};
+use super::ratelimit::RateLimiter;
+use super::retry::{Backoff, RetryAction, RetryReason};
+use super::tiktok::Client;
+use crate::campaign::{Audience, Campaign};
+
+/// TikTok keeps names of up to 70 characters and cuts longer ones to 67 + "...".
+pub fn tiktok_name(name: &str) -> String {
+    if name.chars().count() <= 70 {
+        name.to_owned()
+    } else {
+        let mut s: String = name.chars().take(67).collect();
+        s.push_str("...");
+        s
+    }
+}
+
+/// Where one campaign's users go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub advertiser: String,
+    pub audience_id: String,
+    pub email: bool,
+    pub phone: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AudienceError {
+    #[error("campaign {campaign}: audience {audience} does not exist for advertiser {advertiser}")]
+    NotFound {
+        campaign: String,
+        audience: String,
+        advertiser: String,
+    },
+    #[error("campaign {campaign}: audience {audience} is of type {kind:?}, not Partner: only Partner audiences accept mappings")]
+    NotPartner {
+        campaign: String,
+        audience: String,
+        kind: String,
+    },
+    #[error("campaign {campaign}: TikTok refused {what}: code {code}: {message}")]
+    Refused {
+        campaign: String,
+        what: &'static str,
+        code: i64,
+        message: String,
+    },
+    #[error("campaign {campaign}: TikTok did not answer {what} after {attempts} attempts")]
+    Unavailable {
+        campaign: String,
+        what: &'static str,
+        attempts: u32,
+    },
+    #[error("audience store {path}: {reason}")]
+    Store { path: PathBuf, reason: String },
+}
+
+/// One remembered audience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEntry {
+    pub advertiser_id: String,
+    pub name: String,
+    /// `None` while a create is in flight (the intent).
+    pub audience_id: Option<String>,
+}
+
+/// Campaign id → audience, persisted as JSON (atomically: temp file, fsync, rename).
+#[derive(Debug, Default)]
+pub struct AudienceStore {
+    path: Option<PathBuf>,
+    entries: BTreeMap<String, StoreEntry>,
+}
+
+impl AudienceStore {
+    /// In memory only.
+    pub fn ephemeral() -> AudienceStore {
+        AudienceStore::default()
+    }
+
+    /// Loads `path` if it exists.
+    pub fn open(path: &Path) -> Result<AudienceStore, AudienceError> {
+        let err = |reason: String| AudienceError::Store {
+            path: path.to_owned(),
+            reason,
+        };
+        let entries = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        Ok(AudienceStore {
+            path: Some(path.to_owned()),
+            entries,
+        })
+    }
+
+    pub fn get(&self, campaign: &str) -> Option<&StoreEntry> {
+        self.entries.get(campaign)
+    }
+
+    pub fn entries(&self) -> &BTreeMap<String, StoreEntry> {
+        &self.entries
+    }
+
+    fn put(&mut self, campaign: &str, entry: StoreEntry) -> Result<(), AudienceError> {
+        self.entries.insert(campaign.to_owned(), entry);
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let err = |e: std::io::Error| AudienceError::Store {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.entries).expect("serialisable");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(err)?;
+            f.write_all(&bytes).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+}
+
+/// Attempts for one start-up call before giving up (each waits per [`Backoff`]).
+const SETUP_ATTEMPTS: u32 = 12;
+
+/// Calls TikTok with rate limiting and retries; `Err` on a permanent answer or when retries
+/// run out.
+async fn call<F, Fut>(
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    endpoint: Endpoint,
+    campaign: &str,
+    what: &'static str,
+    mut f: F,
+) -> Result<Value, AudienceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = RetryAction>,
+{
+    let backoff = Backoff::default();
+    let mut rng = fastrand::Rng::new();
+    for attempt in 0..SETUP_ATTEMPTS {
+        limiter.acquire().await;
+        match f().await {
+            RetryAction::Ok(data) => {
+                metrics.request(endpoint, Outcome::Ok);
+                return Ok(data);
+            }
+            RetryAction::Retry(reason) => {
+                metrics.request(endpoint, outcome_of(reason));
+                tokio::time::sleep(backoff.delay(attempt, reason, &mut rng)).await;
+            }
+            RetryAction::Split => {
+                metrics.request(endpoint, Outcome::Permanent);
+                return Err(AudienceError::Refused {
+                    campaign: campaign.to_owned(),
+                    what,
+                    code: 40011,
+                    message: "too many ids".into(),
+                });
+            }
+            RetryAction::Permanent { code, message } => {
+                metrics.request(endpoint, Outcome::Permanent);
+                return Err(AudienceError::Refused {
+                    campaign: campaign.to_owned(),
+                    what,
+                    code,
+                    message,
+                });
+            }
+        }
+    }
+    Err(AudienceError::Unavailable {
+        campaign: campaign.to_owned(),
+        what,
+        attempts: SETUP_ATTEMPTS,
+    })
+}
+
+pub(crate) fn outcome_of(reason: RetryReason) -> Outcome {
+    match reason {
+        RetryReason::Throttled => Outcome::Throttled,
+        RetryReason::NotReady => Outcome::NotReady,
+        RetryReason::Server => Outcome::Server,
+        RetryReason::Transport => Outcome::Transport,
+    }
+}
+
+/// The type TikTok reports for an audience in `get/` (`type`) or `list/` (`audience_type`).
+fn audience_type(details: &Value) -> String {
+    details
+        .get("type")
+        .or_else(|| details.get("audience_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Verifies that `audience` exists for `advertiser` and is a Partner audience.
+async fn verify(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    campaign: &str,
+    advertiser: &str,
+    audience: &str,
+) -> Result<(), AudienceError> {
+    let not_found = || AudienceError::NotFound {
+        campaign: campaign.to_owned(),
+        audience: audience.to_owned(),
+        advertiser: advertiser.to_owned(),
+    };
+    let data = match call(limiter, metrics, Endpoint::Get, campaign, "get", || {
+        client.get_audience(advertiser, audience)
+    })
+    .await
+    {
+        Ok(d) => d,
+        Err(AudienceError::Refused {
+            code: 40002 | 40007,
+            ..
+        }) => return Err(not_found()),
+        Err(e) => return Err(e),
+    };
+    let details = data
+        .get("list")
+        .and_then(|l| l.get(0))
+        .and_then(|x| x.get("audience_details"))
+        .ok_or_else(not_found)?;
+    let kind = audience_type(details);
+    if kind != "Partner" {
+        return Err(AudienceError::NotPartner {
+            campaign: campaign.to_owned(),
+            audience: audience.to_owned(),
+            kind,
+        });
+    }
+    Ok(())
+}
+
+/// The newest Partner audience of `advertiser` named exactly `name`, if any.
+async fn find_by_name(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    campaign: &str,
+    advertiser: &str,
+    name: &str,
+) -> Result<Option<String>, AudienceError> {
+    let mut found = None;
+    let mut page = 1u32;
+    loop {
+        let data = call(limiter, metrics, Endpoint::List, campaign, "list", || {
+            client.list_audiences(advertiser, page)
+        })
+        .await?;
+        let empty = Vec::new();
+        let list = data.get("list").and_then(Value::as_array).unwrap_or(&empty);
+        for a in list {
+            // `list/` is oldest first: the last match is the newest.
+            if a.get("name").and_then(Value::as_str) == Some(name) && audience_type(a) == "Partner"
+            {
+                found = a
+                    .get("audience_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .or(found);
+            }
+        }
+        let total_pages = data
+            .get("page_info")
+            .and_then(|p| p.get("total_page"))
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        if u64::from(page) >= total_pages || list.is_empty() {
+            return Ok(found);
+        }
+        page += 1;
+    }
+}
+
+/// Resolves every campaign's audience, in campaign order, one call at a time.
+pub async fn resolve(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    campaigns: &[Campaign],
+    store: &mut AudienceStore,
+) -> Result<Vec<Target>, AudienceError> {
+    let mut targets = Vec::with_capacity(campaigns.len());
+    for c in campaigns {
+        let advertiser = c.ad_account.as_str();
+        let audience_id = match &c.what.audience {
+            Audience::Existing(id) => {
+                verify(client, limiter, metrics, &c.id, advertiser, id).await?;
+                id.clone()
+            }
+            Audience::New { name, .. } => {
+                let name = tiktok_name(name);
+                match store.get(&c.id).cloned() {
+                    Some(StoreEntry {
+                        audience_id: Some(id),
+                        advertiser_id,
+                        ..
+                    }) if advertiser_id == advertiser => {
+                        verify(client, limiter, metrics, &c.id, advertiser, &id).await?;
+                        id
+                    }
+                    entry => {
+                        let interrupted = entry.is_some_and(|e| e.audience_id.is_none());
+                        let adopted = if interrupted {
+                            find_by_name(client, limiter, metrics, &c.id, advertiser, &name).await?
+                        } else {
+                            None
+                        };
+                        let id = match adopted {
+                            Some(id) => {
+                                tracing::info!(campaign = %c.id, audience = %id, "adopted the audience an interrupted start created");
+                                id
+                            }
+                            None => {
+                                store.put(
+                                    &c.id,
+                                    StoreEntry {
+                                        advertiser_id: advertiser.to_owned(),
+                                        name: name.clone(),
+                                        audience_id: None,
+                                    },
+                                )?;
+                                let data = call(
+                                    limiter,
+                                    metrics,
+                                    Endpoint::Audience,
+                                    &c.id,
+                                    "audience create",
+                                    || client.create_audience(advertiser, &name),
+                                )
+                                .await?;
+                                let id = data
+                                    .get("audience_id")
+                                    .and_then(|v| {
+                                        v.as_str()
+                                            .map(str::to_owned)
+                                            .or_else(|| v.as_u64().map(|n| n.to_string()))
+                                    })
+                                    .ok_or_else(|| AudienceError::Refused {
+                                        campaign: c.id.clone(),
+                                        what: "audience create",
+                                        code: 0,
+                                        message: "no audience_id in the answer".into(),
+                                    })?;
+                                tracing::info!(campaign = %c.id, audience = %id, "created audience");
+                                id
+                            }
+                        };
+                        store.put(
+                            &c.id,
+                            StoreEntry {
+                                advertiser_id: advertiser.to_owned(),
+                                name,
+                                audience_id: Some(id.clone()),
+                            },
+                        )?;
+                        id
+                    }
+                }
+            }
+        };
+        targets.push(Target {
+            advertiser: advertiser.to_owned(),
+            audience_id,
+            email: c.what.identifiers.email,
+            phone: c.what.identifiers.phone,
+        });
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_like_tiktok_does() {
+        assert_eq!(tiktok_name("short"), "short");
+        let long = "x".repeat(71);
+        let cut = tiktok_name(&long);
+        assert_eq!(cut.chars().count(), 70);
+        assert!(cut.ends_with("..."));
+        assert_eq!(tiktok_name(&"y".repeat(70)), "y".repeat(70));
+    }
+
+    #[test]
+    fn store_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audiences.json");
+        let mut s = AudienceStore::open(&path).unwrap();
+        let e = StoreEntry {
+            advertiser_id: "1".into(),
+            name: "n".into(),
+            audience_id: Some("42".into()),
+        };
+        s.put("c", e.clone()).unwrap();
+        assert_eq!(AudienceStore::open(&path).unwrap().get("c"), Some(&e));
+        assert!(!path.with_extension("json.tmp").exists());
+    }
+}

@@ -1,0 +1,393 @@
+//! The TikTok sink's dispatcher: audience ops in, mapping requests out.
+//!
+//! Stages, each its own type: [`Batcher`] (per campaign × action, `max_batch` users or
+//! `linger`) → ordering (a `delete` batch of a campaign waits until every `add` of that
+//! campaign that *arrived* before its last op was acknowledged, so a removal never overtakes
+//! the user's add, however the batches were cut) →
+//! concurrency cap (`max_in_flight` requests) → [`RateLimiter`] (`qps`) → request →
+//! [`classify`](super::retry::classify) → retry with backoff / split on 40011 / permanent.
+//!
+//! Memory is bounded: the input channel holds `max_batch` ops, at most `max_queued` closed
+//! batches wait for a request slot, and while they wait the dispatcher stops reading its input,
+//! so a TikTok outage pushes back on the producer instead of growing memory. Permanent
+//! failures are never dropped: the ops are kept and returned in [`SinkOutcome::failed`].
+//!
+//! Adds commute with adds and deletes with deletes, so those run concurrently. An add is not
+//! held back behind earlier deletes: once per user, a user is added before they are removed.
+//! (Two users sharing one hashed identifier, one of them removed, are the exception: the
+//! identifier's final state then depends on timing, as it would at TikTok anyway.)
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::audiences::{outcome_of, Target};
+use super::batch::{Batch, Batcher};
+use super::metrics::{self, Endpoint, Outcome, SinkMetrics};
+use super::ratelimit::RateLimiter;
+use super::retry::{Backoff, RetryAction};
+use super::tiktok::{Client, MapAction};
+use super::{Action, AudienceOp, SinkReport};
+use crate::detect::{CampaignIdx, Ids};
+
+/// Tuning of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub max_batch: usize,
+    pub linger: Duration,
+    pub max_in_flight: usize,
+    /// Closed batches waiting for a request slot before the input is no longer read.
+    pub max_queued: usize,
+    pub backoff: Backoff,
+}
+
+impl SinkSettings {
+    pub fn new(max_batch: usize, linger: Duration) -> SinkSettings {
+        SinkSettings {
+            max_batch,
+            linger,
+            max_in_flight: 4,
+            max_queued: 8,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Ops TikTok refused for good, with its answer.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub op: AudienceOp,
+    pub code: i64,
+    pub message: String,
+}
+
+/// What the sink did.
+#[derive(Debug, Default)]
+pub struct SinkOutcome {
+    pub report: SinkReport,
+    pub failed: Vec<Failed>,
+}
+
+type Key = (CampaignIdx, MapAction);
+/// An op and its arrival number.
+type Item = (u64, AudienceOp);
+
+struct Shared {
+    client: Arc<Client>,
+    limiter: Arc<RateLimiter>,
+    targets: Vec<Target>,
+    metrics: SinkMetrics,
+    backoff: Backoff,
+    inflight: Semaphore,
+    /// Per campaign: arrival numbers of adds not yet acknowledged (or refused).
+    pending_adds: Mutex<HashMap<CampaignIdx, BTreeSet<u64>>>,
+    adds_done: Notify,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    adds: AtomicU64,
+    deletes: AtomicU64,
+    failed: Mutex<Vec<Failed>>,
+}
+
+/// A running TikTok sink.
+pub struct TikTokSink {
+    tx: mpsc::Sender<AudienceOp>,
+    task: tokio::task::JoinHandle<SinkOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the TikTok sink stopped")]
+pub struct SinkStopped;
+
+impl TikTokSink {
+    /// Starts the dispatcher on the current runtime. `targets[c]` is campaign `c`'s audience.
+    pub fn start(
+        client: Arc<Client>,
+        limiter: Arc<RateLimiter>,
+        targets: Vec<Target>,
+        settings: SinkSettings,
+        metrics: SinkMetrics,
+    ) -> TikTokSink {
+        let (tx, rx) = mpsc::channel(settings.max_batch.max(1));
+        let shared = Arc::new(Shared {
+            client,
+            limiter,
+            targets,
+            metrics,
+            backoff: settings.backoff.clone(),
+            inflight: Semaphore::new(settings.max_in_flight.max(1)),
+            pending_adds: Mutex::new(HashMap::new()),
+            adds_done: Notify::new(),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            adds: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            failed: Mutex::new(Vec::new()),
+        });
+        let task = tokio::spawn(dispatch(rx, shared, settings));
+        TikTokSink { tx, task }
+    }
+
+    /// Hands an op to the sink; waits while the sink is full (backpressure).
+    pub async fn send(&self, op: AudienceOp) -> Result<(), SinkStopped> {
+        self.tx.send(op).await.map_err(|_| SinkStopped)
+    }
+
+    /// Flushes everything, waits for every request to finish, and reports.
+    pub async fn finish(self) -> SinkOutcome {
+        drop(self.tx);
+        self.task.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the TikTok sink task failed");
+            SinkOutcome::default()
+        })
+    }
+}
+
+async fn dispatch(
+    mut rx: mpsc::Receiver<AudienceOp>,
+    shared: Arc<Shared>,
+    settings: SinkSettings,
+) -> SinkOutcome {
+    let mut batcher: Batcher<Key, Item> = Batcher::new(settings.max_batch, settings.linger);
+    let mut arrivals = 0u64;
+    let slots = Arc::new(Semaphore::new(settings.max_queued.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut open = true;
+    while open {
+        let deadline = batcher.next_deadline();
+        tokio::select! {
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "a TikTok request task failed");
+                }
+            }
+            msg = rx.recv() => match msg {
+                Some(op) => {
+                    shared.metrics.pending_users.inc();
+                    let key = (op.campaign, map_action(op.action));
+                    arrivals += 1;
+                    if key.1 == MapAction::Add {
+                        shared
+                            .pending_adds
+                            .lock()
+                            .expect("pending adds")
+                            .entry(op.campaign)
+                            .or_default()
+                            .insert(arrivals);
+                    }
+                    if let Some(b) = batcher.push(key, (arrivals, op), Instant::now()) {
+                        launch(b, &shared, &slots, &mut tasks).await;
+                    }
+                }
+                None => open = false,
+            },
+            () = sleep_until(deadline), if deadline.is_some() => {
+                for b in batcher.expired(Instant::now()) {
+                    launch(b, &shared, &slots, &mut tasks).await;
+                }
+            }
+        }
+    }
+    for b in batcher.flush_all() {
+        launch(b, &shared, &slots, &mut tasks).await;
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a TikTok request task failed");
+        }
+    }
+    let failed = std::mem::take(&mut *shared.failed.lock().expect("failed list"));
+    SinkOutcome {
+        report: SinkReport {
+            adds: shared.adds.load(Ordering::Relaxed),
+            deletes: shared.deletes.load(Ordering::Relaxed),
+            requests: shared.requests.load(Ordering::Relaxed),
+            retries: shared.retries.load(Ordering::Relaxed),
+            failed: failed.len() as u64,
+        },
+        failed,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn map_action(a: Action) -> MapAction {
+    match a {
+        Action::Add => MapAction::Add,
+        Action::Delete => MapAction::Delete,
+    }
+}
+
+/// Queues a closed batch: waits for a queue slot (backpressure), then spawns its request task.
+async fn launch(
+    batch: Batch<Key, Item>,
+    shared: &Arc<Shared>,
+    slots: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+) {
+    let slot = slots.clone().acquire_owned().await.expect("never closed");
+    tasks.spawn(run_batch(shared.clone(), batch, slot));
+}
+
+async fn run_batch(shared: Arc<Shared>, batch: Batch<Key, Item>, _slot: OwnedSemaphorePermit) {
+    let (campaign, action) = batch.key;
+    let last_arrival = batch.items.last().map_or(0, |(n, _)| *n);
+    if action == MapAction::Delete {
+        loop {
+            let notified = shared.adds_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let blocked = shared
+                .pending_adds
+                .lock()
+                .expect("pending adds")
+                .get(&campaign)
+                .is_some_and(|s| s.range(..last_arrival).next().is_some());
+            if !blocked {
+                break;
+            }
+            notified.await;
+        }
+    }
+    send_rows(&shared, campaign, action, &batch.items).await;
+    if action == MapAction::Add {
+        if let Some(s) = shared
+            .pending_adds
+            .lock()
+            .expect("pending adds")
+            .get_mut(&campaign)
+        {
+            for (n, _) in &batch.items {
+                s.remove(n);
+            }
+        }
+        shared.adds_done.notify_waiters();
+    }
+}
+
+/// Sends one batch until TikTok acknowledges it or refuses it for good; splits on 40011.
+fn send_rows<'a>(
+    shared: &'a Shared,
+    campaign: CampaignIdx,
+    action: MapAction,
+    ops: &'a [Item],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        let target = &shared.targets[usize::from(campaign)];
+        let ids: Vec<Ids> = ops.iter().map(|(_, o)| o.ids).collect();
+        let mut rng = fastrand::Rng::new();
+        let mut attempt = 0u32;
+        loop {
+            let answer = {
+                let _permit = shared.inflight.acquire().await.expect("never closed");
+                shared.limiter.acquire().await;
+                let started = Instant::now();
+                let a = shared
+                    .client
+                    .mapping(
+                        &target.advertiser,
+                        &target.audience_id,
+                        action,
+                        target.email,
+                        target.phone,
+                        &ids,
+                    )
+                    .await;
+                shared
+                    .metrics
+                    .request_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                shared.requests.fetch_add(1, Ordering::Relaxed);
+                a
+            };
+            match answer {
+                RetryAction::Ok(_) => {
+                    shared.metrics.request(Endpoint::Mapping, Outcome::Ok);
+                    shared.metrics.batch_rows.observe(ops.len() as f64);
+                    let n = ops.len() as u64;
+                    let (counter, label) = match action {
+                        MapAction::Add => (&shared.adds, metrics::Action::Add),
+                        MapAction::Delete => (&shared.deletes, metrics::Action::Delete),
+                    };
+                    counter.fetch_add(n, Ordering::Relaxed);
+                    shared
+                        .metrics
+                        .users
+                        .get_or_create(&metrics::ActionLabels { action: label })
+                        .inc_by(n);
+                    shared.metrics.pending_users.dec_by(n as i64);
+                    return;
+                }
+                RetryAction::Retry(reason) => {
+                    shared
+                        .metrics
+                        .request(Endpoint::Mapping, outcome_of(reason));
+                    shared.retries.fetch_add(1, Ordering::Relaxed);
+                    if attempt == 3 || (attempt > 3 && attempt % 10 == 0) {
+                        tracing::warn!(
+                            campaign = %campaign,
+                            reason = reason.as_str(),
+                            attempt,
+                            users = ops.len(),
+                            "TikTok mapping request still being retried"
+                        );
+                    }
+                    let delay = shared.backoff.delay(attempt, reason, &mut rng);
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(delay).await;
+                }
+                RetryAction::Split if ops.len() > 1 => {
+                    shared.metrics.request(Endpoint::Mapping, Outcome::Split);
+                    let (left, right) = ops.split_at(ops.len() / 2);
+                    send_rows(shared, campaign, action, left).await;
+                    send_rows(shared, campaign, action, right).await;
+                    return;
+                }
+                RetryAction::Split => {
+                    fail(
+                        shared,
+                        campaign,
+                        ops,
+                        40011,
+                        "too many ids for one user".into(),
+                    );
+                    return;
+                }
+                RetryAction::Permanent { code, message } => {
+                    fail(shared, campaign, ops, code, message);
+                    return;
+                }
+            }
+        }
+    })
+}
+
+fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message: String) {
+    shared
+        .metrics
+        .request(Endpoint::Mapping, Outcome::Permanent);
+    shared.metrics.failed_users.inc_by(ops.len() as u64);
+    shared.metrics.pending_users.dec_by(ops.len() as i64);
+    tracing::error!(
+        campaign = %campaign,
+        code,
+        users = ops.len(),
+        "TikTok refused a mapping request for good; the users are kept as failed"
+    );
+    let mut failed = shared.failed.lock().expect("failed list");
+    failed.extend(ops.iter().map(|(_, op)| Failed {
+        op: op.clone(),
+        code,
+        message: message.clone(),
+    }));
+}

@@ -1,0 +1,262 @@
+//! The TikTok sink end to end: `replay --sink tiktok` against the simulator on 127.0.0.1,
+//! under throttling, 5xx bursts, HTML 504s, resets, an audience-not-ready window and a restart
+//! in the middle. What TikTok holds must equal the exported minus removed decisions, exactly.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use remarket::app::{self, ReplayOptions};
+use remarket::config::Config;
+use remarket::sink::metrics::{Endpoint, Outcome, RequestLabels};
+use remarket::sink::replay::ReplayTikTokSink;
+use remarket::sink::SinkError;
+
+const TOKEN: &str = "e2e-token-0123456789";
+
+fn setup(dir: &Path, sim: &Sim, qps: u32, max_batch: u32) -> Config {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let text = config_text(&sim.url, &token_file, qps, max_batch, "100ms");
+    std::fs::write(dir.join("config.toml"), &text).unwrap();
+    Config::parse(&text, Vec::new()).unwrap()
+}
+
+fn replay(
+    config: &Config,
+    rec: &Path,
+    out: &Path,
+) -> (Result<app::ReplayReport, anyhow::Error>, ReplayTikTokSink) {
+    let mut sink = ReplayTikTokSink::start(config, out).expect("sink starts");
+    let opts = ReplayOptions {
+        out_dir: out.to_owned(),
+        shards: 2,
+        progress: false,
+    };
+    let r = app::replay(config, &[rec.to_owned()], &opts, &mut sink);
+    (r, sink)
+}
+
+fn requests(sink: &ReplayTikTokSink, endpoint: Endpoint, outcome: Outcome) -> u64 {
+    sink.metrics
+        .requests
+        .get_or_create(&RequestLabels { endpoint, outcome })
+        .get()
+}
+
+#[test]
+fn tiktok_holds_exactly_the_decisions_under_faults() {
+    let sim = Sim::start(TOKEN, |a| {
+        // The app may do 8 requests a second; the sink is told 10: a throttle storm.
+        a.qps = Some(8.0);
+        a.not_ready_for = Some("3s".parse().unwrap());
+        a.faults =
+            Some("script@mapping:50002*3,http504,reset,ok,51003,http504,60001,50002*2".into());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 10, 40);
+    let rec = recording(dir.path(), 1500, 12_000, 21);
+    let out = dir.path().join("out");
+    let (result, sink) = replay(&config, &rec, &out);
+    let report = result.expect("replay with the TikTok sink");
+    assert_eq!(report.sink.failed, 0);
+    assert!(report.sink.adds > 300, "{:?}", report.sink);
+    assert!(report.sink.deletes > 0, "{:?}", report.sink);
+
+    let want = expected(&out, &audiences_of(&out));
+    assert_eq!(
+        held(&sim.sim),
+        want,
+        "TikTok's membership differs from the decisions"
+    );
+
+    let log = sim.sim.requests();
+    assert!(
+        log.iter().all(|r| r.rows <= 40),
+        "a request exceeded max_batch"
+    );
+    assert!(
+        max_requests_per_second(&sim.sim) <= 10,
+        "over the configured QPS"
+    );
+    assert_eq!(
+        sim.sim.audiences().len(),
+        3,
+        "one existing + two created, no duplicate"
+    );
+    // The faults really happened, and the sink counted them.
+    assert!(requests(&sink, Endpoint::Mapping, Outcome::Throttled) > 0);
+    assert!(requests(&sink, Endpoint::Mapping, Outcome::NotReady) > 0);
+    assert!(requests(&sink, Endpoint::Mapping, Outcome::Server) >= 6);
+    assert!(requests(&sink, Endpoint::Mapping, Outcome::Transport) >= 3);
+    assert_eq!(
+        requests(&sink, Endpoint::Mapping, Outcome::Ok),
+        log.iter()
+            .filter(|r| r.path.ends_with("segment/mapping/") && r.code == Some(0))
+            .count() as u64
+    );
+    assert_eq!(sink.metrics.pending_users.get(), 0);
+}
+
+#[test]
+fn a_second_run_reuses_audiences_and_converges() {
+    let sim = Sim::start(TOKEN, |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 200);
+    let rec = recording(dir.path(), 800, 6_000, 5);
+    let out = dir.path().join("out");
+    replay(&config, &rec, &out).0.unwrap();
+    let first = held(&sim.sim);
+    let stored = std::fs::read(out.join("audiences.json")).unwrap();
+    replay(&config, &rec, &out).0.unwrap();
+    assert_eq!(
+        held(&sim.sim),
+        first,
+        "re-sent adds and deletes are idempotent"
+    );
+    assert_eq!(std::fs::read(out.join("audiences.json")).unwrap(), stored);
+    assert_eq!(sim.sim.audiences().len(), 3, "no audience created twice");
+}
+
+/// The binary, killed with SIGKILL while its requests are slowed down, then run again to the
+/// end: no duplicate audience, and the same membership as the decisions.
+#[test]
+fn restart_in_the_middle() {
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:150ms".into()));
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), &sim, 20, 25);
+    let rec = recording(dir.path(), 1200, 9_000, 8);
+    let out = dir.path().join("out");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_remarket"))
+            .args(["replay", "--quiet", "--sink", "tiktok", "--config"])
+            .arg(dir.path().join("config.toml"))
+            .arg("--out")
+            .arg(&out)
+            .arg(&rec)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = run();
+    // Wait (on the simulator's own log, not on time) until some mappings went through.
+    let mut seen = 0;
+    for _ in 0..2_000 {
+        seen = sim
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("segment/mapping/") && r.code == Some(0))
+            .count();
+        if seen >= 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(seen >= 4, "the first run never reached TikTok");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = held(&sim.sim).values().map(|m| m.len()).sum::<usize>();
+
+    sim.sim.set_faults("none").unwrap();
+    let done = run().wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let want = expected(&out, &audiences_of(&out));
+    let total = want.values().map(|m| m.len()).sum::<usize>();
+    assert!(partial < total, "the kill came too late to test anything");
+    assert_eq!(held(&sim.sim), want);
+    assert_eq!(
+        sim.sim.audiences().len(),
+        3,
+        "no duplicate audience after the restart"
+    );
+}
+
+/// A crash between TikTok creating an audience and the id being stored: the next start adopts
+/// the audience instead of creating a second one.
+#[test]
+fn an_interrupted_create_is_adopted() {
+    let sim = Sim::start(TOKEN, |_| {});
+    let adopted = sim
+        .sim
+        .add_audience(remarket::tiktok_sim::AudienceSeed {
+            advertiser_id: ADV_A.into(),
+            audience_id: None,
+            name: Some("Cart abandoners".into()),
+            audience_type: "Partner".into(),
+        })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 500);
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("audiences.json"),
+        format!(r#"{{"cart-abandoners":{{"advertiser_id":"{ADV_A}","name":"Cart abandoners","audience_id":null}}}}"#),
+    )
+    .unwrap();
+    let rec = recording(dir.path(), 300, 2_000, 3);
+    replay(&config, &rec, &out).0.unwrap();
+    assert_eq!(audiences_of(&out)["cart-abandoners"], adopted.audience_id);
+    assert_eq!(sim.sim.audiences().len(), 3);
+}
+
+#[test]
+fn existing_audiences_are_verified_at_start() {
+    let sim = Sim::start(TOKEN, |a| a.audiences.clear());
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 500);
+    let err = ReplayTikTokSink::start(&config, &dir.path().join("out"))
+        .err()
+        .unwrap();
+    let text = err.to_string();
+    assert!(
+        text.contains("big-ticket-viewers") && text.contains("does not exist"),
+        "{text}"
+    );
+
+    sim.sim
+        .add_audience(remarket::tiktok_sim::AudienceSeed {
+            advertiser_id: ADV_A.into(),
+            audience_id: Some(EXISTING.into()),
+            name: Some("uploaded list".into()),
+            audience_type: "Customer File Audience".into(),
+        })
+        .unwrap();
+    let err = ReplayTikTokSink::start(&config, &dir.path().join("out"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, SinkError::Audience(_)));
+    assert!(err.to_string().contains("not Partner"), "{err}");
+}
+
+#[test]
+fn permanent_refusals_keep_the_users() {
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("script@mapping:40001*2".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 10_000);
+    let rec = recording(dir.path(), 400, 3_000, 4);
+    let out = dir.path().join("out");
+    let (result, sink) = replay(&config, &rec, &out);
+    let err = result.expect_err("refused users make the replay fail");
+    let failed = std::fs::read_to_string(out.join("sink-failed.jsonl")).unwrap();
+    let n = failed.lines().count() as u64;
+    assert!(n > 0);
+    assert!(
+        err.to_string().contains(&format!("refused {n} user(s)")),
+        "{err}"
+    );
+    assert_eq!(sink.metrics.failed_users.get(), n);
+    for line in failed.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["code"], 40001);
+        assert!(v.get("EMAIL_SHA256").is_some() || v.get("PHONE_SHA256").is_some());
+    }
+}
