@@ -260,3 +260,115 @@ fn permanent_refusals_keep_the_users() {
         assert!(v.get("EMAIL_SHA256").is_some() || v.get("PHONE_SHA256").is_some());
     }
 }
+
+#[test]
+fn too_many_ids_splits_the_batch() {
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("script@mapping:40011".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 10_000);
+    let rec = recording(dir.path(), 400, 3_000, 6);
+    let out = dir.path().join("out");
+    let (result, sink) = replay(&config, &rec, &out);
+    result.unwrap();
+    assert_eq!(requests(&sink, Endpoint::Mapping, Outcome::Split), 1);
+    let maps: Vec<_> = sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("segment/mapping/"))
+        .collect();
+    let refused = maps.iter().find(|r| r.code == Some(40011)).unwrap();
+    let (half, rest) = (refused.rows / 2, refused.rows - refused.rows / 2);
+    let later: Vec<_> = maps
+        .iter()
+        .skip_while(|r| r.code != Some(40011))
+        .skip(1)
+        .filter(|r| r.advertiser_ids == refused.advertiser_ids && r.action == refused.action)
+        .map(|r| r.rows)
+        .collect();
+    assert!(
+        later.contains(&half) && later.contains(&rest),
+        "{refused:?} then {later:?}"
+    );
+    assert_eq!(held(&sim.sim), expected(&out, &audiences_of(&out)));
+}
+
+/// A canary email, phone and token never appear in a log line (at `trace`), an error, or an
+/// output file — on success, on retries, and on permanent failures.
+#[test]
+fn canaries_never_leak() {
+    const CANARY_TOKEN: &str = "canary-token-SECRET-4242";
+    const CANARY_EMAIL: &str = "Canary.Person@Example.ORG";
+    const CANARY_PHONE: &str = "+1 555 010 9999";
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("canary.jsonl");
+    std::fs::write(
+        &rec,
+        format!(
+            concat!(
+                "{{\"user_id\":\"canary\",\"type\":\"profile\",\"ts\":\"2026-11-02T09:00:00Z\",",
+                "\"props\":{{\"email\":\"{e}\",\"phone\":\"{p}\",\"country\":\"Germany\",\"age\":40,",
+                "\"app_version\":\"6.0\",\"email_unsubscribed\":false}}}}\n",
+                "{{\"user_id\":\"canary\",\"event\":\"Product Viewed\",\"ts\":\"2026-11-02T10:00:00Z\",\"props\":{{\"price\":300}}}}\n",
+                "{{\"user_id\":\"canary\",\"event\":\"Added To Cart\",\"ts\":\"2026-11-02T10:00:01Z\",\"props\":{{\"price\":300}}}}\n",
+                "{{\"user_id\":\"canary\",\"event\":\"Checkout Started\",\"ts\":\"2026-11-02T10:00:02Z\"}}\n",
+                "{{\"user_id\":\"other\",\"event\":\"App Launched\",\"ts\":\"2026-11-03T10:00:00Z\"}}\n",
+            ),
+            e = CANARY_EMAIL,
+            p = CANARY_PHONE
+        ),
+    )
+    .unwrap();
+    let scenarios: [(&str, &str, bool); 3] = [
+        ("retries", "script@mapping:40100,50002,http504,reset", true),
+        ("refused", "rate@mapping:40001=1", false),
+        ("bad-token", "none", false),
+    ];
+    for (name, faults, ok) in scenarios {
+        let sim = Sim::start(CANARY_TOKEN, |a| a.faults = Some(faults.into()));
+        let token_file = dir.path().join(format!("token-{name}"));
+        let token = if name == "bad-token" {
+            "canary-token-SECRET-wrong"
+        } else {
+            CANARY_TOKEN
+        };
+        std::fs::write(&token_file, token).unwrap();
+        let config = dir.path().join(format!("config-{name}.toml"));
+        std::fs::write(&config, config_text(&sim.url, &token_file, 50, 100, "50ms")).unwrap();
+        let out = dir.path().join(format!("out-{name}"));
+        let run = Command::new(env!("CARGO_BIN_EXE_remarket"))
+            .env("REMARKET_LOG", "trace")
+            .args(["replay", "--sink", "tiktok", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .arg(&rec)
+            .output()
+            .unwrap();
+        assert_eq!(
+            run.status.success(),
+            ok,
+            "{name}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let mut seen = String::from_utf8_lossy(&run.stdout).into_owned();
+        seen.push_str(&String::from_utf8_lossy(&run.stderr));
+        for entry in std::fs::read_dir(&out).into_iter().flatten() {
+            seen.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default());
+        }
+        assert!(seen.len() > 100, "{name}: nothing was captured");
+        let lower = seen.to_lowercase();
+        for canary in [
+            CANARY_TOKEN,
+            "canary-token-secret",
+            "canary.person",
+            "5550109999",
+            "555 010 9999",
+        ] {
+            assert!(
+                !lower.contains(&canary.to_lowercase()),
+                "{name}: {canary:?} leaked"
+            );
+        }
+    }
+}

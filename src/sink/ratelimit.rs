@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 /// Added to the window, for request starts that reach TikTok at slightly different delays.
-const MARGIN: Duration = Duration::from_millis(5);
+const MARGIN: Duration = Duration::from_millis(30);
 
 /// A sliding-window request limiter, shared by the sink's workers.
 #[derive(Debug)]
@@ -95,7 +95,7 @@ mod tests {
         assert_eq!(max_in_any_second(&starts), 10);
         // 100 requests at 10/s: 9 full windows after the first burst.
         let took = starts.last().unwrap().duration_since(begin);
-        assert!(took <= Duration::from_millis(9 * 1005 + 10), "{took:?}");
+        assert!(took <= Duration::from_millis(9 * 1030 + 10), "{took:?}");
         assert!(took >= Duration::from_secs(9), "{took:?}");
     }
 

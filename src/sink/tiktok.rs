@@ -173,7 +173,15 @@ impl Client {
 
     async fn send(&self, req: reqwest::RequestBuilder) -> RetryAction {
         let token = self.token.current();
-        let resp = req.header("Access-Token", token.expose()).send().await;
+        let Ok(mut value) = reqwest::header::HeaderValue::from_str(token.expose()) else {
+            return RetryAction::Permanent {
+                code: 0,
+                message: "the access token is not a valid header value".into(),
+            };
+        };
+        // Marked sensitive, so no HTTP-layer debug output ever prints it.
+        value.set_sensitive(true);
+        let resp = req.header("Access-Token", value).send().await;
         match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
@@ -279,4 +287,66 @@ pub fn mapping_body(
         "id_schema": schema,
         "batch_data": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_hides_the_value() {
+        let s = Secret::new("canary-secret");
+        assert_eq!(format!("{s:?}"), "***");
+        let t = Token::fixed(s);
+        assert!(!format!("{t:?}").contains("canary"));
+    }
+
+    #[test]
+    fn a_rotated_token_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let token = Token::load(&TokenSource::File(path.clone())).unwrap();
+        assert_eq!(token.current().expose(), "first");
+        std::fs::write(&path, "second").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(token.current().expose(), "second");
+        let err = Token::load(&TokenSource::File(dir.path().join("missing"))).unwrap_err();
+        assert!(err.to_string().contains("cannot read"));
+        assert!(matches!(
+            Token::load(&TokenSource::None),
+            Err(ClientError::NoToken)
+        ));
+    }
+
+    #[test]
+    fn mapping_rows_are_positional_with_placeholders() {
+        let ids = [
+            Ids {
+                email: Some([1; 32]),
+                phone: None,
+            },
+            Ids {
+                email: None,
+                phone: Some([2; 32]),
+            },
+        ];
+        let body = mapping_body("7", "9", MapAction::Delete, true, true, &ids);
+        assert_eq!(body["action"], "delete");
+        assert_eq!(body["advertiser_ids"], json!(["7"]));
+        assert_eq!(body["id_schema"], json!(["EMAIL_SHA256", "PHONE_SHA256"]));
+        assert_eq!(body["batch_data"][0][0]["id"], to_hex(&[1; 32]));
+        assert_eq!(body["batch_data"][0][0]["audience_ids"], json!(["9"]));
+        assert_eq!(body["batch_data"][0][1], json!({}));
+        assert_eq!(body["batch_data"][1][0], json!({}));
+        let email_only = mapping_body("7", "9", MapAction::Add, true, false, &ids);
+        assert_eq!(email_only["id_schema"], json!(["EMAIL_SHA256"]));
+        assert_eq!(email_only["batch_data"][1], json!([{}]));
+    }
 }
