@@ -142,6 +142,7 @@ async fn backlog() {
     let span = (at.last().unwrap() - at.first().unwrap()) / 1000.0;
     let steady = (at.len() - 1) as f64 / span / QPS;
     let _ = child.kill();
+    let _ = child.wait();
     let r = &outcome.report;
     assert_eq!(r.adds, USERS, "{r:?}");
     println!(
