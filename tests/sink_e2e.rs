@@ -372,3 +372,81 @@ fn canaries_never_leak() {
         }
     }
 }
+
+/// While TikTok throttles everything, the sink stops taking ops after a bounded number
+/// (input channel + open batch + queued batches), instead of growing memory.
+#[test]
+fn a_tiktok_outage_pushes_back_on_the_producer() {
+    use remarket::detect::Ids;
+    use remarket::sink::audiences::Target;
+    use remarket::sink::metrics::SinkMetrics;
+    use remarket::sink::ratelimit::RateLimiter;
+    use remarket::sink::service::{SinkSettings, TikTokSink};
+    use remarket::sink::tiktok::{Client, Secret, Token};
+    use remarket::sink::{Action, AudienceOp};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("rate@mapping:40100=1".into()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = Arc::new(
+            Client::new(
+                &sim.url,
+                Token::fixed(Secret::new(TOKEN)),
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+        );
+        let mut settings = SinkSettings::new(10, Duration::from_millis(20));
+        settings.max_queued = 2;
+        settings.max_in_flight = 1;
+        let metrics = SinkMetrics::new();
+        let sink = TikTokSink::start(
+            client,
+            Arc::new(RateLimiter::new(100.0)),
+            vec![Target {
+                advertiser: ADV_A.into(),
+                audience_id: EXISTING.into(),
+                email: true,
+                phone: false,
+            }],
+            settings,
+            metrics.clone(),
+        );
+        let mut accepted = 0u64;
+        for i in 0..10_000u64 {
+            let op = AudienceOp {
+                campaign: 0,
+                action: Action::Add,
+                user: format!("u{i}").into(),
+                ids: Ids {
+                    email: Some([i as u8; 32]),
+                    phone: None,
+                },
+            };
+            // A send that does not complete within a second is blocked: the sink is full.
+            match tokio::time::timeout(Duration::from_secs(1), sink.send(op)).await {
+                Ok(r) => {
+                    r.unwrap();
+                    accepted += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        // channel 10 + open batch 9 + 2 queued batches + 1 batch waiting for a slot.
+        assert!(
+            (20..=10 + 9 + 30).contains(&accepted),
+            "accepted {accepted}"
+        );
+        let pending = metrics.pending_users.get();
+        assert!(
+            pending > 0 && pending as u64 <= accepted,
+            "pending {pending}"
+        );
+        assert!(
+            sim.sim.requests().iter().all(|r| r.code != Some(0)),
+            "nothing got through"
+        );
+    });
+}
