@@ -92,20 +92,85 @@ struct Decided {
     converted: bool,
 }
 
+/// What activate needs of a campaign.
+#[derive(Debug, Clone)]
+struct Gates {
+    id: String,
+    control_group: u8,
+    target_cap: Option<u64>,
+    identifiers: crate::campaign::Identifiers,
+    remove_on_goal: bool,
+}
+
 /// The activate stage's state.
-pub struct Activator<'c> {
-    campaigns: &'c [Campaign],
+pub struct Activator {
+    campaigns: Vec<Gates>,
     decided: Vec<HashMap<UserId, Decided>>,
     counts: Vec<CampaignCounts>,
 }
 
-impl<'c> Activator<'c> {
-    pub fn new(campaigns: &'c [Campaign]) -> Self {
+impl Activator {
+    pub fn new(campaigns: &[Campaign]) -> Self {
         Activator {
-            campaigns,
+            campaigns: campaigns
+                .iter()
+                .map(|c| Gates {
+                    id: c.id.clone(),
+                    control_group: c.who.control_group,
+                    target_cap: c.who.target_cap,
+                    identifiers: c.what.identifiers,
+                    remove_on_goal: c.what.remove_on_goal,
+                })
+                .collect(),
             decided: vec![HashMap::new(); campaigns.len()],
             counts: vec![CampaignCounts::default(); campaigns.len()],
         }
+    }
+
+    /// Restores one persisted decision (the decisions changelog), counts included.
+    pub fn restore(
+        &mut self,
+        campaign: CampaignIdx,
+        user: UserId,
+        outcome: Outcome,
+        ids: Ids,
+        converted: bool,
+    ) {
+        let c = usize::from(campaign);
+        let counts = &mut self.counts[c];
+        let prev = self.decided[c].insert(
+            user,
+            Decided {
+                outcome,
+                ids,
+                converted,
+            },
+        );
+        debug_assert!(prev.is_none(), "one record per user");
+        match outcome {
+            Outcome::Exported | Outcome::Removed => counts.exported += 1,
+            Outcome::Control => counts.control += 1,
+            Outcome::Capped => counts.capped += 1,
+            Outcome::Unreachable => counts.unreachable += 1,
+        }
+        counts.qualified += 1;
+        if outcome == Outcome::Removed {
+            counts.removed += 1;
+        }
+        if converted {
+            match outcome {
+                Outcome::Exported | Outcome::Removed => counts.conversions.exported += 1,
+                Outcome::Control => counts.conversions.control += 1,
+                _ => {}
+            }
+        }
+    }
+
+    /// A user's decision: outcome (`removed` once removed), ids, converted.
+    pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<(Outcome, Ids, bool)> {
+        self.decided[usize::from(campaign)]
+            .get(user)
+            .map(|d| (d.outcome, d.ids, d.converted))
     }
 
     /// Decides one qualification; `None` if the user already had a decision.
@@ -116,15 +181,14 @@ impl<'c> Activator<'c> {
             return None;
         }
         let counts = &mut self.counts[c];
-        let ids = q.ids.chosen(campaign.what.identifiers);
+        let ids = q.ids.chosen(campaign.identifiers);
         let outcome = if ids.is_empty() {
             counts.unreachable += 1;
             Outcome::Unreachable
-        } else if in_control_group(&campaign.id, &q.user, campaign.who.control_group) {
+        } else if in_control_group(&campaign.id, &q.user, campaign.control_group) {
             counts.control += 1;
             Outcome::Control
         } else if campaign
-            .who
             .target_cap
             .is_some_and(|cap| counts.exported >= cap)
         {
@@ -168,8 +232,9 @@ impl<'c> Activator<'c> {
         match d.outcome {
             Outcome::Exported => {
                 counts.conversions.exported += 1;
-                if self.campaigns[c].what.remove_on_goal {
+                if self.campaigns[c].remove_on_goal {
                     counts.removed += 1;
+                    d.outcome = Outcome::Removed;
                     return Some(Decision {
                         campaign: conv.campaign,
                         user: conv.user.clone(),

@@ -146,8 +146,10 @@ pub struct Config {
     pub source: SourceSettings,
     pub engine: EngineSettings,
     pub tiktok: TikTokSettings,
-    /// The `[kafka]` table, kept as-is until the Kafka source defines it.
-    pub kafka: Option<toml::Value>,
+    /// `[kafka]`: required by `run`, unused by `replay`.
+    pub kafka: Option<KafkaSettings>,
+    /// `[http]`: the admin server of `run`.
+    pub http: HttpSettings,
     pub campaigns: Vec<Campaign>,
     /// Names the campaigns refer to, interned.
     pub schema: Schema,
@@ -202,13 +204,25 @@ impl Config {
         let source: RawSource = section(&mut root, "source", &mut problems);
         let engine: RawEngine = section(&mut root, "engine", &mut problems);
         let tiktok: RawTikTok = section(&mut root, "tiktok", &mut problems);
-        let kafka = root.remove("kafka");
+        let kafka_raw: Option<RawKafka> = match root.remove("kafka") {
+            None => None,
+            Some(v) => match v.try_into::<RawKafka>() {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    problems.service("kafka", e.message().trim().to_owned());
+                    None
+                }
+            },
+        };
+        let http: RawHttp = section(&mut root, "http", &mut problems);
         let raw_campaigns = root.remove("campaign");
         for key in root.keys() {
             problems.service(key, "unknown section");
         }
 
         let engine = validate_engine(engine, &mut problems);
+        let kafka = kafka_raw.and_then(|k| validate_kafka(k, &mut problems));
+        let http = validate_http(http, &mut problems);
         let tiktok = validate_tiktok(tiktok, &mut problems);
 
         let mut schema = Schema::default();
@@ -265,6 +279,7 @@ impl Config {
             engine: engine.expect("no problems"),
             tiktok: tiktok.expect("no problems"),
             kafka,
+            http: http.expect("no problems"),
             campaigns,
             schema,
         })
@@ -389,6 +404,21 @@ const CAMPAIGN: Spec = Spec::Table(&[
     ("goal", DURATION_EVENT),
 ]);
 const SECTIONS: &[(&str, Spec)] = &[
+    (
+        "kafka",
+        Spec::Table(&[
+            ("brokers", Spec::Leaf),
+            ("group_prefix", Spec::Leaf),
+            ("events_topic", Spec::Leaf),
+            ("profiles_topic", Spec::Leaf),
+            ("topic_prefix", Spec::Leaf),
+            ("partitions", Spec::Leaf),
+            ("replication", Spec::Leaf),
+            ("commit_interval", Spec::Leaf),
+            ("client", Spec::Leaf),
+        ]),
+    ),
+    ("http", Spec::Table(&[("listen", Spec::Leaf)])),
     ("source", Spec::Table(&[("format", Spec::Leaf)])),
     (
         "engine",
@@ -456,6 +486,146 @@ fn strip_unknown(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKafka {
+    brokers: Option<String>,
+    group_prefix: Option<String>,
+    events_topic: Option<String>,
+    profiles_topic: Option<String>,
+    topic_prefix: Option<String>,
+    partitions: Option<i64>,
+    replication: Option<i64>,
+    commit_interval: Option<HumanDuration>,
+    #[serde(default)]
+    client: std::collections::BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+}
+
+/// `[kafka]`: brokers, consumer groups and topics of `run`.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer groups are `<group_prefix>-detect` and `<group_prefix>-activate`.
+    pub group_prefix: String,
+    pub events_topic: String,
+    /// May equal `events_topic`.
+    pub profiles_topic: String,
+    /// Internal topics: `<topic_prefix>.qualified`, `.decisions`, `.dead-letter`,
+    /// `.changelog`, `.audiences`.
+    pub topic_prefix: String,
+    /// Partitions of the qualified/decisions topics; 0 = as many as the events topic.
+    pub partitions: i32,
+    pub replication: i32,
+    /// How often state is written to the changelog and offsets committed.
+    pub commit_interval: HumanDuration,
+    /// Extra librdkafka properties (e.g. `security.protocol`), passed through.
+    pub client: Vec<(String, String)>,
+}
+
+impl KafkaSettings {
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.topic_prefix)
+    }
+    pub fn group(&self, stage: &str) -> String {
+        format!("{}-{stage}", self.group_prefix)
+    }
+}
+
+/// `[http]`: the admin server (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: std::net::SocketAddr,
+}
+
+fn validate_kafka(k: RawKafka, problems: &mut Problems) -> Option<KafkaSettings> {
+    let before = problems.len();
+    let brokers = k.brokers.unwrap_or_default();
+    if brokers.trim().is_empty() {
+        problems.service("kafka.brokers", "missing (host:port[,host:port…])");
+    }
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 200
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let mut name = |field: &str, v: Option<String>, default: &str| -> String {
+        let v = v.unwrap_or_else(|| default.to_owned());
+        if !name_ok(&v) {
+            problems.service(
+                field,
+                "must be a Kafka name: [A-Za-z0-9._-], 1 to 200 characters",
+            );
+        }
+        v
+    };
+    let group_prefix = name("kafka.group_prefix", k.group_prefix, "remarket");
+    let events_topic = name("kafka.events_topic", k.events_topic, "events");
+    let profiles_topic = name("kafka.profiles_topic", k.profiles_topic, "profiles");
+    let topic_prefix = name("kafka.topic_prefix", k.topic_prefix, "remarket");
+    let partitions = match k.partitions.unwrap_or(0) {
+        n @ 0..=10_000 => n as i32,
+        _ => {
+            problems.service(
+                "kafka.partitions",
+                "must be in 0..=10000 (0 = as the events topic)",
+            );
+            0
+        }
+    };
+    let replication = match k.replication.unwrap_or(1) {
+        n @ 1..=32 => n as i32,
+        _ => {
+            problems.service("kafka.replication", "must be in 1..=32");
+            1
+        }
+    };
+    let commit_interval = k.commit_interval.unwrap_or_else(|| dur("1s"));
+    if commit_interval.as_millis() <= 0 {
+        problems.service("kafka.commit_interval", "must be > 0");
+    }
+    let client = k
+        .client
+        .into_iter()
+        .map(|(key, v)| {
+            let v = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (key, v)
+        })
+        .collect();
+    (problems.len() == before).then_some(KafkaSettings {
+        brokers,
+        group_prefix,
+        events_topic,
+        profiles_topic,
+        topic_prefix,
+        partitions,
+        replication,
+        commit_interval,
+        client,
+    })
+}
+
+fn validate_http(h: RawHttp, problems: &mut Problems) -> Option<HttpSettings> {
+    let text = h.listen.unwrap_or_else(|| "0.0.0.0:9898".into());
+    match text.parse() {
+        Ok(listen) => Some(HttpSettings { listen }),
+        Err(_) => {
+            problems.service("http.listen", format!("not a socket address: {text:?}"));
+            None
+        }
+    }
+}
+
 fn dur(s: &str) -> HumanDuration {
     HumanDuration::parse(s).expect("valid default duration")
 }
@@ -476,10 +646,13 @@ fn apply_env_overrides(
             problems.service(&key, "overrides take the form REMARKET__SECTION__KEY");
             continue;
         };
-        if !matches!(section.as_str(), "source" | "engine" | "tiktok" | "kafka") {
+        if !matches!(
+            section.as_str(),
+            "source" | "engine" | "tiktok" | "kafka" | "http"
+        ) {
             problems.service(
                 &key,
-                "only [source], [engine], [tiktok], [kafka] can be overridden",
+                "only [source], [engine], [tiktok], [kafka], [http] can be overridden",
             );
             continue;
         }

@@ -16,6 +16,7 @@
 //! - [`sink`]: the `AudienceSink` trait and its implementations.
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
+//! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups.
 //! - [`generate`]: synthetic recordings for samples, tests and benches.
 //! - [`tiktok_sim`]: the TikTok Marketing API simulator (`remarket tiktok-sim`).
 
@@ -27,6 +28,7 @@ pub mod detect;
 pub mod event;
 pub mod generate;
 pub mod identity;
+pub mod kafka;
 pub mod output;
 pub mod sink;
 pub mod source;

@@ -35,6 +35,9 @@ pub struct Shard {
     strings: Interner,
     new_timers: Vec<(CampaignIdx, EventTime)>,
     out: Output,
+    /// Slots changed since the last [`Shard::take_dirty`], for the state changelog.
+    dirty: Vec<u32>,
+    dirty_bits: Vec<u64>,
 }
 
 impl Shard {
@@ -53,6 +56,8 @@ impl Shard {
             strings: Interner::default(),
             new_timers: Vec::new(),
             out: Output::default(),
+            dirty: Vec::new(),
+            dirty_bits: Vec::new(),
         }
     }
 
@@ -118,6 +123,7 @@ impl Shard {
         };
         self.users[slot as usize].fire(c, deadline, &mut cx);
         debug_assert!(self.new_timers.is_empty(), "a timer created a timer");
+        self.mark_dirty(slot);
     }
 
     fn apply(&mut self, rec: Record) {
@@ -147,6 +153,7 @@ impl Shard {
             strings: &mut self.strings,
         };
         self.users[slot as usize].apply(&rec, &mut cx);
+        self.mark_dirty(slot);
         for (c, deadline) in self.new_timers.drain(..) {
             let q = &mut self.timers[usize::from(c)];
             debug_assert!(q.back().is_none_or(|&(d, _)| d <= deadline), "timer order");
@@ -180,6 +187,34 @@ impl Shard {
         });
         self.users.push(UserState::new(user));
         slot
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        let (word, bit) = ((slot / 64) as usize, slot % 64);
+        if self.dirty_bits.len() <= word {
+            self.dirty_bits.resize(word + 1, 0);
+        }
+        if self.dirty_bits[word] & (1 << bit) == 0 {
+            self.dirty_bits[word] |= 1 << bit;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Users changed since the last call: `(user id, snapshot)`, `None` when the state became
+    /// empty (a changelog tombstone).
+    pub fn take_dirty(
+        &mut self,
+    ) -> Vec<(crate::event::UserId, Option<super::snapshot::UserSnapshot>)> {
+        let slots = std::mem::take(&mut self.dirty);
+        self.dirty_bits.iter_mut().for_each(|w| *w = 0);
+        slots
+            .into_iter()
+            .map(|s| {
+                let u = &self.users[s as usize];
+                let snap = (!u.is_empty()).then(|| u.snapshot(&self.rules, &self.strings));
+                (u.id.clone(), snap)
+            })
+            .collect()
     }
 
     /// Takes what the shard emitted so far.

@@ -18,6 +18,8 @@ pub struct Watermarks {
     lateness: i64,
     parts: Vec<Part>,
     max_seen: Option<EventTime>,
+    /// A restored watermark: the combined watermark never goes below it.
+    floor: EventTime,
 }
 
 impl Watermarks {
@@ -32,7 +34,31 @@ impl Watermarks {
                 partitions
             ],
             max_seen: None,
+            floor: EventTime::MIN,
         }
+    }
+
+    /// Restores partition `p`'s largest ts seen (after a restart).
+    pub fn restore(&mut self, p: usize, max: Option<EventTime>) {
+        self.parts[p].max = max;
+        if let Some(m) = max {
+            self.max_seen = Some(self.max_seen.map_or(m, |x| x.max(m)));
+        }
+    }
+
+    /// The watermark never goes below `w` (a restored checkpoint's watermark).
+    pub fn set_floor(&mut self, w: EventTime) {
+        self.floor = w;
+    }
+
+    /// Partition `p`'s largest ts seen.
+    pub fn max_of(&self, p: usize) -> Option<EventTime> {
+        self.parts[p].max
+    }
+
+    /// Whether partition `p` holds the watermark back.
+    pub fn is_active(&self, p: usize) -> bool {
+        self.parts[p].active
     }
 
     /// Notes a record of partition `p`; returns whether it is late (`ts <= watermark` before
@@ -60,6 +86,10 @@ impl Watermarks {
 
     /// The combined watermark.
     pub fn current(&self) -> EventTime {
+        self.computed().max(self.floor)
+    }
+
+    fn computed(&self) -> EventTime {
         let mut wm: Option<EventTime> = None;
         for p in self.parts.iter().filter(|p| p.active) {
             let w = match p.max {

@@ -1,0 +1,122 @@
+//! `remarket run` over Kafka: client configuration, topic set-up, and the two stages as
+//! consumer groups — [`detect`] (events and profiles → per-partition state machines →
+//! qualified topic, state changelog) and [`activate`] (qualified → decisions → TikTok).
+//!
+//! Topics (names from `[kafka]`): the inputs `events_topic` and `profiles_topic`, which must be
+//! co-partitioned by user id (equal partition counts, same partitioner); internal
+//! `<prefix>.changelog` (compacted, partitioned like the inputs: key user id, value the user's
+//! state snapshot, tombstone when it empties, plus one checkpoint record per partition),
+//! `<prefix>.qualified` (key campaign id), `<prefix>.decisions` (compacted, partitioned like
+//! qualified: key `campaign/user`), `<prefix>.audiences` (compacted, one partition: the
+//! audience each campaign writes to) and `<prefix>.dead-letter`.
+
+pub mod detect;
+pub mod wire;
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::config::KafkaSettings;
+
+/// A client configuration with the brokers and the pass-through properties.
+pub fn client_config(k: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+    c
+}
+
+/// Partition count of `topic`, if it exists.
+pub fn partition_count(k: &KafkaSettings, topic: &str) -> anyhow::Result<Option<usize>> {
+    let consumer: BaseConsumer = client_config(k).create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|&n| n > 0))
+}
+
+/// The topic layout of a running service.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Partitions of the inputs (= detect tasks, = changelog partitions).
+    pub input_partitions: usize,
+    /// Partitions of qualified and decisions.
+    pub activate_partitions: usize,
+}
+
+/// An internal topic: name, partitions, topic configuration.
+type TopicSpec<'a> = (String, usize, &'a [(&'a str, &'a str)]);
+
+/// Checks the inputs and creates missing internal topics.
+pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
+    let events = partition_count(k, &k.events_topic)?
+        .ok_or_else(|| anyhow::anyhow!("input topic {:?} does not exist", k.events_topic))?;
+    let profiles = partition_count(k, &k.profiles_topic)?
+        .ok_or_else(|| anyhow::anyhow!("input topic {:?} does not exist", k.profiles_topic))?;
+    if events != profiles {
+        anyhow::bail!(
+            "topics {:?} ({events} partitions) and {:?} ({profiles} partitions) must be \
+             co-partitioned by user id: their partition counts differ",
+            k.events_topic,
+            k.profiles_topic
+        );
+    }
+    let activate = if k.partitions > 0 {
+        k.partitions as usize
+    } else {
+        events
+    };
+    let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
+    let compact = [("cleanup.policy", "compact")];
+    let wanted: [TopicSpec; 5] = [
+        (k.topic("changelog"), events, &compact),
+        (k.topic("qualified"), activate, &[]),
+        (k.topic("decisions"), activate, &compact),
+        (k.topic("audiences"), 1, &compact),
+        (k.topic("dead-letter"), events, &[]),
+    ];
+    for (name, partitions, config) in wanted.iter() {
+        match partition_count(k, name)? {
+            Some(n) if n == *partitions => continue,
+            Some(n) => anyhow::bail!(
+                "internal topic {name:?} has {n} partitions, expected {partitions}: it was made \
+                 for another layout"
+            ),
+            None => {}
+        }
+        let mut t = NewTopic::new(
+            name,
+            *partitions as i32,
+            TopicReplication::Fixed(k.replication),
+        );
+        for (key, v) in config.iter() {
+            t = t.set(key, v);
+        }
+        let res = admin
+            .create_topics(
+                [&t],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await?;
+        for r in res {
+            match r {
+                Ok(_) => tracing::info!(topic = %name, partitions, "created topic"),
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => anyhow::bail!("cannot create topic {t:?}: {e}"),
+            }
+        }
+    }
+    Ok(Layout {
+        input_partitions: events,
+        activate_partitions: activate,
+    })
+}

@@ -1,0 +1,564 @@
+//! The detect stage over Kafka: consumer group `<group_prefix>-detect` on the events and
+//! profiles topics (cooperative-sticky), one [`Shard`] per input partition number (the two
+//! topics are co-partitioned, so partition `p` of both is one task).
+//!
+//! # Commit point
+//!
+//! Every `commit_interval`, and before a partition is revoked, a task *checkpoints*: it
+//! advances its shard to the watermark `W`, writes every changed user's snapshot (or a
+//! tombstone) and a checkpoint record (`W`, per input the largest ts seen and the next offset
+//! to consume) to its changelog partition, flushes the producer — qualified records included —
+//! and only then commits, per input, the offset of the earliest record still buffered (not yet
+//! applied), or the next offset if none is. So after a crash:
+//! - the changelog holds exactly the effect of the records with `ts <= W` below `consumed`;
+//! - consumption restarts at or below the first unapplied record; re-read records below
+//!   `consumed` with `ts <= W` were applied (or dropped as late) before, and are skipped;
+//!   the others are applied as new.
+//!
+//! Duplicated qualified records are possible (emitted after the last checkpoint); the activate
+//! stage decides once per user, so they change nothing. Offsets are never committed past a
+//! record whose effect is not durable.
+//!
+//! On assignment, a task first reads its changelog partition to the end (last value per key
+//! wins, so compaction is an optimisation, not a requirement), then its inputs are consumed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::time::Instant;
+
+use super::client_config;
+use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
+use crate::config::Config;
+use crate::detect::shard::Shard;
+use crate::detect::snapshot::UserSnapshot;
+use crate::detect::watermark::Watermarks;
+use crate::detect::Rules;
+use crate::event::decode::{Decoder, Malformed};
+use crate::event::EventTime;
+
+/// Live counters of the stage, read by `/metrics` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct DetectStatus {
+    pub records: std::sync::atomic::AtomicU64,
+    pub malformed: std::sync::atomic::AtomicU64,
+    pub late: std::sync::atomic::AtomicU64,
+    pub qualified: std::sync::atomic::AtomicU64,
+    pub assigned: std::sync::atomic::AtomicU64,
+    /// Set once the first assignment was restored.
+    pub ready: AtomicBool,
+}
+
+struct Input {
+    topic: String,
+    consumed: i64,
+    /// Records below this offset were seen before the last restart.
+    replay_until: i64,
+    last_seen: Instant,
+    /// Pushed into the shard and not yet applied: `(ts, offset)`, and the offsets alone.
+    buffered: BTreeSet<(EventTime, i64)>,
+    buffered_offsets: BTreeSet<i64>,
+}
+
+struct Task {
+    shard: Shard,
+    inputs: Vec<Input>,
+    wm: Watermarks,
+    restored_wm: EventTime,
+    seq: u64,
+}
+
+struct State {
+    config: Arc<Config>,
+    rules: Arc<Rules>,
+    tasks: BTreeMap<i32, Task>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    changelog: String,
+    qualified: String,
+    dead_letter: String,
+    status: Arc<DetectStatus>,
+    error: Option<anyhow::Error>,
+}
+
+struct Ctx {
+    state: Mutex<State>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if let Err(e) = st.checkpoint(consumer, Some(&parts)) {
+                tracing::error!(error = %e, "checkpoint on revocation failed");
+                st.error.get_or_insert(e);
+            }
+            for p in &parts {
+                st.tasks.remove(p);
+            }
+            st.status
+                .assigned
+                .store(st.tasks.len() as u64, Ordering::Relaxed);
+            tracing::info!(partitions = ?parts, "revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for p in parts {
+                if st.tasks.contains_key(&p) {
+                    continue;
+                }
+                let started = Instant::now();
+                match st.restore(p) {
+                    Ok((task, users)) => {
+                        tracing::info!(
+                            partition = p,
+                            users,
+                            took_ms = started.elapsed().as_millis() as u64,
+                            "restored"
+                        );
+                        st.tasks.insert(p, task);
+                    }
+                    Err(e) => {
+                        tracing::error!(partition = p, error = %e, "restore failed");
+                        st.error.get_or_insert(e);
+                    }
+                }
+            }
+            st.status
+                .assigned
+                .store(st.tasks.len() as u64, Ordering::Relaxed);
+            st.status.ready.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs the detect stage until `stop` is set; checkpoints and leaves the group on the way out.
+pub fn run(
+    config: Arc<Config>,
+    status: Arc<DetectStatus>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let k = config
+        .kafka
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
+    let producer: ThreadedProducer<DefaultProducerContext> = client_config(&k)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()?;
+    let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
+    let ctx = Ctx {
+        state: Mutex::new(State {
+            config: config.clone(),
+            rules,
+            tasks: BTreeMap::new(),
+            producer,
+            changelog: k.topic("changelog"),
+            qualified: k.topic("qualified"),
+            dead_letter: k.topic("dead-letter"),
+            status: status.clone(),
+            error: None,
+        }),
+    };
+    let consumer: BaseConsumer<Ctx> = client_config(&k)
+        .set("group.id", k.group("detect"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create_with_context(ctx)?;
+    let mut topics = vec![k.events_topic.as_str()];
+    if k.profiles_topic != k.events_topic {
+        topics.push(k.profiles_topic.as_str());
+    }
+    consumer.subscribe(&topics)?;
+    tracing::info!(brokers = %k.brokers, group = %k.group("detect"), ?topics, "detect stage consuming");
+    let interval = k.commit_interval.duration();
+    let mut last_checkpoint = Instant::now();
+    let mut since_advance = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let msg = consumer.poll(Duration::from_millis(100));
+        let mut st = consumer
+            .context()
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        let idle = msg.is_none();
+        match msg {
+            Some(Ok(m)) => {
+                st.on_message(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.payload().unwrap_or(&[]),
+                );
+                since_advance += 1;
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        // Advance in rounds while busy, and whenever the input goes quiet.
+        if since_advance >= 1024 || idle {
+            st.advance_all(k_idle(&config));
+            since_advance = 0;
+        }
+        if last_checkpoint.elapsed() >= interval {
+            st.advance_all(k_idle(&config));
+            st.checkpoint(&consumer, None)?;
+            last_checkpoint = Instant::now();
+        }
+    }
+    let mut st = consumer
+        .context()
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    st.advance_all(k_idle(&config));
+    st.checkpoint(&consumer, None)?;
+    drop(st);
+    consumer.unsubscribe();
+    tracing::info!("detect stage stopped");
+    Ok(())
+}
+
+fn k_idle(config: &Config) -> Duration {
+    config.engine.idle_timeout.duration()
+}
+
+impl State {
+    fn restore(&mut self, p: i32) -> anyhow::Result<(Task, usize)> {
+        let k = self.config.kafka.as_ref().expect("run has [kafka]");
+        let mut topics = vec![k.events_topic.clone()];
+        if k.profiles_topic != k.events_topic {
+            topics.push(k.profiles_topic.clone());
+        }
+        let reader: BaseConsumer = client_config(k)
+            .set("group.id", format!("{}-restore", k.group("detect")))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let (low, high) = reader.fetch_watermarks(&self.changelog, p, Duration::from_secs(10))?;
+        let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        if high > low {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.changelog, p, Offset::Offset(low))?;
+            reader.assign(&tpl)?;
+            let mut next = low;
+            while next < high {
+                match reader.poll(Duration::from_secs(10)) {
+                    Some(Ok(m)) => {
+                        next = m.offset() + 1;
+                        if let Some(key) = m.key() {
+                            latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => {
+                        anyhow::bail!("changelog {}/{p}: no data before {high}", self.changelog)
+                    }
+                }
+            }
+        }
+        let checkpoint: Option<Checkpoint> = latest
+            .remove(CHECKPOINT_KEY)
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        let snaps: Vec<UserSnapshot> = latest
+            .into_values()
+            .flatten()
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect();
+        let mut shard = Shard::new(self.rules.clone());
+        let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
+        shard.restore(&snaps, w);
+        let lateness = self.config.engine.allowed_lateness.as_millis();
+        let mut wm = Watermarks::new(topics.len(), lateness);
+        wm.set_floor(w);
+        let now = Instant::now();
+        let inputs = topics
+            .into_iter()
+            .enumerate()
+            .map(|(i, topic)| {
+                let mark = checkpoint
+                    .as_ref()
+                    .and_then(|c| c.inputs.iter().find(|m| m.topic == topic));
+                wm.restore(i, mark.and_then(|m| m.max_ts));
+                let consumed = mark.map_or(0, |m| m.consumed);
+                Input {
+                    topic,
+                    consumed,
+                    replay_until: consumed,
+                    last_seen: now,
+                    buffered: BTreeSet::new(),
+                    buffered_offsets: BTreeSet::new(),
+                }
+            })
+            .collect();
+        Ok((
+            Task {
+                shard,
+                inputs,
+                wm,
+                restored_wm: w,
+                seq: 0,
+            },
+            snaps.len(),
+        ))
+    }
+
+    fn on_message(&mut self, topic: &str, p: i32, offset: i64, payload: &[u8]) {
+        let Some(task) = self.tasks.get_mut(&p) else {
+            return;
+        };
+        let Some(i) = task.inputs.iter().position(|inp| inp.topic == topic) else {
+            return;
+        };
+        let inp = &mut task.inputs[i];
+        inp.consumed = inp.consumed.max(offset + 1);
+        inp.last_seen = Instant::now();
+        let seen_before = offset < inp.replay_until;
+        let decoder = Decoder::new(self.config.source.format, &self.config.schema);
+        let rec = match decoder.decode(payload) {
+            Ok(r) => r,
+            Err(reason) => {
+                if !seen_before {
+                    self.status.malformed.fetch_add(1, Ordering::Relaxed);
+                    dead_letter(&self.producer, &self.dead_letter, p, reason, payload);
+                }
+                return;
+            }
+        };
+        if seen_before && rec.ts <= task.restored_wm {
+            return; // applied (or dropped as late) before the restart
+        }
+        self.status.records.fetch_add(1, Ordering::Relaxed);
+        if task.wm.observe(i, rec.ts) {
+            self.status.late.fetch_add(1, Ordering::Relaxed);
+            dead_letter(
+                &self.producer,
+                &self.dead_letter,
+                p,
+                Malformed::Late,
+                payload,
+            );
+            return;
+        }
+        if !rec.is_relevant() {
+            return;
+        }
+        let inp = &mut task.inputs[i];
+        inp.buffered.insert((rec.ts, offset));
+        inp.buffered_offsets.insert(offset);
+        task.seq += 1;
+        task.shard.push(task.seq, rec);
+    }
+
+    /// Advances every task to its watermark and produces what the shards emitted.
+    fn advance_all(&mut self, idle: Duration) {
+        let now = Instant::now();
+        for task in self.tasks.values_mut() {
+            for (i, inp) in task.inputs.iter().enumerate() {
+                if now.duration_since(inp.last_seen) >= idle && task.wm.is_active(i) {
+                    task.wm.deactivate(i);
+                }
+            }
+            let w = task.wm.current();
+            if w <= task.shard.watermark() {
+                continue;
+            }
+            task.shard.advance(w);
+            for inp in &mut task.inputs {
+                while let Some(&(ts, off)) = inp.buffered.first() {
+                    if ts > w {
+                        break;
+                    }
+                    inp.buffered.pop_first();
+                    inp.buffered_offsets.remove(&off);
+                }
+            }
+            let out = task.shard.take_output();
+            let campaigns = &self.config.campaigns;
+            for q in out.qualifications {
+                let (email_sha256, phone_sha256) = hex_ids(&q.ids);
+                let campaign = &campaigns[usize::from(q.campaign)].id;
+                let rec = Qualified::Qualification {
+                    campaign: campaign.clone(),
+                    user: q.user.to_string(),
+                    at: q.at,
+                    trigger_ts: q.trigger_ts,
+                    email_sha256,
+                    phone_sha256,
+                };
+                produce(
+                    &self.producer,
+                    &self.qualified,
+                    None,
+                    campaign.as_bytes(),
+                    &rec,
+                );
+                self.status.qualified.fetch_add(1, Ordering::Relaxed);
+            }
+            for c in out.conversions {
+                let campaign = &campaigns[usize::from(c.campaign)].id;
+                let rec = Qualified::Conversion {
+                    campaign: campaign.clone(),
+                    user: c.user.to_string(),
+                    ts: c.ts,
+                };
+                produce(
+                    &self.producer,
+                    &self.qualified,
+                    None,
+                    campaign.as_bytes(),
+                    &rec,
+                );
+            }
+        }
+    }
+
+    /// Writes changed state and checkpoint records, flushes, then commits input offsets (of
+    /// `only` partitions, or all).
+    fn checkpoint(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&BTreeSet<i32>>,
+    ) -> anyhow::Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, task) in self.tasks.iter_mut() {
+            if only.is_some_and(|o| !o.contains(&p)) {
+                continue;
+            }
+            for (user, snap) in task.shard.take_dirty() {
+                let value = snap.map(|s| serde_json::to_vec(&s).expect("serialisable"));
+                send(
+                    &self.producer,
+                    &self.changelog,
+                    Some(p),
+                    user.as_bytes(),
+                    value.as_deref(),
+                );
+            }
+            let mark = Checkpoint {
+                watermark: task.shard.watermark(),
+                inputs: task
+                    .inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, inp)| InputMark {
+                        topic: inp.topic.clone(),
+                        max_ts: task.wm_max(i),
+                        consumed: inp.consumed,
+                    })
+                    .collect(),
+            };
+            let value = serde_json::to_vec(&mark).expect("serialisable");
+            send(
+                &self.producer,
+                &self.changelog,
+                Some(p),
+                CHECKPOINT_KEY,
+                Some(&value),
+            );
+            for inp in &task.inputs {
+                let commit = inp
+                    .buffered_offsets
+                    .first()
+                    .copied()
+                    .unwrap_or(inp.consumed);
+                if commit > 0 {
+                    tpl.add_partition_offset(&inp.topic, p, Offset::Offset(commit))?;
+                }
+            }
+        }
+        self.producer.flush(Duration::from_secs(30))?;
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+}
+
+impl Task {
+    fn wm_max(&self, i: usize) -> Option<EventTime> {
+        self.wm.max_of(i)
+    }
+}
+
+fn produce(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    value: &Qualified,
+) {
+    let bytes = serde_json::to_vec(value).expect("serialisable");
+    send(producer, topic, partition, key, Some(&bytes));
+}
+
+/// Produces, waiting while the producer's queue is full (backpressure, never a drop).
+fn send(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) {
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
+    if let Some(v) = value {
+        rec = rec.payload(v);
+    }
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return,
+            Err((e, back)) => {
+                if !matches!(
+                    e,
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )
+                ) {
+                    tracing::error!(error = %e, topic, "produce failed");
+                    return;
+                }
+                rec = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn dead_letter(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    p: i32,
+    reason: Malformed,
+    payload: &[u8],
+) {
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "reason",
+        value: Some(reason.as_str()),
+    });
+    let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+        .partition(p)
+        .payload(payload)
+        .headers(headers);
+    if let Err((e, _)) = producer.send(rec) {
+        tracing::error!(error = %e, reason = reason.as_str(), "dead-letter produce failed");
+    }
+}
