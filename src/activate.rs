@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::campaign::Campaign;
@@ -17,7 +17,7 @@ use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
 use crate::event::{EventTime, UserId};
 
 /// The outcome of a decision. Declaration order is the sort order of `decisions.jsonl` ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Capped,

@@ -10,6 +10,7 @@
 //! qualified: key `campaign/user`), `<prefix>.audiences` (compacted, one partition: the
 //! audience each campaign writes to) and `<prefix>.dead-letter`.
 
+pub mod activate;
 pub mod detect;
 pub mod wire;
 

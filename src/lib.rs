@@ -17,6 +17,8 @@
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
 //! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups.
+//! - [`run`]: the `run` lifecycle: stages, sink, admin HTTP server, SIGTERM.
+//! - [`publish`]: recorded topics into a Kafka topic (keys, partitions, timestamps kept).
 //! - [`generate`]: synthetic recordings for samples, tests and benches.
 //! - [`tiktok_sim`]: the TikTok Marketing API simulator (`remarket tiktok-sim`).
 
@@ -30,6 +32,8 @@ pub mod generate;
 pub mod identity;
 pub mod kafka;
 pub mod output;
+pub mod publish;
+pub mod run;
 pub mod sink;
 pub mod source;
 pub mod tiktok_sim;

@@ -54,7 +54,7 @@ enum Command {
         #[arg(required = true)]
         recording: Vec<PathBuf>,
     },
-    /// Consume from Kafka and push to TikTok (not yet implemented).
+    /// Consume from Kafka and push to TikTok (the production mode).
     Run {
         #[arg(long)]
         config: PathBuf,
@@ -64,6 +64,8 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Produce recorded topics into a Kafka topic, keeping keys, partitions and timestamps.
+    Publish(remarket::publish::PublishArgs),
     /// Write a synthetic recording to stdout.
     Generate(remarket::generate::GenerateArgs),
     /// Run the TikTok Marketing API simulator (for local work and tests).
@@ -182,6 +184,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Publish(args) => {
+            remarket::publish::publish(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate(args) => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
@@ -191,9 +197,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run { config } => {
-            let _ = load(&config)?;
-            eprintln!("error: `remarket run` is not yet implemented");
-            Ok(ExitCode::from(2))
+            remarket::run::run(load(&config)?)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::TiktokSim(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

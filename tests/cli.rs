@@ -76,9 +76,10 @@ identifiers = ["email"]
 }
 
 #[test]
-fn unimplemented_commands_exit_2() {
+fn run_without_kafka_section_fails_clearly() {
     let out = remarket(&["run", "--config", "config/sample.toml"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a [kafka] section"));
 }
 
 #[test]

@@ -81,17 +81,40 @@ pub struct StoreEntry {
     pub audience_id: Option<String>,
 }
 
-/// Campaign id → audience, persisted as JSON (atomically: temp file, fsync, rename).
-#[derive(Debug, Default)]
+/// Writes one changed entry somewhere durable (a compacted topic in `run`).
+pub type PersistFn = Box<dyn FnMut(&str, &StoreEntry) -> Result<(), String> + Send>;
+
+/// Campaign id → audience, persisted as JSON (atomically: temp file, fsync, rename), or
+/// through a [`PersistFn`].
+#[derive(Default)]
 pub struct AudienceStore {
     path: Option<PathBuf>,
     entries: BTreeMap<String, StoreEntry>,
+    persist: Option<PersistFn>,
+}
+
+impl std::fmt::Debug for AudienceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudienceStore")
+            .field("path", &self.path)
+            .field("entries", &self.entries)
+            .finish()
+    }
 }
 
 impl AudienceStore {
     /// In memory only.
     pub fn ephemeral() -> AudienceStore {
         AudienceStore::default()
+    }
+
+    /// Entries loaded elsewhere, each change written through `persist` before it is used.
+    pub fn with_persist(entries: BTreeMap<String, StoreEntry>, persist: PersistFn) -> Self {
+        AudienceStore {
+            path: None,
+            entries,
+            persist: Some(persist),
+        }
     }
 
     /// Loads `path` if it exists.
@@ -108,6 +131,7 @@ impl AudienceStore {
         Ok(AudienceStore {
             path: Some(path.to_owned()),
             entries,
+            persist: None,
         })
     }
 
@@ -120,6 +144,12 @@ impl AudienceStore {
     }
 
     fn put(&mut self, campaign: &str, entry: StoreEntry) -> Result<(), AudienceError> {
+        if let Some(persist) = &mut self.persist {
+            persist(campaign, &entry).map_err(|reason| AudienceError::Store {
+                path: PathBuf::from("(topic)"),
+                reason,
+            })?;
+        }
         self.entries.insert(campaign.to_owned(), entry);
         let Some(path) = &self.path else {
             return Ok(());

@@ -74,8 +74,8 @@ pub struct SinkOutcome {
 }
 
 type Key = (CampaignIdx, MapAction);
-/// An op and its arrival number.
-type Item = (u64, AudienceOp);
+/// An op, its arrival number, and the caller's token to acknowledge once TikTok accepted it.
+type Item = (u64, AudienceOp, Option<u64>);
 
 struct Shared {
     client: Arc<Client>,
@@ -92,11 +92,12 @@ struct Shared {
     adds: AtomicU64,
     deletes: AtomicU64,
     failed: Mutex<Vec<Failed>>,
+    acks: Option<mpsc::UnboundedSender<u64>>,
 }
 
 /// A running TikTok sink.
 pub struct TikTokSink {
-    tx: mpsc::Sender<AudienceOp>,
+    tx: mpsc::Sender<(AudienceOp, Option<u64>)>,
     task: tokio::task::JoinHandle<SinkOutcome>,
 }
 
@@ -113,6 +114,32 @@ impl TikTokSink {
         settings: SinkSettings,
         metrics: SinkMetrics,
     ) -> TikTokSink {
+        Self::spawn(client, limiter, targets, settings, metrics, None)
+    }
+
+    /// As [`start`](Self::start); tokens given to [`send_tracked`](Self::send_tracked) come back
+    /// on the returned channel once TikTok acknowledged their op. Refused ops are never
+    /// acknowledged (they are in [`SinkOutcome::failed`]).
+    pub fn start_tracked(
+        client: Arc<Client>,
+        limiter: Arc<RateLimiter>,
+        targets: Vec<Target>,
+        settings: SinkSettings,
+        metrics: SinkMetrics,
+    ) -> (TikTokSink, mpsc::UnboundedReceiver<u64>) {
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let sink = Self::spawn(client, limiter, targets, settings, metrics, Some(ack_tx));
+        (sink, ack_rx)
+    }
+
+    fn spawn(
+        client: Arc<Client>,
+        limiter: Arc<RateLimiter>,
+        targets: Vec<Target>,
+        settings: SinkSettings,
+        metrics: SinkMetrics,
+        acks: Option<mpsc::UnboundedSender<u64>>,
+    ) -> TikTokSink {
         let (tx, rx) = mpsc::channel(settings.max_batch.max(1));
         let shared = Arc::new(Shared {
             client,
@@ -128,6 +155,7 @@ impl TikTokSink {
             adds: AtomicU64::new(0),
             deletes: AtomicU64::new(0),
             failed: Mutex::new(Vec::new()),
+            acks,
         });
         let task = tokio::spawn(dispatch(rx, shared, settings));
         TikTokSink { tx, task }
@@ -135,7 +163,15 @@ impl TikTokSink {
 
     /// Hands an op to the sink; waits while the sink is full (backpressure).
     pub async fn send(&self, op: AudienceOp) -> Result<(), SinkStopped> {
-        self.tx.send(op).await.map_err(|_| SinkStopped)
+        self.tx.send((op, None)).await.map_err(|_| SinkStopped)
+    }
+
+    /// Hands an op to the sink with a token acknowledged once TikTok accepted the op.
+    pub async fn send_tracked(&self, op: AudienceOp, token: u64) -> Result<(), SinkStopped> {
+        self.tx
+            .send((op, Some(token)))
+            .await
+            .map_err(|_| SinkStopped)
     }
 
     /// Flushes everything, waits for every request to finish, and reports.
@@ -149,7 +185,7 @@ impl TikTokSink {
 }
 
 async fn dispatch(
-    mut rx: mpsc::Receiver<AudienceOp>,
+    mut rx: mpsc::Receiver<(AudienceOp, Option<u64>)>,
     shared: Arc<Shared>,
     settings: SinkSettings,
 ) -> SinkOutcome {
@@ -167,7 +203,7 @@ async fn dispatch(
                 }
             }
             msg = rx.recv() => match msg {
-                Some(op) => {
+                Some((op, token)) => {
                     shared.metrics.pending_users.inc();
                     let key = (op.campaign, map_action(op.action));
                     arrivals += 1;
@@ -180,7 +216,7 @@ async fn dispatch(
                             .or_default()
                             .insert(arrivals);
                     }
-                    if let Some(b) = batcher.push(key, (arrivals, op), Instant::now()) {
+                    if let Some(b) = batcher.push(key, (arrivals, op, token), Instant::now()) {
                         launch(b, &shared, &slots, &mut tasks).await;
                     }
                 }
@@ -241,7 +277,7 @@ async fn launch(
 
 async fn run_batch(shared: Arc<Shared>, batch: Batch<Key, Item>, _slot: OwnedSemaphorePermit) {
     let (campaign, action) = batch.key;
-    let last_arrival = batch.items.last().map_or(0, |(n, _)| *n);
+    let last_arrival = batch.items.last().map_or(0, |(n, _, _)| *n);
     if action == MapAction::Delete {
         loop {
             let notified = shared.adds_done.notified();
@@ -267,7 +303,7 @@ async fn run_batch(shared: Arc<Shared>, batch: Batch<Key, Item>, _slot: OwnedSem
             .expect("pending adds")
             .get_mut(&campaign)
         {
-            for (n, _) in &batch.items {
+            for (n, _, _) in &batch.items {
                 s.remove(n);
             }
         }
@@ -284,7 +320,7 @@ fn send_rows<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
     Box::pin(async move {
         let target = &shared.targets[usize::from(campaign)];
-        let ids: Vec<Ids> = ops.iter().map(|(_, o)| o.ids).collect();
+        let ids: Vec<Ids> = ops.iter().map(|(_, o, _)| o.ids).collect();
         let mut rng = fastrand::Rng::new();
         let mut attempt = 0u32;
         loop {
@@ -326,6 +362,11 @@ fn send_rows<'a>(
                         .get_or_create(&metrics::ActionLabels { action: label })
                         .inc_by(n);
                     shared.metrics.pending_users.dec_by(n as i64);
+                    if let Some(acks) = &shared.acks {
+                        for token in ops.iter().filter_map(|(_, _, t)| *t) {
+                            let _ = acks.send(token);
+                        }
+                    }
                     return;
                 }
                 RetryAction::Retry(reason) => {
@@ -385,7 +426,7 @@ fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message
         "TikTok refused a mapping request for good; the users are kept as failed"
     );
     let mut failed = shared.failed.lock().expect("failed list");
-    failed.extend(ops.iter().map(|(_, op)| Failed {
+    failed.extend(ops.iter().map(|(_, op, _)| Failed {
         op: op.clone(),
         code,
         message: message.clone(),

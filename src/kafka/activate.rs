@@ -1,0 +1,448 @@
+//! The activate stage over Kafka: consumer group `<group_prefix>-activate` on
+//! `<prefix>.qualified` (key = campaign id, so one campaign lives in one partition and its
+//! target cap is exact), decisions to `<prefix>.decisions` (same partition, key
+//! `campaign/user`), audience ops to the TikTok sink.
+//!
+//! # Commit point
+//!
+//! A qualified record's offset is committed only once its decision is durable (the producer
+//! was flushed) and TikTok acknowledged every op it caused. On assignment, the partition's
+//! decisions are read back first (last value per key wins); a re-read qualification of a user
+//! who is already `exported` sends the add again (TikTok adds are idempotent), so an add that
+//! was decided but not acknowledged before a crash is never lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::client_config;
+use super::wire::{hex_ids, parse_ids, Qualified};
+use crate::activate::{Activator, Decision, Outcome};
+use crate::config::Config;
+use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
+use crate::sink::service::TikTokSink;
+use crate::sink::{Action, AudienceOp};
+
+/// A persisted decision (value of the decisions topic).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    pub campaign: String,
+    pub user_id: String,
+    pub at: i64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_sha256: Option<String>,
+    #[serde(default)]
+    pub converted: bool,
+}
+
+/// Live counters of the stage.
+#[derive(Debug, Default)]
+pub struct ActivateStatus {
+    pub decisions: std::sync::atomic::AtomicU64,
+    pub assigned: std::sync::atomic::AtomicU64,
+    pub ready: AtomicBool,
+}
+
+struct Part {
+    act: Activator,
+    /// Offset → ops not yet acknowledged.
+    pending: BTreeMap<i64, u32>,
+    consumed: i64,
+}
+
+struct State {
+    config: Arc<Config>,
+    campaign_ids: HashMap<String, CampaignIdx>,
+    parts: BTreeMap<i32, Part>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+    decisions: String,
+    qualified: String,
+    status: Arc<ActivateStatus>,
+    error: Option<anyhow::Error>,
+}
+
+struct Ctx {
+    state: Mutex<State>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = r {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if let Err(e) = st.commit(consumer, Some(&parts)) {
+                st.error.get_or_insert(e);
+            }
+            for p in &parts {
+                st.parts.remove(p);
+            }
+            st.status
+                .assigned
+                .store(st.parts.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = r {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for p in parts {
+                if st.parts.contains_key(&p) {
+                    continue;
+                }
+                match st.restore(p) {
+                    Ok(part) => {
+                        st.parts.insert(p, part);
+                    }
+                    Err(e) => {
+                        st.error.get_or_insert(e);
+                    }
+                }
+            }
+            st.status
+                .assigned
+                .store(st.parts.len() as u64, Ordering::Relaxed);
+            st.status.ready.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn token(p: i32, offset: i64) -> u64 {
+    ((p as u64) << 48) | (offset as u64 & ((1 << 48) - 1))
+}
+
+fn untoken(t: u64) -> (i32, i64) {
+    ((t >> 48) as i32, (t & ((1 << 48) - 1)) as i64)
+}
+
+/// Runs the activate stage until `stop` is set, sending ops through `sink` on `rt`.
+pub fn run(
+    config: Arc<Config>,
+    rt: tokio::runtime::Handle,
+    sink: TikTokSink,
+    mut acks: mpsc::UnboundedReceiver<u64>,
+    status: Arc<ActivateStatus>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let k = config
+        .kafka
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
+    let producer: ThreadedProducer<DefaultProducerContext> = client_config(&k)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()?;
+    let campaign_ids = config
+        .campaigns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.clone(), i as CampaignIdx))
+        .collect();
+    let ctx = Ctx {
+        state: Mutex::new(State {
+            config: config.clone(),
+            campaign_ids,
+            parts: BTreeMap::new(),
+            producer,
+            decisions: k.topic("decisions"),
+            qualified: k.topic("qualified"),
+            status: status.clone(),
+            error: None,
+        }),
+    };
+    let consumer: BaseConsumer<Ctx> = client_config(&k)
+        .set("group.id", k.group("activate"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create_with_context(ctx)?;
+    consumer.subscribe(&[k.topic("qualified").as_str()])?;
+    tracing::info!(group = %k.group("activate"), "activate stage consuming");
+    let interval = k.commit_interval.duration();
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let msg = consumer.poll(Duration::from_millis(100));
+        let mut st = consumer
+            .context()
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        if let Some(Ok(m)) = &msg {
+            let ops = st.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
+            for op in ops {
+                rt.block_on(sink.send_tracked(op, token(m.partition(), m.offset())))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        while let Ok(t) = acks.try_recv() {
+            let (p, off) = untoken(t);
+            if let Some(part) = st.parts.get_mut(&p) {
+                if let Some(n) = part.pending.get_mut(&off) {
+                    *n -= 1;
+                }
+            }
+        }
+        if last_commit.elapsed() >= interval {
+            st.commit(&consumer, None)?;
+            last_commit = Instant::now();
+        }
+    }
+    let mut st = consumer
+        .context()
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    st.commit(&consumer, None)?;
+    drop(st);
+    consumer.unsubscribe();
+    // Flush the sink: what is acknowledged now is committed by the next owner's restart at
+    // the latest (at-least-once); a clean stop acknowledges everything.
+    let outcome = rt.block_on(sink.finish());
+    let mut st = consumer
+        .context()
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    while let Ok(t) = acks.try_recv() {
+        let (p, off) = untoken(t);
+        if let Some(n) = st
+            .parts
+            .get_mut(&p)
+            .and_then(|part| part.pending.get_mut(&off))
+        {
+            *n -= 1;
+        }
+    }
+    st.commit(&consumer, None)?;
+    tracing::info!(
+        adds = outcome.report.adds,
+        deletes = outcome.report.deletes,
+        failed = outcome.report.failed,
+        "activate stage stopped"
+    );
+    Ok(())
+}
+
+impl State {
+    fn restore(&mut self, p: i32) -> anyhow::Result<Part> {
+        let k = self.config.kafka.as_ref().expect("run has [kafka]");
+        let reader: BaseConsumer = client_config(k)
+            .set("group.id", format!("{}-restore", k.group("activate")))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let (low, high) = reader.fetch_watermarks(&self.decisions, p, Duration::from_secs(10))?;
+        let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        if high > low {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.decisions, p, Offset::Offset(low))?;
+            reader.assign(&tpl)?;
+            let mut next = low;
+            while next < high {
+                match reader.poll(Duration::from_secs(10)) {
+                    Some(Ok(m)) => {
+                        next = m.offset() + 1;
+                        if let Some(key) = m.key() {
+                            latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
+                        }
+                    }
+                    Some(Err(e)) => return Err(e.into()),
+                    None => {
+                        anyhow::bail!("decisions {}/{p}: no data before {high}", self.decisions)
+                    }
+                }
+            }
+        }
+        let mut act = Activator::new(&self.config.campaigns);
+        let mut n = 0usize;
+        for v in latest.into_values().flatten() {
+            let Ok(d) = serde_json::from_slice::<DecisionRecord>(&v) else {
+                continue;
+            };
+            let Some(&c) = self.campaign_ids.get(&d.campaign) else {
+                continue;
+            };
+            act.restore(
+                c,
+                d.user_id.as_str().into(),
+                d.outcome,
+                parse_ids(&d.email_sha256, &d.phone_sha256),
+                d.converted,
+            );
+            n += 1;
+        }
+        tracing::info!(partition = p, decisions = n, "activate partition restored");
+        Ok(Part {
+            act,
+            pending: BTreeMap::new(),
+            consumed: 0,
+        })
+    }
+
+    fn persist(&self, p: i32, campaign: CampaignIdx, user: &str, at: i64, act: &Activator) {
+        let Some((outcome, ids, converted)) = act.decided(campaign, user) else {
+            return;
+        };
+        let (email_sha256, phone_sha256) = hex_ids(&ids);
+        let id = &self.config.campaigns[usize::from(campaign)].id;
+        let rec = DecisionRecord {
+            campaign: id.clone(),
+            user_id: user.to_owned(),
+            at,
+            outcome,
+            email_sha256,
+            phone_sha256,
+            converted,
+        };
+        let key = format!("{id}/{user}");
+        let value = serde_json::to_vec(&rec).expect("serialisable");
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.decisions)
+            .partition(p)
+            .key(key.as_bytes())
+            .payload(&value);
+        loop {
+            match self.producer.send(r) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    if !matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ) {
+                        tracing::error!(error = %e, "decision produce failed");
+                        break;
+                    }
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Decides one qualified record; returns the audience ops it causes.
+    fn on_message(&mut self, p: i32, offset: i64, payload: &[u8]) -> Vec<AudienceOp> {
+        let Ok(q) = serde_json::from_slice::<Qualified>(payload) else {
+            tracing::warn!(partition = p, offset, "unreadable qualified record skipped");
+            return Vec::new();
+        };
+        let (campaign, user) = match &q {
+            Qualified::Qualification { campaign, user, .. }
+            | Qualified::Conversion { campaign, user, .. } => (campaign.clone(), user.clone()),
+        };
+        let Some(&c) = self.campaign_ids.get(&campaign) else {
+            return Vec::new();
+        };
+        let Some(part) = self.parts.get_mut(&p) else {
+            return Vec::new();
+        };
+        part.consumed = part.consumed.max(offset + 1);
+        let mut ops = Vec::new();
+        let mut persist_at = None;
+        match q {
+            Qualified::Qualification {
+                at,
+                trigger_ts,
+                email_sha256,
+                phone_sha256,
+                ..
+            } => {
+                let ids = parse_ids(&email_sha256, &phone_sha256);
+                let qual = Qualification {
+                    campaign: c,
+                    user: user.as_str().into(),
+                    at,
+                    trigger_ts,
+                    ids,
+                };
+                match part.act.qualify(&qual) {
+                    Some(d) => {
+                        self.status.decisions.fetch_add(1, Ordering::Relaxed);
+                        persist_at = Some(d.at);
+                        ops.extend(AudienceOp::from_decision(&d));
+                    }
+                    None => {
+                        // Already decided: re-send an add that may not have been acknowledged.
+                        if let Some((Outcome::Exported, ids, _)) = part.act.decided(c, &user) {
+                            ops.push(op(c, &user, Action::Add, ids));
+                        }
+                    }
+                }
+            }
+            Qualified::Conversion { ts, .. } => {
+                let before = part.act.decided(c, &user);
+                let removed: Option<Decision> = part.act.convert(&Conversion {
+                    campaign: c,
+                    user: user.as_str().into(),
+                    ts,
+                });
+                if let Some(d) = &removed {
+                    ops.extend(AudienceOp::from_decision(d));
+                } else if let Some((Outcome::Removed, ids, true)) = before {
+                    ops.push(op(c, &user, Action::Delete, ids));
+                }
+                if part.act.decided(c, &user) != before {
+                    persist_at = Some(ts);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            part.pending.insert(offset, ops.len() as u32);
+        }
+        if let Some(at) = persist_at {
+            let part = self.parts.remove(&p).expect("present");
+            self.persist(p, c, &user, at, &part.act);
+            self.parts.insert(p, part);
+        }
+        ops
+    }
+
+    /// Flushes decisions, then commits each partition up to its first unacknowledged record.
+    fn commit(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&BTreeSet<i32>>,
+    ) -> anyhow::Result<()> {
+        self.producer.flush(Duration::from_secs(30))?;
+        let mut tpl = TopicPartitionList::new();
+        for (&p, part) in self.parts.iter_mut() {
+            if only.is_some_and(|o| !o.contains(&p)) {
+                continue;
+            }
+            part.pending.retain(|_, n| *n > 0);
+            let upto = part.pending.keys().next().copied().unwrap_or(part.consumed);
+            if upto > 0 {
+                tpl.add_partition_offset(&self.qualified, p, Offset::Offset(upto))?;
+            }
+        }
+        if tpl.count() > 0 {
+            consumer.commit(&tpl, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+}
+
+fn op(campaign: CampaignIdx, user: &str, action: Action, ids: Ids) -> AudienceOp {
+    AudienceOp {
+        campaign,
+        action,
+        user: user.into(),
+        ids,
+    }
+}

@@ -1,0 +1,295 @@
+//! `remarket run`: the production mode. Wires the Kafka stages, the TikTok sink and the admin
+//! HTTP server (`/metrics`, `/healthz`, `/readyz`), and stops cleanly on SIGTERM or Ctrl-C:
+//! stop consuming, checkpoint state, flush the sink, commit, exit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::registry::Registry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::{Config, KafkaSettings};
+use crate::kafka::activate::ActivateStatus;
+use crate::kafka::detect::DetectStatus;
+use crate::kafka::{client_config, ensure_topics};
+use crate::sink::audiences::{resolve, AudienceStore, StoreEntry};
+use crate::sink::metrics::SinkMetrics;
+use crate::sink::ratelimit::RateLimiter;
+use crate::sink::service::{SinkSettings, TikTokSink};
+use crate::sink::tiktok::{Client, Token};
+
+#[derive(Clone)]
+struct Admin {
+    registry: Arc<Registry>,
+    detect: Arc<DetectStatus>,
+    activate: Arc<ActivateStatus>,
+    sink: SinkMetrics,
+}
+
+/// Runs until SIGTERM or Ctrl-C, then drains.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    run_until(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// Runs until `stop` is set (or SIGTERM/Ctrl-C), then drains: checkpoints state, flushes the
+/// sink, commits.
+pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let k = config
+        .kafka
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("`remarket run` needs a [kafka] section"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let layout = rt.block_on(ensure_topics(&k))?;
+    tracing::info!(
+        brokers = %k.brokers,
+        input_partitions = layout.input_partitions,
+        activate_partitions = layout.activate_partitions,
+        "topics ready"
+    );
+
+    let mut registry = Registry::default();
+    let sink_metrics = SinkMetrics::register_into(&mut registry);
+    let token = Token::load(&config.tiktok.token)?;
+    let client = Arc::new(Client::new(
+        &config.tiktok.base_url,
+        token,
+        Duration::from_secs(30),
+    )?);
+    let limiter = Arc::new(RateLimiter::new(config.tiktok.qps));
+    let mut store = audience_store(&k)?;
+    let targets = rt.block_on(resolve(
+        &client,
+        &limiter,
+        &sink_metrics,
+        &config.campaigns,
+        &mut store,
+    ))?;
+    let (sink, acks) = {
+        let _guard = rt.enter();
+        TikTokSink::start_tracked(
+            client,
+            limiter,
+            targets,
+            SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration()),
+            sink_metrics.clone(),
+        )
+    };
+
+    let detect_status = Arc::new(DetectStatus::default());
+    let activate_status = Arc::new(ActivateStatus::default());
+    let admin = Admin {
+        registry: Arc::new(registry),
+        detect: detect_status.clone(),
+        activate: activate_status.clone(),
+        sink: sink_metrics,
+    };
+    let listener = rt.block_on(tokio::net::TcpListener::bind(config.http.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "admin http: /metrics /healthz /readyz");
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(admin);
+    rt.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin http server stopped");
+        }
+    });
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("stopping: checkpointing state, flushing the sink, committing");
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let detect = {
+        let (config, status, stop) = (config.clone(), detect_status, stop.clone());
+        std::thread::Builder::new()
+            .name("detect".into())
+            .spawn(move || crate::kafka::detect::run(config, status, stop))?
+    };
+    let activate = {
+        let (config, status, stop, handle) = (
+            config.clone(),
+            activate_status,
+            stop.clone(),
+            rt.handle().clone(),
+        );
+        std::thread::Builder::new()
+            .name("activate".into())
+            .spawn(move || crate::kafka::activate::run(config, handle, sink, acks, status, stop))?
+    };
+    let d = detect
+        .join()
+        .map_err(|_| anyhow::anyhow!("detect thread panicked"))?;
+    stop.store(true, Ordering::Relaxed);
+    let a = activate
+        .join()
+        .map_err(|_| anyhow::anyhow!("activate thread panicked"))?;
+    d?;
+    a?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn metrics(
+    State(a): State<Admin>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode_registry(&mut text, &a.registry).is_err() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            String::new(),
+        );
+    }
+    let d = &a.detect;
+    let counter = |text: &mut String, name: &str, help: &str, v: u64| {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {v}\n"
+        ));
+    };
+    counter(
+        &mut text,
+        "remarket_source_records",
+        "Well-formed records consumed",
+        d.records.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut text,
+        "remarket_source_malformed",
+        "Malformed records (dead-lettered)",
+        d.malformed.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut text,
+        "remarket_source_late",
+        "Records behind the watermark (dead-lettered)",
+        d.late.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut text,
+        "remarket_detect_qualifications",
+        "Qualifications emitted",
+        d.qualified.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut text,
+        "remarket_activate_decisions",
+        "Decisions made",
+        a.activate.decisions.load(Ordering::Relaxed),
+    );
+    text.push_str(&format!(
+        "# HELP remarket_detect_assigned_partitions Input partitions owned\n# TYPE remarket_detect_assigned_partitions gauge\nremarket_detect_assigned_partitions {}\n",
+        d.assigned.load(Ordering::Relaxed)
+    ));
+    text.push_str("# EOF\n");
+    (
+        StatusCode::OK,
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+async fn readyz(State(a): State<Admin>) -> (StatusCode, String) {
+    let mut why = Vec::new();
+    if !a.detect.ready.load(Ordering::Relaxed) {
+        why.push("detect: no assignment restored yet");
+    }
+    if !a.activate.ready.load(Ordering::Relaxed) {
+        why.push("activate: no assignment restored yet");
+    }
+    if a.sink.failed_users.get() > 0 {
+        why.push("sink: TikTok refused users for good (see logs)");
+    }
+    if why.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", why.join("\n")),
+        )
+    }
+}
+
+/// The audience store of `run`: the compacted `<prefix>.audiences` topic, read to its end at
+/// start, every change produced and flushed before it is used.
+fn audience_store(k: &KafkaSettings) -> anyhow::Result<AudienceStore> {
+    let topic = k.topic("audiences");
+    let reader: BaseConsumer = client_config(k)
+        .set("group.id", format!("{}-audiences", k.group_prefix))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let (low, high) = reader.fetch_watermarks(&topic, 0, Duration::from_secs(10))?;
+    let mut entries = BTreeMap::new();
+    if high > low {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(low))?;
+        reader.assign(&tpl)?;
+        let mut next = low;
+        while next < high {
+            match reader.poll(Duration::from_secs(10)) {
+                Some(Ok(m)) => {
+                    next = m.offset() + 1;
+                    if let (Some(key), Some(v)) = (m.key(), m.payload()) {
+                        if let Ok(e) = serde_json::from_slice::<StoreEntry>(v) {
+                            entries.insert(String::from_utf8_lossy(key).into_owned(), e);
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("{topic}: no data before offset {high}"),
+            }
+        }
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        client_config(k).set("acks", "all").create()?;
+    Ok(AudienceStore::with_persist(
+        entries,
+        Box::new(move |campaign, entry| {
+            let value = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+            producer
+                .send(
+                    BaseRecord::to(&topic)
+                        .partition(0)
+                        .key(campaign)
+                        .payload(&value),
+                )
+                .map_err(|(e, _)| e.to_string())?;
+            producer
+                .flush(Duration::from_secs(30))
+                .map_err(|e| e.to_string())
+        }),
+    ))
+}
