@@ -126,7 +126,7 @@ pub fn detect<'a>(
         while let Some(item) = source.next_item() {
             let (partition, origin, raw, record) = match item {
                 SourceItem::PartitionEnd { partition } => {
-                    wm.deactivate(partition);
+                    wm.finish(partition);
                     continue;
                 }
                 SourceItem::Line {

@@ -18,8 +18,12 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use std::collections::BTreeMap;
+
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 
@@ -31,6 +35,38 @@ pub fn client_config(k: &KafkaSettings) -> ClientConfig {
         c.set(key, v);
     }
     c
+}
+
+/// Reads partition `p` of `topic` from its beginning to its end, keyed last-value-wins
+/// (`None` = a tombstone): how every changelog is restored. The end is the consumer's
+/// end-of-partition signal, not a ListOffsets answer (tansu 0.6 answers that one wrongly).
+pub fn read_to_end(
+    k: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    p: i32,
+) -> anyhow::Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+    let reader: BaseConsumer = client_config(k)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    reader.assign(&tpl)?;
+    let mut latest = BTreeMap::new();
+    loop {
+        match reader.poll(Duration::from_secs(30)) {
+            Some(Ok(m)) => {
+                if let Some(key) = m.key() {
+                    latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(latest),
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("{topic}/{p}: no answer within 30 s while restoring"),
+        }
+    }
 }
 
 /// Partition count of `topic`, if it exists.

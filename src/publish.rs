@@ -9,8 +9,9 @@
 //!   key and its Kafka timestamp `ts`; with `--keep-partitions` also its recorded partition;
 //! - plain line: the line's bytes as they are; key = the record's `user_id`, `userId` or
 //!   `identity` (whichever exists); timestamp = its `ts` (integer ms used as-is, or an RFC 3339
-//!   string) or Segment's `timestamp`, else none (the broker stamps it). A line that is not JSON
-//!   is produced anyway, without key, so bad input reaches the consumer's dead-letter path.
+//!   string) or Segment's `timestamp`, else none (the producer stamps the current time). A line
+//!   that is not JSON is produced anyway, without key, so bad input reaches the consumer's
+//!   dead-letter path.
 //!
 //! Partitioning and co-partitioning: without `--keep-partitions` (and for plain lines always),
 //! librdkafka's default partitioner (`consistent_random`: CRC32 of the key) picks the partition.
@@ -20,11 +21,11 @@
 //! `-X partitioner=murmur2_random` to match topics they produce.
 //!
 //! Delivery: one idempotent producer (`enable.idempotence=true`, so `acks=all` and no reordering
-//! or duplicates on retry), `linger.ms=5`. Lines are sent in file order (files in the order given,
-//! the streams of a file merged back by line number), so every partition receives its records
-//! in file order whatever the partitioning. Every delivery report is awaited; any failed record makes
-//! the command fail with the count and the first error. Nothing from the records (keys,
-//! payloads) is ever logged.
+//! or duplicates on retry; tansu 0.6 grants producer ids), `linger.ms=5`. Lines are sent in file
+//! order (files in the order given, the streams of a file merged back by line number), so every
+//! partition receives its records in file order whatever the partitioning. Every delivery report
+//! is awaited; any failed record makes the command fail with the count and the first error.
+//! Nothing from the records (keys, payloads) is ever logged.
 //!
 //! The topic must exist, or `--create-partitions N` creates it (replication 1), and fails if it
 //! already exists with another count. The producer never auto-creates topics.
@@ -76,7 +77,12 @@ pub struct PublishArgs {
     pub timeout: humantime::Duration,
     /// Extra librdkafka property KEY=VALUE for all clients (repeatable), e.g.
     /// `-X partitioner=murmur2_random` or security settings
-    #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[arg(
+        short = 'X',
+        long = "kafka-config",
+        value_name = "KEY=VALUE",
+        value_parser = parse_property
+    )]
     pub kafka_config: Vec<(String, String)>,
     /// Recorded topics: plain JSON lines or `kcat -C -J` output
     #[arg(required = true)]

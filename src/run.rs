@@ -12,15 +12,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::{Config, KafkaSettings};
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
-use crate::kafka::{client_config, ensure_topics};
+use crate::kafka::{client_config, ensure_topics, read_to_end};
 use crate::sink::audiences::{resolve, AudienceStore, StoreEntry};
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
@@ -52,6 +49,18 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // First of all, so that a SIGTERM during start-up is a clean stop too.
+    {
+        let stop = stop.clone();
+        rt.block_on(async {
+            let signals = shutdown_signal();
+            tokio::spawn(async move {
+                signals.await;
+                tracing::info!("stopping: checkpointing state, flushing the sink, committing");
+                stop.store(true, Ordering::Relaxed);
+            });
+        });
+    }
     let layout = rt.block_on(ensure_topics(&k))?;
     tracing::info!(
         brokers = %k.brokers,
@@ -108,15 +117,6 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             tracing::error!(error = %e, "admin http server stopped");
         }
     });
-    {
-        let stop = stop.clone();
-        rt.spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("stopping: checkpointing state, flushing the sink, committing");
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
-
     let detect = {
         let (config, status, stop) = (config.clone(), detect_status, stop.clone());
         std::thread::Builder::new()
@@ -146,18 +146,20 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM handler now (the returned future only waits).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn metrics(
@@ -247,30 +249,10 @@ async fn readyz(State(a): State<Admin>) -> (StatusCode, String) {
 /// start, every change produced and flushed before it is used.
 fn audience_store(k: &KafkaSettings) -> anyhow::Result<AudienceStore> {
     let topic = k.topic("audiences");
-    let reader: BaseConsumer = client_config(k)
-        .set("group.id", format!("{}-audiences", k.group_prefix))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let (low, high) = reader.fetch_watermarks(&topic, 0, Duration::from_secs(10))?;
     let mut entries = BTreeMap::new();
-    if high > low {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Offset(low))?;
-        reader.assign(&tpl)?;
-        let mut next = low;
-        while next < high {
-            match reader.poll(Duration::from_secs(10)) {
-                Some(Ok(m)) => {
-                    next = m.offset() + 1;
-                    if let (Some(key), Some(v)) = (m.key(), m.payload()) {
-                        if let Ok(e) = serde_json::from_slice::<StoreEntry>(v) {
-                            entries.insert(String::from_utf8_lossy(key).into_owned(), e);
-                        }
-                    }
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => anyhow::bail!("{topic}: no data before offset {high}"),
-            }
+    for (key, v) in read_to_end(k, &format!("{}-audiences", k.group_prefix), &topic, 0)? {
+        if let Some(e) = v.and_then(|v| serde_json::from_slice::<StoreEntry>(&v).ok()) {
+            entries.insert(String::from_utf8_lossy(&key).into_owned(), e);
         }
     }
     let producer: ThreadedProducer<DefaultProducerContext> =

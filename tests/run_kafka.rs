@@ -38,8 +38,10 @@ fn config_text(url: &str, token_file: &Path, brokers: &str) -> String {
     )
 }
 
-/// Produces every line of `rec` keyed by user id, then one marker per partition at the
-/// recording's largest ts, so every partition's watermark ends where replay's does.
+/// Produces every line of `rec` keyed by user id, then one marker per partition three hours
+/// after the recording's largest ts: past every window of the sample campaigns and the
+/// allowed lateness, so every window closes in `run` (where idle partitions hold the
+/// watermark at `max ts − lateness`) as at the end of a replay.
 fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -58,8 +60,9 @@ fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
         }
     }
     let mut markers = Vec::new();
+    let marker_ts = max_ts + 3 * 3600 * 1000;
     for p in 0..PARTITIONS {
-        let line = format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{max_ts}}}"#);
+        let line = format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{marker_ts}}}"#);
         producer
             .send(
                 BaseRecord::to("events")
@@ -188,6 +191,10 @@ fn run_builds_the_same_audiences_as_replay() {
     // 3. Restarted again, until it converges; then SIGTERM, which must exit cleanly.
     run_sim.sim.set_faults("none").unwrap();
     let mut child = spawn();
+    let log = dir.path().join("run.log");
+    let restored =
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("activate partition restored"));
+    assert!(wait_for(&restored), "the last run never got its partitions");
     let converged = wait_for(&|| held(&run_sim.sim).into_values().collect::<Vec<_>>() == want);
     let got: Vec<_> = held(&run_sim.sim).into_values().collect();
     eprintln!("run_kafka: converged={converged} at {:?}", t0.elapsed());

@@ -10,6 +10,7 @@ use crate::event::EventTime;
 struct Part {
     max: Option<EventTime>,
     active: bool,
+    exhausted: bool,
 }
 
 /// Watermarks of a set of partitions.
@@ -29,7 +30,8 @@ impl Watermarks {
             parts: vec![
                 Part {
                     max: None,
-                    active: true
+                    active: true,
+                    exhausted: false,
                 };
                 partitions
             ],
@@ -74,9 +76,15 @@ impl Watermarks {
         false
     }
 
-    /// Partition `p` is exhausted or idle: it no longer holds the watermark back.
+    /// Partition `p` is idle: it no longer holds the watermark back (until its next record).
     pub fn deactivate(&mut self, p: usize) {
         self.parts[p].active = false;
+    }
+
+    /// Partition `p` has no more records (the end of a recorded partition).
+    pub fn finish(&mut self, p: usize) {
+        self.parts[p].active = false;
+        self.parts[p].exhausted = true;
     }
 
     /// The largest ts seen so far.
@@ -101,7 +109,18 @@ impl Watermarks {
         match wm {
             Some(w) => w,
             // Everything exhausted: the end of the input.
-            None => self.max_seen.unwrap_or(EventTime::MIN),
+            None if self.parts.iter().all(|p| p.exhausted) => {
+                self.max_seen.unwrap_or(EventTime::MIN)
+            }
+            // Everything idle: the most advanced partition's own watermark.
+            None => self
+                .parts
+                .iter()
+                .filter_map(|p| p.max)
+                .max()
+                .map_or(EventTime::MIN, |m| {
+                    m.saturating_sub(self.lateness).saturating_sub(1)
+                }),
         }
     }
 }
@@ -132,6 +151,13 @@ mod tests {
         w.deactivate(1);
         assert_eq!(w.current(), 99);
         w.deactivate(0);
+        assert_eq!(
+            w.current(),
+            99,
+            "all idle: the most advanced partition's watermark"
+        );
+        w.finish(0);
+        w.finish(1);
         assert_eq!(w.current(), 100, "end of input: the largest ts seen");
     }
 }

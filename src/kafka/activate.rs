@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::client_config;
 use super::wire::{hex_ids, parse_ids, Qualified};
+use super::{client_config, read_to_end};
 use crate::activate::{Activator, Decision, Outcome};
 use crate::config::Config;
 use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
@@ -243,32 +243,12 @@ pub fn run(
 impl State {
     fn restore(&mut self, p: i32) -> anyhow::Result<Part> {
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
-        let reader: BaseConsumer = client_config(k)
-            .set("group.id", format!("{}-restore", k.group("activate")))
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let (low, high) = reader.fetch_watermarks(&self.decisions, p, Duration::from_secs(10))?;
-        let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        if high > low {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.decisions, p, Offset::Offset(low))?;
-            reader.assign(&tpl)?;
-            let mut next = low;
-            while next < high {
-                match reader.poll(Duration::from_secs(10)) {
-                    Some(Ok(m)) => {
-                        next = m.offset() + 1;
-                        if let Some(key) = m.key() {
-                            latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
-                        }
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                    None => {
-                        anyhow::bail!("decisions {}/{p}: no data before {high}", self.decisions)
-                    }
-                }
-            }
-        }
+        let latest = read_to_end(
+            k,
+            &format!("{}-restore", k.group("activate")),
+            &self.decisions,
+            p,
+        )?;
         let mut act = Activator::new(&self.config.campaigns);
         let mut n = 0usize;
         for v in latest.into_values().flatten() {

@@ -33,8 +33,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use super::client_config;
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
+use super::{client_config, read_to_end};
 use crate::config::Config;
 use crate::detect::shard::Shard;
 use crate::detect::snapshot::UserSnapshot;
@@ -246,32 +246,12 @@ impl State {
         if k.profiles_topic != k.events_topic {
             topics.push(k.profiles_topic.clone());
         }
-        let reader: BaseConsumer = client_config(k)
-            .set("group.id", format!("{}-restore", k.group("detect")))
-            .set("enable.auto.commit", "false")
-            .create()?;
-        let (low, high) = reader.fetch_watermarks(&self.changelog, p, Duration::from_secs(10))?;
-        let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        if high > low {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.changelog, p, Offset::Offset(low))?;
-            reader.assign(&tpl)?;
-            let mut next = low;
-            while next < high {
-                match reader.poll(Duration::from_secs(10)) {
-                    Some(Ok(m)) => {
-                        next = m.offset() + 1;
-                        if let Some(key) = m.key() {
-                            latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
-                        }
-                    }
-                    Some(Err(e)) => return Err(e.into()),
-                    None => {
-                        anyhow::bail!("changelog {}/{p}: no data before {high}", self.changelog)
-                    }
-                }
-            }
-        }
+        let mut latest = read_to_end(
+            k,
+            &format!("{}-restore", k.group("detect")),
+            &self.changelog,
+            p,
+        )?;
         let checkpoint: Option<Checkpoint> = latest
             .remove(CHECKPOINT_KEY)
             .flatten()
