@@ -1,16 +1,24 @@
-//! `remarket run` end to end on an in-process Kafka (rdkafka's MockCluster: consumer groups,
-//! offsets, cooperative rebalancing) and the TikTok simulator: the audiences it builds equal
-//! those of `replay` over the same recording; a second run (a restart) changes nothing.
+//! `remarket run` end to end: a real Kafka-protocol broker (tansu when installed, else
+//! rdkafka's MockCluster outside CI), the TikTok simulator, and the binary as a child process
+//! that is killed, restarted, joined by a second replica. In every case the audiences TikTok
+//! ends up holding must equal those `replay` builds from the same recording.
+//!
+//! Knobs: `REMARKET_CRASH_RUNS` (kills in the crash test, default 5; the long version is
+//! `REMARKET_CRASH_RUNS=50 cargo test --release --test run_kafka crash`), `REMARKET_CRASH_SEED`
+//! (replays a printed seed), `REMARKET_STORM_SECS` (throttle storm length, default 20).
 
 mod common;
+#[path = "common/kafka.rs"]
+mod kafka;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::mocking::MockCluster;
+use kafka::Cluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
@@ -21,10 +29,69 @@ use remarket::sink::replay::ReplayTikTokSink;
 const TOKEN: &str = "run-token";
 const PARTITIONS: i32 = 3;
 
+struct Setup {
+    cluster: Cluster,
+    dir: tempfile::TempDir,
+    token_file: PathBuf,
+    want: Vec<Members>,
+    total: usize,
+}
+
+/// A broker with the input topic holding a generated recording (plus one marker per partition
+/// three hours after its last event, so every window closes in `run` — where idle partitions
+/// hold the watermark at `max ts − lateness` — as at the end of a replay), and the audiences
+/// `replay` builds from it.
+fn setup(users: u64, events: u64, seed: u64) -> Setup {
+    let cluster = Cluster::start();
+    cluster.create_topic("events", PARTITIONS, &[]);
+    if cluster.is_mock() {
+        // The mock broker has no CreateTopics: make the internal topics up front.
+        for t in ["changelog", "qualified", "decisions", "dead-letter"] {
+            cluster.create_topic(&format!("remarket.{t}"), PARTITIONS, &[]);
+        }
+        cluster.create_topic("remarket.audiences", 1, &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let rec = recording(dir.path(), users, events, seed);
+    let markers = publish(cluster.bootstrap(), &rec);
+    let mut with_markers = std::fs::read(&rec).unwrap();
+    with_markers.extend_from_slice(&markers);
+    std::fs::write(&rec, with_markers).unwrap();
+
+    let sim = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(
+        &config_text(&sim.url, &token_file, cluster.bootstrap(), 500),
+        Vec::new(),
+    )
+    .unwrap();
+    let out = dir.path().join("replay");
+    let mut sink = ReplayTikTokSink::start(&config, &out).unwrap();
+    let opts = ReplayOptions {
+        out_dir: out.clone(),
+        shards: 2,
+        progress: false,
+    };
+    app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
+    let want: Vec<Members> = held(&sim.sim).into_values().collect();
+    let total = want.iter().map(|m| m.len()).sum();
+    assert!(total > 100, "the workload reaches TikTok");
+    Setup {
+        cluster,
+        dir,
+        token_file,
+        want,
+        total,
+    }
+}
+
 /// The sample campaigns without target caps (a cap is exact per activate partition in `run`
-/// and globally in `replay`, so capped campaigns may legitimately differ).
-fn config_text(url: &str, token_file: &Path, brokers: &str) -> String {
-    let text = common::config_text(url, token_file, 50, 500, "100ms");
+/// and globally in `replay`, so capped campaigns may legitimately differ), a 1 s idle timeout,
+/// a short session timeout so a killed member's partitions move quickly, and one record per
+/// producer batch (tansu 0.6 cannot resume inside a batch: tests/broker_fetch.rs).
+fn config_text(url: &str, token_file: &Path, brokers: &str, max_batch: u32) -> String {
+    let text = common::config_text(url, token_file, 50, max_batch, "100ms");
     let text: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with("target_cap"))
@@ -32,19 +99,20 @@ fn config_text(url: &str, token_file: &Path, brokers: &str) -> String {
         .collect();
     let text = text.replace("idle_timeout = \"30s\"", "idle_timeout = \"1s\"");
     format!(
-        "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
-         commit_interval = \"200ms\"\n[kafka.client]\n\"session.timeout.ms\" = \"6000\"\n\
-         \"heartbeat.interval.ms\" = \"500\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+        "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"batch.num.messages\" = \"1\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n"
     )
 }
 
-/// Produces every line of `rec` keyed by user id, then one marker per partition three hours
-/// after the recording's largest ts: past every window of the sample campaigns and the
-/// allowed lateness, so every window closes in `run` (where idle partitions hold the
-/// watermark at `max ts − lateness`) as at the end of a replay.
+/// Produces every line of `rec` keyed by user id, then the per-partition markers.
 fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
+    // One record per batch: tansu 0.6 cannot resume inside a batch (tests/broker_fetch.rs).
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("batch.num.messages", "1")
         .create()
         .unwrap();
     let text = std::fs::read_to_string(rec).unwrap();
@@ -59,8 +127,8 @@ fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
             producer.poll(Duration::from_millis(5));
         }
     }
-    let mut markers = Vec::new();
     let marker_ts = max_ts + 3 * 3600 * 1000;
+    let mut markers = Vec::new();
     for p in 0..PARTITIONS {
         let line = format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{marker_ts}}}"#);
         producer
@@ -79,143 +147,354 @@ fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
     markers
 }
 
-#[test]
-fn run_builds_the_same_audiences_as_replay() {
-    let cluster = MockCluster::new(1).unwrap();
-    // The mock broker does not implement CreateTopics: make the internal topics up front
-    // (against a real broker `run` creates them itself).
-    for t in [
-        "events",
-        "remarket.changelog",
-        "remarket.qualified",
-        "remarket.decisions",
-    ] {
-        cluster.create_topic(t, PARTITIONS, 1).unwrap();
-    }
-    cluster
-        .create_topic("remarket.dead-letter", PARTITIONS, 1)
-        .unwrap();
-    cluster.create_topic("remarket.audiences", 1, 1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let rec = recording(dir.path(), 600, 5_000, 13);
-    let markers = publish(&brokers, &rec);
-    let mut with_markers = std::fs::read(&rec).unwrap();
-    with_markers.extend_from_slice(&markers);
-    std::fs::write(&rec, with_markers).unwrap();
-
-    // What replay sends to a fresh simulator.
-    let replay_sim = Sim::start(TOKEN, |_| {});
-    let text = config_text(&replay_sim.url, &token_file, &brokers);
-    let config = Config::parse(&text, Vec::new()).unwrap();
-    let out = dir.path().join("replay");
-    let mut sink = ReplayTikTokSink::start(&config, &out).unwrap();
-    let opts = ReplayOptions {
-        out_dir: out.clone(),
-        shards: 2,
-        progress: false,
-    };
-    app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
-    let want: Vec<_> = held(&replay_sim.sim).into_values().collect();
-    assert!(
-        want.iter().map(|m| m.len()).sum::<usize>() > 100,
-        "the workload reaches TikTok"
-    );
-
-    let total: usize = want.iter().map(|m| m.len()).sum();
-
-    // `run` against another fresh simulator whose mapping calls are slow, so that it can be
-    // stopped part-way: first gracefully, then with SIGKILL, then to the end.
-    let run_sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:80ms".into()));
-    let text = config_text(&run_sim.url, &token_file, &brokers)
-        .replace("max_batch = 500", "max_batch = 40");
-    let members = || held(&run_sim.sim).values().map(|m| m.len()).sum::<usize>();
-    // Polls the simulator (a condition, not a clock) for at most ~60 s.
-    let wait_for = |done: &dyn Fn() -> bool| {
-        for _ in 0..1200 {
-            if done() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+/// Polls `done` (a condition on the simulator or a log, not a clock) for at most ~90 s.
+fn wait_for(done: &dyn Fn() -> bool) -> bool {
+    for _ in 0..1800 {
+        if done() {
+            return true;
         }
-        false
-    };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
 
-    let config_path = dir.path().join("run.toml");
-    std::fs::write(&config_path, &text).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_remarket"))
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("run.log")).unwrap())
-            .spawn()
-            .unwrap()
-    };
+fn members(sim: &Sim) -> usize {
+    held(&sim.sim).values().map(|m| m.len()).sum()
+}
 
-    let t0 = tokio::time::Instant::now();
-    // 1. The binary, killed with SIGKILL a third of the way.
-    let mut child = spawn();
-    assert!(wait_for(&|| members() >= total / 3), "run made no progress");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let after_kill = members();
-    eprintln!(
-        "run_kafka: killed at {:?} with {after_kill}/{total}",
-        t0.elapsed()
-    );
-    assert!(after_kill < total, "killed too late to test a restart");
+fn spawn_run(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
 
-    // 2. In-process, stopped gracefully (SIGTERM's path) once it added more.
-    let config = Config::parse(&text, Vec::new()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let runner = {
-        let stop = stop.clone();
-        std::thread::spawn(move || remarket::run::run_until(config, stop))
-    };
-    assert!(
-        wait_for(&|| members() > after_kill),
-        "the restarted run made no progress"
-    );
-    stop.store(true, Ordering::Relaxed);
-    runner.join().unwrap().unwrap();
-    eprintln!(
-        "run_kafka: graceful stop at {:?} with {}",
-        t0.elapsed(),
-        members()
-    );
-
-    // 3. Restarted again, until it converges; then SIGTERM, which must exit cleanly.
-    run_sim.sim.set_faults("none").unwrap();
-    let mut child = spawn();
-    let log = dir.path().join("run.log");
-    let restored =
-        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("activate partition restored"));
-    assert!(wait_for(&restored), "the last run never got its partitions");
-    let converged = wait_for(&|| held(&run_sim.sim).into_values().collect::<Vec<_>>() == want);
-    let got: Vec<_> = held(&run_sim.sim).into_values().collect();
-    eprintln!("run_kafka: converged={converged} at {:?}", t0.elapsed());
-    let _ = std::process::Command::new("kill")
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let status = child.wait().unwrap();
+    child.wait().unwrap()
+}
+
+fn log_has(log: &Path, what: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|l| l.contains(what))
+}
+
+/// Runs the binary to the end (after earlier runs were interrupted) and checks the result.
+fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
+    sim.sim.set_faults("none").unwrap();
+    let log = s.dir.path().join(format!("{name}.log"));
+    let mut child = spawn_run(config, &log);
+    assert!(
+        wait_for(&|| log_has(&log, "activate partition restored")),
+        "the last run never got its partitions:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    let status = sigterm(&mut child);
+    if !converged {
+        for a in sim.sim.audiences() {
+            eprintln!("audience {a:?}");
+        }
+        {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let c: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", s.cluster.bootstrap())
+                .set("group.id", "remarket-activate")
+                .create()
+                .unwrap();
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for p in 0..PARTITIONS {
+                tpl.add_partition("remarket.qualified", p);
+            }
+            eprintln!(
+                "committed: {:?}",
+                c.committed_offsets(tpl, Duration::from_secs(5))
+            );
+        }
+        for name in ["first", "last"] {
+            let log = std::fs::read_to_string(s.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            let _ = std::fs::write(format!("/tmp/run-kafka-{name}.log"), &log);
+            for l in log
+                .lines()
+                .filter(|l| l.contains("restored") || l.contains("ERROR") || l.contains("WARN"))
+            {
+                eprintln!("{name}: {l}");
+            }
+        }
+        let got: Vec<Members> = held(&sim.sim).into_values().collect();
+        let all_got: Members = got.iter().flatten().cloned().collect();
+        let all_want: Members = s.want.iter().flatten().cloned().collect();
+        let decisions = std::fs::read_to_string(s.dir.path().join("replay/decisions.jsonl"))
+            .unwrap_or_default();
+        for (what, ids) in [
+            ("missing", all_want.difference(&all_got).collect::<Vec<_>>()),
+            ("extra", all_got.difference(&all_want).collect::<Vec<_>>()),
+        ] {
+            for (_, id) in ids {
+                let lines: Vec<&str> = decisions
+                    .lines()
+                    .filter(|l| l.contains(id.as_str()))
+                    .collect();
+                eprintln!("{what} {id}: replay decisions {lines:?}");
+                let user = lines.first().and_then(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                    Some(format!("\"{}\"", v["user_id"].as_str()?))
+                });
+                if let Some(user) = user {
+                    for topic in ["remarket.qualified", "remarket.decisions"] {
+                        for (_, payload, p, off, _) in
+                            kafka::consume_all(s.cluster.bootstrap(), topic)
+                        {
+                            let text = String::from_utf8_lossy(payload.as_deref().unwrap_or(&[]))
+                                .into_owned();
+                            if text.contains(&user) {
+                                eprintln!("  {topic}/{p}@{off}: {text}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
     assert!(
         converged,
-        "run's audiences differ from replay's: {} vs {total} members",
-        got.iter().map(|m| m.len()).sum::<usize>()
+        "run's audiences differ from replay's: {} vs {} members",
+        members(sim),
+        s.total
     );
     assert!(
         status.success(),
         "SIGTERM exit: {status:?}\n{}",
-        std::fs::read_to_string(dir.path().join("run.log")).unwrap_or_default()
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
-    assert_eq!(
-        run_sim.sim.audiences().len(),
-        3,
-        "restarts created no audience"
+    assert_eq!(sim.sim.audiences().len(), 3, "restarts created no audience");
+}
+
+/// SIGKILL a third of the way, a restart stopped gracefully (SIGTERM's path), a restart to
+/// the end: the same audiences as replay.
+#[test]
+fn run_builds_the_same_audiences_as_replay_across_restarts() {
+    if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
+        let file = std::fs::File::create(path).unwrap();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("remarket=debug"))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
+    let s = setup(600, 5_000, 13);
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:80ms".into()));
+    let config = s.dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 40),
+    )
+    .unwrap();
+
+    let mut child = spawn_run(&config, &s.dir.path().join("first.log"));
+    assert!(
+        wait_for(&|| members(&sim) >= s.total / 3),
+        "run made no progress"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after_kill = members(&sim);
+    assert!(after_kill < s.total, "killed too late to test a restart");
+
+    let cfg = Config::parse(&std::fs::read_to_string(&config).unwrap(), Vec::new()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || remarket::run::run_until(cfg, stop))
+    };
+    assert!(
+        wait_for(&|| members(&sim) > after_kill),
+        "the restarted run made no progress"
+    );
+    stop.store(true, Ordering::Relaxed);
+    runner.join().unwrap().unwrap();
+
+    finish_and_check(&s, &sim, &config, "last");
+}
+
+/// The crash test: SIGKILL at random moments, restart, repeat; then run to the end.
+#[test]
+fn crash_test_sigkill_at_random_moments() {
+    let kills: u32 = std::env::var("REMARKET_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let seed: u64 = std::env::var("REMARKET_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("crash test: {kills} kills, seed {seed} (REMARKET_CRASH_SEED={seed} repeats it)");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let s = setup(800, 7_000, seed % 1000);
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
+    let config = s.dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
+    )
+    .unwrap();
+    for i in 0..kills {
+        let mut child = spawn_run(&config, &s.dir.path().join(format!("kill-{i}.log")));
+        // A random instant: start-up, restore, mid-batch, mid-commit — whatever it hits.
+        std::thread::sleep(Duration::from_millis(rng.u64(200..3_000)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    eprintln!(
+        "crash test: {} of {} members before the last run",
+        members(&sim),
+        s.total
+    );
+    finish_and_check(&s, &sim, &config, "after-kills");
+}
+
+/// Two replicas of one group: B joins mid-stream (partitions move to it, restored from the
+/// changelogs), leaves (SIGTERM: they move back), and rejoins.
+#[test]
+fn two_replicas_one_leaves_and_rejoins() {
+    let s = setup(700, 6_000, 17);
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
+    let config = s.dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
+    )
+    .unwrap();
+    let (log_a, log_b) = (s.dir.path().join("a.log"), s.dir.path().join("b.log"));
+    let mut a = spawn_run(&config, &log_a);
+    assert!(
+        wait_for(&|| members(&sim) >= s.total / 4),
+        "A made no progress"
+    );
+    // Hold TikTok back while the group changes, so the change lands mid-stream.
+    sim.sim.set_faults("rate@mapping:40100=1").unwrap();
+    let mut b = spawn_run(&config, &log_b);
+    assert!(
+        wait_for(&|| log_has(&log_b, "restored")),
+        "B never got a partition"
+    );
+    assert!(
+        wait_for(&|| log_has(&log_a, "revoked")),
+        "A never gave a partition up"
+    );
+    let with_b = members(&sim);
+    assert!(with_b < s.total, "finished before B joined");
+    sim.sim.set_faults("latency@mapping:60ms").unwrap();
+    let progressed = wait_for(&|| members(&sim) > with_b);
+    if !progressed {
+        for (name, log) in [("a", &log_a), ("b", &log_b)] {
+            let _ = std::fs::copy(log, format!("/tmp/two-replicas-{name}.log"));
+        }
+    }
+    assert!(
+        progressed,
+        "no progress with two replicas ({with_b} of {})",
+        s.total
+    );
+    sim.sim.set_faults("rate@mapping:40100=1").unwrap();
+    let status = sigterm(&mut b);
+    assert!(status.success(), "B's SIGTERM exit: {status:?}");
+    let b_again_log = s.dir.path().join("b2.log");
+    let mut b = spawn_run(&config, &b_again_log);
+    assert!(
+        wait_for(&|| log_has(&b_again_log, "restored")),
+        "B never rejoined"
+    );
+    sim.sim.set_faults("none").unwrap();
+    let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    let (sa, sb) = (sigterm(&mut a), sigterm(&mut b));
+    assert!(converged, "{} vs {} members", members(&sim), s.total);
+    assert!(sa.success() && sb.success(), "{sa:?} {sb:?}");
+    assert_eq!(sim.sim.audiences().len(), 3);
+}
+
+/// TikTok throttles every mapping for a while: `run`'s memory stays bounded, and once the
+/// storm passes nothing is missing.
+#[test]
+fn backpressure_during_a_throttle_storm() {
+    let storm: u64 = std::env::var("REMARKET_STORM_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let s = setup(1_500, 15_000, 23);
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("rate@mapping:40100=1".into()));
+    let config = s.dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 20),
+    )
+    .unwrap();
+    let log = s.dir.path().join("storm.log");
+    let mut child = spawn_run(&config, &log);
+    let rss_kib = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let mut peak = 0;
+    let throttled = || {
+        sim.sim
+            .requests()
+            .iter()
+            .filter(|r| r.code == Some(40100))
+            .count()
+    };
+    assert!(wait_for(&|| throttled() > 0), "the storm never hit");
+    // Sample memory through the storm (the clock here times the storm; it is not a wait for
+    // the system under test).
+    let end = tokio::time::Instant::now() + Duration::from_secs(storm);
+    while tokio::time::Instant::now() < end {
+        peak = peak.max(rss_kib(child.id()));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(members(&sim), 0, "nothing gets through a storm");
+    sim.sim.set_faults("none").unwrap();
+    let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    let status = sigterm(&mut child);
+    eprintln!("storm: peak RSS {} MiB over {storm} s", peak / 1024);
+    assert!(converged, "{} vs {} members", members(&sim), s.total);
+    assert!(status.success());
+    assert!(
+        peak < 256 * 1024,
+        "memory grew during the storm: {} MiB",
+        peak / 1024
+    );
+}
+
+/// Inputs that are not co-partitioned are refused at start, with the reason.
+#[test]
+fn inputs_with_different_partition_counts_are_refused() {
+    let cluster = Cluster::start();
+    cluster.create_topic("events", 3, &[]);
+    cluster.create_topic("profiles", 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let text = config_text("http://127.0.0.1:9", &token, cluster.bootstrap(), 100).replace(
+        "profiles_topic = \"events\"",
+        "profiles_topic = \"profiles\"",
+    );
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let err = remarket::run::run_until(config, Arc::new(AtomicBool::new(true))).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("co-partitioned") && text.contains("differ"),
+        "{text}"
     );
 }

@@ -56,6 +56,9 @@ pub struct ActivateStatus {
 }
 
 struct Part {
+    /// Which assignment this is: acknowledgements of ops sent under an earlier assignment of
+    /// the same partition must not count for this one.
+    generation: u64,
     act: Activator,
     /// Offset → ops not yet acknowledged.
     pending: BTreeMap<i64, u32>,
@@ -71,6 +74,10 @@ struct State {
     qualified: String,
     status: Arc<ActivateStatus>,
     error: Option<anyhow::Error>,
+    generations: u64,
+    /// Token of each op in the sink → `(partition, generation, offset)`.
+    inflight: HashMap<u64, (i32, u64, i64)>,
+    next_token: u64,
 }
 
 struct Ctx {
@@ -121,14 +128,6 @@ impl ConsumerContext for Ctx {
     }
 }
 
-fn token(p: i32, offset: i64) -> u64 {
-    ((p as u64) << 48) | (offset as u64 & ((1 << 48) - 1))
-}
-
-fn untoken(t: u64) -> (i32, i64) {
-    ((t >> 48) as i32, (t & ((1 << 48) - 1)) as i64)
-}
-
 /// Runs the activate stage until `stop` is set, sending ops through `sink` on `rt`.
 pub fn run(
     config: Arc<Config>,
@@ -162,6 +161,9 @@ pub fn run(
             qualified: k.topic("qualified"),
             status: status.clone(),
             error: None,
+            generations: 0,
+            inflight: HashMap::new(),
+            next_token: 0,
         }),
     };
     let consumer: BaseConsumer<Ctx> = client_config(&k)
@@ -187,17 +189,31 @@ pub fn run(
         if let Some(Ok(m)) = &msg {
             let ops = st.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
             for op in ops {
-                rt.block_on(sink.send_tracked(op, token(m.partition(), m.offset())))
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let token = st.track(m.partition(), m.offset());
+                // Waits while the sink is full (backpressure), but not past a stop: an op not
+                // handed over is not acknowledged, so its record is read again after a restart.
+                let sent = rt.block_on(async {
+                    let send = sink.send_tracked(op, token);
+                    tokio::pin!(send);
+                    loop {
+                        tokio::select! {
+                            r = &mut send => return Some(r),
+                            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                                if stop.load(Ordering::Relaxed) {
+                                    return None;
+                                }
+                            }
+                        }
+                    }
+                });
+                match sent {
+                    Some(r) => r.map_err(|e| anyhow::anyhow!("{e}"))?,
+                    None => break,
+                }
             }
         }
         while let Ok(t) = acks.try_recv() {
-            let (p, off) = untoken(t);
-            if let Some(part) = st.parts.get_mut(&p) {
-                if let Some(n) = part.pending.get_mut(&off) {
-                    *n -= 1;
-                }
-            }
+            st.acknowledged(t);
         }
         if last_commit.elapsed() >= interval {
             st.commit(&consumer, None)?;
@@ -212,23 +228,25 @@ pub fn run(
     st.commit(&consumer, None)?;
     drop(st);
     consumer.unsubscribe();
-    // Flush the sink: what is acknowledged now is committed by the next owner's restart at
-    // the latest (at-least-once); a clean stop acknowledges everything.
-    let outcome = rt.block_on(sink.finish());
+    // Give the sink a grace period to deliver what it holds; what it cannot deliver in time
+    // (TikTok down or throttling) is not acknowledged, so its records are read again by the
+    // next owner of the partition.
+    let grace = Duration::from_secs(20);
+    let Ok(outcome) = rt.block_on(async { tokio::time::timeout(grace, sink.finish()).await })
+    else {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "the TikTok sink did not drain in time; undelivered ops will be re-sent after restart"
+        );
+        return Ok(());
+    };
     let mut st = consumer
         .context()
         .state
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     while let Ok(t) = acks.try_recv() {
-        let (p, off) = untoken(t);
-        if let Some(n) = st
-            .parts
-            .get_mut(&p)
-            .and_then(|part| part.pending.get_mut(&off))
-        {
-            *n -= 1;
-        }
+        st.acknowledged(t);
     }
     st.commit(&consumer, None)?;
     tracing::info!(
@@ -241,6 +259,33 @@ pub fn run(
 }
 
 impl State {
+    /// A token for one op of record `offset` of partition `p` (current assignment).
+    fn track(&mut self, p: i32, offset: i64) -> u64 {
+        let generation = self.parts.get(&p).map_or(0, |part| part.generation);
+        self.next_token += 1;
+        self.inflight
+            .insert(self.next_token, (p, generation, offset));
+        self.next_token
+    }
+
+    /// TikTok acknowledged the op of `token`: one op less holds its record's offset back —
+    /// if the partition is still under the assignment that sent it.
+    fn acknowledged(&mut self, token: u64) {
+        let Some((p, generation, offset)) = self.inflight.remove(&token) else {
+            return;
+        };
+        let Some(part) = self
+            .parts
+            .get_mut(&p)
+            .filter(|part| part.generation == generation)
+        else {
+            return;
+        };
+        if let Some(n) = part.pending.get_mut(&offset) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
     fn restore(&mut self, p: i32) -> anyhow::Result<Part> {
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
         let latest = read_to_end(
@@ -268,7 +313,9 @@ impl State {
             n += 1;
         }
         tracing::info!(partition = p, decisions = n, "activate partition restored");
+        self.generations += 1;
         Ok(Part {
+            generation: self.generations,
             act,
             pending: BTreeMap::new(),
             consumed: 0,
@@ -385,6 +432,7 @@ impl State {
         if !ops.is_empty() {
             part.pending.insert(offset, ops.len() as u32);
         }
+        tracing::debug!(partition = p, offset, user = %user, ops = ops.len(), "activate record");
         if let Some(at) = persist_at {
             let part = self.parts.remove(&p).expect("present");
             self.persist(p, c, &user, at, &part.act);
@@ -412,6 +460,7 @@ impl State {
             }
         }
         if tpl.count() > 0 {
+            tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "activate commit");
             consumer.commit(&tpl, CommitMode::Sync)?;
         }
         Ok(())

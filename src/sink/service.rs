@@ -346,6 +346,13 @@ fn send_rows<'a>(
                 shared.requests.fetch_add(1, Ordering::Relaxed);
                 a
             };
+            tracing::debug!(
+                campaign = %campaign,
+                action = action.as_str(),
+                users = ops.len(),
+                ok = matches!(answer, RetryAction::Ok(_)),
+                "mapping answer"
+            );
             match answer {
                 RetryAction::Ok(_) => {
                     shared.metrics.request(Endpoint::Mapping, Outcome::Ok);
