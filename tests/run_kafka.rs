@@ -42,7 +42,10 @@ struct Setup {
 /// hold the watermark at `max ts − lateness` — as at the end of a replay), and the audiences
 /// `replay` builds from it.
 fn setup(users: u64, events: u64, seed: u64) -> Setup {
-    let cluster = Cluster::start();
+    setup_on(Cluster::start(), users, events, seed)
+}
+
+fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
     cluster.create_topic("events", PARTITIONS, &[]);
     if cluster.is_mock() {
         // The mock broker has no CreateTopics: make the internal topics up front.
@@ -497,4 +500,46 @@ fn inputs_with_different_partition_counts_are_refused() {
         text.contains("co-partitioned") && text.contains("differ"),
         "{text}"
     );
+}
+
+/// Faults a real broker cannot script, on rdkafka's MockCluster: produce and commit errors,
+/// added latency, the broker down for a while — and still the same audiences.
+#[test]
+fn broker_faults_on_the_mock_cluster() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (mock, bootstrap) = kafka::mock_cluster();
+    let s = setup_on(Cluster::Mock(mock, bootstrap), 500, 4_000, 31);
+    let Cluster::Mock(mock, _) = &s.cluster else {
+        unreachable!()
+    };
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:40ms".into()));
+    let text = config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30);
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || remarket::run::run_until(config, stop))
+    };
+    assert!(wait_for(&|| members(&sim) > 0), "no progress");
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 4],
+    );
+    mock.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 3],
+    );
+    mock.broker_round_trip_time(1, Duration::from_millis(30))
+        .unwrap();
+    let before_down = members(&sim);
+    mock.broker_down(1).unwrap();
+    // Down for as long as it takes the sink to make progress on what it already holds.
+    let _ = wait_for(&|| members(&sim) > before_down);
+    mock.broker_up(1).unwrap();
+    sim.sim.set_faults("none").unwrap();
+    let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    stop.store(true, Ordering::Relaxed);
+    let result = runner.join().unwrap();
+    assert!(converged, "{} vs {} members", members(&sim), s.total);
+    result.unwrap();
 }

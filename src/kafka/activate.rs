@@ -216,7 +216,10 @@ pub fn run(
             st.acknowledged(t);
         }
         if last_commit.elapsed() >= interval {
-            st.commit(&consumer, None)?;
+            if let Err(e) = st.commit(&consumer, None) {
+                // Nothing is committed past what is durable; the next round tries again.
+                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+            }
             last_commit = Instant::now();
         }
     }
@@ -225,7 +228,10 @@ pub fn run(
         .state
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    st.commit(&consumer, None)?;
+    if let Err(e) = st.commit(&consumer, None) {
+        // Nothing is committed past what is durable; the next round tries again.
+        tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+    }
     drop(st);
     consumer.unsubscribe();
     // Give the sink a grace period to deliver what it holds; what it cannot deliver in time
@@ -248,7 +254,10 @@ pub fn run(
     while let Ok(t) = acks.try_recv() {
         st.acknowledged(t);
     }
-    st.commit(&consumer, None)?;
+    if let Err(e) = st.commit(&consumer, None) {
+        // Nothing is committed past what is durable; the next round tries again.
+        tracing::warn!(error = %e, "commit failed; retrying at the next interval");
+    }
     tracing::info!(
         adds = outcome.report.adds,
         deletes = outcome.report.deletes,

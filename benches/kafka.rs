@@ -1,0 +1,272 @@
+//! `remarket run` over a real broker (`cargo bench --bench kafka`; needs `tansu` on PATH or in
+//! `~/.cargo/bin`): events/s end to end from the broker for the sample campaigns (the
+//! abandoned-cart workload) with the sink against the simulator, changelog bytes written per
+//! input event, and the time to restore the detect state of every user from the changelogs.
+//! Sizes: `REMARKET_BENCH_USERS` (default 200 000), `REMARKET_BENCH_EVENTS` (default 2 000 000).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use tokio::time::Instant;
+
+use remarket::config::Config;
+use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::tiktok_sim::{SimArgs, Simulator};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let tansu = std::env::var("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".cargo/bin/tansu"))
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "tansu".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let Ok(mut broker) = std::process::Command::new(&tansu)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", "memory://tansu/"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    else {
+        eprintln!("kafka bench skipped: tansu is not installed");
+        return;
+    };
+    let brokers = format!("127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let result = std::panic::catch_unwind(|| bench(&rt, &brokers));
+    let _ = broker.kill();
+    let _ = broker.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
+    let users = env("REMARKET_BENCH_USERS", 200_000);
+    let events = env("REMARKET_BENCH_EVENTS", 2_000_000);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(brokers).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let t = NewTopic::new("events", 2, TopicReplication::Fixed(1));
+    rt.block_on(admin.create_topics([&t], &AdminOptions::new()))
+        .unwrap();
+
+    // Input: a generated recording, produced keyed by user.
+    let mut data = Vec::new();
+    generate(
+        &GenerateArgs {
+            users,
+            events,
+            seed: 9,
+            format: Format::Native,
+            start: "2026-11-02T00:00:00Z".into(),
+            malformed_pct: 0.0,
+            disorder_ms: 2000,
+            partitions: 0,
+        },
+        &mut data,
+    )
+    .unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let mut records = 0u64;
+    let mut input_bytes = 0u64;
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let start = memchr_user(line);
+        let mut r = BaseRecord::to("events").key(start).payload(line);
+        loop {
+            match producer.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    producer.poll(Duration::from_millis(1));
+                }
+            }
+        }
+        records += 1;
+        input_bytes += line.len() as u64;
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    drop(data);
+
+    // The simulator, fast: one token for both advertisers, the existing audience.
+    let sim = Simulator::new(&SimArgs {
+        tokens: vec![(
+            "bench".into(),
+            vec!["7178918106775994370".into(), "7178918106775994371".into()],
+        )],
+        audiences: vec![("7178918106775994370".into(), "6900000000000000001".into())],
+        ..SimArgs::default()
+    })
+    .unwrap();
+    let (url, _sim) = rt.block_on(sim.clone().spawn()).unwrap();
+    let dir = std::env::temp_dir().join(format!("remarket-kafka-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), "bench").unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/sample.toml"))
+        .unwrap()
+        .replace("https://business-api.tiktok.com", &url)
+        .replace(
+            "access_token_env = \"TIKTOK_ACCESS_TOKEN\"",
+            &format!(
+                "access_token_file = {:?}",
+                dir.join("token").display().to_string()
+            ),
+        )
+        .replace("qps = 10", "qps = 50")
+        .replace("idle_timeout = \"30s\"", "idle_timeout = \"2s\"");
+    let text = format!(
+        "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
+         commit_interval = \"1s\"\n[http]\nlisten = \"127.0.0.1:0\"\n"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let runner = {
+        let (config, stop) = (Config::parse(&text, Vec::new()).unwrap(), stop.clone());
+        std::thread::spawn(move || remarket::run::run_until(config, stop))
+    };
+    // Done when the detect group's committed offsets reach the end of the input.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "remarket-detect")
+        .create()
+        .unwrap();
+    let total_in = |c: &BaseConsumer| -> i64 {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition("events", 0);
+        tpl.add_partition("events", 1);
+        c.committed_offsets(tpl, Duration::from_secs(5))
+            .map(|t| {
+                t.elements()
+                    .iter()
+                    .map(|e| e.offset().to_raw().unwrap_or(0).max(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    while total_in(&consumer) < records as i64 {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    runner.join().unwrap().unwrap();
+
+    let changelog_bytes = topic_bytes(brokers, "remarket.changelog");
+    println!(
+        "kafka/run: {records} records ({:.0} MB) consumed and committed in {secs:.1} s: \
+         {:.0} records/s end to end from the broker (2 partitions, sink against the simulator); \
+         changelog {:.1} MB = {:.1} bytes per input record",
+        input_bytes as f64 / 1e6,
+        records as f64 / secs,
+        changelog_bytes as f64 / 1e6,
+        changelog_bytes as f64 / records as f64
+    );
+
+    // Restore: a fresh run reads every changelog partition back before consuming.
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let k = config.kafka.clone().unwrap();
+    let t0 = Instant::now();
+    let mut restored = 0usize;
+    for p in 0..2 {
+        let latest =
+            remarket::kafka::read_to_end(&k, "bench-restore", "remarket.changelog", p).unwrap();
+        let snaps: Vec<remarket::detect::snapshot::UserSnapshot> = latest
+            .into_values()
+            .flatten()
+            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .collect();
+        restored += snaps.len();
+        let rules = Arc::new(remarket::detect::Rules::compile(
+            &config.campaigns,
+            &config.schema,
+        ));
+        let mut shard = remarket::detect::shard::Shard::new(rules);
+        shard.restore(&snaps, 0);
+    }
+    let restore = t0.elapsed().as_secs_f64();
+    println!(
+        "kafka/restore: {restored} users' detect state read back and rebuilt in {restore:.2} s \
+         ({:.2} s per 1 M users)",
+        restore * 1_000_000.0 / restored.max(1) as f64
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The record's `user_id` value (the generator writes it first).
+fn memchr_user(line: &[u8]) -> &[u8] {
+    let start = 12; // {"user_id":"
+    let end = line[start..]
+        .iter()
+        .position(|&b| b == b'"')
+        .map_or(start, |i| start + i);
+    &line[start..end]
+}
+
+fn topic_bytes(brokers: &str, topic: &str) -> u64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "bench-size")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut bytes = 0u64;
+    let mut eofs = 0;
+    while eofs < 2 {
+        match c.poll(Duration::from_secs(30)) {
+            Some(Ok(m)) => {
+                bytes += (m.key_len() + m.payload_len()) as u64;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
+            _ => break,
+        }
+    }
+    bytes
+}
