@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -348,28 +348,13 @@ impl State {
         };
         let key = format!("{id}/{user}");
         let value = serde_json::to_vec(&rec).expect("serialisable");
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.decisions)
-            .partition(p)
-            .key(key.as_bytes())
-            .payload(&value);
-        loop {
-            match self.producer.send(r) {
-                Ok(()) => break,
-                Err((e, back)) => {
-                    if !matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull
-                        )
-                    ) {
-                        tracing::error!(error = %e, "decision produce failed");
-                        break;
-                    }
-                    r = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
+        super::detect::send(
+            &self.producer,
+            &self.decisions,
+            Some(p),
+            key.as_bytes(),
+            Some(&value),
+        );
     }
 
     /// Decides one qualified record; returns the audience ops it causes.

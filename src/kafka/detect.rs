@@ -495,7 +495,7 @@ fn produce(
 }
 
 /// Produces, waiting while the producer's queue is full (backpressure, never a drop).
-fn send(
+pub(super) fn send(
     producer: &ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     partition: Option<i32>,
