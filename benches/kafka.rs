@@ -131,6 +131,22 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         records += 1;
         input_bytes += line.len() as u64;
     }
+    // One marker per partition well after the last event: idle partitions hold the
+    // watermark at `max ts − lateness`, so without it the last seconds stay buffered and
+    // their offsets uncommitted.
+    for p in 0..2 {
+        let line = r#"{"user_id":"marker","event":"Marker","ts":"2030-01-01T00:00:00Z"}"#;
+        producer
+            .send(
+                BaseRecord::to("events")
+                    .partition(p)
+                    .key("marker")
+                    .payload(line),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        records += 1;
+    }
     producer.flush(Duration::from_secs(120)).unwrap();
     drop(data);
 
