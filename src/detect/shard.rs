@@ -35,7 +35,9 @@ pub struct Shard {
     strings: Interner,
     new_timers: Vec<(CampaignIdx, EventTime)>,
     out: Output,
-    /// Slots changed since the last [`Shard::take_dirty`], for the state changelog.
+    /// Slots changed since the last [`Shard::take_dirty`], for the state changelog (only
+    /// when [`Shard::track_changes`] is on: replay has no changelog).
+    track: bool,
     dirty: Vec<u32>,
     dirty_bits: Vec<u64>,
 }
@@ -56,9 +58,15 @@ impl Shard {
             strings: Interner::default(),
             new_timers: Vec::new(),
             out: Output::default(),
+            track: false,
             dirty: Vec::new(),
             dirty_bits: Vec::new(),
         }
+    }
+
+    /// Records which users change, for [`Shard::take_dirty`] (a state changelog).
+    pub fn track_changes(&mut self) {
+        self.track = true;
     }
 
     /// Buffers a record. `seq` is its position in the input stream (ties at equal `ts`).
@@ -190,6 +198,9 @@ impl Shard {
     }
 
     fn mark_dirty(&mut self, slot: u32) {
+        if !self.track {
+            return;
+        }
         let (word, bit) = ((slot / 64) as usize, slot % 64);
         if self.dirty_bits.len() <= word {
             self.dirty_bits.resize(word + 1, 0);

@@ -268,6 +268,7 @@ impl State {
             .filter_map(|v| serde_json::from_slice(&v).ok())
             .collect();
         let mut shard = Shard::new(self.rules.clone());
+        shard.track_changes();
         let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
         shard.restore(&snaps, w);
         let lateness = self.config.engine.allowed_lateness.as_millis();
