@@ -37,6 +37,33 @@ pub fn client_config(k: &KafkaSettings) -> ClientConfig {
     c
 }
 
+/// The producer of the stages: acknowledged by every in-sync replica, lightly batched.
+pub fn producer(
+    k: &KafkaSettings,
+) -> rdkafka::error::KafkaResult<
+    rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+> {
+    client_config(k)
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()
+}
+
+/// A stage's consumer: group `<group_prefix>-<stage>`, cooperative-sticky assignment, offsets
+/// committed only by the stage (never automatically), from the beginning when none is.
+pub fn group_consumer<C: rdkafka::consumer::ConsumerContext>(
+    k: &KafkaSettings,
+    stage: &str,
+    ctx: C,
+) -> rdkafka::error::KafkaResult<BaseConsumer<C>> {
+    client_config(k)
+        .set("group.id", k.group(stage))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create_with_context(ctx)
+}
+
 /// Reads partition `p` of `topic` from its beginning to its end, keyed last-value-wins
 /// (`None` = a tombstone): how every changelog is restored. The end is the consumer's
 /// end-of-partition signal, not a ListOffsets answer (tansu 0.6 answers that one wrongly).

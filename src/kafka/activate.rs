@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::read_to_end;
 use super::wire::{hex_ids, parse_ids, Qualified};
-use super::{client_config, read_to_end};
 use crate::activate::{Activator, Decision, Outcome};
 use crate::config::Config;
 use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
@@ -141,10 +141,7 @@ pub fn run(
         .kafka
         .clone()
         .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
-    let producer: ThreadedProducer<DefaultProducerContext> = client_config(&k)
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .create()?;
+    let producer = super::producer(&k)?;
     let campaign_ids = config
         .campaigns
         .iter()
@@ -166,12 +163,7 @@ pub fn run(
             next_token: 0,
         }),
     };
-    let consumer: BaseConsumer<Ctx> = client_config(&k)
-        .set("group.id", k.group("activate"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(ctx)?;
+    let consumer = super::group_consumer(&k, "activate", ctx)?;
     consumer.subscribe(&[k.topic("qualified").as_str()])?;
     tracing::info!(group = %k.group("activate"), "activate stage consuming");
     let interval = k.commit_interval.duration();

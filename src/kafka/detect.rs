@@ -33,8 +33,8 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
+use super::read_to_end;
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
-use super::{client_config, read_to_end};
 use crate::config::Config;
 use crate::detect::shard::Shard;
 use crate::detect::snapshot::UserSnapshot;
@@ -154,10 +154,7 @@ pub fn run(
         .kafka
         .clone()
         .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
-    let producer: ThreadedProducer<DefaultProducerContext> = client_config(&k)
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .create()?;
+    let producer = super::producer(&k)?;
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let ctx = Ctx {
         state: Mutex::new(State {
@@ -172,12 +169,7 @@ pub fn run(
             error: None,
         }),
     };
-    let consumer: BaseConsumer<Ctx> = client_config(&k)
-        .set("group.id", k.group("detect"))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(ctx)?;
+    let consumer = super::group_consumer(&k, "detect", ctx)?;
     let mut topics = vec![k.events_topic.as_str()];
     if k.profiles_topic != k.events_topic {
         topics.push(k.profiles_topic.as_str());
