@@ -76,7 +76,7 @@ impl Broker {
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
@@ -125,6 +125,11 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `REMARKET_TEST_BROKER_LOG=DIR` keeps each broker's log, for diagnosing the broker.
+        if let Some(dir) = std::env::var_os("REMARKET_TEST_BROKER_LOG") {
+            let name = format!("tansu-{}.log", self.bootstrap.replace([':', '.'], "-"));
+            let _ = std::fs::copy(self.log.path(), PathBuf::from(dir).join(name));
+        }
     }
 }
 
