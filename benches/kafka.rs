@@ -73,6 +73,13 @@ fn main() {
 }
 
 fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
+    // `REMARKET_LOG=remarket=debug` shows the stages' own timings.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("REMARKET_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let users = env("REMARKET_BENCH_USERS", 50_000);
     let events = env("REMARKET_BENCH_EVENTS", 300_000);
     for _ in 0..200 {
@@ -108,9 +115,12 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")
-        // One record per batch: tansu 0.6 cannot resume a fetch inside a batch
-        // (tests/broker_fetch.rs), which stalls a consumer on large batches.
-        .set("batch.num.messages", "1")
+        // `REMARKET_BENCH_BATCH` records per producer batch (default 1): tansu 0.6 cannot
+        // resume a fetch inside a batch (tests/broker_fetch.rs).
+        .set(
+            "batch.num.messages",
+            env("REMARKET_BENCH_BATCH", 1).to_string(),
+        )
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .unwrap();
@@ -150,6 +160,18 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     producer.flush(Duration::from_secs(120)).unwrap();
     drop(data);
 
+    // The broker's own ceiling: a bare consumer reading the input to its end.
+    let t = Instant::now();
+    let (read, read_bytes) = topic_bytes(brokers, "events");
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "kafka/broker: a bare consumer reads the {read} input records ({:.0} MB) in {secs:.1} s: \
+         {:.0} records/s, {:.0} MB/s (the broker's ceiling for any consumer here)",
+        read_bytes as f64 / 1e6,
+        read as f64 / secs,
+        read_bytes as f64 / 1e6 / secs
+    );
+
     // The simulator, fast: one token for both advertisers, the existing audience.
     let sim = Simulator::new(&SimArgs {
         tokens: vec![(
@@ -178,8 +200,10 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         .replace("idle_timeout = \"30s\"", "idle_timeout = \"2s\"");
     let text = format!(
         "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
-         commit_interval = \"1s\"\n[kafka.client]\n\"batch.num.messages\" = \"1\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\n"
+         commit_interval = \"{}\"\n[kafka.client]\n\"batch.num.messages\" = \"{}\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
+        std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into()),
+        env("REMARKET_BENCH_BATCH", 1)
     );
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -207,14 +231,24 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
             })
             .unwrap_or(0)
     };
-    while total_in(&consumer) < records as i64 {
+    loop {
+        let done = total_in(&consumer);
+        if std::env::var_os("REMARKET_BENCH_TRACE").is_some() {
+            eprintln!(
+                "{:>6.1} s: {done} committed",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        if done >= records as i64 {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     let secs = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     runner.join().unwrap().unwrap();
 
-    let changelog_bytes = topic_bytes(brokers, "remarket.changelog");
+    let (_, changelog_bytes) = topic_bytes(brokers, "remarket.changelog");
     println!(
         "kafka/run: {records} records ({:.0} MB) consumed and committed in {secs:.1} s: \
          {:.0} records/s end to end from the broker (2 partitions, sink against the simulator); \
@@ -230,13 +264,18 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     let k = config.kafka.clone().unwrap();
     let t0 = Instant::now();
     let mut restored = 0usize;
+    let mut reading = Duration::ZERO;
     for p in 0..2 {
+        let t = Instant::now();
         let latest =
             remarket::kafka::read_to_end(&k, "bench-restore", "remarket.changelog", p).unwrap();
+        reading += t.elapsed();
         let snaps: Vec<remarket::detect::snapshot::UserSnapshot> = latest
-            .into_values()
-            .flatten()
-            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .into_iter()
+            .filter_map(|(k, v)| {
+                remarket::detect::snapshot::UserSnapshot::decode(std::str::from_utf8(&k).ok()?, &v?)
+                    .ok()
+            })
             .collect();
         restored += snaps.len();
         let rules = Arc::new(remarket::detect::Rules::compile(
@@ -247,10 +286,14 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         shard.restore(&snaps, 0);
     }
     let restore = t0.elapsed().as_secs_f64();
+    let rebuild = restore - reading.as_secs_f64();
     println!(
         "kafka/restore: {restored} users' detect state read back and rebuilt in {restore:.2} s \
-         ({:.2} s per 1 M users)",
-        restore * 1_000_000.0 / restored.max(1) as f64
+         ({:.2} s per 1 M users): reading the changelog {:.2} s, decoding and rebuilding \
+         {rebuild:.2} s ({:.2} s per 1 M users)",
+        restore * 1_000_000.0 / restored.max(1) as f64,
+        reading.as_secs_f64(),
+        rebuild * 1_000_000.0 / restored.max(1) as f64
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -265,29 +308,32 @@ fn memchr_user(line: &[u8]) -> &[u8] {
     &line[start..end]
 }
 
-fn topic_bytes(brokers: &str, topic: &str) -> u64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-size")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = rdkafka::TopicPartitionList::new();
+/// Reads `topic` (2 partitions, one after the other) to its end: `(records, key + payload
+/// bytes)`.
+fn topic_bytes(brokers: &str, topic: &str) -> (u64, u64) {
+    let (mut records, mut bytes) = (0u64, 0u64);
     for p in 0..2 {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "bench-size")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
             .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut bytes = 0u64;
-    let mut eofs = 0;
-    while eofs < 2 {
-        match c.poll(Duration::from_secs(30)) {
-            Some(Ok(m)) => {
-                bytes += (m.key_len() + m.payload_len()) as u64;
+        c.assign(&tpl).unwrap();
+        loop {
+            match c.poll(Duration::from_secs(30)) {
+                Some(Ok(m)) => {
+                    records += 1;
+                    bytes += (m.key_len() + m.payload_len()) as u64;
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => panic!("reading {topic}/{p}: {e}"),
+                None => panic!("reading {topic}/{p}: nothing for 30 s after {records} records"),
             }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eofs += 1,
-            _ => break,
         }
     }
-    bytes
+    (records, bytes)
 }

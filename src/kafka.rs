@@ -29,24 +29,121 @@ use crate::config::KafkaSettings;
 
 /// A client configuration with the brokers and the pass-through properties.
 pub fn client_config(k: &KafkaSettings) -> ClientConfig {
+    tuned_config(k, &[])
+}
+
+/// `defaults`, then the `[kafka.client]` settings (which win over them).
+fn tuned_config(k: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in defaults {
+        c.set(*key, *v);
+    }
     for (key, v) in &k.client {
         c.set(key, v);
     }
     c
 }
 
-/// The producer of the stages: acknowledged by every in-sync replica, lightly batched.
-pub fn producer(
-    k: &KafkaSettings,
-) -> rdkafka::error::KafkaResult<
-    rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-> {
-    client_config(k)
-        .set("linger.ms", "5")
-        .set("acks", "all")
-        .create()
+/// Fetch sizes for reading a topic at speed (inputs and changelog restores): up to 16 MiB a
+/// partition per fetch instead of librdkafka's 1 MiB, which left the consumer waiting on
+/// round trips (restore read 2.4 s → 0.8 s for 23 MB, `cargo bench --bench kafka`).
+const FAST_FETCH: [(&str, &str); 2] = [
+    ("max.partition.fetch.bytes", "16777216"),
+    ("fetch.max.bytes", "67108864"),
+];
+
+/// A consumer's lag per `(topic, partition)`: records between its position and the end of
+/// the partition, as librdkafka's statistics report it (every `statistics.interval.ms`).
+#[derive(Debug, Default)]
+pub struct Lag(std::sync::Mutex<BTreeMap<(String, i32), i64>>);
+
+impl Lag {
+    /// Replaces the figures with those of `stats` (partitions no longer owned disappear).
+    pub fn update(&self, stats: &rdkafka::Statistics) {
+        let fresh: BTreeMap<(String, i32), i64> = stats
+            .topics
+            .iter()
+            .flat_map(|(topic, t)| {
+                t.partitions
+                    .values()
+                    .filter(|p| {
+                        p.partition >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active"
+                    })
+                    .map(move |p| ((topic.clone(), p.partition), p.consumer_lag))
+            })
+            .collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    /// The current figures.
+    pub fn get(&self) -> BTreeMap<(String, i32), i64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The producer of the stages, whose context counts records that were never written.
+pub type StageProducer = rdkafka::producer::ThreadedProducer<DeliveryGuard>;
+
+/// Counts records the producer gave up on (delivery failed after librdkafka's retries, or the
+/// send was refused). A stage must not commit input offsets once one was lost:
+/// [`flush_durable`] turns any into [`LostWrites`], and the stages exit on it, so that a
+/// restart resumes from the last commit, whose records were all written.
+#[derive(Debug, Default)]
+pub struct DeliveryGuard {
+    lost: std::sync::atomic::AtomicU64,
+}
+
+impl DeliveryGuard {
+    /// Records lost so far.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts a record the caller could not hand to the producer.
+    pub fn refused(&self) {
+        self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl rdkafka::ClientContext for DeliveryGuard {}
+
+impl rdkafka::producer::ProducerContext for DeliveryGuard {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            use rdkafka::Message as _;
+            self.refused();
+            // The topic and error only: keys and payloads may carry user ids.
+            tracing::error!(error = %e, topic = m.topic(), "a record was not written to Kafka");
+        }
+    }
+}
+
+/// Records were lost on the way to Kafka: committing now would skip them.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{0} record(s) could not be written to Kafka; stopping without committing, so that a \
+     restart resumes from the last commit"
+)]
+pub struct LostWrites(pub u64);
+
+/// Waits until every record sent so far is acknowledged and none was lost.
+pub fn flush_durable(producer: &StageProducer) -> anyhow::Result<()> {
+    use rdkafka::producer::Producer as _;
+    producer.flush(Duration::from_secs(30))?;
+    match producer.context().lost() {
+        0 => Ok(()),
+        n => Err(LostWrites(n).into()),
+    }
+}
+
+/// The producer of the stages: acknowledged by every in-sync replica, batched for up to
+/// 20 ms. `[kafka.client]` may override both.
+pub fn producer(k: &KafkaSettings) -> rdkafka::error::KafkaResult<StageProducer> {
+    tuned_config(k, &[("linger.ms", "20"), ("acks", "all")])
+        .create_with_context(DeliveryGuard::default())
 }
 
 /// A stage's consumer: group `<group_prefix>-<stage>`, cooperative-sticky assignment, offsets
@@ -56,7 +153,13 @@ pub fn group_consumer<C: rdkafka::consumer::ConsumerContext>(
     stage: &str,
     ctx: C,
 ) -> rdkafka::error::KafkaResult<BaseConsumer<C>> {
-    client_config(k)
+    // Statistics feed the consumer-lag gauge of `/metrics`.
+    let defaults = [
+        FAST_FETCH[0],
+        FAST_FETCH[1],
+        ("statistics.interval.ms", "5000"),
+    ];
+    tuned_config(k, &defaults)
         .set("group.id", k.group(stage))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -73,10 +176,12 @@ pub fn read_to_end(
     topic: &str,
     p: i32,
 ) -> anyhow::Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
-    let reader: BaseConsumer = client_config(k)
+    let reader: BaseConsumer = tuned_config(k, &FAST_FETCH)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // The end is reached by an empty fetch: do not let the broker hold it.
+        .set("fetch.wait.max.ms", "10")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, p, Offset::Beginning)?;

@@ -12,12 +12,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::BaseRecord;
 
 use crate::config::{Config, KafkaSettings};
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
-use crate::kafka::{client_config, ensure_topics, read_to_end};
+use crate::kafka::{ensure_topics, read_to_end};
 use crate::sink::audiences::{resolve, AudienceStore, StoreEntry};
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
@@ -30,6 +30,8 @@ struct Admin {
     detect: Arc<DetectStatus>,
     activate: Arc<ActivateStatus>,
     sink: SinkMetrics,
+    /// The consumer groups of detect and activate, for the lag gauge's `group` label.
+    groups: [String; 2],
 }
 
 /// Runs until SIGTERM or Ctrl-C, then drains.
@@ -104,6 +106,7 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         detect: detect_status.clone(),
         activate: activate_status.clone(),
         sink: sink_metrics,
+        groups: [k.group("detect"), k.group("activate")],
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind(config.http.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "admin http: /metrics /healthz /readyz");
@@ -121,7 +124,12 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         let (config, status, stop) = (config.clone(), detect_status, stop.clone());
         std::thread::Builder::new()
             .name("detect".into())
-            .spawn(move || crate::kafka::detect::run(config, status, stop))?
+            .spawn(move || {
+                // Either stage ending (an error, or stop) ends the other.
+                let r = crate::kafka::detect::run(config, status, stop.clone());
+                stop.store(true, Ordering::Relaxed);
+                r
+            })?
     };
     let activate = {
         let (config, status, stop, handle) = (
@@ -132,7 +140,12 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         );
         std::thread::Builder::new()
             .name("activate".into())
-            .spawn(move || crate::kafka::activate::run(config, handle, sink, acks, status, stop))?
+            .spawn(move || {
+                let r =
+                    crate::kafka::activate::run(config, handle, sink, acks, status, stop.clone());
+                stop.store(true, Ordering::Relaxed);
+                r
+            })?
     };
     let d = detect
         .join()
@@ -203,12 +216,68 @@ async fn metrics(
         "Qualifications emitted",
         d.qualified.load(Ordering::Relaxed),
     );
-    counter(
-        &mut text,
-        "remarket_activate_decisions",
-        "Decisions made",
-        a.activate.decisions.load(Ordering::Relaxed),
+    text.push_str(
+        "# HELP remarket_activate_decisions Decisions made, by campaign and outcome\n\
+         # TYPE remarket_activate_decisions counter\n",
     );
+    let by_outcome = a
+        .activate
+        .by_outcome
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    for ((campaign, outcome), n) in by_outcome {
+        text.push_str(&format!(
+            "remarket_activate_decisions_total{{campaign=\"{}\",outcome=\"{outcome}\"}} {n}\n",
+            label(&campaign)
+        ));
+    }
+    let gauges = d
+        .partitions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    text.push_str(
+        "# HELP remarket_detect_users Users with state, per owned input partition\n\
+         # TYPE remarket_detect_users gauge\n",
+    );
+    for (p, g) in &gauges {
+        text.push_str(&format!(
+            "remarket_detect_users{{partition=\"{p}\"}} {}\n",
+            g.users
+        ));
+    }
+    text.push_str(
+        "# HELP remarket_detect_watermark_lag_seconds Wall clock minus the event-time \
+         watermark, per owned input partition\n\
+         # TYPE remarket_detect_watermark_lag_seconds gauge\n",
+    );
+    for (p, g) in &gauges {
+        if let Some(w) = g.watermark {
+            let lag = (now_ms - i128::from(w)) as f64 / 1000.0;
+            text.push_str(&format!(
+                "remarket_detect_watermark_lag_seconds{{partition=\"{p}\"}} {lag}\n"
+            ));
+        }
+    }
+    text.push_str(
+        "# HELP remarket_kafka_consumer_lag Records between the consumer's position and the \
+         end of the partition (librdkafka statistics, every 5 s)\n\
+         # TYPE remarket_kafka_consumer_lag gauge\n",
+    );
+    for (group, lag) in [&a.groups[0], &a.groups[1]]
+        .into_iter()
+        .zip([a.detect.lag.get(), a.activate.lag.get()])
+    {
+        for ((topic, p), n) in lag {
+            text.push_str(&format!(
+                "remarket_kafka_consumer_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {n}\n",
+                label(group),
+                label(&topic)
+            ));
+        }
+    }
     text.push_str(&format!(
         "# HELP remarket_detect_assigned_partitions Input partitions owned\n# TYPE remarket_detect_assigned_partitions gauge\nremarket_detect_assigned_partitions {}\n",
         d.assigned.load(Ordering::Relaxed)
@@ -222,6 +291,13 @@ async fn metrics(
         )],
         text,
     )
+}
+
+/// A Prometheus label value, escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 async fn readyz(State(a): State<Admin>) -> (StatusCode, String) {
@@ -255,8 +331,7 @@ fn audience_store(k: &KafkaSettings) -> anyhow::Result<AudienceStore> {
             entries.insert(String::from_utf8_lossy(&key).into_owned(), e);
         }
     }
-    let producer: ThreadedProducer<DefaultProducerContext> =
-        client_config(k).set("acks", "all").create()?;
+    let producer = crate::kafka::producer(k)?;
     Ok(AudienceStore::with_persist(
         entries,
         Box::new(move |campaign, entry| {
@@ -269,9 +344,7 @@ fn audience_store(k: &KafkaSettings) -> anyhow::Result<AudienceStore> {
                         .payload(&value),
                 )
                 .map_err(|(e, _)| e.to_string())?;
-            producer
-                .flush(Duration::from_secs(30))
-                .map_err(|e| e.to_string())
+            crate::kafka::flush_durable(&producer).map_err(|e| e.to_string())
         }),
     ))
 }

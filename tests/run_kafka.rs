@@ -221,6 +221,9 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    if converged {
+        check_metrics(&log, false);
+    }
     let status = sigterm(&mut child);
     if !converged {
         for a in sim.sim.audiences() {
@@ -300,6 +303,56 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_eq!(sim.sim.audiences().len(), 3, "restarts created no audience");
+}
+
+/// `GET /metrics` of the run whose log is `log` (its address is logged at start).
+fn scrape(log: &Path) -> String {
+    use std::io::{Read, Write};
+    let text = std::fs::read_to_string(log).unwrap();
+    let addr = text
+        .lines()
+        .find(|l| l.contains("admin http"))
+        .and_then(|l| l.split("listen=").nth(1))
+        .map(|a| a.trim().to_owned())
+        .expect("the admin address is logged");
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// The dashboard's and alerts' series are exported by a running service (decisions by
+/// campaign and outcome only if this process made some: counters start at zero).
+fn check_metrics(log: &Path, decided: bool) {
+    let decisions = [
+        "remarket_activate_decisions_total{campaign=\"",
+        "outcome=\"exported\"}",
+    ];
+    let want = [
+        "# TYPE remarket_activate_decisions counter",
+        if decided { decisions[0] } else { "" },
+        if decided { decisions[1] } else { "" },
+        "remarket_detect_users{partition=\"",
+        "remarket_detect_watermark_lag_seconds{partition=\"",
+        "remarket_kafka_consumer_lag{group=\"remarket-detect\",topic=\"events\",partition=\"",
+        "remarket_kafka_consumer_lag{group=\"remarket-activate\",topic=\"remarket.qualified\"",
+    ];
+    // Lag comes with librdkafka's statistics, every 5 s.
+    let complete = wait_within(Duration::from_secs(20), &|| {
+        let m = scrape(log);
+        want.iter().all(|w| m.contains(w))
+    });
+    let m = scrape(log);
+    assert!(
+        complete,
+        "missing {:?} in /metrics:\n{m}",
+        want.iter().filter(|w| !m.contains(*w)).collect::<Vec<_>>()
+    );
 }
 
 /// SIGKILL a third of the way, a restart stopped gracefully (SIGTERM's path), a restart to
@@ -448,6 +501,10 @@ fn two_replicas_one_leaves_and_rejoins() {
     );
     sim.sim.set_faults("none").unwrap();
     let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    if converged {
+        // A ran from the start: it made decisions of its own.
+        check_metrics(&log_a, true);
+    }
     let (sa, sb) = (sigterm(&mut a), sigterm(&mut b));
     assert!(converged, "{} vs {} members", members(&sim), s.total);
     assert!(sa.success() && sb.success(), "{sa:?} {sb:?}");
@@ -574,4 +631,49 @@ fn broker_faults_on_the_mock_cluster() {
     let result = runner.join().unwrap();
     assert!(converged, "{} vs {} members", members(&sim), s.total);
     result.unwrap();
+}
+
+/// Records the broker refuses for good (not retriable) must not be committed past: the
+/// service stops with a clear error and commits no input offset, so a restart redoes them.
+#[test]
+fn writes_that_never_land_stop_the_service_without_committing() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let (mock, bootstrap) = kafka::mock_cluster();
+    let s = setup_on(Cluster::Mock(mock, bootstrap), 300, 2_500, 37);
+    let Cluster::Mock(mock, _) = &s.cluster else {
+        unreachable!()
+    };
+    let sim = Sim::start(TOKEN, |_| {});
+    let text = config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30);
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10_000],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    // It ends by itself: the stop flag is never set.
+    let err = remarket::run::run_until(config, stop).expect_err("lost writes must stop it");
+    assert!(
+        format!("{err:#}").contains("could not be written to Kafka"),
+        "{err:#}"
+    );
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", s.cluster.bootstrap())
+        .set("group.id", "remarket-detect")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition("events", p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(5)).unwrap();
+    for e in committed.elements() {
+        assert_eq!(
+            e.offset(),
+            rdkafka::Offset::Invalid,
+            "partition {} was committed past records that were never written",
+            e.partition()
+        );
+    }
 }

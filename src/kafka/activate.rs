@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -51,8 +51,20 @@ pub struct DecisionRecord {
 #[derive(Debug, Default)]
 pub struct ActivateStatus {
     pub decisions: std::sync::atomic::AtomicU64,
+    /// Decisions by `(campaign, outcome)`.
+    pub by_outcome: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// The consumer's lag per `(topic, partition)`, from librdkafka's statistics.
+    pub lag: super::Lag,
     pub assigned: std::sync::atomic::AtomicU64,
     pub ready: AtomicBool,
+}
+
+impl ActivateStatus {
+    fn count(&self, campaign: &str, outcome: Outcome) {
+        let mut m = self.by_outcome.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((campaign.to_owned(), outcome.as_str()))
+            .or_default() += 1;
+    }
 }
 
 struct Part {
@@ -69,7 +81,7 @@ struct State {
     config: Arc<Config>,
     campaign_ids: HashMap<String, CampaignIdx>,
     parts: BTreeMap<i32, Part>,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: super::StageProducer,
     decisions: String,
     qualified: String,
     status: Arc<ActivateStatus>,
@@ -84,7 +96,12 @@ struct Ctx {
     state: Mutex<State>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.status.lag.update(&statistics);
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
@@ -209,6 +226,9 @@ pub fn run(
         }
         if last_commit.elapsed() >= interval {
             if let Err(e) = st.commit(&consumer, None) {
+                if e.is::<super::LostWrites>() {
+                    return Err(e);
+                }
                 // Nothing is committed past what is durable; the next round tries again.
                 tracing::warn!(error = %e, "commit failed; retrying at the next interval");
             }
@@ -387,6 +407,7 @@ impl State {
                 match part.act.qualify(&qual) {
                     Some(d) => {
                         self.status.decisions.fetch_add(1, Ordering::Relaxed);
+                        self.status.count(&campaign, d.outcome);
                         persist_at = Some(d.at);
                         ops.extend(AudienceOp::from_decision(&d));
                     }
@@ -406,6 +427,8 @@ impl State {
                     ts,
                 });
                 if let Some(d) = &removed {
+                    self.status.decisions.fetch_add(1, Ordering::Relaxed);
+                    self.status.count(&campaign, d.outcome);
                     ops.extend(AudienceOp::from_decision(d));
                 } else if let Some((Outcome::Removed, ids, true)) = before {
                     ops.push(op(c, &user, Action::Delete, ids));
@@ -433,13 +456,14 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         only: Option<&BTreeSet<i32>>,
     ) -> anyhow::Result<()> {
-        self.producer.flush(Duration::from_secs(30))?;
+        super::flush_durable(&self.producer)?;
         let mut tpl = TopicPartitionList::new();
         for (&p, part) in self.parts.iter_mut() {
             if only.is_some_and(|o| !o.contains(&p)) {
                 continue;
             }
             part.pending.retain(|_, n| *n > 0);
+
             let upto = part.pending.keys().next().copied().unwrap_or(part.consumed);
             if upto > 0 {
                 tpl.add_partition_offset(&self.qualified, p, Offset::Offset(upto))?;

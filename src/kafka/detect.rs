@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
@@ -53,6 +53,19 @@ pub struct DetectStatus {
     pub assigned: std::sync::atomic::AtomicU64,
     /// Set once the first assignment was restored.
     pub ready: AtomicBool,
+    /// Per owned partition, as of the last checkpoint.
+    pub partitions: Mutex<BTreeMap<i32, PartitionGauge>>,
+    /// The consumer's lag per `(topic, partition)`, from librdkafka's statistics.
+    pub lag: super::Lag,
+}
+
+/// What `/metrics` shows of one owned input partition.
+#[derive(Debug, Clone, Default)]
+pub struct PartitionGauge {
+    /// Users with state.
+    pub users: u64,
+    /// The partition's event-time watermark (`None` before the first record).
+    pub watermark: Option<EventTime>,
 }
 
 struct Input {
@@ -78,7 +91,7 @@ struct State {
     config: Arc<Config>,
     rules: Arc<Rules>,
     tasks: BTreeMap<i32, Task>,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    producer: super::StageProducer,
     changelog: String,
     qualified: String,
     dead_letter: String,
@@ -90,7 +103,12 @@ struct Ctx {
     state: Mutex<State>,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.status.lag.update(&statistics);
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
@@ -104,6 +122,13 @@ impl ConsumerContext for Ctx {
             for p in &parts {
                 st.tasks.remove(p);
             }
+            let mut gauges = st
+                .status
+                .partitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            gauges.retain(|p, _| !parts.contains(p));
+            drop(gauges);
             st.status
                 .assigned
                 .store(st.tasks.len() as u64, Ordering::Relaxed);
@@ -179,6 +204,7 @@ pub fn run(
     let interval = k.commit_interval.duration();
     let mut last_checkpoint = Instant::now();
     let mut since_advance = 0usize;
+    let (mut polled, mut idle_polls) = (0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
         let msg = consumer.poll(Duration::from_millis(100));
         let mut st = consumer
@@ -190,6 +216,8 @@ pub fn run(
             return Err(e);
         }
         let idle = msg.is_none();
+        polled += 1;
+        idle_polls += u64::from(idle);
         match msg {
             Some(Ok(m)) => {
                 st.on_message(
@@ -209,11 +237,23 @@ pub fn run(
             since_advance = 0;
         }
         if last_checkpoint.elapsed() >= interval {
+            let started = Instant::now();
             st.advance_all(k_idle(&config));
             if let Err(e) = st.checkpoint(&consumer, None) {
+                if e.is::<super::LostWrites>() {
+                    return Err(e);
+                }
                 // Nothing is committed past what is durable; the next round tries again.
                 tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
             }
+            tracing::debug!(
+                polled,
+                idle_polls,
+                since_ms = last_checkpoint.elapsed().as_millis() as u64,
+                checkpoint_ms = started.elapsed().as_millis() as u64,
+                "detect checkpoint"
+            );
+            (polled, idle_polls) = (0, 0);
             last_checkpoint = Instant::now();
         }
     }
@@ -254,11 +294,23 @@ impl State {
             .remove(CHECKPOINT_KEY)
             .flatten()
             .and_then(|v| serde_json::from_slice(&v).ok());
+        let mut undecodable = 0usize;
         let snaps: Vec<UserSnapshot> = latest
-            .into_values()
-            .flatten()
-            .filter_map(|v| serde_json::from_slice(&v).ok())
+            .into_iter()
+            .filter_map(|(key, v)| {
+                let user = std::str::from_utf8(&key).ok()?;
+                let snap = UserSnapshot::decode(user, &v?);
+                undecodable += usize::from(snap.is_err());
+                snap.ok()
+            })
             .collect();
+        if undecodable > 0 {
+            tracing::warn!(
+                partition = p,
+                undecodable,
+                "changelog records that are not user snapshots were skipped"
+            );
+        }
         let mut shard = Shard::new(self.rules.clone());
         shard.track_changes();
         let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
@@ -416,18 +468,35 @@ impl State {
         only: Option<&BTreeSet<i32>>,
     ) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
+        let mut gauges = self
+            .status
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (&p, task) in self.tasks.iter_mut() {
             if only.is_some_and(|o| !o.contains(&p)) {
                 continue;
             }
+            let w = task.shard.watermark();
+            gauges.insert(
+                p,
+                PartitionGauge {
+                    users: task.shard.users() as u64,
+                    watermark: (w > EventTime::MIN).then_some(w),
+                },
+            );
+            let mut value = Vec::new();
             for (user, snap) in task.shard.take_dirty() {
-                let value = snap.map(|s| serde_json::to_vec(&s).expect("serialisable"));
+                value.clear();
+                if let Some(snap) = &snap {
+                    snap.encode(&mut value);
+                }
                 send(
                     &self.producer,
                     &self.changelog,
                     Some(p),
                     user.as_bytes(),
-                    value.as_deref(),
+                    snap.is_some().then_some(value.as_slice()),
                 );
             }
             let mark = Checkpoint {
@@ -462,7 +531,8 @@ impl State {
                 }
             }
         }
-        self.producer.flush(Duration::from_secs(30))?;
+        drop(gauges);
+        super::flush_durable(&self.producer)?;
         if tpl.count() > 0 {
             consumer.commit(&tpl, CommitMode::Sync)?;
         }
@@ -477,7 +547,7 @@ impl Task {
 }
 
 fn produce(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &super::StageProducer,
     topic: &str,
     partition: Option<i32>,
     key: &[u8],
@@ -489,7 +559,7 @@ fn produce(
 
 /// Produces, waiting while the producer's queue is full (backpressure, never a drop).
 pub(super) fn send(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &super::StageProducer,
     topic: &str,
     partition: Option<i32>,
     key: &[u8],
@@ -513,6 +583,7 @@ pub(super) fn send(
                     )
                 ) {
                     tracing::error!(error = %e, topic, "produce failed");
+                    producer.context().refused();
                     return;
                 }
                 rec = back;
@@ -523,7 +594,7 @@ pub(super) fn send(
 }
 
 fn dead_letter(
-    producer: &ThreadedProducer<DefaultProducerContext>,
+    producer: &super::StageProducer,
     topic: &str,
     p: i32,
     reason: Malformed,
@@ -539,5 +610,6 @@ fn dead_letter(
         .headers(headers);
     if let Err((e, _)) = producer.send(rec) {
         tracing::error!(error = %e, reason = reason.as_str(), "dead-letter produce failed");
+        producer.context().refused();
     }
 }
