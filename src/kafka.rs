@@ -11,6 +11,7 @@
 //! audience each campaign writes to) and `<prefix>.dead-letter`.
 
 pub mod activate;
+pub mod audiences;
 pub mod detect;
 pub mod wire;
 
@@ -176,6 +177,24 @@ pub fn read_to_end(
     topic: &str,
     p: i32,
 ) -> anyhow::Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+    let mut latest = BTreeMap::new();
+    scan(k, group, topic, p, |key, value| {
+        if let Some(key) = key {
+            latest.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        }
+    })?;
+    Ok(latest)
+}
+
+/// Hands every record of partition `p` of `topic`, from its beginning to its end and in
+/// order, to `each(key, value)`.
+pub fn scan(
+    k: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    p: i32,
+    mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>),
+) -> anyhow::Result<()> {
     let reader: BaseConsumer = tuned_config(k, &FAST_FETCH)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -186,17 +205,12 @@ pub fn read_to_end(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     reader.assign(&tpl)?;
-    let mut latest = BTreeMap::new();
     loop {
         match reader.poll(Duration::from_secs(30)) {
-            Some(Ok(m)) => {
-                if let Some(key) = m.key() {
-                    latest.insert(key.to_vec(), m.payload().map(<[u8]>::to_vec));
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(latest),
+            Some(Ok(m)) => each(m.key(), m.payload()),
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
             Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("{topic}/{p}: no answer within 30 s while restoring"),
+            None => anyhow::bail!("{topic}/{p}: no answer within 30 s while reading"),
         }
     }
 }

@@ -2,7 +2,6 @@
 //! HTTP server (`/metrics`, `/healthz`, `/readyz`), and stops cleanly on SIGTERM or Ctrl-C:
 //! stop consuming, checkpoint state, flush the sink, commit, exit.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +11,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::registry::Registry;
-use rdkafka::producer::BaseRecord;
 
-use crate::config::{Config, KafkaSettings};
+use crate::config::Config;
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
-use crate::kafka::{ensure_topics, read_to_end};
-use crate::sink::audiences::{resolve, AudienceStore, StoreEntry};
+use crate::kafka::ensure_topics;
+use crate::sink::audiences::resolve;
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
 use crate::sink::service::{SinkSettings, TikTokSink};
@@ -80,7 +78,7 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         Duration::from_secs(30),
     )?);
     let limiter = Arc::new(RateLimiter::new(config.tiktok.qps));
-    let mut store = audience_store(&k)?;
+    let mut store = crate::kafka::audiences::store(&k)?;
     let targets = rt.block_on(resolve(
         &client,
         &limiter,
@@ -216,6 +214,12 @@ async fn metrics(
         "Qualifications emitted",
         d.qualified.load(Ordering::Relaxed),
     );
+    counter(
+        &mut text,
+        "remarket_activate_pauses",
+        "Times consumption of qualified records paused because the TikTok sink was full",
+        a.activate.pauses.load(Ordering::Relaxed),
+    );
     text.push_str(
         "# HELP remarket_activate_decisions Decisions made, by campaign and outcome\n\
          # TYPE remarket_activate_decisions counter\n",
@@ -319,32 +323,4 @@ async fn readyz(State(a): State<Admin>) -> (StatusCode, String) {
             format!("{}\n", why.join("\n")),
         )
     }
-}
-
-/// The audience store of `run`: the compacted `<prefix>.audiences` topic, read to its end at
-/// start, every change produced and flushed before it is used.
-fn audience_store(k: &KafkaSettings) -> anyhow::Result<AudienceStore> {
-    let topic = k.topic("audiences");
-    let mut entries = BTreeMap::new();
-    for (key, v) in read_to_end(k, &format!("{}-audiences", k.group_prefix), &topic, 0)? {
-        if let Some(e) = v.and_then(|v| serde_json::from_slice::<StoreEntry>(&v).ok()) {
-            entries.insert(String::from_utf8_lossy(&key).into_owned(), e);
-        }
-    }
-    let producer = crate::kafka::producer(k)?;
-    Ok(AudienceStore::with_persist(
-        entries,
-        Box::new(move |campaign, entry| {
-            let value = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
-            producer
-                .send(
-                    BaseRecord::to(&topic)
-                        .partition(0)
-                        .key(campaign)
-                        .payload(&value),
-                )
-                .map_err(|(e, _)| e.to_string())?;
-            crate::kafka::flush_durable(&producer).map_err(|e| e.to_string())
-        }),
-    ))
 }

@@ -447,6 +447,47 @@ fn crash_test_sigkill_at_random_moments() {
     finish_and_check(&s, &sim, &config, "after-kills");
 }
 
+/// Two replicas started at the same moment on a fresh cluster: each would create the `new`
+/// audiences; the claims on the audiences topic let exactly one create each.
+#[test]
+fn two_replicas_starting_together_create_each_audience_once() {
+    let s = setup(400, 3_000, 23);
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@audience:300ms".into()));
+    let config = s.dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
+    )
+    .unwrap();
+    let (log_a, log_b) = (s.dir.path().join("a.log"), s.dir.path().join("b.log"));
+    let mut a = spawn_run(&config, &log_a);
+    let mut b = spawn_run(&config, &log_b);
+    let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
+    let (sa, sb) = (sigterm(&mut a), sigterm(&mut b));
+    let logs = || {
+        format!(
+            "A:\n{}\nB:\n{}",
+            std::fs::read_to_string(&log_a).unwrap_or_default(),
+            std::fs::read_to_string(&log_b).unwrap_or_default()
+        )
+    };
+    assert_eq!(
+        sim.sim.audiences().len(),
+        3,
+        "the existing audience and one per `new` campaign: {:?}\n{}",
+        sim.sim.audiences(),
+        logs()
+    );
+    assert!(
+        converged,
+        "{} vs {} members\n{}",
+        members(&sim),
+        s.total,
+        logs()
+    );
+    assert!(sa.success() && sb.success(), "{sa:?} {sb:?}\n{}", logs());
+}
+
 /// Two replicas of one group: B joins mid-stream (partitions move to it, restored from the
 /// changelogs), leaves (SIGTERM: they move back), and rejoins.
 #[test]
@@ -556,6 +597,14 @@ fn backpressure_during_a_throttle_storm() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert_eq!(members(&sim), 0, "nothing gets through a storm");
+    // The full sink paused consumption (rather than blocking the poll loop).
+    let metrics = scrape(&log);
+    let pauses: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("remarket_activate_pauses_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(pauses > 0, "consumption never paused:\n{metrics}");
     sim.sim.set_faults("none").unwrap();
     let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
     let status = sigterm(&mut child);

@@ -11,7 +11,7 @@
 //! who is already `exported` sends the add again (TikTok adds are idempotent), so an add that
 //! was decided but not acknowledged before a crash is never lost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,7 +29,7 @@ use super::wire::{hex_ids, parse_ids, Qualified};
 use crate::activate::{Activator, Decision, Outcome};
 use crate::config::Config;
 use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
-use crate::sink::service::TikTokSink;
+use crate::sink::service::{TikTokSink, TrySend};
 use crate::sink::{Action, AudienceOp};
 
 /// A persisted decision (value of the decisions topic).
@@ -57,6 +57,8 @@ pub struct ActivateStatus {
     pub lag: super::Lag,
     pub assigned: std::sync::atomic::AtomicU64,
     pub ready: AtomicBool,
+    /// Times consumption was paused because the TikTok sink was full.
+    pub pauses: std::sync::atomic::AtomicU64,
 }
 
 impl ActivateStatus {
@@ -90,6 +92,11 @@ struct State {
     /// Token of each op in the sink → `(partition, generation, offset)`.
     inflight: HashMap<u64, (i32, u64, i64)>,
     next_token: u64,
+    /// Ops decided but not yet taken by the (full) sink: `(partition, op, token)`. While any
+    /// wait, consumption is paused.
+    backlog: VecDeque<(i32, AudienceOp, u64)>,
+    /// Set by every assignment: newly assigned partitions are not paused.
+    reassigned: bool,
 }
 
 struct Ctx {
@@ -114,6 +121,8 @@ impl ConsumerContext for Ctx {
             for p in &parts {
                 st.parts.remove(p);
             }
+            // Not handed over, so not acknowledged: the next owner reads their records again.
+            st.backlog.retain(|(p, _, _)| !parts.contains(p));
             st.status
                 .assigned
                 .store(st.parts.len() as u64, Ordering::Relaxed);
@@ -123,6 +132,7 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = r {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.reassigned = true;
             let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             for p in parts {
                 if st.parts.contains_key(&p) {
@@ -178,6 +188,8 @@ pub fn run(
             generations: 0,
             inflight: HashMap::new(),
             next_token: 0,
+            backlog: VecDeque::new(),
+            reassigned: false,
         }),
     };
     let consumer = super::group_consumer(&k, "activate", ctx)?;
@@ -185,8 +197,45 @@ pub fn run(
     tracing::info!(group = %k.group("activate"), "activate stage consuming");
     let interval = k.commit_interval.duration();
     let mut last_commit = Instant::now();
+    let mut paused = false;
     while !stop.load(Ordering::Relaxed) {
-        let msg = consumer.poll(Duration::from_millis(100));
+        // Hand the sink what waits, as far as it takes it; pause consumption (never drop)
+        // while anything waits, so polling — heartbeats, rebalances — goes on meanwhile.
+        {
+            let mut st = consumer
+                .context()
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            while let Some((p, op, token)) = st.backlog.pop_front() {
+                match sink.try_send_tracked(op, token) {
+                    Ok(()) => {}
+                    Err(TrySend::Full(op)) => {
+                        st.backlog.push_front((p, op, token));
+                        break;
+                    }
+                    Err(TrySend::Stopped) => anyhow::bail!("the TikTok sink stopped"),
+                }
+            }
+            let backlogged = !st.backlog.is_empty();
+            let reassigned = std::mem::take(&mut st.reassigned);
+            drop(st);
+            if backlogged && (!paused || reassigned) {
+                consumer.pause(&consumer.assignment()?)?;
+                if !paused {
+                    tracing::debug!("the TikTok sink is full: consumption paused");
+                }
+                paused = true;
+                status.pauses.fetch_add(1, Ordering::Relaxed);
+            } else if !backlogged && paused {
+                consumer.resume(&consumer.assignment()?)?;
+                tracing::debug!("consumption resumed");
+                paused = false;
+            }
+        }
+        // While paused, come back soon to offer the backlog again.
+        let wait = if paused { 20 } else { 100 };
+        let msg = consumer.poll(Duration::from_millis(wait));
         let mut st = consumer
             .context()
             .state
@@ -199,26 +248,7 @@ pub fn run(
             let ops = st.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
             for op in ops {
                 let token = st.track(m.partition(), m.offset());
-                // Waits while the sink is full (backpressure), but not past a stop: an op not
-                // handed over is not acknowledged, so its record is read again after a restart.
-                let sent = rt.block_on(async {
-                    let send = sink.send_tracked(op, token);
-                    tokio::pin!(send);
-                    loop {
-                        tokio::select! {
-                            r = &mut send => return Some(r),
-                            () = tokio::time::sleep(Duration::from_millis(100)) => {
-                                if stop.load(Ordering::Relaxed) {
-                                    return None;
-                                }
-                            }
-                        }
-                    }
-                });
-                match sent {
-                    Some(r) => r.map_err(|e| anyhow::anyhow!("{e}"))?,
-                    None => break,
-                }
+                st.backlog.push_back((m.partition(), op, token));
             }
         }
         while let Ok(t) = acks.try_recv() {

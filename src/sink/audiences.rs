@@ -84,6 +84,20 @@ pub struct StoreEntry {
 /// Writes one changed entry somewhere durable (a compacted topic in `run`).
 pub type PersistFn = Box<dyn FnMut(&str, &StoreEntry) -> Result<(), String> + Send>;
 
+/// The outcome of claiming the creation of a campaign's `new` audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This process creates it.
+    Won,
+    /// Another process (a replica starting at the same time) created it.
+    Lost { audience_id: String },
+}
+
+/// Claims the creation of `campaign`'s audience against every other process sharing the
+/// store, recording the intent durably (see `run`'s audiences topic). It returns once the
+/// winner is known and, when another process won, its audience id.
+pub type ClaimFn = Box<dyn FnMut(&str, &StoreEntry) -> Result<Claim, String> + Send>;
+
 /// Campaign id → audience, persisted as JSON (atomically: temp file, fsync, rename), or
 /// through a [`PersistFn`].
 #[derive(Default)]
@@ -91,6 +105,7 @@ pub struct AudienceStore {
     path: Option<PathBuf>,
     entries: BTreeMap<String, StoreEntry>,
     persist: Option<PersistFn>,
+    claim: Option<ClaimFn>,
 }
 
 impl std::fmt::Debug for AudienceStore {
@@ -114,7 +129,29 @@ impl AudienceStore {
             path: None,
             entries,
             persist: Some(persist),
+            claim: None,
         }
+    }
+
+    /// Shared by several processes: creations are claimed through `claim` first.
+    pub fn with_claim(mut self, claim: ClaimFn) -> Self {
+        self.claim = Some(claim);
+        self
+    }
+
+    /// Records the intent to create `campaign`'s audience (`entry` has no id yet); with a
+    /// [`ClaimFn`], only the winner of the claim creates.
+    fn claim(&mut self, campaign: &str, entry: StoreEntry) -> Result<Claim, AudienceError> {
+        let Some(claim) = &mut self.claim else {
+            self.put(campaign, entry)?;
+            return Ok(Claim::Won);
+        };
+        let outcome = claim(campaign, &entry).map_err(|reason| AudienceError::Store {
+            path: PathBuf::from("(topic)"),
+            reason,
+        })?;
+        self.entries.insert(campaign.to_owned(), entry);
+        Ok(outcome)
     }
 
     /// Loads `path` if it exists.
@@ -132,6 +169,7 @@ impl AudienceStore {
             path: Some(path.to_owned()),
             entries,
             persist: None,
+            claim: None,
         })
     }
 
@@ -369,38 +407,49 @@ pub async fn resolve(
                                 id
                             }
                             None => {
-                                store.put(
-                                    &c.id,
-                                    StoreEntry {
-                                        advertiser_id: advertiser.to_owned(),
-                                        name: name.clone(),
-                                        audience_id: None,
-                                    },
-                                )?;
-                                let data = call(
-                                    limiter,
-                                    metrics,
-                                    Endpoint::Audience,
-                                    &c.id,
-                                    "audience create",
-                                    || client.create_audience(advertiser, &name),
-                                )
-                                .await?;
-                                let id = data
-                                    .get("audience_id")
-                                    .and_then(|v| {
-                                        v.as_str()
-                                            .map(str::to_owned)
-                                            .or_else(|| v.as_u64().map(|n| n.to_string()))
-                                    })
-                                    .ok_or_else(|| AudienceError::Refused {
-                                        campaign: c.id.clone(),
-                                        what: "audience create",
-                                        code: 0,
-                                        message: "no audience_id in the answer".into(),
-                                    })?;
-                                tracing::info!(campaign = %c.id, audience = %id, "created audience");
-                                id
+                                let intent = StoreEntry {
+                                    advertiser_id: advertiser.to_owned(),
+                                    name: name.clone(),
+                                    audience_id: None,
+                                };
+                                if let Claim::Lost { audience_id } = store.claim(&c.id, intent)? {
+                                    tracing::info!(campaign = %c.id, audience = %audience_id, "another replica created the audience");
+                                    verify(
+                                        client,
+                                        limiter,
+                                        metrics,
+                                        &c.id,
+                                        advertiser,
+                                        &audience_id,
+                                    )
+                                    .await?;
+                                    audience_id
+                                } else {
+                                    let data = call(
+                                        limiter,
+                                        metrics,
+                                        Endpoint::Audience,
+                                        &c.id,
+                                        "audience create",
+                                        || client.create_audience(advertiser, &name),
+                                    )
+                                    .await?;
+                                    let id = data
+                                        .get("audience_id")
+                                        .and_then(|v| {
+                                            v.as_str()
+                                                .map(str::to_owned)
+                                                .or_else(|| v.as_u64().map(|n| n.to_string()))
+                                        })
+                                        .ok_or_else(|| AudienceError::Refused {
+                                            campaign: c.id.clone(),
+                                            what: "audience create",
+                                            code: 0,
+                                            message: "no audience_id in the answer".into(),
+                                        })?;
+                                    tracing::info!(campaign = %c.id, audience = %id, "created audience");
+                                    id
+                                }
                             }
                         };
                         store.put(

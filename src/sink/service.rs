@@ -105,6 +105,14 @@ pub struct TikTokSink {
 #[error("the TikTok sink stopped")]
 pub struct SinkStopped;
 
+/// Why [`TikTokSink::try_send_tracked`] did not take an op.
+#[derive(Debug)]
+pub enum TrySend {
+    /// The sink is full: the op, to offer again later.
+    Full(AudienceOp),
+    Stopped,
+}
+
 impl TikTokSink {
     /// Starts the dispatcher on the current runtime. `targets[c]` is campaign `c`'s audience.
     pub fn start(
@@ -172,6 +180,14 @@ impl TikTokSink {
             .send((op, Some(token)))
             .await
             .map_err(|_| SinkStopped)
+    }
+
+    /// Hands an op over only if the sink has room now; a full sink gives it back.
+    pub fn try_send_tracked(&self, op: AudienceOp, token: u64) -> Result<(), TrySend> {
+        self.tx.try_send((op, Some(token))).map_err(|e| match e {
+            mpsc::error::TrySendError::Full((op, _)) => TrySend::Full(op),
+            mpsc::error::TrySendError::Closed(_) => TrySend::Stopped,
+        })
     }
 
     /// Flushes everything, waits for every request to finish, and reports.
