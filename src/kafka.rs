@@ -176,11 +176,21 @@ pub fn read_to_end(
     group: &str,
     topic: &str,
     p: i32,
-) -> anyhow::Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
-    let mut latest = BTreeMap::new();
+) -> anyhow::Result<rustc_hash::FxHashMap<Vec<u8>, Option<Vec<u8>>>> {
+    let mut latest = rustc_hash::FxHashMap::default();
     scan(k, group, topic, p, |key, value| {
-        if let Some(key) = key {
-            latest.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+        let Some(key) = key else { return };
+        // An uncompacted changelog holds many versions of a key: overwrite in place.
+        match (latest.get_mut(key), value) {
+            (Some(Some(old)), Some(v)) => {
+                let old: &mut Vec<u8> = old;
+                old.clear();
+                old.extend_from_slice(v);
+            }
+            (Some(slot), v) => *slot = v.map(<[u8]>::to_vec),
+            (None, v) => {
+                latest.insert(key.to_vec(), v.map(<[u8]>::to_vec));
+            }
         }
     })?;
     Ok(latest)

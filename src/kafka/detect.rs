@@ -139,13 +139,33 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = r {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            for p in parts {
-                if st.tasks.contains_key(&p) {
-                    continue;
-                }
-                let started = Instant::now();
-                match st.restore(p) {
+            let parts: Vec<i32> = tpl
+                .elements()
+                .iter()
+                .map(|e| e.partition())
+                .filter(|p| !st.tasks.contains_key(p))
+                .collect();
+            // Partitions are restored side by side, one per core: reading and rebuilding a
+            // partition keeps one core busy.
+            let started = Instant::now();
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut restored = Vec::with_capacity(parts.len());
+            for chunk in parts.chunks(cores) {
+                std::thread::scope(|scope| {
+                    let st = &*st;
+                    let workers: Vec<_> = chunk
+                        .iter()
+                        .map(|&p| scope.spawn(move || (p, st.restore(p))))
+                        .collect();
+                    restored.extend(
+                        workers
+                            .into_iter()
+                            .map(|w| w.join().expect("restore thread panicked")),
+                    );
+                });
+            }
+            for (p, result) in restored {
+                match result {
                     Ok((task, users)) => {
                         tracing::info!(
                             partition = p,
@@ -204,9 +224,13 @@ pub fn run(
     let interval = k.commit_interval.duration();
     let mut last_checkpoint = Instant::now();
     let mut since_advance = 0usize;
-    let (mut polled, mut idle_polls) = (0u64, 0u64);
+    let (mut polled, mut idle_polls, mut poll_time) = (0u64, 0u64, Duration::ZERO);
     while !stop.load(Ordering::Relaxed) {
+        let poll_started = Instant::now();
         let msg = consumer.poll(Duration::from_millis(100));
+        if msg.is_none() {
+            poll_time += poll_started.elapsed();
+        }
         let mut st = consumer
             .context()
             .state
@@ -249,11 +273,13 @@ pub fn run(
             tracing::debug!(
                 polled,
                 idle_polls,
+                queue_full_waits = QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
+                idle_ms = poll_time.as_millis() as u64,
                 since_ms = last_checkpoint.elapsed().as_millis() as u64,
                 checkpoint_ms = started.elapsed().as_millis() as u64,
                 "detect checkpoint"
             );
-            (polled, idle_polls) = (0, 0);
+            (polled, idle_polls, poll_time) = (0, 0, Duration::ZERO);
             last_checkpoint = Instant::now();
         }
     }
@@ -273,48 +299,59 @@ pub fn run(
     Ok(())
 }
 
+/// Reads partition `p` of `changelog` back into a fresh shard (change tracking on) at the
+/// checkpoint's watermark: the shard, the checkpoint, and the number of users restored.
+pub fn restore_shard(
+    k: &crate::config::KafkaSettings,
+    rules: Arc<Rules>,
+    changelog: &str,
+    p: i32,
+) -> anyhow::Result<(Shard, Option<Checkpoint>, usize)> {
+    let mut latest = read_to_end(k, &format!("{}-restore", k.group("detect")), changelog, p)?;
+    let checkpoint: Option<Checkpoint> = latest
+        .remove(CHECKPOINT_KEY)
+        .flatten()
+        .and_then(|v| serde_json::from_slice(&v).ok());
+    let mut undecodable = 0usize;
+    let snaps: Vec<UserSnapshot> = latest
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let user = std::str::from_utf8(&key).ok()?;
+            let snap = UserSnapshot::decode(user, &v?);
+            undecodable += usize::from(snap.is_err());
+            snap.ok()
+        })
+        .collect();
+    if undecodable > 0 {
+        tracing::warn!(
+            partition = p,
+            undecodable,
+            "changelog records that are not user snapshots were skipped"
+        );
+    }
+    let mut shard = Shard::new(rules);
+    shard.track_changes();
+    let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
+    shard.restore(&snaps, w);
+    Ok((shard, checkpoint, snaps.len()))
+}
+
+/// Times a produce found librdkafka's queue full and waited 10 ms (see the checkpoint log).
+static QUEUE_FULL_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn k_idle(config: &Config) -> Duration {
     config.engine.idle_timeout.duration()
 }
 
 impl State {
-    fn restore(&mut self, p: i32) -> anyhow::Result<(Task, usize)> {
+    fn restore(&self, p: i32) -> anyhow::Result<(Task, usize)> {
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
         let mut topics = vec![k.events_topic.clone()];
         if k.profiles_topic != k.events_topic {
             topics.push(k.profiles_topic.clone());
         }
-        let mut latest = read_to_end(
-            k,
-            &format!("{}-restore", k.group("detect")),
-            &self.changelog,
-            p,
-        )?;
-        let checkpoint: Option<Checkpoint> = latest
-            .remove(CHECKPOINT_KEY)
-            .flatten()
-            .and_then(|v| serde_json::from_slice(&v).ok());
-        let mut undecodable = 0usize;
-        let snaps: Vec<UserSnapshot> = latest
-            .into_iter()
-            .filter_map(|(key, v)| {
-                let user = std::str::from_utf8(&key).ok()?;
-                let snap = UserSnapshot::decode(user, &v?);
-                undecodable += usize::from(snap.is_err());
-                snap.ok()
-            })
-            .collect();
-        if undecodable > 0 {
-            tracing::warn!(
-                partition = p,
-                undecodable,
-                "changelog records that are not user snapshots were skipped"
-            );
-        }
-        let mut shard = Shard::new(self.rules.clone());
-        shard.track_changes();
-        let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
-        shard.restore(&snaps, w);
+        let (shard, checkpoint, users) = restore_shard(k, self.rules.clone(), &self.changelog, p)?;
+        let w = shard.watermark();
         let lateness = self.config.engine.allowed_lateness.as_millis();
         let mut wm = Watermarks::new(topics.len(), lateness);
         wm.set_floor(w);
@@ -346,7 +383,7 @@ impl State {
                 restored_wm: w,
                 seq: 0,
             },
-            snaps.len(),
+            users,
         ))
     }
 
@@ -587,6 +624,7 @@ pub(super) fn send(
                     return;
                 }
                 rec = back;
+                QUEUE_FULL_WAITS.fetch_add(1, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
