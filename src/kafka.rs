@@ -205,25 +205,66 @@ pub fn scan(
     p: i32,
     mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> anyhow::Result<()> {
-    let reader: BaseConsumer = tuned_config(k, &FAST_FETCH)
+    let started = tokio::time::Instant::now();
+    let reader: BaseConsumer<EofIsNoError> = tuned_config(k, &FAST_FETCH)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         // The end is reached by an empty fetch: do not let the broker hold it.
         .set("fetch.wait.max.ms", "10")
-        .create()?;
+        .create_with_context(EofIsNoError)?;
+    // With the partition's leader known before the assignment, librdkafka asks for the
+    // beginning offset at once instead of on its retry timer (~0.45 s per reader).
+    reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     reader.assign(&tpl)?;
+    let mut records = 0u64;
     loop {
         match reader.poll(Duration::from_secs(30)) {
-            Some(Ok(m)) => each(m.key(), m.payload()),
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
+            Some(Ok(m)) => {
+                if records == 0 {
+                    tracing::debug!(
+                        topic,
+                        partition = p,
+                        first_record_ms = started.elapsed().as_millis() as u64,
+                        "reading"
+                    );
+                }
+                records += 1;
+                each(m.key(), m.payload());
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                tracing::debug!(
+                    topic,
+                    partition = p,
+                    records,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "read to the end"
+                );
+                return Ok(());
+            }
             Some(Err(e)) => return Err(e.into()),
             None => anyhow::bail!("{topic}/{p}: no answer within 30 s while reading"),
         }
     }
 }
+
+/// The context of readers that stop at the end of a partition: librdkafka also reports that
+/// end as a client error, which rdkafka's default context would log as an ERROR.
+struct EofIsNoError;
+
+impl rdkafka::ClientContext for EofIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = rdkafka::types::RDKafkaErrorCode::PartitionEOF;
+        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != Some(eof)
+        {
+            tracing::error!(error = %error, reason, "librdkafka error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for EofIsNoError {}
 
 /// Partition count of `topic`, if it exists.
 pub fn partition_count(k: &KafkaSettings, topic: &str) -> anyhow::Result<Option<usize>> {

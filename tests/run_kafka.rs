@@ -113,6 +113,14 @@ fn config_text(url: &str, token_file: &Path, brokers: &str, max_batch: u32) -> S
     )
 }
 
+/// Writes the run config of `s` against `sim` (see `config_text`); returns its path.
+fn write_config(s: &Setup, sim: &Sim, max_batch: u32) -> PathBuf {
+    let config = s.dir.path().join("run.toml");
+    let text = config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), max_batch);
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Produces every line of `rec` keyed by user id, then the per-partition markers.
 fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
     // One record per batch: tansu 0.6 cannot resume inside a batch (tests/broker_fetch.rs).
@@ -188,14 +196,40 @@ fn members(sim: &Sim) -> usize {
     held(&sim.sim).values().map(|m| m.len()).sum()
 }
 
-fn spawn_run(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_remarket"))
+/// A `remarket run` child, killed when dropped: a failing test must not leave a service
+/// behind that could join a later test's groups (brokers' loopback ports get reused).
+struct Run(Child);
+
+impl std::ops::Deref for Run {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Run {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_run(config: &Path, log: &Path) -> Run {
+    Run(Command::new(env!("CARGO_BIN_EXE_remarket"))
         .args(["run", "--config"])
         .arg(config)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap())
 }
 
 fn sigterm(child: &mut Child) -> std::process::ExitStatus {
@@ -369,12 +403,7 @@ fn run_builds_the_same_audiences_as_replay_across_restarts() {
     }
     let s = setup(600, 5_000, 13);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:80ms".into()));
-    let config = s.dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 40),
-    )
-    .unwrap();
+    let config = write_config(&s, &sim, 40);
 
     let mut child = spawn_run(&config, &s.dir.path().join("first.log"));
     assert!(
@@ -416,12 +445,7 @@ fn crash_test_sigkill_at_random_moments() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let s = setup(800, 7_000, seed % 1000);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
-    let config = s.dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
-    )
-    .unwrap();
+    let config = write_config(&s, &sim, 30);
     for i in 0..kills {
         let mut child = spawn_run(&config, &s.dir.path().join(format!("kill-{i}.log")));
         // A random instant: half the kills at a random time (mostly start-up and restore),
@@ -453,12 +477,7 @@ fn crash_test_sigkill_at_random_moments() {
 fn two_replicas_starting_together_create_each_audience_once() {
     let s = setup(400, 3_000, 23);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@audience:300ms".into()));
-    let config = s.dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
-    )
-    .unwrap();
+    let config = write_config(&s, &sim, 30);
     let (log_a, log_b) = (s.dir.path().join("a.log"), s.dir.path().join("b.log"));
     let mut a = spawn_run(&config, &log_a);
     let mut b = spawn_run(&config, &log_b);
@@ -494,12 +513,7 @@ fn two_replicas_starting_together_create_each_audience_once() {
 fn two_replicas_one_leaves_and_rejoins() {
     let s = setup(700, 6_000, 17);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
-    let config = s.dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30),
-    )
-    .unwrap();
+    let config = write_config(&s, &sim, 30);
     let (log_a, log_b) = (s.dir.path().join("a.log"), s.dir.path().join("b.log"));
     let mut a = spawn_run(&config, &log_a);
     assert!(
@@ -562,12 +576,7 @@ fn backpressure_during_a_throttle_storm() {
         .unwrap_or(20);
     let s = setup(1_500, 15_000, 23);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("rate@mapping:40100=1".into()));
-    let config = s.dir.path().join("run.toml");
-    std::fs::write(
-        &config,
-        config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 20),
-    )
-    .unwrap();
+    let config = write_config(&s, &sim, 20);
     let log = s.dir.path().join("storm.log");
     let mut child = spawn_run(&config, &log);
     let rss_kib = |pid: u32| -> u64 {
@@ -644,6 +653,16 @@ fn inputs_with_different_partition_counts_are_refused() {
 /// added latency, the broker down for a while — and still the same audiences.
 #[test]
 fn broker_faults_on_the_mock_cluster() {
+    if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
+        let file = std::fs::File::create(path).unwrap();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "remarket=debug,librdkafka=warn",
+            ))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let (mock, bootstrap) = kafka::mock_cluster();
     let s = setup_on(Cluster::Mock(mock, bootstrap), 500, 4_000, 31);
