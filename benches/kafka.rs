@@ -186,10 +186,15 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         )
         .replace("qps = 10", "qps = 50")
         .replace("idle_timeout = \"30s\"", "idle_timeout = \"2s\"");
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let text = format!(
         "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
          commit_interval = \"{}\"\n[kafka.client]\n\"batch.num.messages\" = \"{}\"\n{}\
-         [http]\nlisten = \"127.0.0.1:0\"\n",
+         [http]\nlisten = \"127.0.0.1:{admin_port}\"\n",
         std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into()),
         env("REMARKET_BENCH_BATCH", 1),
         // `REMARKET_BENCH_CLIENT="k=v,k=v"`: more librdkafka settings for remarket's clients.
@@ -242,7 +247,16 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
             })
             .unwrap_or(0)
     };
+    // Consumption as `/metrics` counts it: from the first record to the last.
+    let (mut first, mut last, mut consumed) = (None, None, 0u64);
     loop {
+        let now = started.elapsed().as_secs_f64();
+        let n = source_records(admin_port);
+        if n > consumed {
+            first.get_or_insert(now);
+            last = Some(now);
+            consumed = n;
+        }
         let done = total_in(&consumer);
         if std::env::var_os("REMARKET_BENCH_TRACE").is_some() {
             eprintln!(
@@ -253,9 +267,18 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         if done >= records as i64 {
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     let secs = started.elapsed().as_secs_f64();
+    if let (Some(first), Some(last)) = (first, last) {
+        println!(
+            "kafka/consume: {consumed} records consumed in {:.1} s from the first to the last: \
+             {:.0} records/s (commit_interval {})",
+            last - first,
+            consumed as f64 / (last - first).max(0.1),
+            std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into())
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     runner.join().unwrap().unwrap();
 
@@ -303,6 +326,24 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         restore * 1_000_000.0 / restored.max(1) as f64,
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `remarket_source_records_total` of the service's `/metrics` (0 until it answers).
+fn source_records(port: u16) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body.lines()
+        .find_map(|l| l.strip_prefix("remarket_source_records_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The record's `user_id` value (the generator writes it first).
