@@ -116,7 +116,12 @@ impl ConsumerContext for Ctx {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             if let Err(e) = st.commit(consumer, Some(&parts)) {
-                st.error.get_or_insert(e);
+                if e.is::<super::LostWrites>() {
+                    st.error.get_or_insert(e);
+                } else {
+                    // As in detect: the next owner re-reads from the last commit.
+                    tracing::warn!(error = %e, "commit on revocation failed");
+                }
             }
             for p in &parts {
                 st.parts.remove(p);
@@ -220,17 +225,27 @@ pub fn run(
             let backlogged = !st.backlog.is_empty();
             let reassigned = std::mem::take(&mut st.reassigned);
             drop(st);
+            // Pausing and resuming can fail while the group is in trouble (the coordinator
+            // gone, the assignment lost): that is retried on the next round, never fatal.
             if backlogged && (!paused || reassigned) {
-                consumer.pause(&consumer.assignment()?)?;
-                if !paused {
-                    tracing::debug!("the TikTok sink is full: consumption paused");
+                match consumer.assignment().and_then(|a| consumer.pause(&a)) {
+                    Ok(()) => {
+                        if !paused {
+                            tracing::debug!("the TikTok sink is full: consumption paused");
+                        }
+                        paused = true;
+                        status.pauses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pausing consumption failed; retrying"),
                 }
-                paused = true;
-                status.pauses.fetch_add(1, Ordering::Relaxed);
             } else if !backlogged && paused {
-                consumer.resume(&consumer.assignment()?)?;
-                tracing::debug!("consumption resumed");
-                paused = false;
+                match consumer.assignment().and_then(|a| consumer.resume(&a)) {
+                    Ok(()) => {
+                        tracing::debug!("consumption resumed");
+                        paused = false;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "resuming consumption failed; retrying"),
+                }
             }
         }
         // While paused, come back soon to offer the backlog again.
