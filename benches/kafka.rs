@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -31,45 +29,20 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+#[path = "../tests/common/kafka.rs"]
+mod kafka;
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let tansu = std::env::var("HOME")
-        .map(|h| std::path::PathBuf::from(h).join(".cargo/bin/tansu"))
-        .ok()
-        .filter(|p| p.exists())
-        .unwrap_or_else(|| "tansu".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let Ok(mut broker) = std::process::Command::new(&tansu)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args(["--storage-engine", "memory://tansu/"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-    else {
+    // The tests' broker: tansu in memory on a free loopback port, ready, killed on drop.
+    let Some(broker) = kafka::Broker::start() else {
         eprintln!("kafka bench skipped: tansu is not installed");
         return;
     };
-    let brokers = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let result = std::panic::catch_unwind(|| bench(&rt, &brokers));
-    let _ = broker.kill();
-    let _ = broker.wait();
-    if let Err(e) = result {
-        std::panic::resume_unwind(e);
-    }
+    bench(&rt, &broker.bootstrap);
 }
 
 fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
@@ -82,19 +55,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     }
     let users = env("REMARKET_BENCH_USERS", 50_000);
     let events = env("REMARKET_BENCH_EVENTS", 300_000);
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(brokers).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let t = NewTopic::new("events", 2, TopicReplication::Fixed(1));
-    rt.block_on(admin.create_topics([&t], &AdminOptions::new()))
-        .unwrap();
+    kafka::create_topic(brokers, "events", 2, &[]);
 
     // Input: a generated recording, produced keyed by user.
     let mut data = Vec::new();
