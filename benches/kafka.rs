@@ -152,17 +152,29 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         .local_addr()
         .unwrap()
         .port();
+    // remarket's librdkafka settings for this broker. tansu 0.6 holds every fetch for
+    // `fetch.wait.max.ms` (half of it when that is ≥ 250 ms) even when it has data to
+    // return, and returns at most 5 MiB per fetch: at librdkafka's 500 ms the detect stage
+    // gets ~20 MB/s. Kafka answers as soon as it has `fetch.min.bytes`; it needs no such
+    // setting. `REMARKET_BENCH_CLIENT="k=v,k=v"` adds or overrides settings.
+    let mut client = std::collections::BTreeMap::from([
+        (
+            "batch.num.messages".to_owned(),
+            env("REMARKET_BENCH_BATCH", 1).to_string(),
+        ),
+        ("fetch.wait.max.ms".to_owned(), "10".to_owned()),
+    ]);
+    let extra = std::env::var("REMARKET_BENCH_CLIENT").unwrap_or_default();
+    for (k, v) in extra.split(',').filter_map(|kv| kv.split_once('=')) {
+        client.insert(k.to_owned(), v.to_owned());
+    }
     let text = format!(
         "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
-         commit_interval = \"{}\"\n[kafka.client]\n\"batch.num.messages\" = \"{}\"\n{}\
+         commit_interval = \"{}\"\n[kafka.client]\n{}\
          [http]\nlisten = \"127.0.0.1:{admin_port}\"\n",
         std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into()),
-        env("REMARKET_BENCH_BATCH", 1),
-        // `REMARKET_BENCH_CLIENT="k=v,k=v"`: more librdkafka settings for remarket's clients.
-        std::env::var("REMARKET_BENCH_CLIENT")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
+        client
+            .iter()
             .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
             .collect::<String>()
     );

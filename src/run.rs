@@ -78,32 +78,13 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         Duration::from_secs(30),
     )?);
     let limiter = Arc::new(RateLimiter::new(config.tiktok.qps));
-    let mut store = crate::kafka::audiences::store(&k)?;
-    let targets = rt.block_on(resolve(
-        &client,
-        &limiter,
-        &sink_metrics,
-        &config.campaigns,
-        &mut store,
-    ))?;
-    let (sink, acks) = {
-        let _guard = rt.enter();
-        TikTokSink::start_tracked(
-            client,
-            limiter,
-            targets,
-            SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration()),
-            sink_metrics.clone(),
-        )
-    };
-
     let detect_status = Arc::new(DetectStatus::default());
     let activate_status = Arc::new(ActivateStatus::default());
     let admin = Admin {
         registry: Arc::new(registry),
         detect: detect_status.clone(),
         activate: activate_status.clone(),
-        sink: sink_metrics,
+        sink: sink_metrics.clone(),
         groups: [k.group("detect"), k.group("activate")],
     };
     let listener = rt.block_on(tokio::net::TcpListener::bind(config.http.listen))?;
@@ -128,6 +109,36 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
                 stop.store(true, Ordering::Relaxed);
                 r
             })?
+    };
+    // Detect needs no audience: it restores and consumes while activate's audiences are
+    // verified or created (which takes a TikTok round trip or more per campaign).
+    let mut store = crate::kafka::audiences::store(&k)?;
+    let targets = rt.block_on(resolve(
+        &client,
+        &limiter,
+        &sink_metrics,
+        &config.campaigns,
+        &mut store,
+    ));
+    let targets = match targets {
+        Ok(t) => t,
+        Err(e) => {
+            stop.store(true, Ordering::Relaxed);
+            if let Ok(Err(d)) = detect.join() {
+                tracing::warn!(error = %d, "detect stage ended with an error");
+            }
+            return Err(e.into());
+        }
+    };
+    let (sink, acks) = {
+        let _guard = rt.enter();
+        TikTokSink::start_tracked(
+            client,
+            limiter,
+            targets,
+            SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration()),
+            sink_metrics.clone(),
+        )
     };
     let activate = {
         let (config, status, stop, handle) = (

@@ -620,3 +620,40 @@ proptest! {
         prop_assert_eq!(second.snapshot(), whole.snapshot());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The changelog bytes written straight from live state are those of the snapshot
+    /// encoding, for every changed user (and `None` exactly for users left without state).
+    #[test]
+    fn encoding_live_state_equals_encoding_its_snapshot(recs in records(), cut in 0i64..200) {
+        let config = Config::parse(CONFIG, Vec::new()).unwrap();
+        let rules = std::sync::Arc::new(Rules::compile(&config.campaigns, &config.schema));
+        let decoder = Decoder::new(config.source.format, &config.schema);
+        let run = || {
+            let mut shard = Shard::new(rules.clone());
+            shard.track_changes();
+            for (i, r) in recs.iter().enumerate() {
+                shard.push(i as u64, decoder.decode(line(r).as_bytes()).unwrap());
+            }
+            shard.advance(cut);
+            shard
+        };
+        let want: Vec<(String, Option<Vec<u8>>)> = run()
+            .take_dirty()
+            .into_iter()
+            .map(|(user, snap)| {
+                let bytes = snap.map(|s| {
+                    let mut out = Vec::new();
+                    s.encode(&mut out);
+                    out
+                });
+                (user.to_string(), bytes)
+            })
+            .collect();
+        let mut got = Vec::new();
+        run().drain_dirty_encoded(|user, bytes| got.push((user.to_string(), bytes.map(<[u8]>::to_vec))));
+        prop_assert_eq!(got, want);
+    }
+}

@@ -228,6 +228,28 @@ impl Shard {
             .collect()
     }
 
+    /// Calls `f` with each user changed since the last call (or [`Shard::take_dirty`]) and
+    /// the changelog encoding of its state ([`UserSnapshot::encode`](super::snapshot::UserSnapshot::encode)
+    /// of [`Shard::take_dirty`]'s snapshot), or `None` when the user has no state left.
+    pub fn drain_dirty_encoded(&mut self, mut f: impl FnMut(&crate::event::UserId, Option<&[u8]>)) {
+        let slots = std::mem::take(&mut self.dirty);
+        self.dirty_bits.iter_mut().for_each(|w| *w = 0);
+        let mut buf = Vec::with_capacity(256);
+        for &s in &slots {
+            let u = &self.users[s as usize];
+            if u.is_empty() {
+                f(&u.id, None);
+            } else {
+                buf.clear();
+                u.encode_snapshot(&self.rules, &self.strings, &mut buf);
+                f(&u.id, Some(&buf));
+            }
+        }
+        // Keep the allocation for the next round.
+        self.dirty = slots;
+        self.dirty.clear();
+    }
+
     /// Takes what the shard emitted so far.
     pub fn take_output(&mut self) -> Output {
         std::mem::take(&mut self.out)

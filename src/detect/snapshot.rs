@@ -84,11 +84,56 @@ struct Wire<'a> {
 }
 
 #[derive(Serialize, Deserialize)]
-enum WireValue<'a> {
+pub(crate) enum WireValue<'a> {
     Bool(bool),
     Num(f64),
     Str(&'a str),
     Other,
+}
+
+/// `Wire` borrowed from live state, for encoding a user without building a [`UserSnapshot`]
+/// first: the same bytes (`P` yields `(&str, WireValue)`, `C` yields `(&str, CampRef)`).
+#[derive(Serialize)]
+#[serde(bound(serialize = "Seq<P>: Serialize, Seq<C>: Serialize"))]
+pub(crate) struct WireRef<'a, P, C> {
+    pub profile: Seq<P>,
+    pub email: Option<&'a [u8; 32]>,
+    pub phone: Option<&'a [u8; 32]>,
+    pub campaigns: Seq<C>,
+}
+
+/// [`SnapCampaign`] borrowed (same variants, same order, so the same bytes).
+#[derive(Serialize)]
+pub(crate) enum CampRef<'a> {
+    Open(&'a [EventTime]),
+    Qualified(EventTime),
+    Done,
+}
+
+/// A sequence serialised straight from an iterator (its length known up front).
+pub(crate) struct Seq<I>(pub I);
+
+impl<I> Serialize for Seq<I>
+where
+    I: ExactSizeIterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
+}
+
+impl<P, C> WireRef<'_, P, C>
+where
+    Seq<P>: Serialize,
+    Seq<C>: Serialize,
+{
+    /// Appends the changelog encoding, as [`UserSnapshot::encode`] writes it, to `out`.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FORMAT_V1);
+        let buf = std::mem::take(out);
+        *out = postcard::to_extend(self, buf).expect("a snapshot always serialises");
+    }
 }
 
 /// A changelog value that is neither a binary nor a JSON snapshot.

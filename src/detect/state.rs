@@ -390,6 +390,36 @@ impl UserState {
         }
     }
 
+    /// Appends the changelog encoding of [`UserState::snapshot`] to `out` (the bytes
+    /// [`UserSnapshot::encode`] writes), without building the snapshot: no copies of names,
+    /// no hex round trip of the identifiers.
+    pub fn encode_snapshot(&self, rules: &Rules, strings: &Interner, out: &mut Vec<u8>) {
+        use super::snapshot::{CampRef, Seq, WireRef, WireValue};
+        let ids = self.ids.as_deref();
+        WireRef {
+            profile: Seq(self.profile.iter().map(|p| {
+                let v = match p.get(strings) {
+                    ValueRef::Bool(b) => WireValue::Bool(b),
+                    ValueRef::Num(n) => WireValue::Num(n),
+                    ValueRef::Str(s) => WireValue::Str(s),
+                    ValueRef::Other => WireValue::Other,
+                };
+                (rules.prop_names[usize::from(p.id)].as_str(), v)
+            })),
+            email: ids.and_then(|i| i.email.as_ref()),
+            phone: ids.and_then(|i| i.phone.as_ref()),
+            campaigns: Seq(self.camps.iter().map(|e| {
+                let c = match &e.state {
+                    CampState::Open(w) => CampRef::Open(w),
+                    CampState::Qualified { at } => CampRef::Qualified(*at),
+                    CampState::Done => CampRef::Done,
+                };
+                (rules.campaign_ids[usize::from(e.campaign)].as_str(), c)
+            })),
+        }
+        .encode(out);
+    }
+
     /// Rebuilds a user from a snapshot; properties and campaigns unknown to `rules` are
     /// dropped. Returns the timers of its open windows as `(campaign, deadline)`.
     pub fn restore(

@@ -4,12 +4,13 @@
 //!
 //! # Commit point
 //!
-//! Every `commit_interval`, and before a partition is revoked, a task *checkpoints*: it
-//! advances its shard to the watermark `W`, writes every changed user's snapshot (or a
-//! tombstone) and a checkpoint record (`W`, per input the largest ts seen and the next offset
-//! to consume) to its changelog partition, flushes the producer — qualified records included —
-//! and only then commits, per input, the offset of the earliest record still buffered (not yet
-//! applied), or the next offset if none is. So after a crash:
+//! Every `commit_interval` (and once the input runs dry, at most every 200 ms), and before a
+//! partition is revoked, a task *checkpoints*: it advances its shard to the watermark `W`,
+//! writes every changed user's snapshot (or a tombstone) and a checkpoint record (`W`, per
+//! input the largest ts seen and the next offset to consume) to its changelog partition,
+//! flushes the producer — qualified records included — and only then commits, per input, the
+//! offset of the earliest record still buffered (not yet applied), or the next offset if none
+//! is. So after a crash:
 //! - the changelog holds exactly the effect of the records with `ts <= W` below `consumed`;
 //! - consumption restarts at or below the first unapplied record; re-read records below
 //!   `consumed` with `ts <= W` were applied (or dropped as late) before, and are skipped;
@@ -231,6 +232,8 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut since_advance = 0usize;
     let (mut polled, mut idle_polls, mut poll_time) = (0u64, 0u64, Duration::ZERO);
+    // Records consumed since the last checkpoint that succeeded.
+    let mut unsaved = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let poll_started = Instant::now();
         let msg = consumer.poll(Duration::from_millis(100));
@@ -257,6 +260,7 @@ pub fn run(
                     m.payload().unwrap_or(&[]),
                 );
                 since_advance += 1;
+                unsaved += 1;
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             None => {}
@@ -266,10 +270,17 @@ pub fn run(
             st.advance_all(k_idle(&config));
             since_advance = 0;
         }
-        if last_checkpoint.elapsed() >= interval {
+        // Every interval while busy; as soon as the input runs dry (a poll waited 100 ms for
+        // nothing), so that caught-up offsets are committed without waiting for the tick.
+        let since = last_checkpoint.elapsed();
+        if since >= interval || (idle && unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT)) {
             let started = Instant::now();
             st.advance_all(k_idle(&config));
-            if let Err(e) = st.checkpoint(&consumer, None) {
+            let saved = st.checkpoint(&consumer, None);
+            if saved.is_ok() {
+                unsaved = 0;
+            }
+            if let Err(e) = saved {
                 if e.is::<super::LostWrites>() {
                     return Err(e);
                 }
@@ -341,6 +352,9 @@ pub fn restore_shard(
     shard.restore(&snaps, w);
     Ok((shard, checkpoint, snaps.len()))
 }
+
+/// The least time between two checkpoints taken because the input ran dry.
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 
 /// Times a produce found librdkafka's queue full and waited 10 ms (see the checkpoint log).
 static QUEUE_FULL_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -528,20 +542,10 @@ impl State {
                     watermark: (w > EventTime::MIN).then_some(w),
                 },
             );
-            let mut value = Vec::new();
-            for (user, snap) in task.shard.take_dirty() {
-                value.clear();
-                if let Some(snap) = &snap {
-                    snap.encode(&mut value);
-                }
-                send(
-                    &self.producer,
-                    &self.changelog,
-                    Some(p),
-                    user.as_bytes(),
-                    snap.is_some().then_some(value.as_slice()),
-                );
-            }
+            let (producer, changelog) = (&self.producer, &self.changelog);
+            task.shard.drain_dirty_encoded(|user, value| {
+                send(producer, changelog, Some(p), user.as_bytes(), value);
+            });
             let mark = Checkpoint {
                 watermark: task.shard.watermark(),
                 inputs: task
