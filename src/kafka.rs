@@ -88,11 +88,21 @@ pub type StageProducer = rdkafka::producer::ThreadedProducer<DeliveryGuard>;
 
 /// Counts records the producer gave up on (delivery failed after librdkafka's retries, or the
 /// send was refused). A stage must not commit input offsets once one was lost:
-/// [`flush_durable`] turns any into [`LostWrites`], and the stages exit on it, so that a
-/// restart resumes from the last commit, whose records were all written.
+/// [`flush_durable`] and [`DeliveryGuard::written_through`] turn any into [`LostWrites`], and
+/// the stages exit on it, so that a restart resumes from the last commit, whose records were
+/// all written.
+///
+/// It also tells when the records sent before a point are all written, without a flush: every
+/// record [`send`] hands over is tagged with the current *epoch*; [`DeliveryGuard::seal`] ends
+/// an epoch, and [`DeliveryGuard::written_through`] says whether every record of that epoch
+/// and the earlier ones has been acknowledged. The detect stage commits a checkpoint's offsets
+/// that way while it goes on consuming.
 #[derive(Debug, Default)]
 pub struct DeliveryGuard {
     lost: std::sync::atomic::AtomicU64,
+    epoch: std::sync::atomic::AtomicU64,
+    /// Per epoch, records handed to librdkafka and not yet reported (absent when none).
+    outstanding: std::sync::Mutex<BTreeMap<u64, u64>>,
 }
 
 impl DeliveryGuard {
@@ -105,19 +115,96 @@ impl DeliveryGuard {
     pub fn refused(&self) {
         self.lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+
+    /// Ends the current epoch (records sent from now on belong to the next) and returns it.
+    pub fn seal(&self) -> u64 {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether every record sent in `epoch` or before was written; an error once any record
+    /// was lost (then nothing after it may be committed).
+    pub fn written_through(&self, epoch: u64) -> Result<bool, LostWrites> {
+        match self.lost() {
+            0 => Ok(self.outstanding().range(..=epoch).next().is_none()),
+            n => Err(LostWrites(n)),
+        }
+    }
+
+    fn outstanding(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, u64>> {
+        self.outstanding.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A record of the current epoch is being handed over: its tag.
+    fn sending(&self) -> usize {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
+        *self.outstanding().entry(epoch).or_default() += 1;
+        epoch as usize
+    }
+
+    /// A record of `epoch` was written, lost, or never handed over.
+    fn settled(&self, epoch: usize) {
+        let mut out = self.outstanding();
+        if let std::collections::btree_map::Entry::Occupied(mut n) = out.entry(epoch as u64) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
+            }
+        }
+    }
 }
 
 impl rdkafka::ClientContext for DeliveryGuard {}
 
 impl rdkafka::producer::ProducerContext for DeliveryGuard {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, epoch: usize) {
         if let Err((e, m)) = result {
             use rdkafka::Message as _;
             self.refused();
             // The topic and error only: keys and payloads may carry user ids.
             tracing::error!(error = %e, topic = m.topic(), "a record was not written to Kafka");
+        }
+        self.settled(epoch);
+    }
+}
+
+/// Times a send found librdkafka's queue full and waited 10 ms (the detect stage logs it).
+pub(crate) static QUEUE_FULL_WAITS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Produces one record, waiting while the producer's queue is full (backpressure, never a
+/// drop); a record librdkafka refuses is logged (topic and error only) and counted as lost.
+pub(crate) fn send(
+    producer: &StageProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: Option<rdkafka::message::OwnedHeaders>,
+) {
+    use rdkafka::producer::{BaseRecord, Producer as _};
+    let guard = producer.context();
+    let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+        BaseRecord::with_opaque_to(topic, guard.sending());
+    rec.partition = partition;
+    rec.key = key;
+    rec.payload = value;
+    rec.headers = headers;
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                QUEUE_FULL_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, back)) => {
+                tracing::error!(error = %e, topic, "produce failed");
+                guard.refused();
+                guard.settled(back.delivery_opaque);
+                return;
+            }
         }
     }
 }
@@ -364,4 +451,40 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
         input_partitions: events,
         activate_partitions: activate,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_epoch_is_written_once_it_and_every_earlier_one_are_settled() {
+        let g = DeliveryGuard::default();
+        let a = g.sending();
+        let first = g.seal();
+        let b = g.sending();
+        let c = g.sending();
+        let second = g.seal();
+        assert_eq!((a, b, c), (0, 1, 1));
+        assert!(!g.written_through(first).unwrap());
+        // A later epoch settled does not make an earlier one written.
+        g.settled(b);
+        g.settled(c);
+        assert!(!g.written_through(second).unwrap());
+        g.settled(a);
+        assert!(g.written_through(first).unwrap());
+        assert!(g.written_through(second).unwrap());
+        // Nothing is outstanding for an epoch with no records.
+        assert!(g.written_through(g.seal()).unwrap());
+    }
+
+    #[test]
+    fn a_lost_record_makes_every_epoch_unwritable() {
+        let g = DeliveryGuard::default();
+        let a = g.sending();
+        let epoch = g.seal();
+        g.refused();
+        g.settled(a);
+        assert!(matches!(g.written_through(epoch), Err(LostWrites(1))));
+    }
 }

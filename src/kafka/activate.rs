@@ -405,12 +405,13 @@ impl State {
         };
         let key = format!("{id}/{user}");
         let value = serde_json::to_vec(&rec).expect("serialisable");
-        super::detect::send(
+        super::send(
             &self.producer,
             &self.decisions,
             Some(p),
-            key.as_bytes(),
+            Some(key.as_bytes()),
             Some(&value),
+            None,
         );
     }
 

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::BaseRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{flush_durable, producer, read_to_end, scan, StageProducer};
@@ -80,14 +79,14 @@ fn write(
     record: &Record,
 ) -> Result<(), String> {
     let value = serde_json::to_vec(record).map_err(|e| e.to_string())?;
-    producer
-        .send(
-            BaseRecord::to(topic)
-                .partition(0)
-                .key(campaign)
-                .payload(&value),
-        )
-        .map_err(|(e, _)| e.to_string())?;
+    super::send(
+        producer,
+        topic,
+        Some(0),
+        Some(campaign.as_bytes()),
+        Some(&value),
+        None,
+    );
     flush_durable(producer).map_err(|e| e.to_string())
 }
 

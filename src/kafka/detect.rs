@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
@@ -75,9 +75,10 @@ struct Input {
     /// Records below this offset were seen before the last restart.
     replay_until: i64,
     last_seen: Instant,
-    /// Pushed into the shard and not yet applied: `(ts, offset)`, and the offsets alone.
-    buffered: BTreeSet<(EventTime, i64)>,
-    buffered_offsets: BTreeSet<i64>,
+    /// Pushed into the shard, in offset order: `(offset, ts)`. The front is the earliest
+    /// record not applied yet once the applied ones (`ts <= W`) are popped off it; those
+    /// behind it stay until they reach the front (W only grows, so they stay applied).
+    buffered: std::collections::VecDeque<(i64, EventTime)>,
 }
 
 struct Task {
@@ -98,6 +99,11 @@ struct State {
     dead_letter: String,
     status: Arc<DetectStatus>,
     error: Option<anyhow::Error>,
+    /// Checkpoints not committed yet: the producer epoch that holds their records, and the
+    /// offsets to commit once it is written.
+    unwritten: std::collections::VecDeque<(u64, Vec<(String, i32, i64)>)>,
+    /// The clock as of the current poll round.
+    now: Instant,
 }
 
 struct Ctx {
@@ -112,11 +118,18 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            // The next checkpoint's commit covers these offsets too.
+            tracing::warn!(error = %e, "commit failed");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = r {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            if let Err(e) = st.checkpoint(consumer, Some(&parts)) {
+            if let Err(e) = st.checkpoint_and_commit(consumer, Some(&parts)) {
                 if e.is::<super::LostWrites>() {
                     st.error.get_or_insert(e);
                 } else {
@@ -128,6 +141,10 @@ impl ConsumerContext for Ctx {
             }
             for p in &parts {
                 st.tasks.remove(p);
+            }
+            // Never commit for a partition another member may own by now.
+            for (_, offsets) in st.unwritten.iter_mut() {
+                offsets.retain(|(_, p, _)| !parts.contains(p));
             }
             let mut gauges = st
                 .status
@@ -219,6 +236,8 @@ pub fn run(
             dead_letter: k.topic("dead-letter"),
             status: status.clone(),
             error: None,
+            unwritten: Default::default(),
+            now: Instant::now(),
         }),
     };
     let consumer = super::group_consumer(&k, "detect", ctx)?;
@@ -232,13 +251,18 @@ pub fn run(
     let mut last_checkpoint = Instant::now();
     let mut since_advance = 0usize;
     let (mut polled, mut idle_polls, mut poll_time) = (0u64, 0u64, Duration::ZERO);
-    // Records consumed since the last checkpoint that succeeded.
+    // Records consumed since the last checkpoint.
     let mut unsaved = 0u64;
+    // Whether a checkpoint waits for its records to be written before its commit.
+    let mut waiting = false;
     while !stop.load(Ordering::Relaxed) {
-        let poll_started = Instant::now();
-        let msg = consumer.poll(Duration::from_millis(100));
+        // Briefly while a checkpoint waits, so that its commit is not held back.
+        let wait = Duration::from_millis(if waiting { 10 } else { 100 });
+        let msg = consumer.poll(wait);
+        // The one clock reading of the round (per record while busy).
+        let now = Instant::now();
         if msg.is_none() {
-            poll_time += poll_started.elapsed();
+            poll_time += wait;
         }
         let mut st = consumer
             .context()
@@ -248,6 +272,7 @@ pub fn run(
         if let Some(e) = st.error.take() {
             return Err(e);
         }
+        st.now = now;
         let idle = msg.is_none();
         polled += 1;
         idle_polls += u64::from(idle);
@@ -265,40 +290,42 @@ pub fn run(
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             None => {}
         }
-        // Advance in rounds while busy, and whenever the input goes quiet.
+        // Advance in rounds while busy, and whenever the input goes quiet; commit what the
+        // broker has written meanwhile.
         if since_advance >= 1024 || idle {
             st.advance_all(k_idle(&config));
             since_advance = 0;
+            if !st.unwritten.is_empty() {
+                if let Err(e) = st.commit_written(&consumer) {
+                    if e.is::<super::LostWrites>() {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "commit failed; retrying with the next checkpoint");
+                }
+            }
         }
-        // Every interval while busy; as soon as the input runs dry (a poll waited 100 ms for
-        // nothing), so that caught-up offsets are committed without waiting for the tick.
-        let since = last_checkpoint.elapsed();
+        // Every interval while busy; once the input runs dry (a poll waited for nothing), at
+        // most every 200 ms, so that caught-up offsets are committed without waiting.
+        let since = now.duration_since(last_checkpoint);
         if since >= interval || (idle && unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT)) {
             let started = Instant::now();
             st.advance_all(k_idle(&config));
-            let saved = st.checkpoint(&consumer, None);
-            if saved.is_ok() {
-                unsaved = 0;
-            }
-            if let Err(e) = saved {
-                if e.is::<super::LostWrites>() {
-                    return Err(e);
-                }
-                // Nothing is committed past what is durable; the next round tries again.
-                tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
-            }
+            st.checkpoint(None);
+            unsaved = 0;
             tracing::debug!(
                 polled,
                 idle_polls,
-                queue_full_waits = QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
+                queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
                 idle_ms = poll_time.as_millis() as u64,
-                since_ms = last_checkpoint.elapsed().as_millis() as u64,
+                since_ms = since.as_millis() as u64,
                 checkpoint_ms = started.elapsed().as_millis() as u64,
+                unwritten = st.unwritten.len(),
                 "detect checkpoint"
             );
             (polled, idle_polls, poll_time) = (0, 0, Duration::ZERO);
             last_checkpoint = Instant::now();
         }
+        waiting = !st.unwritten.is_empty();
     }
     let mut st = consumer
         .context()
@@ -306,9 +333,9 @@ pub fn run(
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     st.advance_all(k_idle(&config));
-    if let Err(e) = st.checkpoint(&consumer, None) {
-        // Nothing is committed past what is durable; the next round tries again.
-        tracing::warn!(error = %e, "checkpoint failed; retrying at the next interval");
+    if let Err(e) = st.checkpoint_and_commit(&consumer, None) {
+        // Nothing is committed past what is durable; the next owner re-reads from there.
+        tracing::warn!(error = %e, "final checkpoint failed");
     }
     drop(st);
     consumer.unsubscribe();
@@ -356,9 +383,6 @@ pub fn restore_shard(
 /// The least time between two checkpoints taken because the input ran dry.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 
-/// Times a produce found librdkafka's queue full and waited 10 ms (see the checkpoint log).
-static QUEUE_FULL_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 fn k_idle(config: &Config) -> Duration {
     config.engine.idle_timeout.duration()
 }
@@ -390,8 +414,7 @@ impl State {
                     consumed,
                     replay_until: consumed,
                     last_seen: now,
-                    buffered: BTreeSet::new(),
-                    buffered_offsets: BTreeSet::new(),
+                    buffered: Default::default(),
                 }
             })
             .collect();
@@ -416,7 +439,7 @@ impl State {
         };
         let inp = &mut task.inputs[i];
         inp.consumed = inp.consumed.max(offset + 1);
-        inp.last_seen = Instant::now();
+        inp.last_seen = self.now;
         let seen_before = offset < inp.replay_until;
         let decoder = Decoder::new(self.config.source.format, &self.config.schema);
         let rec = match decoder.decode(payload) {
@@ -448,15 +471,14 @@ impl State {
             return;
         }
         let inp = &mut task.inputs[i];
-        inp.buffered.insert((rec.ts, offset));
-        inp.buffered_offsets.insert(offset);
+        inp.buffered.push_back((offset, rec.ts));
         task.seq += 1;
         task.shard.push(task.seq, rec);
     }
 
     /// Advances every task to its watermark and produces what the shards emitted.
     fn advance_all(&mut self, idle: Duration) {
-        let now = Instant::now();
+        let now = self.now;
         for task in self.tasks.values_mut() {
             for (i, inp) in task.inputs.iter().enumerate() {
                 if now.duration_since(inp.last_seen) >= idle && task.wm.is_active(i) {
@@ -469,12 +491,8 @@ impl State {
             }
             task.shard.advance(w);
             for inp in &mut task.inputs {
-                while let Some(&(ts, off)) = inp.buffered.first() {
-                    if ts > w {
-                        break;
-                    }
-                    inp.buffered.pop_first();
-                    inp.buffered_offsets.remove(&off);
+                while inp.buffered.front().is_some_and(|&(_, ts)| ts <= w) {
+                    inp.buffered.pop_front();
                 }
             }
             let out = task.shard.take_output();
@@ -517,14 +535,11 @@ impl State {
         }
     }
 
-    /// Writes changed state and checkpoint records, flushes, then commits input offsets (of
-    /// `only` partitions, or all).
-    fn checkpoint(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        only: Option<&BTreeSet<i32>>,
-    ) -> anyhow::Result<()> {
-        let mut tpl = TopicPartitionList::new();
+    /// Writes the changed state and a checkpoint record of each task (of `only` partitions,
+    /// or all), then queues their input offsets: [`State::commit_written`] commits them once
+    /// every record sent so far is written, while consumption goes on.
+    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) {
+        let mut offsets = Vec::new();
         let mut gauges = self
             .status
             .partitions
@@ -544,7 +559,7 @@ impl State {
             );
             let (producer, changelog) = (&self.producer, &self.changelog);
             task.shard.drain_dirty_encoded(|user, value| {
-                send(producer, changelog, Some(p), user.as_bytes(), value);
+                super::send(producer, changelog, Some(p), Some(user.as_bytes()), value, None);
             });
             let mark = Checkpoint {
                 watermark: task.shard.watermark(),
@@ -560,31 +575,73 @@ impl State {
                     .collect(),
             };
             let value = serde_json::to_vec(&mark).expect("serialisable");
-            send(
+            super::send(
                 &self.producer,
                 &self.changelog,
                 Some(p),
-                CHECKPOINT_KEY,
+                Some(CHECKPOINT_KEY),
                 Some(&value),
+                None,
             );
             for inp in &task.inputs {
-                let commit = inp
-                    .buffered_offsets
-                    .first()
-                    .copied()
-                    .unwrap_or(inp.consumed);
+                let commit = inp.buffered.front().map_or(inp.consumed, |&(o, _)| o);
                 if commit > 0 {
-                    tpl.add_partition_offset(&inp.topic, p, Offset::Offset(commit))?;
+                    offsets.push((inp.topic.clone(), p, commit));
                 }
             }
         }
         drop(gauges);
-        super::flush_durable(&self.producer)?;
-        if tpl.count() > 0 {
-            consumer.commit(&tpl, CommitMode::Sync)?;
-        }
-        Ok(())
+        let epoch = self.producer.context().seal();
+        self.unwritten.push_back((epoch, offsets));
     }
+
+    /// Commits, without waiting for the broker's answer, the offsets of the checkpoints whose
+    /// records (and every record sent before them) are all written.
+    fn commit_written(&mut self, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
+        let guard = self.producer.context();
+        let mut ready = BTreeMap::new();
+        while let Some(&(epoch, _)) = self.unwritten.front() {
+            if !guard.written_through(epoch)? {
+                break;
+            }
+            let (_, offsets) = self.unwritten.pop_front().expect("a front entry");
+            ready.extend(offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
+        }
+        commit(consumer, &ready, CommitMode::Async)
+    }
+
+    /// Checkpoints (`only` partitions, or all), waits until every record sent is written, then
+    /// commits every queued checkpoint: before partitions are revoked, and on the way out.
+    fn checkpoint_and_commit(
+        &mut self,
+        consumer: &BaseConsumer<Ctx>,
+        only: Option<&BTreeSet<i32>>,
+    ) -> anyhow::Result<()> {
+        self.checkpoint(only);
+        super::flush_durable(&self.producer)?;
+        let mut ready = BTreeMap::new();
+        for (_, offsets) in self.unwritten.drain(..) {
+            ready.extend(offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
+        }
+        commit(consumer, &ready, CommitMode::Sync)
+    }
+}
+
+/// Commits `offsets` (the next offset to consume, per topic and partition), if any.
+fn commit(
+    consumer: &BaseConsumer<Ctx>,
+    offsets: &BTreeMap<(String, i32), i64>,
+    mode: CommitMode,
+) -> anyhow::Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, p), &o) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(o))?;
+    }
+    consumer.commit(&tpl, mode)?;
+    Ok(())
 }
 
 impl Task {
@@ -601,44 +658,7 @@ fn produce(
     value: &Qualified,
 ) {
     let bytes = serde_json::to_vec(value).expect("serialisable");
-    send(producer, topic, partition, key, Some(&bytes));
-}
-
-/// Produces, waiting while the producer's queue is full (backpressure, never a drop).
-pub(super) fn send(
-    producer: &super::StageProducer,
-    topic: &str,
-    partition: Option<i32>,
-    key: &[u8],
-    value: Option<&[u8]>,
-) {
-    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).key(key);
-    if let Some(p) = partition {
-        rec = rec.partition(p);
-    }
-    if let Some(v) = value {
-        rec = rec.payload(v);
-    }
-    loop {
-        match producer.send(rec) {
-            Ok(()) => return,
-            Err((e, back)) => {
-                if !matches!(
-                    e,
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull
-                    )
-                ) {
-                    tracing::error!(error = %e, topic, "produce failed");
-                    producer.context().refused();
-                    return;
-                }
-                rec = back;
-                QUEUE_FULL_WAITS.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
+    super::send(producer, topic, partition, Some(key), Some(&bytes), None);
 }
 
 fn dead_letter(
@@ -652,12 +672,5 @@ fn dead_letter(
         key: "reason",
         value: Some(reason.as_str()),
     });
-    let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
-        .partition(p)
-        .payload(payload)
-        .headers(headers);
-    if let Err((e, _)) = producer.send(rec) {
-        tracing::error!(error = %e, reason = reason.as_str(), "dead-letter produce failed");
-        producer.context().refused();
-    }
+    super::send(producer, topic, Some(p), None, Some(payload), Some(headers));
 }
