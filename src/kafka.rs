@@ -118,7 +118,8 @@ impl DeliveryGuard {
 
     /// Ends the current epoch (records sent from now on belong to the next) and returns it.
     pub fn seal(&self) -> u64 {
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether every record sent in `epoch` or before was written; an error once any record
@@ -194,7 +195,10 @@ pub(crate) fn send(
     loop {
         match producer.send(rec) {
             Ok(()) => return,
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), back)) => {
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                back,
+            )) => {
                 rec = back;
                 QUEUE_FULL_WAITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
@@ -340,6 +344,7 @@ pub fn scan(
                     took_ms = started.elapsed().as_millis() as u64,
                     "read to the end"
                 );
+                close_in_background(reader);
                 return Ok(());
             }
             Some(Err(e)) => return Err(e.into()),
@@ -364,16 +369,30 @@ impl rdkafka::ClientContext for EofIsNoError {
 
 impl rdkafka::consumer::ConsumerContext for EofIsNoError {}
 
-/// Partition count of `topic`, if it exists.
-pub fn partition_count(k: &KafkaSettings, topic: &str) -> anyhow::Result<Option<usize>> {
+/// Drops a librdkafka client on a thread of its own: destroying one waits ~100 ms for its
+/// internal threads, which made every restore (and start-up) that much longer.
+fn close_in_background<T: Send + 'static>(client: T) {
+    let spawned = std::thread::Builder::new()
+        .name("rdkafka-close".into())
+        .spawn(move || drop(client));
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "closing a Kafka client in place");
+    }
+}
+
+/// Partition counts of every topic the cluster has (one metadata request).
+fn partition_counts(k: &KafkaSettings) -> anyhow::Result<BTreeMap<String, usize>> {
     let consumer: BaseConsumer = client_config(k).create()?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    Ok(md
+    let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    let counts = md
         .topics()
         .iter()
-        .find(|t| t.name() == topic && t.error().is_none())
-        .map(|t| t.partitions().len())
-        .filter(|&n| n > 0))
+        .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect();
+    drop(md);
+    close_in_background(consumer);
+    Ok(counts)
 }
 
 /// The topic layout of a running service.
@@ -390,9 +409,11 @@ type TopicSpec<'a> = (String, usize, &'a [(&'a str, &'a str)]);
 
 /// Checks the inputs and creates missing internal topics.
 pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
-    let events = partition_count(k, &k.events_topic)?
+    let existing = partition_counts(k)?;
+    let count = |topic: &str| existing.get(topic).copied();
+    let events = count(&k.events_topic)
         .ok_or_else(|| anyhow::anyhow!("input topic {:?} does not exist", k.events_topic))?;
-    let profiles = partition_count(k, &k.profiles_topic)?
+    let profiles = count(&k.profiles_topic)
         .ok_or_else(|| anyhow::anyhow!("input topic {:?} does not exist", k.profiles_topic))?;
     if events != profiles {
         anyhow::bail!(
@@ -407,7 +428,6 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
     } else {
         events
     };
-    let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
     let compact = [("cleanup.policy", "compact")];
     let wanted: [TopicSpec; 5] = [
         (k.topic("changelog"), events, &compact),
@@ -416,8 +436,9 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
         (k.topic("audiences"), 1, &compact),
         (k.topic("dead-letter"), events, &[]),
     ];
+    let mut missing = Vec::new();
     for (name, partitions, config) in wanted.iter() {
-        match partition_count(k, name)? {
+        match count(name) {
             Some(n) if n == *partitions => continue,
             Some(n) => anyhow::bail!(
                 "internal topic {name:?} has {n} partitions, expected {partitions}: it was made \
@@ -433,19 +454,25 @@ pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
         for (key, v) in config.iter() {
             t = t.set(key, v);
         }
+        missing.push(t);
+    }
+    if !missing.is_empty() {
+        // All in one request.
+        let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
         let res = admin
             .create_topics(
-                [&t],
+                &missing,
                 &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
             )
             .await?;
         for r in res {
             match r {
-                Ok(_) => tracing::info!(topic = %name, partitions, "created topic"),
+                Ok(name) => tracing::info!(topic = %name, "created topic"),
                 Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((t, e)) => anyhow::bail!("cannot create topic {t:?}: {e}"),
             }
         }
+        close_in_background(admin);
     }
     Ok(Layout {
         input_partitions: events,

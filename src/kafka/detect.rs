@@ -101,10 +101,13 @@ struct State {
     error: Option<anyhow::Error>,
     /// Checkpoints not committed yet: the producer epoch that holds their records, and the
     /// offsets to commit once it is written.
-    unwritten: std::collections::VecDeque<(u64, Vec<(String, i32, i64)>)>,
+    unwritten: std::collections::VecDeque<(u64, Vec<InputOffset>)>,
     /// The clock as of the current poll round.
     now: Instant,
 }
+
+/// An input's next offset to consume: `(topic, partition, offset)`.
+type InputOffset = (String, i32, i64);
 
 struct Ctx {
     state: Mutex<State>,
@@ -559,7 +562,14 @@ impl State {
             );
             let (producer, changelog) = (&self.producer, &self.changelog);
             task.shard.drain_dirty_encoded(|user, value| {
-                super::send(producer, changelog, Some(p), Some(user.as_bytes()), value, None);
+                super::send(
+                    producer,
+                    changelog,
+                    Some(p),
+                    Some(user.as_bytes()),
+                    value,
+                    None,
+                );
             });
             let mark = Checkpoint {
                 watermark: task.shard.watermark(),
