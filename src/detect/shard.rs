@@ -316,6 +316,40 @@ impl Shard {
         self.watermark = watermark;
     }
 
+    /// [`Shard::restore`] from changelog values (`(user, value)` as
+    /// [`UserSnapshot::encode`](super::snapshot::UserSnapshot::encode) wrote them, or JSON),
+    /// decoded straight into live state; returns `(users restored, values undecodable)`.
+    pub fn restore_encoded<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = (&'v str, &'v [u8])>,
+        watermark: EventTime,
+    ) -> (usize, usize) {
+        assert!(self.users.is_empty(), "restore into a fresh shard");
+        let mut timers = Vec::new();
+        let (mut restored, mut undecodable) = (0, 0);
+        for (user, value) in values {
+            let Ok((user, ts)) =
+                UserState::restore_encoded(user, value, &self.rules, &mut self.strings)
+            else {
+                undecodable += 1;
+                continue;
+            };
+            if self.find(&user.id).is_some() {
+                continue; // a duplicate key: the first value wins
+            }
+            let slot = self.insert(user.id.clone());
+            self.users[slot as usize] = user;
+            timers.extend(ts.into_iter().map(|(c, d)| (d, c, slot)));
+            restored += 1;
+        }
+        timers.sort_unstable();
+        for (d, c, slot) in timers {
+            self.timers[usize::from(c)].push_back((d, slot));
+        }
+        self.watermark = watermark;
+        (restored, undecodable)
+    }
+
     /// A user's state, for tests and inspection.
     pub fn user(&self, id: &str) -> Option<&UserState> {
         self.find(id).map(|s| &self.users[s as usize])

@@ -74,13 +74,23 @@ impl SnapCampaign {
 const FORMAT_V1: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
-struct Wire<'a> {
+pub(crate) struct Wire<'a> {
     #[serde(borrow)]
-    profile: Vec<(&'a str, WireValue<'a>)>,
-    email: Option<[u8; 32]>,
-    phone: Option<[u8; 32]>,
+    pub profile: Vec<(&'a str, WireValue<'a>)>,
+    pub email: Option<[u8; 32]>,
+    pub phone: Option<[u8; 32]>,
     #[serde(borrow)]
-    campaigns: Vec<(&'a str, SnapCampaign)>,
+    pub campaigns: Vec<(&'a str, SnapCampaign)>,
+}
+
+/// The binary form of a changelog value, borrowed from it; `None` when it is not binary.
+pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotError> {
+    match value.first() {
+        Some(&FORMAT_V1) => postcard::from_bytes(&value[1..])
+            .map(Some)
+            .map_err(|e| SnapshotError(e.to_string())),
+        _ => Ok(None),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -182,8 +192,7 @@ impl UserSnapshot {
     pub fn decode(user: &str, value: &[u8]) -> Result<UserSnapshot, SnapshotError> {
         match value.first() {
             Some(&FORMAT_V1) => {
-                let wire: Wire<'_> =
-                    postcard::from_bytes(&value[1..]).map_err(|e| SnapshotError(e.to_string()))?;
+                let wire = decode_wire(value)?.expect("a binary value");
                 Ok(UserSnapshot {
                     user: user.to_owned(),
                     profile: wire

@@ -427,39 +427,86 @@ impl UserState {
         rules: &Rules,
         strings: &mut Interner,
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
-        let mut u = UserState::new(UserId::from(snap.user.as_str()));
-        let mut props: Vec<Prop> = Vec::new();
-        for (name, v) in &snap.profile {
-            let Some(id) = rules.prop_names.iter().position(|n| n == name) else {
-                continue;
-            };
-            let v = match v {
-                SnapValue::Bool(b) => Value::Bool(*b),
-                SnapValue::Num(n) => Value::Num(*n),
-                SnapValue::Str(s) => Value::Str(s.as_str().into()),
-                SnapValue::Other(_) => Value::Other,
-            };
-            props.extend(Prop::new(id as PropId, &v, strings));
-        }
-        u.profile = props.into_boxed_slice();
         let hash = |h: &Option<String>| {
             h.as_deref().and_then(|s| {
                 let mut out = [0u8; 32];
                 hex::decode_to_slice(s, &mut out).ok().map(|()| out)
             })
         };
+        let profile = snap.profile.iter().map(|(name, v)| {
+            let v = match v {
+                SnapValue::Bool(b) => Value::Bool(*b),
+                SnapValue::Num(n) => Value::Num(*n),
+                SnapValue::Str(s) => Value::Str(s.as_str().into()),
+                SnapValue::Other(_) => Value::Other,
+            };
+            (name.as_str(), v)
+        });
         let ids = Ids {
             email: hash(&snap.email_sha256),
             phone: hash(&snap.phone_sha256),
         };
+        let campaigns = snap
+            .campaigns
+            .iter()
+            .map(|(id, c)| (id.as_str(), c.to_state()));
+        Self::build(&snap.user, profile, ids, campaigns, rules, strings)
+    }
+
+    /// [`UserState::restore`] of [`UserSnapshot::decode`]`(user, value)`, without building the
+    /// snapshot first when `value` is binary (names are looked up in place, no hex).
+    pub fn restore_encoded(
+        user: &str,
+        value: &[u8],
+        rules: &Rules,
+        strings: &mut Interner,
+    ) -> Result<(UserState, Vec<(CampaignIdx, EventTime)>), super::snapshot::SnapshotError> {
+        use super::snapshot::{decode_wire, WireValue};
+        let Some(wire) = decode_wire(value)? else {
+            let snap = UserSnapshot::decode(user, value)?;
+            return Ok(Self::restore(&snap, rules, strings));
+        };
+        let profile = wire.profile.iter().map(|(name, v)| {
+            let v = match v {
+                WireValue::Bool(b) => Value::Bool(*b),
+                WireValue::Num(n) => Value::Num(*n),
+                WireValue::Str(s) => Value::Str((*s).into()),
+                WireValue::Other => Value::Other,
+            };
+            (*name, v)
+        });
+        let ids = Ids {
+            email: wire.email,
+            phone: wire.phone,
+        };
+        let campaigns = wire.campaigns.iter().map(|(id, c)| (*id, c.to_state()));
+        Ok(Self::build(user, profile, ids, campaigns, rules, strings))
+    }
+
+    fn build<'a>(
+        user: &str,
+        profile: impl Iterator<Item = (&'a str, Value)>,
+        ids: Ids,
+        campaigns: impl Iterator<Item = (&'a str, CampState)>,
+        rules: &Rules,
+        strings: &mut Interner,
+    ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
+        let mut u = UserState::new(UserId::from(user));
+        let mut props: Vec<Prop> = Vec::new();
+        for (name, v) in profile {
+            let Some(id) = rules.prop_names.iter().position(|n| n == name) else {
+                continue;
+            };
+            props.extend(Prop::new(id as PropId, &v, strings));
+        }
+        u.profile = props.into_boxed_slice();
         u.ids = (!ids.is_empty()).then(|| Box::new(ids));
         let mut timers = Vec::new();
-        for (cid, c) in &snap.campaigns {
+        for (cid, state) in campaigns {
             let Some(idx) = rules.campaign_ids.iter().position(|x| x == cid) else {
                 continue;
             };
             let idx = idx as CampaignIdx;
-            let state = c.to_state();
             if let CampState::Open(w) = &state {
                 let within = rules.rules[usize::from(idx)].within;
                 timers.extend(w.iter().map(|t| (idx, t.saturating_add(within))));

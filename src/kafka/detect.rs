@@ -38,7 +38,6 @@ use super::read_to_end;
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
 use crate::config::Config;
 use crate::detect::shard::Shard;
-use crate::detect::snapshot::UserSnapshot;
 use crate::detect::watermark::Watermarks;
 use crate::detect::Rules;
 use crate::event::decode::{Decoder, Malformed};
@@ -359,16 +358,14 @@ pub fn restore_shard(
         .remove(CHECKPOINT_KEY)
         .flatten()
         .and_then(|v| serde_json::from_slice(&v).ok());
-    let mut undecodable = 0usize;
-    let snaps: Vec<UserSnapshot> = latest
-        .into_iter()
-        .filter_map(|(key, v)| {
-            let user = std::str::from_utf8(&key).ok()?;
-            let snap = UserSnapshot::decode(user, &v?);
-            undecodable += usize::from(snap.is_err());
-            snap.ok()
-        })
-        .collect();
+    let mut shard = Shard::new(rules);
+    shard.track_changes();
+    let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
+    let values = latest.iter().filter_map(|(key, v)| {
+        let user = std::str::from_utf8(key).ok()?;
+        Some((user, v.as_deref()?))
+    });
+    let (users, undecodable) = shard.restore_encoded(values, w);
     if undecodable > 0 {
         tracing::warn!(
             partition = p,
@@ -376,11 +373,7 @@ pub fn restore_shard(
             "changelog records that are not user snapshots were skipped"
         );
     }
-    let mut shard = Shard::new(rules);
-    shard.track_changes();
-    let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
-    shard.restore(&snaps, w);
-    Ok((shard, checkpoint, snaps.len()))
+    Ok((shard, checkpoint, users))
 }
 
 /// The least time between two checkpoints taken because the input ran dry.
