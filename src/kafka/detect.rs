@@ -5,13 +5,18 @@
 //! # Commit point
 //!
 //! Every `commit_interval` (and once the input runs dry, at most every 200 ms), and before a
-//! partition is revoked, a task *checkpoints*: it advances its shard to the watermark `W`,
-//! writes every changed user's snapshot (or a tombstone) and a checkpoint record (`W`, per
-//! input the largest ts seen and the next offset to consume) to its changelog partition,
-//! flushes the producer — qualified records included — and only then commits, per input, the
-//! offset of the earliest record still buffered (not yet applied), or the next offset if none
-//! is. So after a crash:
-//! - the changelog holds exactly the effect of the records with `ts <= W` below `consumed`;
+//! partition is revoked, a task *checkpoints*: it advances its shard to the watermark `W`;
+//! once every record sent so far is written (the qualifications the state reflects among
+//! them), it writes every changed user's snapshot (or a tombstone) to its changelog
+//! partition; once those are written, a checkpoint record (`W`, per input the largest ts seen
+//! and the next offset to consume); once that is written, it commits, per input, the offset of
+//! the earliest record still buffered (not yet applied), or the next offset if none is.
+//! Consumption goes on between the steps (before a revocation and on the way out it waits at
+//! each). So after a crash:
+//! - the changelog holds the effect of the records with `ts <= W` below `consumed` — and
+//!   possibly, in snapshots written after the last checkpoint record, of some later ones.
+//!   Those are applied again; their outputs were written before them, and a campaign's state
+//!   only moves forward (open → qualified → done), so that changes nothing but duplicates;
 //! - consumption restarts at or below the first unapplied record; re-read records below
 //!   `consumed` with `ts <= W` were applied (or dropped as late) before, and are skipped;
 //!   the others are applied as new.
@@ -98,15 +103,28 @@ struct State {
     dead_letter: String,
     status: Arc<DetectStatus>,
     error: Option<anyhow::Error>,
-    /// Checkpoints not committed yet: the producer epoch that holds their records, and the
-    /// offsets to commit once it is written.
-    unwritten: std::collections::VecDeque<(u64, Vec<InputOffset>)>,
+    /// Checkpoints not committed yet, oldest first (see [`Unwritten`]).
+    unwritten: std::collections::VecDeque<Unwritten>,
     /// The clock as of the current poll round.
     now: Instant,
 }
 
 /// An input's next offset to consume: `(topic, partition, offset)`.
 type InputOffset = (String, i32, i64);
+
+/// A checkpoint on its way to the commit. Its snapshots were sent once every record sent
+/// before them (the qualifications they reflect included) was written; its checkpoint records
+/// are sent once the snapshots are written (`marks_sent`), and its offsets are committed once
+/// those are. So a checkpoint record in the changelog always follows its whole state, and no
+/// state in the changelog reflects an output that could still be lost.
+struct Unwritten {
+    /// The producer epoch whose records must be written before the next step.
+    epoch: u64,
+    /// Per partition, the checkpoint record's value.
+    marks: Vec<(i32, Vec<u8>)>,
+    marks_sent: bool,
+    offsets: Vec<InputOffset>,
+}
 
 struct Ctx {
     state: Mutex<State>,
@@ -144,9 +162,11 @@ impl ConsumerContext for Ctx {
             for p in &parts {
                 st.tasks.remove(p);
             }
-            // Never commit for a partition another member may own by now.
-            for (_, offsets) in st.unwritten.iter_mut() {
-                offsets.retain(|(_, p, _)| !parts.contains(p));
+            // Never write a checkpoint record or commit for a partition another member may
+            // own by now.
+            for u in st.unwritten.iter_mut() {
+                u.marks.retain(|(p, _)| !parts.contains(p));
+                u.offsets.retain(|(_, p, _)| !parts.contains(p));
             }
             let mut gauges = st
                 .status
@@ -312,8 +332,14 @@ pub fn run(
         if since >= interval || (idle && unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT)) {
             let started = Instant::now();
             st.advance_all(k_idle(&config));
-            st.checkpoint(None);
-            unsaved = 0;
+            match st.checkpoint(None) {
+                Ok(true) => unsaved = 0,
+                // The broker is slow or away: the changes stay marked, the next round retries.
+                Ok(false) => {
+                    tracing::warn!("checkpoint postponed: earlier records not written yet")
+                }
+                Err(e) => return Err(e),
+            }
             tracing::debug!(
                 polled,
                 idle_polls,
@@ -531,11 +557,16 @@ impl State {
         }
     }
 
-    /// Writes the changed state and a checkpoint record of each task (of `only` partitions,
-    /// or all), then queues their input offsets: [`State::commit_written`] commits them once
-    /// every record sent so far is written, while consumption goes on.
-    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) {
-        let mut offsets = Vec::new();
+    /// Writes the changed state of each task (of `only` partitions, or all) and queues its
+    /// checkpoint (see [`Unwritten`]); [`State::commit_written`] takes it further while
+    /// consumption goes on. Waits first (up to [`OUTPUTS_WRITTEN`]) until every record sent
+    /// so far is written; `Ok(false)` when they were not: nothing was done.
+    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) -> anyhow::Result<bool> {
+        let outputs = self.producer.context().seal();
+        if !wait_written(&self.producer, outputs, OUTPUTS_WRITTEN)? {
+            return Ok(false);
+        }
+        let (mut marks, mut offsets) = (Vec::new(), Vec::new());
         let mut gauges = self
             .status
             .partitions
@@ -577,15 +608,7 @@ impl State {
                     })
                     .collect(),
             };
-            let value = serde_json::to_vec(&mark).expect("serialisable");
-            super::send(
-                &self.producer,
-                &self.changelog,
-                Some(p),
-                Some(CHECKPOINT_KEY),
-                Some(&value),
-                None,
-            );
+            marks.push((p, serde_json::to_vec(&mark).expect("serialisable")));
             for inp in &task.inputs {
                 let commit = inp.buffered.front().map_or(inp.consumed, |&(o, _)| o);
                 if commit > 0 {
@@ -594,39 +617,97 @@ impl State {
             }
         }
         drop(gauges);
-        let epoch = self.producer.context().seal();
-        self.unwritten.push_back((epoch, offsets));
+        self.unwritten.push_back(Unwritten {
+            epoch: self.producer.context().seal(),
+            marks,
+            marks_sent: false,
+            offsets,
+        });
+        Ok(true)
     }
 
-    /// Commits, without waiting for the broker's answer, the offsets of the checkpoints whose
-    /// records (and every record sent before them) are all written.
+    /// Sends the checkpoint records of the queued checkpoints whose snapshots are written,
+    /// and commits (without waiting for the broker's answer) the offsets of those whose
+    /// checkpoint records are.
     fn commit_written(&mut self, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
-        let guard = self.producer.context();
         let mut ready = BTreeMap::new();
-        while let Some(&(epoch, _)) = self.unwritten.front() {
-            if !guard.written_through(epoch)? {
+        while let Some(front) = self.unwritten.front_mut() {
+            if !self.producer.context().written_through(front.epoch)? {
                 break;
             }
-            let (_, offsets) = self.unwritten.pop_front().expect("a front entry");
-            ready.extend(offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
+            if !front.marks_sent {
+                self.send_marks(0);
+                continue;
+            }
+            let done = self.unwritten.pop_front().expect("a front entry");
+            ready.extend(done.offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
         }
         commit(consumer, &ready, CommitMode::Async)
     }
 
-    /// Checkpoints (`only` partitions, or all), waits until every record sent is written, then
-    /// commits every queued checkpoint: before partitions are revoked, and on the way out.
+    /// Sends the checkpoint records of queued checkpoint `i` (its snapshots are written).
+    fn send_marks(&mut self, i: usize) {
+        let u = &mut self.unwritten[i];
+        for (p, value) in &u.marks {
+            super::send(
+                &self.producer,
+                &self.changelog,
+                Some(*p),
+                Some(CHECKPOINT_KEY),
+                Some(value),
+                None,
+            );
+        }
+        u.marks_sent = true;
+        u.epoch = self.producer.context().seal();
+    }
+
+    /// Checkpoints (`only` partitions, or all) and takes every queued checkpoint to its
+    /// commit, waiting at each step: before partitions are revoked, and on the way out.
     fn checkpoint_and_commit(
         &mut self,
         consumer: &BaseConsumer<Ctx>,
         only: Option<&BTreeSet<i32>>,
     ) -> anyhow::Result<()> {
-        self.checkpoint(only);
+        super::flush_durable(&self.producer)?;
+        if !self.checkpoint(only)? {
+            anyhow::bail!("records not written after a flush");
+        }
+        super::flush_durable(&self.producer)?;
+        for i in 0..self.unwritten.len() {
+            if !self.unwritten[i].marks_sent {
+                self.send_marks(i);
+            }
+        }
         super::flush_durable(&self.producer)?;
         let mut ready = BTreeMap::new();
-        for (_, offsets) in self.unwritten.drain(..) {
-            ready.extend(offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
+        for u in self.unwritten.drain(..) {
+            ready.extend(u.offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
         }
         commit(consumer, &ready, CommitMode::Sync)
+    }
+}
+
+/// How long a checkpoint waits for the records sent before it (qualifications, earlier
+/// checkpoints) to be written before it is postponed.
+const OUTPUTS_WRITTEN: Duration = Duration::from_secs(10);
+
+/// Waits until every record of `epoch` and earlier is written (`Ok(true)`), at most `limit`.
+fn wait_written(
+    producer: &super::StageProducer,
+    epoch: u64,
+    limit: Duration,
+) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    loop {
+        if producer.context().written_through(epoch)? {
+            return Ok(true);
+        }
+        if started.elapsed() >= limit {
+            return Ok(false);
+        }
+        // librdkafka acknowledges in batches (linger.ms 20): a millisecond is fine-grained.
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
