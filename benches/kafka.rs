@@ -170,9 +170,12 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     }
     let text = format!(
         "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\nprofiles_topic = \"events\"\n\
-         commit_interval = \"{}\"\n[kafka.client]\n{}\
+         {}[kafka.client]\n{}\
          [http]\nlisten = \"127.0.0.1:{admin_port}\"\n",
-        std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into()),
+        // `REMARKET_BENCH_COMMIT=1s`: another commit interval than the default.
+        std::env::var("REMARKET_BENCH_COMMIT")
+            .map(|c| format!("commit_interval = \"{c}\"\n"))
+            .unwrap_or_default(),
         client
             .iter()
             .map(|(k, v)| format!("\"{k}\" = \"{v}\"\n"))
@@ -249,7 +252,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
              {:.0} records/s (commit_interval {})",
             last - first,
             consumed as f64 / (last - first).max(0.1),
-            std::env::var("REMARKET_BENCH_COMMIT").unwrap_or_else(|_| "1s".into())
+            settings.commit_interval
         );
     }
     stop.store(true, Ordering::Relaxed);

@@ -587,7 +587,9 @@ fn validate_kafka(k: RawKafka, problems: &mut Problems) -> Option<KafkaSettings>
             1
         }
     };
-    let commit_interval = k.commit_interval.unwrap_or_else(|| dur("1s"));
+    // Kafka Streams commits every 30 s. 5 s bounds what a crash re-reads while a user
+    // touched several times within it is written to the changelog once.
+    let commit_interval = k.commit_interval.unwrap_or_else(|| dur("5s"));
     if commit_interval.as_millis() <= 0 {
         problems.service("kafka.commit_interval", "must be > 0");
     }
