@@ -298,22 +298,11 @@ impl Shard {
         snapshots: impl IntoIterator<Item = &'s super::snapshot::UserSnapshot>,
         watermark: EventTime,
     ) {
-        assert!(self.users.is_empty(), "restore into a fresh shard");
-        let mut timers = Vec::new();
-        for snap in snapshots {
-            let (user, ts) = UserState::restore(snap, &self.rules, &mut self.strings);
-            if self.find(&user.id).is_some() {
-                continue; // a duplicate key: the first snapshot wins
-            }
-            let slot = self.insert(user.id.clone());
-            self.users[slot as usize] = user;
-            timers.extend(ts.into_iter().map(|(c, d)| (d, c, slot)));
-        }
-        timers.sort_unstable();
-        for (d, c, slot) in timers {
-            self.timers[usize::from(c)].push_back((d, slot));
-        }
-        self.watermark = watermark;
+        let users: Vec<_> = snapshots
+            .into_iter()
+            .map(|snap| UserState::restore(snap, &self.rules, &mut self.strings))
+            .collect();
+        self.place(users, watermark);
     }
 
     /// [`Shard::restore`] from changelog values (`(user, value)` as
@@ -324,30 +313,43 @@ impl Shard {
         values: impl IntoIterator<Item = (&'v str, &'v [u8])>,
         watermark: EventTime,
     ) -> (usize, usize) {
+        let mut undecodable = 0;
+        let users: Vec<_> = values
+            .into_iter()
+            .filter_map(|(user, value)| {
+                let user = UserState::restore_encoded(user, value, &self.rules, &mut self.strings);
+                undecodable += usize::from(user.is_err());
+                user.ok()
+            })
+            .collect();
+        (self.place(users, watermark), undecodable)
+    }
+
+    /// Puts restored users (and their open windows' timers) into an empty shard at
+    /// `watermark`; the first of duplicate ids wins. Returns the number placed.
+    fn place(
+        &mut self,
+        users: Vec<(UserState, Vec<(CampaignIdx, EventTime)>)>,
+        watermark: EventTime,
+    ) -> usize {
         assert!(self.users.is_empty(), "restore into a fresh shard");
         let mut timers = Vec::new();
-        let (mut restored, mut undecodable) = (0, 0);
-        for (user, value) in values {
-            let Ok((user, ts)) =
-                UserState::restore_encoded(user, value, &self.rules, &mut self.strings)
-            else {
-                undecodable += 1;
-                continue;
-            };
+        let mut placed = 0;
+        for (user, ts) in users {
             if self.find(&user.id).is_some() {
-                continue; // a duplicate key: the first value wins
+                continue; // a duplicate key: the first one wins
             }
             let slot = self.insert(user.id.clone());
             self.users[slot as usize] = user;
             timers.extend(ts.into_iter().map(|(c, d)| (d, c, slot)));
-            restored += 1;
+            placed += 1;
         }
         timers.sort_unstable();
         for (d, c, slot) in timers {
             self.timers[usize::from(c)].push_back((d, slot));
         }
         self.watermark = watermark;
-        (restored, undecodable)
+        placed
     }
 
     /// A user's state, for tests and inspection.

@@ -630,7 +630,7 @@ impl State {
     /// and commits (without waiting for the broker's answer) the offsets of those whose
     /// checkpoint records are.
     fn commit_written(&mut self, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
-        let mut ready = BTreeMap::new();
+        let mut ready = Vec::new();
         while let Some(front) = self.unwritten.front_mut() {
             if !self.producer.context().written_through(front.epoch)? {
                 break;
@@ -639,10 +639,9 @@ impl State {
                 self.send_marks(0);
                 continue;
             }
-            let done = self.unwritten.pop_front().expect("a front entry");
-            ready.extend(done.offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
+            ready.push(self.unwritten.pop_front().expect("a front entry"));
         }
-        commit(consumer, &ready, CommitMode::Async)
+        commit(consumer, ready, CommitMode::Async)
     }
 
     /// Sends the checkpoint records of queued checkpoint `i` (its snapshots are written).
@@ -680,11 +679,8 @@ impl State {
             }
         }
         super::flush_durable(&self.producer)?;
-        let mut ready = BTreeMap::new();
-        for u in self.unwritten.drain(..) {
-            ready.extend(u.offsets.into_iter().map(|(t, p, o)| ((t, p), o)));
-        }
-        commit(consumer, &ready, CommitMode::Sync)
+        let ready: Vec<_> = self.unwritten.drain(..).collect();
+        commit(consumer, ready, CommitMode::Sync)
     }
 }
 
@@ -711,18 +707,24 @@ fn wait_written(
     }
 }
 
-/// Commits `offsets` (the next offset to consume, per topic and partition), if any.
+/// Commits the offsets of `done` checkpoints (oldest first: a later one's offset of an input
+/// wins), if any.
 fn commit(
     consumer: &BaseConsumer<Ctx>,
-    offsets: &BTreeMap<(String, i32), i64>,
+    done: impl IntoIterator<Item = Unwritten>,
     mode: CommitMode,
 ) -> anyhow::Result<()> {
+    let offsets: BTreeMap<(String, i32), i64> = done
+        .into_iter()
+        .flat_map(|u| u.offsets)
+        .map(|(topic, p, o)| ((topic, p), o))
+        .collect();
     if offsets.is_empty() {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    for ((topic, p), &o) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(o))?;
+    for ((topic, p), o) in offsets {
+        tpl.add_partition_offset(&topic, p, Offset::Offset(o))?;
     }
     consumer.commit(&tpl, mode)?;
     Ok(())
