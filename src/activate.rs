@@ -84,12 +84,23 @@ pub fn in_control_group(campaign_id: &str, user_id: &str, percent: u8) -> bool {
     n % 10_000 < u64::from(percent) * 100
 }
 
-/// What activate remembers of a decided user.
-#[derive(Debug, Clone, Copy)]
-struct Decided {
-    outcome: Outcome,
-    ids: Ids,
-    converted: bool,
+/// What activate remembers of a decided user: the decision, with the time of the
+/// qualification it answered (kept through a conversion) and of the conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decided {
+    /// `removed` once removed.
+    pub outcome: Outcome,
+    pub ids: Ids,
+    /// The qualification's `at`.
+    pub at: EventTime,
+    /// The conversion's `ts`, once converted.
+    pub converted_at: Option<EventTime>,
+}
+
+impl Decided {
+    pub fn converted(&self) -> bool {
+        self.converted_at.is_some()
+    }
 }
 
 /// What activate needs of a campaign.
@@ -128,24 +139,12 @@ impl Activator {
     }
 
     /// Restores one persisted decision (the decisions changelog), counts included.
-    pub fn restore(
-        &mut self,
-        campaign: CampaignIdx,
-        user: UserId,
-        outcome: Outcome,
-        ids: Ids,
-        converted: bool,
-    ) {
+    pub fn restore(&mut self, campaign: CampaignIdx, user: UserId, decided: Decided) {
         let c = usize::from(campaign);
         let counts = &mut self.counts[c];
-        let prev = self.decided[c].insert(
-            user,
-            Decided {
-                outcome,
-                ids,
-                converted,
-            },
-        );
+        let Decided { outcome, .. } = decided;
+        let converted = decided.converted();
+        let prev = self.decided[c].insert(user, decided);
         debug_assert!(prev.is_none(), "one record per user");
         match outcome {
             Outcome::Exported | Outcome::Removed => counts.exported += 1,
@@ -166,11 +165,9 @@ impl Activator {
         }
     }
 
-    /// A user's decision: outcome (`removed` once removed), ids, converted.
-    pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<(Outcome, Ids, bool)> {
-        self.decided[usize::from(campaign)]
-            .get(user)
-            .map(|d| (d.outcome, d.ids, d.converted))
+    /// A user's decision, if there is one.
+    pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<Decided> {
+        self.decided[usize::from(campaign)].get(user).copied()
     }
 
     /// Decides one qualification; `None` if the user already had a decision.
@@ -204,7 +201,8 @@ impl Activator {
             Decided {
                 outcome,
                 ids,
-                converted: false,
+                at: q.at,
+                converted_at: None,
             },
         );
         Some(Decision {
@@ -224,10 +222,10 @@ impl Activator {
     pub fn convert(&mut self, conv: &Conversion) -> Option<Decision> {
         let c = usize::from(conv.campaign);
         let d = self.decided[c].get_mut(&conv.user)?;
-        if d.converted {
+        if d.converted() {
             return None;
         }
-        d.converted = true;
+        d.converted_at = Some(conv.ts);
         let counts = &mut self.counts[c];
         match d.outcome {
             Outcome::Exported => {
@@ -259,6 +257,183 @@ impl Activator {
     }
 }
 
+// === impl Holdback ===
+
+/// Where one upstream (detect) partition's event time stands, as it last reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Upstream {
+    watermark: EventTime,
+    idle: bool,
+}
+
+/// Items in the order activate applies them: qualifications by `(at, user_id, campaign)`,
+/// then conversions by `(ts, user_id, campaign)`.
+type OrderKey = (EventTime, UserId, CampaignIdx);
+
+/// Holds qualifications and conversions back until every upstream partition's watermark has
+/// passed them, then releases them in `(at, user_id)` order: what makes the target cap exact
+/// in `run`, where qualifications of one campaign arrive from every detect partition in
+/// arrival order (DESIGN §4 "Target cap").
+///
+/// Each detect partition reports its watermark `W` after every output with `at ≤ W` is
+/// written (so, on one activate partition, after those outputs); once every partition reported
+/// (idle ones do not hold the others back, as in [`crate::detect::watermark`]), everything at
+/// or below the least `W` is complete and is released. An item at or below what was already
+/// released (a detect restart re-emitting outputs) is applied at once. Replay releases the
+/// whole input with one [`Holdback::release_all`]. `T` is whatever the runtime tracks per item
+/// (an offset in `run`).
+#[derive(Debug)]
+pub struct Holdback<T> {
+    upstream: Vec<Option<Upstream>>,
+    qualifications: std::collections::BTreeMap<OrderKey, (Qualification, T)>,
+    conversions: std::collections::BTreeMap<OrderKey, (Conversion, T)>,
+    released: EventTime,
+}
+
+/// What [`Holdback`] lets through, in application order.
+#[derive(Debug)]
+pub struct Released<T> {
+    pub qualifications: Vec<(Qualification, T)>,
+    pub conversions: Vec<(Conversion, T)>,
+}
+
+impl<T> Released<T> {
+    pub fn is_empty(&self) -> bool {
+        self.qualifications.is_empty() && self.conversions.is_empty()
+    }
+}
+
+impl<T> Default for Holdback<T> {
+    fn default() -> Self {
+        Holdback {
+            upstream: Vec::new(),
+            qualifications: Default::default(),
+            conversions: Default::default(),
+            released: EventTime::MIN,
+        }
+    }
+}
+
+impl<T> Holdback<T> {
+    /// Upstream partition `partition` of `of` reports watermark `watermark` (`idle`: it has
+    /// had no input for a while and does not hold the others back). Watermarks never go back.
+    pub fn report(&mut self, partition: u32, of: u32, watermark: EventTime, idle: bool) {
+        let of = (of as usize).max(partition as usize + 1);
+        if self.upstream.len() < of {
+            self.upstream.resize(of, None);
+        }
+        let slot = &mut self.upstream[partition as usize];
+        let watermark = slot.map_or(watermark, |u| u.watermark.max(watermark));
+        *slot = Some(Upstream { watermark, idle });
+    }
+
+    /// Everything at or below this is complete: the least watermark over busy upstream
+    /// partitions (the largest when all are idle); `MIN` until every partition reported.
+    pub fn watermark(&self) -> EventTime {
+        if self.upstream.is_empty() || self.upstream.iter().any(Option::is_none) {
+            return EventTime::MIN;
+        }
+        let all = self.upstream.iter().flatten();
+        match all.clone().filter(|u| !u.idle).map(|u| u.watermark).min() {
+            Some(w) => w,
+            None => all.map(|u| u.watermark).max().unwrap_or(EventTime::MIN),
+        }
+    }
+
+    /// Holds `q`, or hands it back when it is at or below what was released already (apply
+    /// it now). A qualification already held (same `at`, user, campaign) is dropped: it is a
+    /// re-emitted duplicate; `false` says so.
+    pub fn hold_qualification(&mut self, q: Qualification, tag: T) -> Held<Qualification, T> {
+        if q.at <= self.released {
+            return Held::Now(q, tag);
+        }
+        match self
+            .qualifications
+            .entry((q.at, q.user.clone(), q.campaign))
+        {
+            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((q, tag));
+                Held::Held
+            }
+        }
+    }
+
+    /// As [`Holdback::hold_qualification`], for a conversion.
+    pub fn hold_conversion(&mut self, c: Conversion, tag: T) -> Held<Conversion, T> {
+        if c.ts <= self.released {
+            return Held::Now(c, tag);
+        }
+        match self.conversions.entry((c.ts, c.user.clone(), c.campaign)) {
+            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((c, tag));
+                Held::Held
+            }
+        }
+    }
+
+    /// Releases everything at or below [`Holdback::watermark`].
+    pub fn release(&mut self) -> Released<T> {
+        let w = self.watermark();
+        self.release_through(w)
+    }
+
+    /// Releases everything held (the end of a replay).
+    pub fn release_all(&mut self) -> Released<T> {
+        self.release_through(EventTime::MAX)
+    }
+
+    fn release_through(&mut self, w: EventTime) -> Released<T> {
+        if w <= self.released {
+            return Released {
+                qualifications: Vec::new(),
+                conversions: Vec::new(),
+            };
+        }
+        self.released = w;
+        Released {
+            qualifications: take_through(&mut self.qualifications, w),
+            conversions: take_through(&mut self.conversions, w),
+        }
+    }
+
+    /// Items held.
+    pub fn len(&self) -> usize {
+        self.qualifications.len() + self.conversions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The tags of every held item.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        let q = self.qualifications.values().map(|(_, t)| t);
+        q.chain(self.conversions.values().map(|(_, t)| t))
+    }
+}
+
+/// Removes and returns, in key order, the entries of `map` at or below time `w`.
+fn take_through<V>(map: &mut std::collections::BTreeMap<OrderKey, V>, w: EventTime) -> Vec<V> {
+    let later = match w.checked_add(1) {
+        Some(next) => map.split_off(&(next, UserId::default(), 0)),
+        None => Default::default(),
+    };
+    std::mem::replace(map, later).into_values().collect()
+}
+
+/// What [`Holdback`] did with an item.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held<I, T> {
+    /// Held until the upstream watermarks pass it.
+    Held,
+    /// Already held: a duplicate, dropped.
+    Duplicate,
+    /// At or below what was released: apply it now.
+    Now(I, T),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +459,87 @@ mod tests {
             .filter(|i| in_control_group("c", &format!("u{i}"), 10))
             .count();
         assert!((1_700..2_300).contains(&n), "{n}");
+    }
+
+    fn q(user: &str, at: EventTime) -> Qualification {
+        Qualification {
+            campaign: 0,
+            user: user.into(),
+            at,
+            trigger_ts: at,
+            ids: Ids::default(),
+        }
+    }
+
+    fn users<T>(r: &Released<T>) -> Vec<(EventTime, String)> {
+        r.qualifications
+            .iter()
+            .map(|(q, _)| (q.at, q.user.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn holdback_waits_for_every_upstream_partition_then_releases_in_order() {
+        let mut h = Holdback::default();
+        for (u, at, tag) in [("b", 20, 1), ("a", 20, 2), ("c", 10, 3), ("d", 40, 4)] {
+            assert_eq!(h.hold_qualification(q(u, at), tag), Held::Held);
+        }
+        h.report(0, 2, 30, false);
+        assert!(h.release().is_empty(), "partition 1 has not reported");
+        h.report(1, 2, 25, false);
+        let r = h.release();
+        assert_eq!(
+            users(&r),
+            [(10, "c".into()), (20, "a".into()), (20, "b".into())]
+        );
+        assert_eq!(
+            r.qualifications.iter().map(|(_, t)| *t).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+        assert_eq!(h.tags().copied().collect::<Vec<_>>(), [4]);
+        // A watermark never goes back; an idle partition holds nobody back.
+        h.report(1, 2, 5, true);
+        assert_eq!(h.watermark(), 30);
+        assert_eq!(users(&h.release()), []);
+        h.report(0, 2, 50, false);
+        assert_eq!(users(&h.release()), [(40, "d".into())]);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn holdback_applies_what_is_behind_the_release_at_once_and_drops_duplicates() {
+        let mut h = Holdback::default();
+        assert_eq!(h.hold_qualification(q("a", 5), 1), Held::Held);
+        assert_eq!(h.hold_qualification(q("a", 5), 2), Held::Duplicate);
+        h.report(0, 1, 10, false);
+        assert_eq!(users(&h.release()), [(5, "a".into())]);
+        assert!(matches!(
+            h.hold_qualification(q("a", 5), 3),
+            Held::Now(_, 3)
+        ));
+        let c = Conversion {
+            campaign: 0,
+            user: "a".into(),
+            ts: 11,
+        };
+        assert_eq!(h.hold_conversion(c, 4), Held::Held);
+        h.report(0, 1, 11, true);
+        let r = h.release();
+        assert_eq!(
+            r.conversions.len(),
+            1,
+            "every partition idle: the largest watermark"
+        );
+    }
+
+    #[test]
+    fn holdback_release_all_takes_everything() {
+        let mut h = Holdback::default();
+        h.hold_qualification(q("z", EventTime::MAX), ());
+        h.hold_qualification(q("y", 1), ());
+        assert_eq!(
+            users(&h.release_all()),
+            [(1, "y".into()), (EventTime::MAX, "z".into())]
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use crossbeam_channel::bounded;
 
-use crate::activate::{Activator, CampaignCounts, Decision};
+use crate::activate::{Activator, CampaignCounts, Decision, Holdback};
 use crate::config::Config;
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
@@ -200,20 +200,33 @@ pub fn detect<'a>(
     })
 }
 
-/// Decides over a whole detect output, exactly: qualifications in `(at, user_id)` order (so
-/// the target cap is exact whatever the shard count), then conversions in time order.
-pub fn activate_all(config: &Config, mut output: Output) -> (Vec<Decision>, Vec<CampaignCounts>) {
+/// Decides over a whole detect output, exactly: the [`Holdback`] of `run` releasing it all
+/// at once — qualifications in `(at, user_id)` order (so the target cap is exact whatever the
+/// shard count), then conversions in time order.
+pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<CampaignCounts>) {
     let campaigns = &config.campaigns;
-    output
-        .qualifications
-        .sort_by(|a, b| (a.at, &a.user, a.campaign).cmp(&(b.at, &b.user, b.campaign)));
-    output
-        .conversions
-        .sort_by(|a, b| (a.ts, &a.user, a.campaign).cmp(&(b.ts, &b.user, b.campaign)));
+    let mut hold = Holdback::default();
+    for q in output.qualifications {
+        hold.hold_qualification(q, ());
+    }
+    for c in output.conversions {
+        hold.hold_conversion(c, ());
+    }
+    let released = hold.release_all();
     let mut act = Activator::new(campaigns);
-    let mut decisions = Vec::with_capacity(output.qualifications.len());
-    decisions.extend(output.qualifications.iter().filter_map(|q| act.qualify(q)));
-    decisions.extend(output.conversions.iter().filter_map(|c| act.convert(c)));
+    let mut decisions = Vec::with_capacity(released.qualifications.len());
+    decisions.extend(
+        released
+            .qualifications
+            .iter()
+            .filter_map(|(q, ())| act.qualify(q)),
+    );
+    decisions.extend(
+        released
+            .conversions
+            .iter()
+            .filter_map(|(c, ())| act.convert(c)),
+    );
     output::sort_decisions(&mut decisions, campaigns);
     (decisions, act.into_counts())
 }

@@ -101,11 +101,12 @@ pub fn run_until(config: Config, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     });
     let detect = {
         let (config, status, stop) = (config.clone(), detect_status, stop.clone());
+        let layout = layout.clone();
         std::thread::Builder::new()
             .name("detect".into())
             .spawn(move || {
                 // Either stage ending (an error, or stop) ends the other.
-                let r = crate::kafka::detect::run(config, status, stop.clone());
+                let r = crate::kafka::detect::run(config, layout, status, stop.clone());
                 stop.store(true, Ordering::Relaxed);
                 r
             })?

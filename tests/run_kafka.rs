@@ -28,6 +28,8 @@ use remarket::sink::replay::ReplayTikTokSink;
 
 const TOKEN: &str = "run-token";
 const PARTITIONS: i32 = 3;
+/// The target cap of both capped sample campaigns: below their qualified users.
+const CAP: u32 = 20;
 
 struct Setup {
     cluster: Cluster,
@@ -76,10 +78,25 @@ fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
         shards: 2,
         progress: false,
     };
-    app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
+    let report = app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
+    let capped: Vec<(&String, u64)> = report
+        .summary
+        .campaigns
+        .iter()
+        .map(|(id, c)| (id, c.capped))
+        .collect();
+    assert_eq!(
+        capped.iter().filter(|(_, n)| *n > 0).count(),
+        2,
+        "both target caps bind: {capped:?}"
+    );
     let want: Vec<Members> = held(&sim.sim).into_values().collect();
     let total = want.iter().map(|m| m.len()).sum();
-    assert!(total > 100, "the workload reaches TikTok");
+    // Two capped campaigns hold CAP users each (an email and a phone id apiece, mostly).
+    assert!(
+        total > 2 * CAP as usize,
+        "the workload reaches TikTok: {total}"
+    );
     Setup {
         cluster,
         dir,
@@ -89,17 +106,17 @@ fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
     }
 }
 
-/// The sample campaigns without target caps (a cap is exact per activate partition in `run`
-/// and globally in `replay`, so capped campaigns may legitimately differ), a 1 s idle timeout,
-/// a short session timeout so a killed member's partitions move quickly, and one record per
-/// producer batch (tansu 0.6 cannot resume inside a batch: tests/broker_fetch.rs).
+/// The sample campaigns with target caps that bind on these workloads (activate holds
+/// qualifications until every detect partition's watermark passed them, so `run` caps in
+/// `(at, user_id)` order as `replay` does), a 1 s idle timeout, a short session timeout so a
+/// killed member's partitions move quickly, and one record per producer batch (tansu 0.6
+/// cannot resume inside a batch: tests/broker_fetch.rs).
 fn config_text(url: &str, token_file: &Path, brokers: &str, max_batch: u32) -> String {
     let text = common::config_text(url, token_file, 50, max_batch, "100ms");
-    let text: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("target_cap"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    assert!(text.contains("target_cap = 10000") && text.contains("target_cap = 300"));
+    let text = text
+        .replace("target_cap = 10000", &format!("target_cap = {CAP}"))
+        .replace("target_cap = 300", &format!("target_cap = {CAP}"));
     let text = text.replace("idle_timeout = \"30s\"", "idle_timeout = \"1s\"");
     format!(
         "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
@@ -259,6 +276,10 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
         check_metrics(&log, false);
     }
     let status = sigterm(&mut child);
+    if converged {
+        // After SIGTERM: every decision is flushed, those that cause no TikTok op included.
+        check_decision_times(s);
+    }
     if !converged {
         for a in sim.sim.audiences() {
             eprintln!("audience {a:?}");
@@ -337,6 +358,49 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_eq!(sim.sim.audiences().len(), 3, "restarts created no audience");
+}
+
+/// Every record of the decisions topic (the last per user) keeps the `at` of the user's
+/// qualification through a conversion, and carries the conversion's time: both as `replay`
+/// decided them.
+fn check_decision_times(s: &Setup) {
+    let text = std::fs::read_to_string(s.dir.path().join("replay/decisions.jsonl")).unwrap();
+    let mut want: std::collections::BTreeMap<(String, String), (i64, Option<i64>)> =
+        Default::default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = (
+            v["campaign"].as_str().unwrap().to_owned(),
+            v["user_id"].as_str().unwrap().to_owned(),
+        );
+        let at = v["at"].as_i64().unwrap();
+        let entry = want.entry(key).or_insert((at, None));
+        if v["outcome"] == "removed" {
+            entry.1 = Some(at);
+        } else {
+            entry.0 = at;
+        }
+    }
+    let mut got: std::collections::BTreeMap<(String, String), (i64, Option<i64>)> =
+        Default::default();
+    for (key, value, ..) in kafka::consume_all(s.cluster.bootstrap(), "remarket.decisions") {
+        let (Some(_), Some(value)) = (key, value) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        let key = (
+            v["campaign"].as_str().unwrap().to_owned(),
+            v["user_id"].as_str().unwrap().to_owned(),
+        );
+        let removed = (v["outcome"] == "removed").then(|| v["converted_at"].as_i64().unwrap());
+        got.insert(key, (v["at"].as_i64().unwrap(), removed));
+    }
+    let removed = got.values().filter(|(_, r)| r.is_some()).count();
+    assert!(removed > 0, "the workload removes converters");
+    assert_eq!(
+        got, want,
+        "decision and conversion times in the decisions topic"
+    );
 }
 
 /// `GET /metrics` of the run whose log is `log` (its address is logged at start).

@@ -3,10 +3,19 @@
 //! target cap is exact), decisions to `<prefix>.decisions` (same partition, key
 //! `campaign/user`), audience ops to the TikTok sink.
 //!
+//! # Order
+//!
+//! Qualifications of one campaign arrive from every detect partition, each in its own time.
+//! They are held in a [`Holdback`] until every detect partition's watermark record (sent at
+//! each detect checkpoint, after the outputs it covers were written) has passed them, then
+//! decided in `(at, user_id)` order — the order `replay` decides in, so the target cap picks
+//! the same users. A detect partition that is not consumed (no detect replica running) holds
+//! the campaign's decisions back; an idle one (no input for `engine.idle_timeout`) does not.
+//!
 //! # Commit point
 //!
-//! A qualified record's offset is committed only once its decision is durable (the producer
-//! was flushed) and TikTok acknowledged every op it caused. On assignment, the partition's
+//! A qualified record's offset is committed only once it was released from the holdback, its
+//! decision is durable (the producer was flushed) and TikTok acknowledged every op it caused. On assignment, the partition's
 //! decisions are read back first (last value per key wins); a re-read qualification of a user
 //! who is already `exported` sends the add again (TikTok adds are idempotent), so an add that
 //! was decided but not acknowledged before a crash is never lost.
@@ -26,7 +35,7 @@ use tokio::time::Instant;
 
 use super::read_to_end;
 use super::wire::{hex_ids, parse_ids, Qualified};
-use crate::activate::{Activator, Decision, Outcome};
+use crate::activate::{Activator, Decided, Held, Holdback, Outcome, Released};
 use crate::config::Config;
 use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
 use crate::sink::service::{TikTokSink, TrySend};
@@ -45,6 +54,9 @@ pub struct DecisionRecord {
     pub phone_sha256: Option<String>,
     #[serde(default)]
     pub converted: bool,
+    /// When the user converted (the goal event's `ts`); `at` stays the qualification's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_at: Option<i64>,
 }
 
 /// Live counters of the stage.
@@ -76,6 +88,10 @@ struct Part {
     act: Activator,
     /// Offset → ops not yet acknowledged.
     pending: BTreeMap<i64, u32>,
+    /// Qualifications and conversions waiting for every detect partition's watermark.
+    hold: Holdback<i64>,
+    /// Offset → records held in `hold`: the commit stays at or below the first.
+    held: BTreeMap<i64, u32>,
     consumed: i64,
 }
 
@@ -261,8 +277,8 @@ pub fn run(
         }
         if let Some(Ok(m)) = &msg {
             let ops = st.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
-            for op in ops {
-                let token = st.track(m.partition(), m.offset());
+            for (offset, op) in ops {
+                let token = st.track(m.partition(), offset);
                 st.backlog.push_back((m.partition(), op, token));
             }
         }
@@ -369,12 +385,17 @@ impl State {
             let Some(&c) = self.campaign_ids.get(&d.campaign) else {
                 continue;
             };
+            // Records of earlier versions carry `converted` without its time.
+            let converted_at = d.converted_at.or(d.converted.then_some(d.at));
             act.restore(
                 c,
                 d.user_id.as_str().into(),
-                d.outcome,
-                parse_ids(&d.email_sha256, &d.phone_sha256),
-                d.converted,
+                Decided {
+                    outcome: d.outcome,
+                    ids: parse_ids(&d.email_sha256, &d.phone_sha256),
+                    at: d.at,
+                    converted_at,
+                },
             );
             n += 1;
         }
@@ -384,24 +405,32 @@ impl State {
             generation: self.generations,
             act,
             pending: BTreeMap::new(),
+            hold: Holdback::default(),
+            held: BTreeMap::new(),
             consumed: 0,
         })
     }
 
-    fn persist(&self, p: i32, campaign: CampaignIdx, user: &str, at: i64, act: &Activator) {
-        let Some((outcome, ids, converted)) = act.decided(campaign, user) else {
+    /// Writes the user's decision as it stands (the decisions topic holds one per user).
+    fn persist(&self, p: i32, campaign: CampaignIdx, user: &str) {
+        let Some(d) = self
+            .parts
+            .get(&p)
+            .and_then(|part| part.act.decided(campaign, user))
+        else {
             return;
         };
-        let (email_sha256, phone_sha256) = hex_ids(&ids);
+        let (email_sha256, phone_sha256) = hex_ids(&d.ids);
         let id = &self.config.campaigns[usize::from(campaign)].id;
         let rec = DecisionRecord {
             campaign: id.clone(),
             user_id: user.to_owned(),
-            at,
-            outcome,
+            at: d.at,
+            outcome: d.outcome,
             email_sha256,
             phone_sha256,
-            converted,
+            converted: d.converted(),
+            converted_at: d.converted_at,
         };
         let key = format!("{id}/{user}");
         let value = serde_json::to_vec(&rec).expect("serialisable");
@@ -415,85 +444,138 @@ impl State {
         );
     }
 
-    /// Decides one qualified record; returns the audience ops it causes.
-    fn on_message(&mut self, p: i32, offset: i64, payload: &[u8]) -> Vec<AudienceOp> {
+    /// Takes one qualified record: a qualification or conversion is held (see [`Holdback`])
+    /// or, when behind what was released, decided at once; a watermark record releases what
+    /// every detect partition has passed. Returns the audience ops caused, each with the
+    /// offset of the record that caused it.
+    fn on_message(&mut self, p: i32, offset: i64, payload: &[u8]) -> Vec<(i64, AudienceOp)> {
         let Ok(q) = serde_json::from_slice::<Qualified>(payload) else {
             tracing::warn!(partition = p, offset, "unreadable qualified record skipped");
-            return Vec::new();
-        };
-        let (campaign, user) = match &q {
-            Qualified::Qualification { campaign, user, .. }
-            | Qualified::Conversion { campaign, user, .. } => (campaign.clone(), user.clone()),
-        };
-        let Some(&c) = self.campaign_ids.get(&campaign) else {
             return Vec::new();
         };
         let Some(part) = self.parts.get_mut(&p) else {
             return Vec::new();
         };
         part.consumed = part.consumed.max(offset + 1);
-        let mut ops = Vec::new();
-        let mut persist_at = None;
+        let mut now = Released {
+            qualifications: Vec::new(),
+            conversions: Vec::new(),
+        };
         match q {
+            Qualified::Watermark {
+                partition,
+                of,
+                watermark,
+                idle,
+            } => {
+                part.hold
+                    .report(partition.max(0) as u32, of, watermark, idle);
+                now = part.hold.release();
+                for off in now
+                    .qualifications
+                    .iter()
+                    .map(|(_, o)| o)
+                    .chain(now.conversions.iter().map(|(_, o)| o))
+                {
+                    if let Some(n) = part.held.get_mut(off) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                part.held.retain(|_, n| *n > 0);
+            }
             Qualified::Qualification {
+                campaign,
+                user,
                 at,
                 trigger_ts,
                 email_sha256,
                 phone_sha256,
-                ..
             } => {
-                let ids = parse_ids(&email_sha256, &phone_sha256);
+                let Some(&c) = self.campaign_ids.get(&campaign) else {
+                    return Vec::new();
+                };
                 let qual = Qualification {
                     campaign: c,
                     user: user.as_str().into(),
                     at,
                     trigger_ts,
-                    ids,
+                    ids: parse_ids(&email_sha256, &phone_sha256),
                 };
-                match part.act.qualify(&qual) {
-                    Some(d) => {
-                        self.status.decisions.fetch_add(1, Ordering::Relaxed);
-                        self.status.count(&campaign, d.outcome);
-                        persist_at = Some(d.at);
-                        ops.extend(AudienceOp::from_decision(&d));
-                    }
-                    None => {
-                        // Already decided: re-send an add that may not have been acknowledged.
-                        if let Some((Outcome::Exported, ids, _)) = part.act.decided(c, &user) {
-                            ops.push(op(c, &user, Action::Add, ids));
-                        }
-                    }
+                match part.hold.hold_qualification(qual, offset) {
+                    Held::Held => *part.held.entry(offset).or_default() += 1,
+                    Held::Duplicate => {}
+                    Held::Now(q, o) => now.qualifications.push((q, o)),
                 }
             }
-            Qualified::Conversion { ts, .. } => {
-                let before = part.act.decided(c, &user);
-                let removed: Option<Decision> = part.act.convert(&Conversion {
+            Qualified::Conversion { campaign, user, ts } => {
+                let Some(&c) = self.campaign_ids.get(&campaign) else {
+                    return Vec::new();
+                };
+                let conv = Conversion {
                     campaign: c,
                     user: user.as_str().into(),
                     ts,
-                });
-                if let Some(d) = &removed {
-                    self.status.decisions.fetch_add(1, Ordering::Relaxed);
-                    self.status.count(&campaign, d.outcome);
-                    ops.extend(AudienceOp::from_decision(d));
-                } else if let Some((Outcome::Removed, ids, true)) = before {
-                    ops.push(op(c, &user, Action::Delete, ids));
-                }
-                if part.act.decided(c, &user) != before {
-                    persist_at = Some(ts);
+                };
+                match part.hold.hold_conversion(conv, offset) {
+                    Held::Held => *part.held.entry(offset).or_default() += 1,
+                    Held::Duplicate => {}
+                    Held::Now(c, o) => now.conversions.push((c, o)),
                 }
             }
         }
-        if !ops.is_empty() {
-            part.pending.insert(offset, ops.len() as u32);
+        let mut ops = Vec::new();
+        for (q, o) in now.qualifications {
+            self.decide(p, o, &q, &mut ops);
         }
-        tracing::debug!(partition = p, offset, user = %user, ops = ops.len(), "activate record");
-        if let Some(at) = persist_at {
-            let part = self.parts.remove(&p).expect("present");
-            self.persist(p, c, &user, at, &part.act);
-            self.parts.insert(p, part);
+        for (c, o) in now.conversions {
+            self.convert(p, o, &c, &mut ops);
+        }
+        let part = self.parts.get_mut(&p).expect("present");
+        for &(o, _) in &ops {
+            *part.pending.entry(o).or_default() += 1;
         }
         ops
+    }
+
+    /// Decides one released qualification (the record at `offset`) into `ops`.
+    fn decide(&mut self, p: i32, offset: i64, q: &Qualification, ops: &mut Vec<(i64, AudienceOp)>) {
+        let part = self.parts.get_mut(&p).expect("present");
+        let campaign = &self.config.campaigns[usize::from(q.campaign)].id;
+        match part.act.qualify(q) {
+            Some(d) => {
+                self.status.decisions.fetch_add(1, Ordering::Relaxed);
+                self.status.count(campaign, d.outcome);
+                ops.extend(AudienceOp::from_decision(&d).map(|op| (offset, op)));
+                self.persist(p, q.campaign, &q.user);
+            }
+            None => {
+                // Already decided: re-send an add that may not have been acknowledged.
+                if let Some(d) = part.act.decided(q.campaign, &q.user) {
+                    if d.outcome == Outcome::Exported {
+                        ops.push((offset, op(q.campaign, &q.user, Action::Add, d.ids)));
+                    }
+                }
+            }
+        }
+        tracing::debug!(partition = p, offset, user = %q.user, "activate qualification");
+    }
+
+    /// Counts one released conversion (the record at `offset`) into `ops`.
+    fn convert(&mut self, p: i32, offset: i64, c: &Conversion, ops: &mut Vec<(i64, AudienceOp)>) {
+        let part = self.parts.get_mut(&p).expect("present");
+        let before = part.act.decided(c.campaign, &c.user);
+        if let Some(d) = part.act.convert(c) {
+            let campaign = &self.config.campaigns[usize::from(c.campaign)].id;
+            self.status.decisions.fetch_add(1, Ordering::Relaxed);
+            self.status.count(campaign, d.outcome);
+            ops.extend(AudienceOp::from_decision(&d).map(|op| (offset, op)));
+        } else if let Some(d) = before.filter(|d| d.outcome == Outcome::Removed && d.converted()) {
+            // Already removed: re-send a delete that may not have been acknowledged.
+            ops.push((offset, op(c.campaign, &c.user, Action::Delete, d.ids)));
+        }
+        if part.act.decided(c.campaign, &c.user) != before {
+            self.persist(p, c.campaign, &c.user);
+        }
     }
 
     /// Flushes decisions, then commits each partition up to its first unacknowledged record.
@@ -510,7 +592,13 @@ impl State {
             }
             part.pending.retain(|_, n| *n > 0);
 
-            let upto = part.pending.keys().next().copied().unwrap_or(part.consumed);
+            let first_pending = part.pending.keys().next().copied();
+            let first_held = part.held.keys().next().copied();
+            let upto = [first_pending, first_held]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(part.consumed);
             if upto > 0 {
                 tpl.add_partition_offset(&self.qualified, p, Offset::Offset(upto))?;
             }

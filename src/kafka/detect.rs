@@ -40,7 +40,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
 use super::read_to_end;
-use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
+use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
 use crate::config::Config;
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
@@ -107,6 +107,10 @@ struct State {
     unwritten: std::collections::VecDeque<Unwritten>,
     /// The clock as of the current poll round.
     now: Instant,
+    /// Partitions of the qualified topic (each gets every task's watermark records) and of
+    /// the inputs (the number of detect tasks).
+    qualified_partitions: i32,
+    input_partitions: u32,
 }
 
 /// An input's next offset to consume: `(topic, partition, offset)`.
@@ -238,6 +242,7 @@ impl ConsumerContext for Ctx {
 /// Runs the detect stage until `stop` is set; checkpoints and leaves the group on the way out.
 pub fn run(
     config: Arc<Config>,
+    layout: super::Layout,
     status: Arc<DetectStatus>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -260,6 +265,8 @@ pub fn run(
             error: None,
             unwritten: Default::default(),
             now: Instant::now(),
+            qualified_partitions: layout.activate_partitions as i32,
+            input_partitions: layout.input_partitions as u32,
         }),
     };
     let consumer = super::group_consumer(&k, "detect", ctx)?;
@@ -584,6 +591,25 @@ impl State {
                     watermark: (w > EventTime::MIN).then_some(w),
                 },
             );
+            // Every output at or below `w` is written (waited for above): tell each activate
+            // partition, which holds qualifications back until every task's watermark passed.
+            let marker = Qualified::Watermark {
+                partition: p,
+                of: self.input_partitions,
+                watermark: w,
+                idle: (0..task.inputs.len()).all(|i| !task.wm.is_active(i)),
+            };
+            let marker = serde_json::to_vec(&marker).expect("serialisable");
+            for q in 0..self.qualified_partitions {
+                super::send(
+                    &self.producer,
+                    &self.qualified,
+                    Some(q),
+                    Some(WATERMARK_KEY),
+                    Some(&marker),
+                    None,
+                );
+            }
             let (producer, changelog) = (&self.producer, &self.changelog);
             task.shard.drain_dirty_encoded(|user, value| {
                 super::send(

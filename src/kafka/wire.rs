@@ -27,7 +27,21 @@ pub enum Qualified {
         user: String,
         ts: i64,
     },
+    /// Detect partition `partition` (of `of`) has written every qualification and conversion
+    /// with `at`/`ts <= watermark` (`idle`: its inputs are idle). Sent to every qualified
+    /// partition at each checkpoint, after those records were acknowledged; activate holds
+    /// records back until every detect partition's watermark passed them (exact target cap).
+    Watermark {
+        partition: i32,
+        of: u32,
+        watermark: i64,
+        #[serde(default)]
+        idle: bool,
+    },
 }
+
+/// Key of the watermark records on the qualified topic.
+pub const WATERMARK_KEY: &[u8] = b"\0watermark";
 
 pub fn hex_ids(ids: &Ids) -> (Option<String>, Option<String>) {
     (
