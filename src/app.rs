@@ -191,6 +191,7 @@ pub fn detect<'a>(
             let r = w.join().expect("a shard thread panicked");
             out.output.qualifications.extend(r.output.qualifications);
             out.output.conversions.extend(r.output.conversions);
+            out.totals.custom_props_dropped += r.output.custom_props_dropped;
             for (p, n) in out.pending.iter_mut().zip(r.pending) {
                 *p += n;
             }

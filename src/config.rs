@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::campaign::{self, Campaign, RawCampaign};
-use crate::event::{Schema, HAS_EMAIL, HAS_PHONE};
+use crate::event::Schema;
 use duration::HumanDuration;
 
 /// One configuration problem.
@@ -90,6 +90,7 @@ struct RawEngine {
     allowed_lateness: Option<HumanDuration>,
     idle_timeout: Option<HumanDuration>,
     shards: Option<i64>,
+    max_custom_props: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +119,9 @@ pub struct EngineSettings {
     pub idle_timeout: HumanDuration,
     /// Number of detect shards; 0 = one per core.
     pub shards: usize,
+    /// Custom profile properties kept per user beyond those campaigns read (so a campaign
+    /// added later sees them); further ones are dropped and counted.
+    pub max_custom_props: u8,
 }
 
 /// Where the TikTok access token comes from. Holds no secret itself.
@@ -266,8 +270,10 @@ impl Config {
         if campaigns.len() > usize::from(u16::MAX) {
             problems.service("campaign", "at most 65535 campaigns");
         }
-        schema.wants_email |= schema.prop(HAS_EMAIL).is_some();
-        schema.wants_phone |= schema.prop(HAS_PHONE).is_some();
+        // Every canonical property and identifier is kept, whether or not a loaded campaign
+        // reads it, and some custom ones: state restored after a restart with a new campaign
+        // holds the profile a replay with that campaign would have built.
+        schema.keep_profile(engine.as_ref().map_or(0, |e| e.max_custom_props));
 
         if !problems.is_empty() {
             return Err(problems);
@@ -300,10 +306,18 @@ fn validate_engine(e: RawEngine, problems: &mut Problems) -> Option<EngineSettin
             0
         }
     };
+    let max_custom_props = match e.max_custom_props.unwrap_or(16) {
+        n @ 0..=64 => n as u8,
+        _ => {
+            problems.service("engine.max_custom_props", "must be in 0..=64");
+            0
+        }
+    };
     (problems.len() == before).then_some(EngineSettings {
         allowed_lateness,
         idle_timeout,
         shards,
+        max_custom_props,
     })
 }
 
@@ -426,6 +440,7 @@ const SECTIONS: &[(&str, Spec)] = &[
             ("allowed_lateness", Spec::Leaf),
             ("idle_timeout", Spec::Leaf),
             ("shards", Spec::Leaf),
+            ("max_custom_props", Spec::Leaf),
         ]),
     ),
     (

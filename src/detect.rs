@@ -56,6 +56,10 @@ pub struct Rules {
     /// config change.
     pub prop_names: Vec<String>,
     pub campaign_ids: Vec<String>,
+    /// Property ids from here on are custom properties, named per shard
+    /// ([`state::Interner::custom_prop`]); at most `max_custom_props` a user.
+    pub custom_base: PropId,
+    pub max_custom_props: u8,
 }
 
 impl Rules {
@@ -98,6 +102,8 @@ impl Rules {
             has_phone: schema.prop(HAS_PHONE),
             prop_names: schema.prop_names().to_vec(),
             campaign_ids: campaigns.iter().map(|c| c.id.clone()).collect(),
+            custom_base: PropId::try_from(schema.prop_names().len()).expect("fewer than 65536"),
+            max_custom_props: schema.max_custom_props,
         }
     }
 
@@ -154,6 +160,8 @@ pub struct Conversion {
 pub struct Output {
     pub qualifications: Vec<Qualification>,
     pub conversions: Vec<Conversion>,
+    /// Custom profile properties dropped over `engine.max_custom_props`.
+    pub custom_props_dropped: u64,
 }
 
 /// A stable 64-bit hash of a user id (FxHash: fixed, seedless, fast on short ids).

@@ -81,6 +81,9 @@ pub enum IdUpdate {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProfilePatch {
     pub props: Props,
+    /// Custom properties no campaign reads, by name (kept up to
+    /// [`Schema::max_custom_props`] per user).
+    pub custom: Vec<(CompactString, Value)>,
     pub email: IdUpdate,
     pub phone: IdUpdate,
 }
@@ -88,6 +91,7 @@ pub struct ProfilePatch {
 impl ProfilePatch {
     pub fn is_empty(&self) -> bool {
         self.props.is_empty()
+            && self.custom.is_empty()
             && self.email == IdUpdate::Unchanged
             && self.phone == IdUpdate::Unchanged
     }
@@ -129,13 +133,44 @@ pub struct Schema {
     /// Whether some campaign exports (or filters on) the email / phone identifiers.
     pub wants_email: bool,
     pub wants_phone: bool,
+    /// Custom profile properties (names not interned) kept per user; 0 = none.
+    pub max_custom_props: u8,
 }
+
+/// The canonical profile properties (DESIGN §2) that are stored as properties: every one is
+/// kept whatever the campaigns read. `email` and `phone` are kept only hashed (as identifiers),
+/// unless a campaign filters on the raw value.
+pub const CANONICAL_PROPS: [&str; 12] = [
+    "age",
+    "gender",
+    "country",
+    "region",
+    "city",
+    "app_version",
+    "device_make",
+    "device_model",
+    "os_version",
+    "sdk_version",
+    "email_unsubscribed",
+    "sms_unsubscribed",
+];
 
 /// Pseudo-property names derived from identifiers.
 pub const HAS_EMAIL: &str = "has_email";
 pub const HAS_PHONE: &str = "has_phone";
 
 impl Schema {
+    /// Keeps every canonical property and both identifiers, and up to `max_custom` custom
+    /// profile properties per user.
+    pub fn keep_profile(&mut self, max_custom: u8) {
+        for name in CANONICAL_PROPS {
+            self.intern_prop(name);
+        }
+        self.wants_email = true;
+        self.wants_phone = true;
+        self.max_custom_props = max_custom;
+    }
+
     pub fn intern_prop(&mut self, name: &str) -> PropId {
         if let Some(&id) = self.prop_ids.get(name) {
             return id;

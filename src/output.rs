@@ -84,6 +84,8 @@ pub struct Totals {
     /// Malformed lines by reason (an extension of DESIGN §5's summary).
     #[serde(skip)]
     pub by_reason: BTreeMap<Malformed, u64>,
+    /// Custom profile properties not kept (`engine.max_custom_props`).
+    pub custom_props_dropped: u64,
 }
 
 /// `summary.json`.
@@ -96,6 +98,13 @@ pub struct Summary {
     pub late_dropped: u64,
     pub campaigns: BTreeMap<String, CampaignCounts>,
     pub malformed_by_reason: BTreeMap<&'static str, u64>,
+    /// Custom profile properties not kept because a user had `engine.max_custom_props`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub custom_props_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Summary {
@@ -116,6 +125,7 @@ impl Summary {
                 .iter()
                 .map(|(r, n)| (r.as_str(), *n))
                 .collect(),
+            custom_props_dropped: totals.custom_props_dropped,
         }
     }
 

@@ -228,6 +228,12 @@ async fn metrics(
     );
     counter(
         &mut text,
+        "remarket_detect_custom_props_dropped",
+        "Custom profile properties not kept: a user already had engine.max_custom_props",
+        d.custom_props_dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut text,
         "remarket_activate_pauses",
         "Times consumption of qualified records paused because the TikTok sink was full",
         a.activate.pauses.load(Ordering::Relaxed),

@@ -24,9 +24,34 @@ use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Va
 pub struct Interner {
     ids: FxHashMap<CompactString, u32>,
     strs: Vec<CompactString>,
+    /// Names of custom profile properties (string ids): property id `base + i` is
+    /// `custom[i]`, where `base` is [`Rules::custom_base`].
+    custom: Vec<u32>,
+    custom_ids: FxHashMap<u32, PropId>,
 }
 
 impl Interner {
+    /// The property id of custom property `name` (`None`: the id space is full).
+    pub fn custom_prop(&mut self, name: &CompactString, base: PropId) -> Option<PropId> {
+        let s = self.intern(name);
+        if let Some(&k) = self.custom_ids.get(&s) {
+            return Some(base + k);
+        }
+        let k = PropId::try_from(self.custom.len()).ok()?;
+        base.checked_add(k)?;
+        self.custom.push(s);
+        self.custom_ids.insert(s, k);
+        Some(base + k)
+    }
+
+    /// The name of property `id`: a campaign's, or a custom one.
+    pub fn prop_name<'a>(&'a self, rules: &'a Rules, id: PropId) -> &'a str {
+        match id.checked_sub(rules.custom_base) {
+            Some(k) => self.get(self.custom[usize::from(k)]),
+            None => &rules.prop_names[usize::from(id)],
+        }
+    }
+
     pub fn intern(&mut self, s: &CompactString) -> u32 {
         if let Some(&id) = self.ids.get(s) {
             return id;
@@ -207,7 +232,7 @@ impl UserState {
     /// Applies one record at its event time `ts`.
     pub fn apply(&mut self, rec: &Record, cx: &mut Ctx) {
         if let Some(p) = &rec.profile {
-            self.merge_profile(p, cx.strings);
+            cx.out.custom_props_dropped += self.merge_profile(p, cx.rules, cx.strings);
         }
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
@@ -282,19 +307,35 @@ impl UserState {
         }
     }
 
-    fn merge_profile(&mut self, p: &ProfilePatch, strings: &mut Interner) {
+    /// Merges a profile patch; returns the custom properties dropped (over the limit).
+    fn merge_profile(&mut self, p: &ProfilePatch, rules: &Rules, strings: &mut Interner) -> u64 {
+        let (base, max) = (rules.custom_base, usize::from(rules.max_custom_props));
+        let mut dropped = 0u64;
+        let mut custom: SmallVec<[(PropId, &Value); 4]> = SmallVec::new();
+        for (name, v) in &p.custom {
+            match strings.custom_prop(name, base) {
+                Some(id) => custom.push((id, v)),
+                None => dropped += 1,
+            }
+        }
         // In place when only values change; rebuilt (exactly sized) when the set of
         // properties changes, which is rare after a user's first profile.
         let mut grown: Option<SmallVec<[Prop; 8]>> = None;
-        for (k, v) in &p.props {
-            let new = Prop::new(*k, v, strings);
+        let patch = p.props.iter().map(|(k, v)| (*k, v)).chain(custom);
+        for (k, v) in patch {
+            let new = Prop::new(k, v, strings);
             let props: &mut [Prop] = match &mut grown {
                 Some(g) => g,
                 None => &mut self.profile,
             };
-            match (props.iter().position(|p| p.id == *k), new) {
+            match (props.iter().position(|p| p.id == k), new) {
                 (Some(i), Some(n)) => props[i] = n,
                 (None, None) => {}
+                (None, Some(_))
+                    if k >= base && props.iter().filter(|p| p.id >= base).count() >= max =>
+                {
+                    dropped += 1;
+                }
                 (pos, new) => {
                     let g = grown.get_or_insert_with(|| self.profile.iter().copied().collect());
                     if let Some(i) = pos {
@@ -318,6 +359,7 @@ impl UserState {
             set(&mut ids.phone, p.phone);
             self.ids = (!ids.is_empty()).then(|| Box::new(ids));
         }
+        dropped
     }
 
     /// Fires the timer of campaign `c` at `deadline` (the watermark passed it, and every record
@@ -374,7 +416,7 @@ impl UserState {
                         ValueRef::Str(s) => SnapValue::Str(s.to_owned()),
                         ValueRef::Other => SnapValue::Other(Vec::new()),
                     };
-                    (rules.prop_names[usize::from(p.id)].clone(), v)
+                    (strings.prop_name(rules, p.id).to_owned(), v)
                 })
                 .collect(),
             email_sha256: ids.email.as_ref().map(crate::identity::to_hex),
@@ -404,7 +446,7 @@ impl UserState {
                     ValueRef::Str(s) => WireValue::Str(s),
                     ValueRef::Other => WireValue::Other,
                 };
-                (rules.prop_names[usize::from(p.id)].as_str(), v)
+                (strings.prop_name(rules, p.id), v)
             })),
             email: ids.and_then(|i| i.email.as_ref()),
             phone: ids.and_then(|i| i.phone.as_ref()),
@@ -493,11 +535,21 @@ impl UserState {
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
         let mut u = UserState::new(UserId::from(user));
         let mut props: Vec<Prop> = Vec::new();
+        let mut custom = 0u8;
         for (name, v) in profile {
-            let Some(id) = rules.prop_names.iter().position(|n| n == name) else {
-                continue;
+            let id = match rules.prop_names.iter().position(|n| n == name) {
+                Some(id) => id as PropId,
+                // A property no campaign reads (any more): kept as a custom one.
+                None if custom < rules.max_custom_props => {
+                    let Some(id) = strings.custom_prop(&name.into(), rules.custom_base) else {
+                        continue;
+                    };
+                    custom += 1;
+                    id
+                }
+                None => continue,
             };
-            props.extend(Prop::new(id as PropId, &v, strings));
+            props.extend(Prop::new(id, &v, strings));
         }
         u.profile = props.into_boxed_slice();
         u.ids = (!ids.is_empty()).then(|| Box::new(ids));

@@ -396,6 +396,8 @@ enum Target {
     /// CleverTap gender letter, mapped to `male`/`female`/`other`.
     Gender(u16),
     Address,
+    /// A custom profile property no campaign reads: kept by name.
+    Custom(compact_str::CompactString),
     Skip,
 }
 
@@ -431,6 +433,9 @@ fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
         "email" if schema.wants_email => Target::Email(prop),
         "phone" if schema.wants_phone => Target::Phone(prop),
         HAS_EMAIL | HAS_PHONE => Target::Skip,
+        _ if prop.is_none() && schema.max_custom_props > 0 && keys != Keys::SegmentAddress => {
+            Target::Custom(canonical.into())
+        }
         "email_unsubscribed" | "sms_unsubscribed"
             if keys == Keys::Clevertap && key != canonical =>
         {
@@ -491,6 +496,13 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                 Target::Prop(id) => {
                     let v = map.next_value_seed(ValueSeed)?;
                     set(&mut self.out.props, id, v);
+                }
+                Target::Custom(name) => {
+                    let v = map.next_value_seed(ValueSeed)?;
+                    match self.out.custom.iter_mut().find(|(n, _)| *n == name) {
+                        Some(slot) => slot.1 = v,
+                        None => self.out.custom.push((name, v)),
+                    }
                 }
                 Target::Email(prop) | Target::Phone(prop) => {
                     let is_email = matches!(t, Target::Email(_));

@@ -55,6 +55,8 @@ pub struct DetectStatus {
     pub malformed: std::sync::atomic::AtomicU64,
     pub late: std::sync::atomic::AtomicU64,
     pub qualified: std::sync::atomic::AtomicU64,
+    /// Custom profile properties dropped over `engine.max_custom_props`.
+    pub custom_props_dropped: std::sync::atomic::AtomicU64,
     pub assigned: std::sync::atomic::AtomicU64,
     /// Set once the first assignment was restored.
     pub ready: AtomicBool,
@@ -525,6 +527,9 @@ impl State {
                 }
             }
             let out = task.shard.take_output();
+            self.status
+                .custom_props_dropped
+                .fetch_add(out.custom_props_dropped, Ordering::Relaxed);
             let campaigns = &self.config.campaigns;
             for q in out.qualifications {
                 let (email_sha256, phone_sha256) = hex_ids(&q.ids);
