@@ -277,7 +277,7 @@ type OrderKey = (EventTime, UserId, CampaignIdx);
 ///
 /// Each detect partition reports its watermark `W` after every output with `at ≤ W` is
 /// written (so, on one activate partition, after those outputs); once every partition reported
-/// (idle ones do not hold the others back, as in [`crate::detect::watermark`]), everything at
+/// (see [`Holdback::watermark`] for idle ones), everything at
 /// or below the least `W` is complete and is released. An item at or below what was already
 /// released (a detect restart re-emitting outputs) is applied at once. Replay releases the
 /// whole input with one [`Holdback::release_all`]. `T` is whatever the runtime tracks per item
@@ -327,17 +327,25 @@ impl<T> Holdback<T> {
         *slot = Some(Upstream { watermark, idle });
     }
 
-    /// Everything at or below this is complete: the least watermark over busy upstream
-    /// partitions (the largest when all are idle); `MIN` until every partition reported.
+    /// Everything at or below this is complete: the least watermark over upstream partitions
+    /// that ever had input; `MIN` until every partition reported.
+    ///
+    /// An idle partition with input holds the others back all the same: "idle" is only "no
+    /// record for `engine.idle_timeout`", which a broker outage or a slow consumer looks like
+    /// too, and records it produces later would then come behind what was released (observed:
+    /// a cap picking other users after an outage). One that never had any input (no watermark
+    /// yet) and is idle does not: an empty partition must not hold a campaign forever.
     pub fn watermark(&self) -> EventTime {
         if self.upstream.is_empty() || self.upstream.iter().any(Option::is_none) {
             return EventTime::MIN;
         }
-        let all = self.upstream.iter().flatten();
-        match all.clone().filter(|u| !u.idle).map(|u| u.watermark).min() {
-            Some(w) => w,
-            None => all.map(|u| u.watermark).max().unwrap_or(EventTime::MIN),
-        }
+        self.upstream
+            .iter()
+            .flatten()
+            .filter(|u| !(u.idle && u.watermark == EventTime::MIN))
+            .map(|u| u.watermark)
+            .min()
+            .unwrap_or(EventTime::MIN)
     }
 
     /// Holds `q`, or hands it back when it is at or below what was released already (apply
@@ -497,13 +505,20 @@ mod tests {
             [3, 2, 1]
         );
         assert_eq!(h.tags().copied().collect::<Vec<_>>(), [4]);
-        // A watermark never goes back; an idle partition holds nobody back.
+        // A watermark never goes back; an idle partition with input still holds the others.
         h.report(1, 2, 5, true);
-        assert_eq!(h.watermark(), 30);
-        assert_eq!(users(&h.release()), []);
+        assert_eq!(h.watermark(), 25);
         h.report(0, 2, 50, false);
+        assert_eq!(users(&h.release()), []);
+        h.report(1, 2, 45, true);
         assert_eq!(users(&h.release()), [(40, "d".into())]);
         assert!(h.is_empty());
+        // An idle partition that never had input holds nobody back.
+        let mut h = Holdback::default();
+        h.hold_qualification(q("e", 7), 5);
+        h.report(0, 2, 10, false);
+        h.report(1, 2, EventTime::MIN, true);
+        assert_eq!(users(&h.release()), [(7, "e".into())]);
     }
 
     #[test]

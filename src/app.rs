@@ -20,7 +20,8 @@ use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
 use crate::detect::{shard_for, user_hash, Output, Rules};
 use crate::event::decode::{Decoder, Malformed};
-use crate::event::recording::Recording;
+use crate::event::recording::stream::RecordingStream;
+use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
 use crate::output::{self, Summary, Totals};
 use crate::sink::{AudienceOp, AudienceSink, SinkReport};
@@ -58,6 +59,8 @@ pub struct DetectResult {
 pub struct DeadLetter<'r> {
     pub reason: Malformed,
     pub partition: usize,
+    /// The partition's source (a file path).
+    pub source: &'r str,
     pub line: u64,
     pub raw: &'r [u8],
 }
@@ -65,9 +68,9 @@ pub struct DeadLetter<'r> {
 /// Runs the detect stage over `source` with `shards` shard threads. `dead_letter` receives
 /// malformed and late lines in input order; `progress` is called every round with the records
 /// read so far.
-pub fn detect<'a>(
+pub fn detect(
     rules: Arc<Rules>,
-    source: &mut dyn Source<'a>,
+    source: &mut dyn Source,
     allowed_lateness_ms: i64,
     shards: usize,
     dead_letter: &mut dyn FnMut(DeadLetter<'_>) -> std::io::Result<()>,
@@ -124,23 +127,28 @@ pub fn detect<'a>(
         };
         let mut result = Ok(());
         while let Some(item) = source.next_item() {
-            let (partition, origin, raw, record) = match item {
+            let (partition, name, origin, raw, record) = match item {
                 SourceItem::PartitionEnd { partition } => {
+                    wm.ensure(partition + 1);
                     wm.finish(partition);
                     continue;
                 }
                 SourceItem::Line {
                     partition,
+                    source,
                     origin,
                     raw,
                     record,
-                } => (partition, origin, raw, record),
+                } => (partition, source, origin, raw, record),
             };
+            // Partitions of stdin appear as they are read.
+            wm.ensure(partition + 1);
             let mut reject = |reason: Malformed, totals: &mut Totals| {
                 *totals.by_reason.entry(reason).or_default() += 1;
                 dead_letter(DeadLetter {
                     reason,
                     partition,
+                    source: name,
                     line: origin.line,
                     raw: &raw,
                 })
@@ -272,22 +280,31 @@ pub fn execute(
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Replayed> {
+    execute_lines(config, recording.cursor(), shards, dead_letter, progress)
+}
+
+/// [`execute`] over any [`Lines`]: a loaded recording, or files read as they are merged.
+pub fn execute_lines(
+    config: &Config,
+    lines: impl Lines,
+    shards: usize,
+    dead_letter: &mut DeadLetterFn<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> std::io::Result<Replayed> {
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let decoder = Decoder::new(config.source.format, &config.schema);
-    let mut source = ReplaySource::new(recording, decoder);
-    let names: Vec<&str> = recording
-        .streams
-        .iter()
-        .map(|s| s.name.split('#').next().unwrap_or(""))
-        .collect();
+    let mut source = ReplaySource::new(lines, decoder);
     let result = detect(
         rules,
         &mut source,
         config.engine.allowed_lateness.as_millis(),
         shards,
-        &mut |d| dead_letter(d.reason, names[d.partition], d.line, d.raw),
+        &mut |d| dead_letter(d.reason, d.source, d.line, d.raw),
         progress,
     )?;
+    if let Some(e) = source.take_error() {
+        return Err(e);
+    }
     let (decisions, mut counts) = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
@@ -307,7 +324,7 @@ pub fn replay(
     opts: &ReplayOptions,
     sink: &mut dyn AudienceSink,
 ) -> anyhow::Result<ReplayReport> {
-    let recording = Recording::load(inputs)?;
+    let recording = RecordingStream::open(inputs)?;
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
     let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
@@ -322,9 +339,9 @@ pub fn replay(
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let replayed = execute(
+    let replayed = execute_lines(
         config,
-        &recording,
+        recording,
         shards,
         &mut |reason, src, line, raw| output::write_dead_letter(&mut dead, reason, src, line, raw),
         &mut |n| {

@@ -1,6 +1,7 @@
-//! Sources of records: recorded topics ([`replay`]) now, Kafka consumer groups later. Both
-//! yield [`SourceItem`]s — a decoded record (or a malformed line) of a partition, or the end of
-//! a partition — so the detect stage does not know where records come from.
+//! Sources of records: recorded topics ([`replay`]). A source yields [`SourceItem`]s — a
+//! decoded record (or a malformed line) of a partition, or the end of a partition — so the
+//! detect stage does not know where records come from. An item borrows from the source until
+//! the next one is asked for, so lines are never copied out of the read buffers.
 
 pub mod replay;
 
@@ -18,6 +19,8 @@ pub enum SourceItem<'a> {
     /// A line of partition `partition`: decoded, or the reason it could not be.
     Line {
         partition: usize,
+        /// The partition's source, for the dead-letter output (a file path).
+        source: &'a str,
         origin: Origin,
         /// The original bytes, for the dead-letter output.
         raw: Cow<'a, [u8]>,
@@ -28,11 +31,9 @@ pub enum SourceItem<'a> {
 }
 
 /// A source of records in arrival order.
-pub trait Source<'a> {
-    /// Number of partitions the items refer to.
+pub trait Source {
+    /// Number of partitions the items refer to so far (it may grow as the input is read).
     fn partitions(&self) -> usize;
-    /// A human name for partition `p` (file, topic/partition).
-    fn partition_name(&self, p: usize) -> String;
     /// The next item, or `None` at the end of the input.
-    fn next_item(&mut self) -> Option<SourceItem<'a>>;
+    fn next_item(&mut self) -> Option<SourceItem<'_>>;
 }

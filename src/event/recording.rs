@@ -1,9 +1,34 @@
 //! Recorded topics: files of plain JSON lines or of `kcat -C -J` envelopes, detected per line.
 //!
-//! A file is read whole and indexed once into *streams*: its plain lines form one stream (one
-//! partition, file order); its envelope lines form one stream per `(topic, partition)`, in file
-//! (= offset) order. The replay source then merges streams by Kafka timestamp (envelopes) or
-//! event time (plain lines). Indexing keeps 8 bytes a line; lines are decoded only when merged.
+//! A file's lines form *streams*: its plain lines one stream (one partition, file order); its
+//! envelope lines one stream per `(topic, partition)`, in file (= offset) order. The replay
+//! source merges streams by Kafka timestamp (envelopes) or event time (plain lines), through
+//! the [`Lines`] trait: [`Recording`] holds files in memory (tests, `publish`), and
+//! [`stream::RecordingStream`] reads them as the merge goes (`replay`: gzip, zstd and stdin
+//! too, memory independent of the recording's size).
+
+pub mod stream;
+
+/// Streams of lines, read front to back: what the replay source merges.
+pub trait Lines {
+    /// Streams known so far (a stream read from stdin may appear late; files are scanned for
+    /// theirs when opened).
+    fn streams(&self) -> usize;
+    /// The name of stream `s`: `path` for plain lines, `path#topic/partition` for envelopes.
+    fn name(&self, s: usize) -> &str;
+    /// The path part of [`Lines::name`] (for dead-letter output).
+    fn source_name(&self, s: usize) -> &str {
+        let name = self.name(s);
+        name.split('#').next().unwrap_or(name)
+    }
+    /// The next line of stream `s` (read ahead as needed), `Ok(None)` at its end. It stays the
+    /// front until [`Lines::pop`].
+    fn front(&mut self, s: usize) -> std::io::Result<Option<Line<'_>>>;
+    /// The front line of stream `s` as [`Lines::front`] last returned it (no reading).
+    fn peek(&self, s: usize) -> Option<Line<'_>>;
+    /// Drops the front line of stream `s`.
+    fn pop(&mut self, s: usize);
+}
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -43,6 +68,12 @@ pub struct Recording {
     pub streams: Vec<Stream>,
 }
 
+/// A [`Recording`] read front to back, as [`Lines`].
+pub struct Cursor<'r> {
+    recording: &'r Recording,
+    next: Vec<usize>,
+}
+
 /// A `kcat -C -J` line, only the fields we use.
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -66,7 +97,7 @@ pub struct Line<'a> {
     pub origin: Origin,
 }
 
-fn looks_like_envelope(line: &[u8]) -> bool {
+pub(crate) fn looks_like_envelope(line: &[u8]) -> bool {
     memchr::memmem::find(line, b"\"payload\"").is_some()
         && memchr::memmem::find(line, b"\"partition\"").is_some()
 }
@@ -76,7 +107,7 @@ fn parse_envelope(line: &[u8]) -> Option<Envelope<'_>> {
     env.partition.is_some().then_some(env)
 }
 
-fn trim_cr(line: &[u8]) -> &[u8] {
+pub(crate) fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
@@ -105,15 +136,7 @@ impl Recording {
             lineno += 1;
             let line = trim_cr(&data[pos..end]);
             if !line.iter().all(u8::is_ascii_whitespace) {
-                let key = looks_like_envelope(line)
-                    .then(|| parse_envelope(line))
-                    .flatten()
-                    .map(|e| {
-                        (
-                            e.topic.as_deref().unwrap_or("").to_owned(),
-                            e.partition.unwrap_or(0),
-                        )
-                    });
+                let key = envelope_key(line);
                 let idx = match key {
                     None => *plain.get_or_insert_with(|| {
                         self.streams.push(Stream {
@@ -174,30 +197,81 @@ impl Recording {
             file: st.file,
             line: st.lines[i],
         };
-        let env = looks_like_envelope(raw)
-            .then(|| parse_envelope(raw))
-            .flatten();
-        let Some(env) = env else {
-            return Line {
-                raw,
-                record: Ok(Cow::Borrowed(raw)),
-                kafka_ts: None,
-                origin,
-            };
-        };
-        let record = match env.payload.map(RawValue::get) {
-            None | Some("null") => Err(Malformed::InvalidEnvelope),
-            // kcat payloads are escaped JSON text, so unescaping allocates.
-            Some(p) => serde_json::from_str::<String>(p)
-                .map(|s| Cow::Owned(s.into_bytes()))
-                .map_err(|_| Malformed::InvalidEnvelope),
-        };
-        Line {
+        unwrap(raw, origin)
+    }
+}
+
+/// The stream key of a line: `Some((topic, partition))` for a `kcat -J` envelope.
+pub(crate) fn envelope_key(line: &[u8]) -> Option<(String, i64)> {
+    looks_like_envelope(line)
+        .then(|| parse_envelope(line))
+        .flatten()
+        .map(|e| {
+            (
+                e.topic.as_deref().unwrap_or("").to_owned(),
+                e.partition.unwrap_or(0),
+            )
+        })
+}
+
+/// A line unwrapped from its envelope, when it has one.
+pub(crate) fn unwrap(raw: &[u8], origin: Origin) -> Line<'_> {
+    let env = looks_like_envelope(raw)
+        .then(|| parse_envelope(raw))
+        .flatten();
+    let Some(env) = env else {
+        return Line {
             raw,
-            record,
-            kafka_ts: env.ts,
+            record: Ok(Cow::Borrowed(raw)),
+            kafka_ts: None,
             origin,
+        };
+    };
+    let record = match env.payload.map(RawValue::get) {
+        None | Some("null") => Err(Malformed::InvalidEnvelope),
+        // kcat payloads are escaped JSON text, so unescaping allocates.
+        Some(p) => serde_json::from_str::<String>(p)
+            .map(|s| Cow::Owned(s.into_bytes()))
+            .map_err(|_| Malformed::InvalidEnvelope),
+    };
+    Line {
+        raw,
+        record,
+        kafka_ts: env.ts,
+        origin,
+    }
+}
+
+impl Recording {
+    /// The recording as [`Lines`], from its first line.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            recording: self,
+            next: vec![0; self.streams.len()],
         }
+    }
+}
+
+impl Lines for Cursor<'_> {
+    fn streams(&self) -> usize {
+        self.recording.streams.len()
+    }
+
+    fn name(&self, s: usize) -> &str {
+        &self.recording.streams[s].name
+    }
+
+    fn front(&mut self, s: usize) -> std::io::Result<Option<Line<'_>>> {
+        Ok(self.peek(s))
+    }
+
+    fn peek(&self, s: usize) -> Option<Line<'_>> {
+        let i = self.next[s];
+        (i < self.recording.len(s)).then(|| self.recording.line(s, i))
+    }
+
+    fn pop(&mut self, s: usize) {
+        self.next[s] += 1;
     }
 }
 

@@ -1,0 +1,343 @@
+//! Recorded topics read as the replay goes: memory does not grow with the recording.
+//!
+//! An input is a path or `-` (stdin); gzip and zstd are recognised by their magic bytes, so
+//! `.gz` / `.zst` files (and compressed stdin) need no flag. Each file is read once, in order,
+//! and its lines are handed to their streams' queues ([`Lines::front`] reads ahead until the
+//! wanted stream has a line or the file ends).
+//!
+//! Streams are the same as those of an in-memory [`Recording`](super::Recording), and in the
+//! same order: a file is scanned for its streams when opened (one extra sequential read,
+//! keeping only the names), so every partition holds the watermark back from the start.
+//! Stdin cannot be read twice, so it is first copied as it comes (still compressed, if it is)
+//! to an unnamed temporary file, which is then read like any other.
+//!
+//! Memory: a queue holds the lines of its stream read ahead while another stream of the same
+//! file was wanted. Files whose partitions are interleaved (as `kcat` writes them) keep that
+//! small; a file holding one partition after another buffers the later ones while the first
+//! is merged — split such files per partition.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::{envelope_key, trim_cr, unwrap, Line, Lines, Origin};
+
+/// Bytes read from an input at a time.
+const READ_BUFFER: usize = 1 << 20;
+
+/// An input, decompressed if it is compressed.
+fn open(file: &std::fs::File) -> std::io::Result<Box<dyn BufRead + Send>> {
+    let mut raw = file.try_clone()?;
+    std::io::Seek::rewind(&mut raw)?;
+    let mut buffered = BufReader::with_capacity(READ_BUFFER, raw);
+    let magic = buffered.fill_buf()?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        let gz = flate2::bufread::MultiGzDecoder::new(buffered);
+        Box::new(BufReader::with_capacity(READ_BUFFER, gz))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let zst = zstd::stream::read::Decoder::with_buffer(buffered)?;
+        Box::new(BufReader::with_capacity(READ_BUFFER, zst))
+    } else {
+        Box::new(buffered)
+    })
+}
+
+/// Reads the next line (without its `\n`) into `buf`; `false` at the end.
+fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    buf.clear();
+    if r.read_until(b'\n', buf)? == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    }
+    Ok(true)
+}
+
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// A stream's lines read ahead: their bytes back to back from `base`.
+#[derive(Debug, Default)]
+struct Queue {
+    bytes: Vec<u8>,
+    /// Offset of `bytes[0]` in the stream's byte sequence.
+    base: usize,
+    /// `(start, end, line number)`, start and end counted like `base`.
+    lines: VecDeque<(usize, usize, u64)>,
+}
+
+impl Queue {
+    fn push(&mut self, line: &[u8], lineno: u64) {
+        let start = self.base + self.bytes.len();
+        self.bytes.extend_from_slice(line);
+        self.lines.push_back((start, start + line.len(), lineno));
+    }
+
+    fn pop(&mut self) {
+        let Some((_, end, _)) = self.lines.pop_front() else {
+            return;
+        };
+        let done = end - self.base;
+        // Drop consumed bytes once they are most of the buffer (amortised O(1) per byte).
+        if done >= self.bytes.len() / 2 && done >= 64 * 1024 || self.lines.is_empty() {
+            self.bytes.drain(..done);
+            self.base = end;
+        }
+    }
+}
+
+/// Opens `path`, or copies stdin to a temporary file for `-`.
+fn open_input(path: &Path) -> std::io::Result<std::fs::File> {
+    if path == Path::new("-") {
+        let mut spool = tempfile::tempfile()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool)?;
+        return Ok(spool);
+    }
+    std::fs::File::open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display())))
+}
+
+/// One input being read.
+struct File {
+    reader: Option<Box<dyn BufRead + Send>>,
+    path: PathBuf,
+    index: u32,
+    lineno: u64,
+    /// The stream of its plain lines, and of each envelope `(topic, partition)`.
+    plain: Option<usize>,
+    parts: Vec<((String, i64), usize)>,
+}
+
+/// Stream metadata.
+#[derive(Debug)]
+struct Stream {
+    name: String,
+    file: usize,
+}
+
+/// Recorded topics, read as they are merged (see the module docs).
+pub struct RecordingStream {
+    files: Vec<File>,
+    streams: Vec<Stream>,
+    queues: Vec<Queue>,
+    scratch: Vec<u8>,
+    /// Bytes read so far (after decompression).
+    bytes: u64,
+}
+
+impl RecordingStream {
+    /// Opens the inputs (`-` = stdin) and scans each regular file for its streams.
+    pub fn open(paths: &[PathBuf]) -> std::io::Result<RecordingStream> {
+        let mut rec = RecordingStream {
+            files: Vec::new(),
+            streams: Vec::new(),
+            queues: Vec::new(),
+            scratch: Vec::new(),
+            bytes: 0,
+        };
+        for (i, path) in paths.iter().enumerate() {
+            rec.files.push(File {
+                reader: None,
+                path: path.clone(),
+                index: i as u32,
+                lineno: 0,
+                plain: None,
+                parts: Vec::new(),
+            });
+            let input = open_input(path)?;
+            let mut r = open(&input)?;
+            let mut buf = Vec::new();
+            while next_line(&mut *r, &mut buf)? {
+                let line = trim_cr(&buf);
+                if !is_blank(line) {
+                    rec.stream_of(i, line);
+                }
+            }
+            rec.files[i].reader = Some(open(&input)?);
+        }
+        Ok(rec)
+    }
+
+    /// Bytes read so far (decompressed).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn add_stream(&mut self, file: usize, name: String) -> usize {
+        self.streams.push(Stream { name, file });
+        self.queues.push(Queue::default());
+        self.streams.len() - 1
+    }
+
+    /// The stream of `line` of file `f`, made when it is new.
+    fn stream_of(&mut self, f: usize, line: &[u8]) -> usize {
+        let key = envelope_key(line);
+        let file = &self.files[f];
+        let known = match &key {
+            None => file.plain,
+            Some(k) => file.parts.iter().find(|(pk, _)| pk == k).map(|(_, s)| *s),
+        };
+        if let Some(s) = known {
+            return s;
+        }
+        let path = file.path.display().to_string();
+        match key {
+            None => {
+                let s = self.add_stream(f, path);
+                self.files[f].plain = Some(s);
+                s
+            }
+            Some(k) => {
+                let s = self.add_stream(f, format!("{path}#{}/{}", k.0, k.1));
+                self.files[f].parts.push((k, s));
+                s
+            }
+        }
+    }
+
+    /// Reads lines of stream `s`'s file into their queues until `s` has one or the file ends.
+    fn fill(&mut self, s: usize) -> std::io::Result<()> {
+        let f = self.streams[s].file;
+        let Some(mut reader) = self.files[f].reader.take() else {
+            return Ok(());
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut open = true;
+        let result = loop {
+            if !self.queues[s].lines.is_empty() {
+                break Ok(());
+            }
+            match next_line(&mut *reader, &mut scratch) {
+                Err(e) => break Err(e),
+                Ok(false) => {
+                    open = false;
+                    break Ok(());
+                }
+                Ok(true) => {}
+            }
+            self.files[f].lineno += 1;
+            self.bytes += scratch.len() as u64 + 1;
+            let line = trim_cr(&scratch);
+            if is_blank(line) {
+                continue;
+            }
+            let to = self.stream_of(f, line);
+            let lineno = self.files[f].lineno;
+            self.queues[to].push(line, lineno);
+        };
+        self.scratch = scratch;
+        if open {
+            self.files[f].reader = Some(reader);
+        }
+        result
+    }
+}
+
+impl Lines for RecordingStream {
+    fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    fn name(&self, s: usize) -> &str {
+        &self.streams[s].name
+    }
+
+    fn front(&mut self, s: usize) -> std::io::Result<Option<Line<'_>>> {
+        if self.queues[s].lines.is_empty() {
+            self.fill(s)?;
+        }
+        Ok(self.peek(s))
+    }
+
+    fn peek(&self, s: usize) -> Option<Line<'_>> {
+        let q = &self.queues[s];
+        let &(start, end, line) = q.lines.front()?;
+        let origin = Origin {
+            file: self.files[self.streams[s].file].index,
+            line,
+        };
+        Some(unwrap(&q.bytes[start - q.base..end - q.base], origin))
+    }
+
+    fn pop(&mut self, s: usize) {
+        self.queues[s].pop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::recording::Recording;
+
+    const DATA: &str = concat!(
+        "{\"user_id\":\"a\",\"event\":\"X\",\"ts\":1}\n",
+        "\n",
+        "{\"topic\":\"ev\",\"partition\":1,\"offset\":0,\"ts\":5,\"key\":\"b\",",
+        "\"payload\":\"{\\\"user_id\\\":\\\"b\\\",\\\"event\\\":\\\"X\\\",\\\"ts\\\":2}\"}\r\n",
+        "{\"topic\":\"ev\",\"partition\":0,\"offset\":0,\"ts\":6,\"payload\":null}\n",
+        "not json\n",
+        "{\"topic\":\"ev\",\"partition\":1,\"offset\":1,\"ts\":7,\"payload\":\"{}\"}",
+    );
+
+    /// A stream's name and its lines as `(raw, line number, kafka ts)`.
+    type Drained = (String, Vec<(String, u64, Option<i64>)>);
+
+    /// Every stream, drained stream by stream.
+    fn drain(l: &mut dyn Lines) -> Vec<Drained> {
+        (0..l.streams())
+            .map(|s| {
+                let mut lines = Vec::new();
+                while let Some(line) = l.front(s).unwrap() {
+                    let raw = String::from_utf8(line.raw.to_vec()).unwrap();
+                    lines.push((raw, line.origin.line, line.kafka_ts));
+                    l.pop(s);
+                }
+                (l.name(s).to_owned(), lines)
+            })
+            .collect()
+    }
+
+    fn compressed(dir: &Path) -> [PathBuf; 3] {
+        let plain = dir.join("r.jsonl");
+        std::fs::write(&plain, DATA).unwrap();
+        let gz = dir.join("r.jsonl.gz");
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, DATA.as_bytes()).unwrap();
+        std::fs::write(&gz, e.finish().unwrap()).unwrap();
+        let zst = dir.join("r.jsonl.zst");
+        std::fs::write(&zst, zstd::encode_all(DATA.as_bytes(), 3).unwrap()).unwrap();
+        [plain, gz, zst]
+    }
+
+    #[test]
+    fn streams_and_lines_equal_the_in_memory_recording_for_plain_gzip_and_zstd() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in compressed(dir.path()) {
+            let mut mem = Recording::default();
+            mem.add(&path, DATA.as_bytes().to_vec());
+            let want = drain(&mut mem.cursor());
+            let mut streamed = RecordingStream::open(std::slice::from_ref(&path)).unwrap();
+            assert_eq!(streamed.streams(), 3, "{path:?}: found by the scan");
+            assert_eq!(drain(&mut streamed), want, "{path:?}");
+            assert_eq!(streamed.bytes(), DATA.len() as u64 + 1);
+        }
+    }
+
+    #[test]
+    fn lines_read_ahead_for_another_stream_wait_in_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let [path, ..] = compressed(dir.path());
+        let mut r = RecordingStream::open(&[path]).unwrap();
+        // Stream 2 (ev/0) first: the reader passes stream 0's and 1's first lines.
+        assert_eq!(r.front(2).unwrap().unwrap().origin.line, 4);
+        assert_eq!(r.queues[0].lines.len(), 1);
+        assert_eq!(r.queues[1].lines.len(), 1);
+        assert_eq!(r.front(0).unwrap().unwrap().origin.line, 1);
+        r.pop(0);
+        assert_eq!(r.front(0).unwrap().unwrap().raw, b"not json");
+        r.pop(0);
+        assert!(r.front(0).unwrap().is_none());
+    }
+}
