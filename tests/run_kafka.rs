@@ -37,6 +37,8 @@ struct Setup {
     token_file: PathBuf,
     want: Vec<Members>,
     total: usize,
+    /// Records not published yet (see [`setup_feeding`]), then the markers.
+    unpublished: Vec<String>,
 }
 
 /// A broker with the input topic holding a generated recording (plus one marker per partition
@@ -47,7 +49,17 @@ fn setup(users: u64, events: u64, seed: u64) -> Setup {
     setup_on(Cluster::start(), users, events, seed)
 }
 
+/// As [`setup`], with only the first `published` of the recording's records on the broker:
+/// the rest (and the markers) wait in [`Setup::unpublished`] for a [`Feeder`].
+fn setup_feeding(users: u64, events: u64, seed: u64, published: f64) -> Setup {
+    setup_split(Cluster::start(), users, events, seed, published)
+}
+
 fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
+    setup_split(cluster, users, events, seed, 1.0)
+}
+
+fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: f64) -> Setup {
     cluster.create_topic("events", PARTITIONS, &[]);
     if cluster.is_mock() {
         // The mock broker has no CreateTopics: make the internal topics up front.
@@ -60,10 +72,27 @@ fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let rec = recording(dir.path(), users, events, seed);
-    let markers = publish(cluster.bootstrap(), &rec);
+    let mut lines: Vec<String> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let markers = markers(&lines);
     let mut with_markers = std::fs::read(&rec).unwrap();
-    with_markers.extend_from_slice(&markers);
+    for m in &markers {
+        with_markers.extend_from_slice(m.as_bytes());
+        with_markers.push(b'\n');
+    }
     std::fs::write(&rec, with_markers).unwrap();
+    let now = (lines.len() as f64 * published) as usize;
+    let mut unpublished = lines.split_off(now);
+    unpublished.extend(markers);
+    let producer = test_producer(cluster.bootstrap());
+    produce(&producer, &lines, None);
+    if published >= 1.0 {
+        produce(&producer, &std::mem::take(&mut unpublished), None);
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
 
     let sim = Sim::start(TOKEN, |_| {});
     let config = Config::parse(
@@ -103,6 +132,7 @@ fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
         token_file,
         want,
         total,
+        unpublished,
     }
 }
 
@@ -138,44 +168,92 @@ fn write_config(s: &Setup, sim: &Sim, max_batch: u32) -> PathBuf {
     config
 }
 
-/// Produces every line of `rec` keyed by user id, then the per-partition markers.
-fn publish(brokers: &str, rec: &Path) -> Vec<u8> {
-    // One record per batch: tansu 0.6 cannot resume inside a batch (tests/broker_fetch.rs).
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+/// A producer of test input: one record per batch (tansu 0.6 cannot resume inside a batch:
+/// tests/broker_fetch.rs).
+fn test_producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("batch.num.messages", "1")
         .create()
+        .unwrap()
+}
+
+/// One marker per partition three hours after the recording's last event (see [`setup`]).
+fn markers(lines: &[String]) -> Vec<String> {
+    let max_ts = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
         .unwrap();
-    let text = std::fs::read_to_string(rec).unwrap();
-    let mut max_ts = 0i64;
-    for line in text.lines() {
+    let marker_ts = max_ts + 3 * 3600 * 1000;
+    (0..PARTITIONS)
+        .map(|p| format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{marker_ts}}}"#))
+        .collect()
+}
+
+/// Produces `lines` in order: records keyed by user id, markers to their own partition. With
+/// `pace = (hurry, gap)`, waits `gap` before each record until `hurry` is set (input arriving
+/// over time, not a synchronisation).
+fn produce(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    lines: &[String],
+    pace: Option<(&AtomicBool, Duration)>,
+) {
+    for line in lines {
+        if let Some((hurry, gap)) = pace {
+            if !hurry.load(Ordering::Relaxed) {
+                std::thread::sleep(gap);
+            }
+        }
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        max_ts = max_ts.max(v["ts"].as_i64().unwrap());
-        let key = v["user_id"].as_str().unwrap().to_owned();
-        let mut r = BaseRecord::to("events").key(&key).payload(line);
+        let user = v["user_id"].as_str().unwrap();
+        let mut r = match user.strip_prefix("marker-") {
+            Some(p) => BaseRecord::to("events")
+                .partition(p.parse().unwrap())
+                .key("marker")
+                .payload(line),
+            None => BaseRecord::to("events").key(user).payload(line),
+        };
         while let Err((_, back)) = producer.send(r) {
             r = back;
             producer.poll(Duration::from_millis(5));
         }
     }
-    let marker_ts = max_ts + 3 * 3600 * 1000;
-    let mut markers = Vec::new();
-    for p in 0..PARTITIONS {
-        let line = format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{marker_ts}}}"#);
-        producer
-            .send(
-                BaseRecord::to("events")
-                    .partition(p)
-                    .key("marker")
-                    .payload(&line),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-        markers.extend_from_slice(line.as_bytes());
-        markers.push(b'\n');
+}
+
+/// Publishes a setup's unpublished records in the background at about `rate` records a
+/// second, so that input keeps arriving while a test kills and restarts the service;
+/// [`Feeder::finish`] publishes the rest at full speed.
+struct Feeder {
+    hurry: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Feeder {
+    fn start(s: &mut Setup, rate: u32) -> Feeder {
+        let lines = std::mem::take(&mut s.unpublished);
+        let brokers = s.cluster.bootstrap().to_owned();
+        let hurry = Arc::new(AtomicBool::new(false));
+        let gap = Duration::from_secs(1) / rate.max(1);
+        let thread = {
+            let hurry = hurry.clone();
+            std::thread::spawn(move || {
+                let producer = test_producer(&brokers);
+                produce(&producer, &lines, Some((&hurry, gap)));
+                producer.flush(Duration::from_secs(30)).unwrap();
+            })
+        };
+        Feeder { hurry, thread }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    markers
+
+    fn finish(self) {
+        self.hurry.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
 }
 
 /// Polls `done` (a condition on the simulator or a log, not a clock) for at most ~90 s.
@@ -509,7 +587,12 @@ fn crash_test_sigkill_at_random_moments() {
     let mut rng = fastrand::Rng::with_seed(seed);
     // The workload grows with the kills, so that a long run still kills mid-stream.
     let scale = u64::from(kills.div_ceil(5).max(1));
-    let s = setup(800 * scale, 7_000 * scale, seed % 1000);
+    // A fifth of the input is there at the start; the rest arrives during the kills (about
+    // 10 s a kill: a run of up to 6 s, then the session timeout), so every kill lands while
+    // records are still coming in, and the last windows close only with the final markers.
+    let mut s = setup_feeding(800 * scale, 7_000 * scale, seed % 1000, 0.2);
+    let rate = (s.unpublished.len() as u32 / (kills.max(1) * 9)).max(50);
+    let feeder = Feeder::start(&mut s, rate);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
     let config = write_config(&s, &sim, 30);
     for i in 0..kills {
@@ -541,6 +624,7 @@ fn crash_test_sigkill_at_random_moments() {
         members(&sim),
         s.total
     );
+    feeder.finish();
     finish_and_check(&s, &sim, &config, "after-kills");
 }
 
