@@ -7,12 +7,14 @@
 //! - [`config`]: the TOML config (DESIGN §3), env overrides, validation listing every problem.
 //! - [`campaign`]: campaign definitions and their [`campaign::condition`]s (13 operators).
 //! - [`event`]: the projected record model; [`event::decode`] (native, segment, clevertap) and
-//!   [`event::recording`] (plain JSON lines and `kcat -J` envelopes).
+//!   [`event::recording`] (plain JSON lines and `kcat -J` envelopes, in memory or read as they
+//!   are merged: [`event::recording::stream`], gzip, zstd, stdin).
 //! - [`identity`]: email/phone normalisation and SHA-256, the only place raw PII is touched.
 //! - [`source`]: the `Source` trait; [`source::replay`] merges recorded partitions.
 //! - [`detect`]: sharded per-user state machines: [`detect::state`] (pure transitions),
 //!   [`detect::shard`] (reorder buffer, timers), [`detect::watermark`].
-//! - [`activate`]: once-per-user, reachability, control group, target cap, goals → decisions.
+//! - [`activate`]: once-per-user, reachability, control group, target cap, goals → decisions;
+//!   [`activate::Holdback`] orders qualifications by `(at, user_id)` in both runtimes.
 //! - [`sink`]: the `AudienceSink` trait and its implementations.
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
