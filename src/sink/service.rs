@@ -174,14 +174,6 @@ impl TikTokSink {
         self.tx.send((op, None)).await.map_err(|_| SinkStopped)
     }
 
-    /// Hands an op to the sink with a token acknowledged once TikTok accepted the op.
-    pub async fn send_tracked(&self, op: AudienceOp, token: u64) -> Result<(), SinkStopped> {
-        self.tx
-            .send((op, Some(token)))
-            .await
-            .map_err(|_| SinkStopped)
-    }
-
     /// Hands an op over only if the sink has room now; a full sink gives it back.
     pub fn try_send_tracked(&self, op: AudienceOp, token: u64) -> Result<(), TrySend> {
         self.tx.try_send((op, Some(token))).map_err(|e| match e {

@@ -26,9 +26,6 @@ use crate::config::TokenSource;
 use crate::detect::Ids;
 use crate::identity::to_hex;
 
-/// TikTok's limit on rows per mapping request.
-pub const MAX_IDS_PER_REQUEST: usize = 10_000;
-
 /// A secret string: never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
