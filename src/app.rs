@@ -16,6 +16,7 @@ use crossbeam_channel::bounded;
 
 use crate::activate::{Activator, CampaignCounts, Decision, Holdback};
 use crate::config::Config;
+use crate::detect::router::{route, Routed};
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
 use crate::detect::{shard_for, user_hash, Output, Rules};
@@ -143,38 +144,20 @@ pub fn detect(
             };
             // Partitions of stdin appear as they are read.
             wm.ensure(partition + 1);
-            let mut reject = |reason: Malformed, totals: &mut Totals| {
-                *totals.by_reason.entry(reason).or_default() += 1;
-                dead_letter(DeadLetter {
-                    reason,
-                    partition,
-                    source: name,
-                    line: origin.line,
-                    raw: &raw,
-                })
-            };
-            let rec = match record {
-                Err(reason) => {
-                    totals.malformed += 1;
-                    result = result.and(reject(reason, &mut totals));
+            let rec = match route(&mut totals, &mut wm, partition, record) {
+                Routed::DeadLetter(reason) => {
+                    result = result.and(dead_letter(DeadLetter {
+                        reason,
+                        partition,
+                        source: name,
+                        line: origin.line,
+                        raw: &raw,
+                    }));
                     continue;
                 }
-                Ok(rec) => rec,
+                Routed::Skip => continue,
+                Routed::Apply(rec) => rec,
             };
-            totals.records += 1;
-            if rec.event.is_some() {
-                totals.events += 1;
-            } else {
-                totals.profiles += 1;
-            }
-            if wm.observe(partition, rec.ts) {
-                totals.late_dropped += 1;
-                result = result.and(reject(Malformed::Late, &mut totals));
-                continue;
-            }
-            if !rec.is_relevant() {
-                continue;
-            }
             let s = shard_for(user_hash(&rec.user), shards);
             batches[s].push((seq, rec));
             seq += 1;
@@ -182,12 +165,12 @@ pub fn detect(
             if in_round >= ROUND {
                 in_round = 0;
                 send_round(&mut batches, wm.current());
-                progress(totals.records + totals.malformed);
+                progress(totals.lines());
             }
         }
         // End of input: every partition is exhausted, the watermark is the largest ts seen.
         send_round(&mut batches, wm.max_seen().unwrap_or(EventTime::MIN));
-        progress(totals.records + totals.malformed);
+        progress(totals.lines());
         drop(senders);
 
         let mut out = DetectResult {

@@ -70,23 +70,7 @@ pub fn write_decisions(
     Ok(())
 }
 
-/// Input counters of a replay.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Well-formed records (events + profiles), late ones included.
-    pub records: u64,
-    pub events: u64,
-    pub profiles: u64,
-    /// Lines that could not be decoded.
-    pub malformed: u64,
-    /// Records behind the watermark on arrival.
-    pub late_dropped: u64,
-    /// Malformed lines by reason (an extension of DESIGN §5's summary).
-    #[serde(skip)]
-    pub by_reason: BTreeMap<Malformed, u64>,
-    /// Custom profile properties not kept (`engine.max_custom_props`).
-    pub custom_props_dropped: u64,
-}
+pub use crate::detect::router::Totals;
 
 /// `summary.json`.
 #[derive(Debug, Clone, Serialize)]
@@ -120,11 +104,7 @@ impl Summary {
                 .zip(counts)
                 .map(|(c, n)| (c.id.clone(), n.clone()))
                 .collect(),
-            malformed_by_reason: totals
-                .by_reason
-                .iter()
-                .map(|(r, n)| (r.as_str(), *n))
-                .collect(),
+            malformed_by_reason: totals.reasons().map(|(r, n)| (r.as_str(), n)).collect(),
             custom_props_dropped: totals.custom_props_dropped,
         }
     }

@@ -202,24 +202,35 @@ async fn metrics(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name}_total {v}\n"
         ));
     };
+    let totals = d.totals.lock().unwrap_or_else(|e| e.into_inner()).clone();
     counter(
         &mut text,
         "remarket_source_records",
         "Well-formed records consumed",
-        d.records.load(Ordering::Relaxed),
+        totals.records,
     );
     counter(
         &mut text,
         "remarket_source_malformed",
         "Malformed records (dead-lettered)",
-        d.malformed.load(Ordering::Relaxed),
+        totals.malformed,
     );
     counter(
         &mut text,
         "remarket_source_late",
         "Records behind the watermark (dead-lettered)",
-        d.late.load(Ordering::Relaxed),
+        totals.late_dropped,
     );
+    text.push_str(
+        "# HELP remarket_source_dead_letters Records dead-lettered, by reason\n\
+         # TYPE remarket_source_dead_letters counter\n",
+    );
+    for (reason, n) in totals.reasons() {
+        text.push_str(&format!(
+            "remarket_source_dead_letters_total{{reason=\"{}\"}} {n}\n",
+            reason.as_str()
+        ));
+    }
     counter(
         &mut text,
         "remarket_detect_qualifications",

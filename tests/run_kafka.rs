@@ -511,6 +511,7 @@ fn check_metrics(log: &Path, decided: bool) {
     ];
     let want = [
         "# TYPE remarket_activate_decisions counter",
+        "# TYPE remarket_source_dead_letters counter",
         if decided { decisions[0] } else { "" },
         if decided { decisions[1] } else { "" },
         "remarket_detect_users{partition=\"",

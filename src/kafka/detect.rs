@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use super::read_to_end;
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
 use crate::config::Config;
+use crate::detect::router::{route, Routed, Totals};
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
 use crate::detect::Rules;
@@ -51,9 +52,8 @@ use crate::event::EventTime;
 /// Live counters of the stage, read by `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct DetectStatus {
-    pub records: std::sync::atomic::AtomicU64,
-    pub malformed: std::sync::atomic::AtomicU64,
-    pub late: std::sync::atomic::AtomicU64,
+    /// The router's counters, as of the last advance round.
+    pub totals: Mutex<Totals>,
     pub qualified: std::sync::atomic::AtomicU64,
     /// Custom profile properties dropped over `engine.max_custom_props`.
     pub custom_props_dropped: std::sync::atomic::AtomicU64,
@@ -109,6 +109,8 @@ struct State {
     unwritten: std::collections::VecDeque<Unwritten>,
     /// The clock as of the current poll round.
     now: Instant,
+    /// The router's counters (copied to the status every advance round).
+    totals: Totals,
     /// Partitions of the qualified topic (each gets every task's watermark records) and of
     /// the inputs (the number of detect tasks).
     qualified_partitions: i32,
@@ -267,6 +269,7 @@ pub fn run(
             error: None,
             unwritten: Default::default(),
             now: Instant::now(),
+            totals: Totals::default(),
             qualified_partitions: layout.activate_partitions as i32,
             input_partitions: layout.input_partitions as u32,
         }),
@@ -473,34 +476,22 @@ impl State {
         inp.last_seen = self.now;
         let seen_before = offset < inp.replay_until;
         let decoder = Decoder::new(self.config.source.format, &self.config.schema);
-        let rec = match decoder.decode(payload) {
-            Ok(r) => r,
-            Err(reason) => {
-                if !seen_before {
-                    self.status.malformed.fetch_add(1, Ordering::Relaxed);
-                    dead_letter(&self.producer, &self.dead_letter, p, reason, payload);
-                }
+        let decoded = decoder.decode(payload);
+        // Re-read after a restart: malformed ones were dead-lettered, and records at or below
+        // the restored watermark applied (or dropped as late), before.
+        match &decoded {
+            Err(_) if seen_before => return,
+            Ok(rec) if seen_before && rec.ts <= task.restored_wm => return,
+            _ => {}
+        }
+        let rec = match route(&mut self.totals, &mut task.wm, i, decoded) {
+            Routed::DeadLetter(reason) => {
+                dead_letter(&self.producer, &self.dead_letter, p, reason, payload);
                 return;
             }
+            Routed::Skip => return,
+            Routed::Apply(rec) => rec,
         };
-        if seen_before && rec.ts <= task.restored_wm {
-            return; // applied (or dropped as late) before the restart
-        }
-        self.status.records.fetch_add(1, Ordering::Relaxed);
-        if task.wm.observe(i, rec.ts) {
-            self.status.late.fetch_add(1, Ordering::Relaxed);
-            dead_letter(
-                &self.producer,
-                &self.dead_letter,
-                p,
-                Malformed::Late,
-                payload,
-            );
-            return;
-        }
-        if !rec.is_relevant() {
-            return;
-        }
         let inp = &mut task.inputs[i];
         inp.buffered.push_back((offset, rec.ts));
         task.seq += 1;
@@ -509,6 +500,7 @@ impl State {
 
     /// Advances every task to its watermark and produces what the shards emitted.
     fn advance_all(&mut self, idle: Duration) {
+        *self.status.totals.lock().unwrap_or_else(|e| e.into_inner()) = self.totals.clone();
         let now = self.now;
         for task in self.tasks.values_mut() {
             for (i, inp) in task.inputs.iter().enumerate() {
