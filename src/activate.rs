@@ -9,46 +9,13 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::campaign::Campaign;
-use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
 use crate::event::{EventTime, UserId};
-
-/// The outcome of a decision. Declaration order is the sort order of `decisions.jsonl` ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Capped,
-    Control,
-    Exported,
-    Removed,
-    Unreachable,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Capped => "capped",
-            Outcome::Control => "control",
-            Outcome::Exported => "exported",
-            Outcome::Removed => "removed",
-            Outcome::Unreachable => "unreachable",
-        }
-    }
-}
-
-/// One decision about one user in one campaign.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    pub campaign: CampaignIdx,
-    pub user: UserId,
-    pub at: EventTime,
-    pub outcome: Outcome,
-    /// Hashed ids, on `exported` and `removed` only.
-    pub ids: Ids,
-}
+use crate::model::{CampaignIdx, Conversion, Ids, Qualification};
+pub use crate::model::{Decision, Outcome};
 
 /// Per-campaign counters of the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -13,15 +13,13 @@ pub mod snapshot;
 pub mod state;
 pub mod watermark;
 
+pub use crate::model::{CampaignIdx, Conversion, Ids, Output, Qualification};
+
 use smallvec::SmallVec;
 
 use crate::campaign::condition::Condition;
 use crate::campaign::{Campaign, Identifiers};
-use crate::event::{EventId, EventTime, PropId, Schema, UserId, HAS_EMAIL, HAS_PHONE};
-use crate::identity::IdHash;
-
-/// Index of a campaign in the config's campaign list.
-pub type CampaignIdx = u16;
+use crate::event::{EventId, EventTime, PropId, Schema, HAS_EMAIL, HAS_PHONE};
 
 /// What an event means to a campaign.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,56 +111,6 @@ impl Rules {
             .get(usize::from(event))
             .map_or(&[], |v| v.as_slice())
     }
-}
-
-/// Hashed identifiers of a user, as chosen by a campaign.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ids {
-    pub email: Option<IdHash>,
-    pub phone: Option<IdHash>,
-}
-
-impl Ids {
-    pub fn is_empty(&self) -> bool {
-        self.email.is_none() && self.phone.is_none()
-    }
-
-    /// Only the identifiers a campaign exports.
-    pub fn chosen(&self, which: Identifiers) -> Ids {
-        Ids {
-            email: self.email.filter(|_| which.email),
-            phone: self.phone.filter(|_| which.phone),
-        }
-    }
-}
-
-/// A user met a campaign's trigger (and inaction) and its Who filter at `at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Qualification {
-    pub campaign: CampaignIdx,
-    pub user: UserId,
-    pub at: EventTime,
-    /// The trigger event's time (`at − within`).
-    pub trigger_ts: EventTime,
-    /// The campaign's chosen identifiers the user had at `at` (empty: unreachable).
-    pub ids: Ids,
-}
-
-/// A qualified user did the goal event within the goal window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conversion {
-    pub campaign: CampaignIdx,
-    pub user: UserId,
-    pub ts: EventTime,
-}
-
-/// What the detect stage emits.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Output {
-    pub qualifications: Vec<Qualification>,
-    pub conversions: Vec<Conversion>,
-    /// Custom profile properties dropped over `engine.max_custom_props`.
-    pub custom_props_dropped: u64,
 }
 
 /// A stable 64-bit hash of a user id (FxHash: fixed, seedless, fast on short ids).

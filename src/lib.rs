@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //!
+//! - [`model`]: the stages' shared vocabulary (qualifications, decisions, audience ops).
 //! - [`config`]: the TOML config (DESIGN §3), env overrides, validation listing every problem.
 //! - [`campaign`]: campaign definitions and their [`campaign::condition`]s (13 operators).
 //! - [`event`]: the projected record model; [`event::decode`] (native, segment, clevertap) and
@@ -33,6 +34,7 @@ pub mod event;
 pub mod generate;
 pub mod identity;
 pub mod kafka;
+pub mod model;
 pub mod output;
 pub mod publish;
 pub mod run;

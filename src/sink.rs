@@ -14,41 +14,7 @@ pub mod retry;
 pub mod service;
 pub mod tiktok;
 
-use crate::activate::{Decision, Outcome};
-use crate::detect::{CampaignIdx, Ids};
-use crate::event::UserId;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Action {
-    Add,
-    Delete,
-}
-
-/// One membership change of one user in one campaign's audience.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AudienceOp {
-    pub campaign: CampaignIdx,
-    pub action: Action,
-    pub user: UserId,
-    pub ids: Ids,
-}
-
-impl AudienceOp {
-    /// The op a decision implies, if any.
-    pub fn from_decision(d: &Decision) -> Option<AudienceOp> {
-        let action = match d.outcome {
-            Outcome::Exported => Action::Add,
-            Outcome::Removed => Action::Delete,
-            _ => return None,
-        };
-        Some(AudienceOp {
-            campaign: d.campaign,
-            action,
-            user: d.user.clone(),
-            ids: d.ids,
-        })
-    }
-}
+pub use crate::model::{Action, AudienceOp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -33,7 +33,7 @@ use super::ratelimit::RateLimiter;
 use super::retry::{Backoff, RetryAction};
 use super::tiktok::{Client, MapAction};
 use super::{Action, AudienceOp, SinkReport};
-use crate::detect::{CampaignIdx, Ids};
+use crate::model::{CampaignIdx, Ids};
 
 /// Tuning of the dispatcher.
 #[derive(Debug, Clone)]

@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 
 use super::retry::{RetryAction, RetryReason};
 use crate::config::TokenSource;
-use crate::detect::Ids;
 use crate::identity::to_hex;
+use crate::model::Ids;
 
 /// A secret string: never printed.
 #[derive(Clone, PartialEq, Eq)]
