@@ -294,14 +294,16 @@ impl<T> Holdback<T> {
         *slot = Some(Upstream { watermark, idle });
     }
 
-    /// Everything at or below this is complete: the least watermark over upstream partitions
-    /// that ever had input; `MIN` until every partition reported.
+    /// Everything at or below this is complete: the least watermark over every upstream
+    /// partition; `MIN` until every partition reported.
     ///
-    /// An idle partition with input holds the others back all the same: "idle" is only "no
-    /// record for `engine.idle_timeout`", which a broker outage or a slow consumer looks like
-    /// too, and records it produces later would then come behind what was released (observed:
-    /// a cap picking other users after an outage). One that never had any input (no watermark
-    /// yet) and is idle does not: an empty partition must not hold a campaign forever.
+    /// Idle partitions hold the others back too: "idle" is only "no record for
+    /// `engine.idle_timeout`", which a broker outage, a consumer still restoring or one not yet
+    /// fetching look like as well, and records such a partition produces later would come
+    /// behind what was released (both seen as a cap picking other users, in
+    /// `broker_faults_on_the_mock_cluster` and the crash test). So a partition that never gets
+    /// input holds its campaigns back until it does; the wall-clock watermark of idle inputs
+    /// (DESIGN §4, `run`) is what will move it.
     pub fn watermark(&self) -> EventTime {
         if self.upstream.is_empty() || self.upstream.iter().any(Option::is_none) {
             return EventTime::MIN;
@@ -309,7 +311,6 @@ impl<T> Holdback<T> {
         self.upstream
             .iter()
             .flatten()
-            .filter(|u| !(u.idle && u.watermark == EventTime::MIN))
             .map(|u| u.watermark)
             .min()
             .unwrap_or(EventTime::MIN)
@@ -480,11 +481,13 @@ mod tests {
         h.report(1, 2, 45, true);
         assert_eq!(users(&h.release()), [(40, "d".into())]);
         assert!(h.is_empty());
-        // An idle partition that never had input holds nobody back.
+        // Nor does an idle partition without input let anything through.
         let mut h = Holdback::default();
         h.hold_qualification(q("e", 7), 5);
         h.report(0, 2, 10, false);
         h.report(1, 2, EventTime::MIN, true);
+        assert_eq!(users(&h.release()), []);
+        h.report(1, 2, 8, true);
         assert_eq!(users(&h.release()), [(7, "e".into())]);
     }
 

@@ -10,7 +10,7 @@
 //! each detect checkpoint, after the outputs it covers were written) has passed them, then
 //! decided in `(at, user_id)` order — the order `replay` decides in, so the target cap picks
 //! the same users. A detect partition that is not consumed (no detect replica running) holds
-//! the campaign's decisions back, and so does one that is idle, unless it never had input.
+//! the campaign's decisions back, and so does an idle one (see [`Holdback::watermark`]).
 //!
 //! # Commit point
 //!
