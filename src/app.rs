@@ -130,7 +130,6 @@ pub fn detect(
         while let Some(item) = source.next_item() {
             let (partition, name, origin, raw, record) = match item {
                 SourceItem::PartitionEnd { partition } => {
-                    wm.ensure(partition + 1);
                     wm.finish(partition);
                     continue;
                 }
@@ -142,8 +141,6 @@ pub fn detect(
                     record,
                 } => (partition, source, origin, raw, record),
             };
-            // Partitions of stdin appear as they are read.
-            wm.ensure(partition + 1);
             let rec = match route(&mut totals, &mut wm, partition, record) {
                 Routed::DeadLetter(reason) => {
                     result = result.and(dead_letter(DeadLetter {

@@ -32,7 +32,7 @@ pub enum SourceItem<'a> {
 
 /// A source of records in arrival order.
 pub trait Source {
-    /// Number of partitions the items refer to so far (it may grow as the input is read).
+    /// Number of partitions the items refer to.
     fn partitions(&self) -> usize;
     /// The next item, or `None` at the end of the input.
     fn next_item(&mut self) -> Option<SourceItem<'_>>;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Whole-process replay of the peers' abandoned-cart file (../shared/peers), in one run on this
+# Whole-process replay of the peers' abandoned-cart file (PEERS_DIR: the team's peer
+# implementations, gen_events.py, baseline_python.py and rust_baseline/), in one run on this
 # machine: remarket (1 and 2 shards) against the plain-Python peer and the naive Rust loop.
 # Runs are interleaved (noise hits every contender alike); medians of RUNS (default 5).
 #

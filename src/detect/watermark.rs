@@ -40,23 +40,6 @@ impl Watermarks {
         }
     }
 
-    /// Grows to `n` partitions (a replay's stdin shows its partitions as they are read). A
-    /// new partition holds the watermark where it is until its first record, never lower.
-    pub fn ensure(&mut self, n: usize) {
-        if self.parts.len() >= n {
-            return;
-        }
-        self.floor = self.current();
-        self.parts.resize(
-            n,
-            Part {
-                max: None,
-                active: true,
-                exhausted: false,
-            },
-        );
-    }
-
     /// Restores partition `p`'s largest ts seen (after a restart).
     pub fn restore(&mut self, p: usize, max: Option<EventTime>) {
         self.parts[p].max = max;

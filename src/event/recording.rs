@@ -11,8 +11,7 @@ pub mod stream;
 
 /// Streams of lines, read front to back: what the replay source merges.
 pub trait Lines {
-    /// Streams known so far (a stream read from stdin may appear late; files are scanned for
-    /// theirs when opened).
+    /// Number of streams (all known from the start: files are scanned for theirs).
     fn streams(&self) -> usize;
     /// The name of stream `s`: `path` for plain lines, `path#topic/partition` for envelopes.
     fn name(&self, s: usize) -> &str;

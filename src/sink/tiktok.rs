@@ -1,6 +1,7 @@
 //! The TikTok Marketing API client (Business API v1.3, Segment "Partner" audiences).
 //!
-//! Limits and facts this client honours (`../shared/tiktok-api.md`, sources there):
+//! Limits and facts this client honours (from TikTok's Business API v1.3 documentation; the
+//! section numbers refer to the team's API notes):
 //! - base `https://business-api.tiktok.com/open_api/v1.3/`; every path ends with `/` (404
 //!   otherwise); auth is the `Access-Token` header; JSON bodies; array query parameters are
 //!   JSON text (§1);

@@ -45,7 +45,11 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
             handed: None,
             error: None,
         };
-        s.discover();
+        for p in 0..s.lines.streams() {
+            s.heads.push(None);
+            s.last_key.push(i64::MIN);
+            s.load_head(p);
+        }
         s
     }
 
@@ -57,16 +61,6 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
     /// An I/O error that ended the input early, if any.
     pub fn take_error(&mut self) -> Option<std::io::Error> {
         self.error.take()
-    }
-
-    /// Loads the heads of partitions not seen before (stdin's appear as they are read).
-    fn discover(&mut self) {
-        while self.heads.len() < self.lines.streams() {
-            let p = self.heads.len();
-            self.heads.push(None);
-            self.last_key.push(i64::MIN);
-            self.load_head(p);
-        }
     }
 
     /// Decodes the next line of partition `p` into its head slot and queues it.
@@ -107,7 +101,6 @@ impl<'a, L: Lines> Source for ReplaySource<'a, L> {
         if let Some(p) = self.handed.take() {
             self.lines.pop(p);
             self.load_head(p);
-            self.discover();
         }
         if let Some(p) = self.ended.pop() {
             return Some(SourceItem::PartitionEnd { partition: p });
