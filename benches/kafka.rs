@@ -6,7 +6,6 @@
 //! Every producer writes one record per batch, because tansu 0.6 cannot resume a fetch inside
 //! a batch (tests/broker_fetch.rs): the figures are tansu's, not Kafka's.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,11 +197,15 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         // tansu 0.6 can stall a fresh consumer on large producer batches.
         Err(e) => println!("kafka/broker: a bare consumer could not read the input: {e}"),
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = {
-        let (config, stop) = (Config::parse(&text, Vec::new()).unwrap(), stop.clone());
-        std::thread::spawn(move || remarket::run::run_until(config, stop))
+        let config = Config::parse(&text, Vec::new()).unwrap();
+        let mut env = remarket::run::Env::from_config(&config).unwrap();
+        env.shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        std::thread::spawn(move || remarket::run::serve(config, env))
     };
     // Done when the detect group's committed offsets reach the end of the input.
     let consumer: BaseConsumer = ClientConfig::new()
@@ -255,7 +258,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
             settings.commit_interval
         );
     }
-    stop.store(true, Ordering::Relaxed);
+    let _ = stop.send(());
     runner.join().unwrap().unwrap();
 
     let t = Instant::now();

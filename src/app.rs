@@ -315,10 +315,7 @@ pub fn replay(
     };
     let mut dead = create("dead-letter.jsonl")?;
     let bar = progress_bar(opts.progress);
-    let shards = match opts.shards {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let shards = crate::config::resolve_workers(opts.shards);
     let replayed = execute_lines(
         config,
         recording,

@@ -124,6 +124,22 @@ pub struct EngineSettings {
     pub max_custom_props: u8,
 }
 
+impl EngineSettings {
+    /// `shards` with 0 resolved to one per core: replay's shard threads, `run`'s detect
+    /// workers.
+    pub fn workers(&self) -> usize {
+        resolve_workers(self.shards)
+    }
+}
+
+/// `n`, or one per core for 0.
+pub fn resolve_workers(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// Where the TikTok access token comes from. Holds no secret itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {

@@ -54,15 +54,20 @@ const FAST_FETCH: [(&str, &str); 2] = [
     ("fetch.max.bytes", "67108864"),
 ];
 
-/// A consumer's lag per `(topic, partition)`: records between its position and the end of
-/// the partition, as librdkafka's statistics report it (every `statistics.interval.ms`).
+/// A stage's consumer lag per `(topic, partition)`: records between the position and the end
+/// of the partition, as librdkafka's statistics report it (every `statistics.interval.ms`),
+/// over all the stage's consumers (detect has one per worker).
 #[derive(Debug, Default)]
-pub struct Lag(std::sync::Mutex<BTreeMap<(String, i32), i64>>);
+pub struct Lag(std::sync::Mutex<BTreeMap<String, PartitionLag>>);
+
+/// Lag per `(topic, partition)`.
+pub type PartitionLag = BTreeMap<(String, i32), i64>;
 
 impl Lag {
-    /// Replaces the figures with those of `stats` (partitions no longer owned disappear).
+    /// Replaces the figures of the consumer that sent `stats` (partitions it no longer owns
+    /// disappear).
     pub fn update(&self, stats: &rdkafka::Statistics) {
-        let fresh: BTreeMap<(String, i32), i64> = stats
+        let fresh: PartitionLag = stats
             .topics
             .iter()
             .flat_map(|(topic, t)| {
@@ -74,12 +79,19 @@ impl Lag {
                     .map(move |p| ((topic.clone(), p.partition), p.consumer_lag))
             })
             .collect();
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stats.name.clone(), fresh);
     }
 
     /// The current figures.
-    pub fn get(&self) -> BTreeMap<(String, i32), i64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn get(&self) -> PartitionLag {
+        let by_client = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        by_client
+            .values()
+            .flat_map(|m| m.iter().map(|(k, v)| (k.clone(), *v)))
+            .collect()
     }
 }
 

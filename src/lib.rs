@@ -20,12 +20,15 @@
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
 //! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups.
-//! - [`run`]: the `run` lifecycle: stages, sink, admin HTTP server, SIGTERM.
+//! - [`run`]: the `run` lifecycle: stages, sink, shutdown; its surroundings (listener,
+//!   shutdown future, TikTok client, clock) are injected ([`run::Env`]).
+//! - [`admin`]: the admin HTTP server: `/metrics` (one registry), `/healthz`, `/readyz`.
 //! - [`publish`]: recorded topics into a Kafka topic (keys, partitions, timestamps kept).
 //! - [`generate`]: synthetic recordings for samples, tests and benches.
 //! - [`tiktok_sim`]: the TikTok Marketing API simulator (`remarket tiktok-sim`).
 
 pub mod activate;
+pub mod admin;
 pub mod app;
 pub mod campaign;
 pub mod config;

@@ -558,17 +558,12 @@ fn run_builds_the_same_audiences_as_replay_across_restarts() {
     assert!(after_kill < s.total, "killed too late to test a restart");
 
     let cfg = Config::parse(&std::fs::read_to_string(&config).unwrap(), Vec::new()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let runner = {
-        let stop = stop.clone();
-        std::thread::spawn(move || remarket::run::run_until(cfg, stop))
-    };
+    let runner = Running::start(cfg);
     assert!(
         wait_for(&|| members(&sim) > after_kill),
         "the restarted run made no progress"
     );
-    stop.store(true, Ordering::Relaxed);
-    runner.join().unwrap().unwrap();
+    runner.stop().unwrap();
 
     finish_and_check(&s, &sim, &config, "last");
 }
@@ -799,7 +794,9 @@ fn inputs_with_different_partition_counts_are_refused() {
         "profiles_topic = \"profiles\"",
     );
     let config = Config::parse(&text, Vec::new()).unwrap();
-    let err = remarket::run::run_until(config, Arc::new(AtomicBool::new(true))).unwrap_err();
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.shutdown = Box::pin(std::future::ready(()));
+    let err = remarket::run::serve(config, env).unwrap_err();
     let text = format!("{err:#}");
     assert!(
         text.contains("co-partitioned") && text.contains("differ"),
@@ -830,11 +827,7 @@ fn broker_faults_on_the_mock_cluster() {
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:40ms".into()));
     let text = config_text(&sim.url, &s.token_file, s.cluster.bootstrap(), 30);
     let config = Config::parse(&text, Vec::new()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let runner = {
-        let stop = stop.clone();
-        std::thread::spawn(move || remarket::run::run_until(config, stop))
-    };
+    let runner = Running::start(config);
     assert!(wait_for(&|| members(&sim) > 0), "no progress");
     mock.request_errors(
         RDKafkaApiKey::Produce,
@@ -855,8 +848,7 @@ fn broker_faults_on_the_mock_cluster() {
     mock.broker_up(1).unwrap();
     sim.sim.set_faults("none").unwrap();
     let converged = wait_for(&|| held(&sim.sim).into_values().collect::<Vec<_>>() == s.want);
-    stop.store(true, Ordering::Relaxed);
-    let result = runner.join().unwrap();
+    let result = runner.stop();
     assert!(
         converged,
         "{} vs {} members; the run ended with {result:?}",
@@ -884,9 +876,10 @@ fn writes_that_never_land_stop_the_service_without_committing() {
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10_000],
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    // It ends by itself: the stop flag is never set.
-    let err = remarket::run::run_until(config, stop).expect_err("lost writes must stop it");
+    // It ends by itself: it is never told to stop.
+    let err = Running::start(config)
+        .join()
+        .expect_err("lost writes must stop it");
     assert!(
         format!("{err:#}").contains("could not be written to Kafka"),
         "{err:#}"
@@ -908,5 +901,37 @@ fn writes_that_never_land_stop_the_service_without_committing() {
             "partition {} was committed past records that were never written",
             e.partition()
         );
+    }
+}
+
+/// `remarket run` in a thread of this process, on an ephemeral admin port.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn start(config: Config) -> Running {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut env = remarket::run::Env::from_config(&config).unwrap();
+        env.shutdown = Box::pin(async move {
+            let _ = stopped.await;
+        });
+        let thread = std::thread::spawn(move || remarket::run::serve(config, env));
+        Running { stop, thread }
+    }
+
+    /// Tells it to stop (SIGTERM's path) and waits for it.
+    fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.thread.join().expect("run panicked")
+    }
+
+    /// Waits for it to end by itself.
+    fn join(self) -> anyhow::Result<()> {
+        let Running { stop, thread } = self;
+        let r = thread.join().expect("run panicked");
+        drop(stop);
+        r
     }
 }

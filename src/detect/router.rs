@@ -44,6 +44,19 @@ impl Totals {
     pub fn lines(&self) -> u64 {
         self.records + self.malformed
     }
+
+    /// Adds `other`'s counts (several detect workers report one total).
+    pub fn add(&mut self, other: &Totals) {
+        self.records += other.records;
+        self.events += other.events;
+        self.profiles += other.profiles;
+        self.malformed += other.malformed;
+        self.late_dropped += other.late_dropped;
+        for (a, b) in self.by_reason.iter_mut().zip(other.by_reason) {
+            *a += b;
+        }
+        self.custom_props_dropped += other.custom_props_dropped;
+    }
 }
 
 /// What becomes of a line.

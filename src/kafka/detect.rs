@@ -49,21 +49,42 @@ use crate::detect::Rules;
 use crate::event::decode::{Decoder, Malformed};
 use crate::event::EventTime;
 
-/// Live counters of the stage, read by `/metrics` and `/readyz`.
+/// Live counters of the stage (all its workers), read by `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct DetectStatus {
-    /// The router's counters, as of the last advance round.
-    pub totals: Mutex<Totals>,
+    /// The router's counters per worker, as of its last advance round.
+    workers: Mutex<Vec<Totals>>,
     pub qualified: std::sync::atomic::AtomicU64,
     /// Custom profile properties dropped over `engine.max_custom_props`.
     pub custom_props_dropped: std::sync::atomic::AtomicU64,
+    /// Input partitions owned, over all workers.
     pub assigned: std::sync::atomic::AtomicU64,
-    /// Set once the first assignment was restored.
+    /// Set once some worker's first assignment was restored.
     pub ready: AtomicBool,
     /// Per owned partition, as of the last checkpoint.
     pub partitions: Mutex<BTreeMap<i32, PartitionGauge>>,
     /// The consumer's lag per `(topic, partition)`, from librdkafka's statistics.
     pub lag: super::Lag,
+}
+
+impl DetectStatus {
+    /// The router's counters over all workers.
+    pub fn totals(&self) -> Totals {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sum = Totals::default();
+        for t in workers.iter() {
+            sum.add(t);
+        }
+        sum
+    }
+
+    fn report(&self, worker: usize, totals: &Totals) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        if workers.len() <= worker {
+            workers.resize_with(worker + 1, Totals::default);
+        }
+        workers[worker].clone_from(totals);
+    }
 }
 
 /// What `/metrics` shows of one owned input partition.
@@ -111,6 +132,8 @@ struct State {
     now: Instant,
     /// The router's counters (copied to the status every advance round).
     totals: Totals,
+    /// This worker's number (its slot in the status).
+    worker: usize,
     /// Partitions of the qualified topic (each gets every task's watermark records) and of
     /// the inputs (the number of detect tasks).
     qualified_partitions: i32,
@@ -167,9 +190,10 @@ impl ConsumerContext for Ctx {
                     tracing::warn!(error = %e, "checkpoint on revocation failed");
                 }
             }
-            for p in &parts {
-                st.tasks.remove(p);
-            }
+            let removed = parts
+                .iter()
+                .filter(|p| st.tasks.remove(p).is_some())
+                .count();
             // Never write a checkpoint record or commit for a partition another member may
             // own by now.
             for u in st.unwritten.iter_mut() {
@@ -185,7 +209,7 @@ impl ConsumerContext for Ctx {
             drop(gauges);
             st.status
                 .assigned
-                .store(st.tasks.len() as u64, Ordering::Relaxed);
+                .fetch_sub(removed as u64, Ordering::Relaxed);
             tracing::info!(partitions = ?parts, "revoked");
         }
     }
@@ -218,6 +242,7 @@ impl ConsumerContext for Ctx {
                     );
                 });
             }
+            let before = st.tasks.len();
             for (p, result) in restored {
                 match result {
                     Ok((task, users)) => {
@@ -237,18 +262,23 @@ impl ConsumerContext for Ctx {
             }
             st.status
                 .assigned
-                .store(st.tasks.len() as u64, Ordering::Relaxed);
+                .fetch_add((st.tasks.len() - before) as u64, Ordering::Relaxed);
             st.status.ready.store(true, Ordering::Relaxed);
         }
     }
 }
 
-/// Runs the detect stage until `stop` is set; checkpoints and leaves the group on the way out.
+/// Runs detect worker `worker` until `stop` is set; checkpoints and leaves the group on the
+/// way out. Each worker is one member of the detect consumer group with its own producer, as
+/// each of Kafka Streams' stream threads is: the group spreads the input partitions over the
+/// workers of every replica, and each partition's changelog, checkpoint and commit stay with
+/// the one worker that owns it.
 pub fn run(
     config: Arc<Config>,
     layout: super::Layout,
     status: Arc<DetectStatus>,
     stop: Arc<AtomicBool>,
+    worker: usize,
 ) -> anyhow::Result<()> {
     let k = config
         .kafka
@@ -270,6 +300,7 @@ pub fn run(
             unwritten: Default::default(),
             now: Instant::now(),
             totals: Totals::default(),
+            worker,
             qualified_partitions: layout.activate_partitions as i32,
             input_partitions: layout.input_partitions as u32,
         }),
@@ -280,7 +311,7 @@ pub fn run(
         topics.push(k.profiles_topic.as_str());
     }
     consumer.subscribe(&topics)?;
-    tracing::info!(brokers = %k.brokers, group = %k.group("detect"), ?topics, "detect stage consuming");
+    tracing::info!(brokers = %k.brokers, group = %k.group("detect"), worker, ?topics, "detect stage consuming");
     let interval = k.commit_interval.duration();
     let mut last_checkpoint = Instant::now();
     let mut since_advance = 0usize;
@@ -379,7 +410,7 @@ pub fn run(
     }
     drop(st);
     consumer.unsubscribe();
-    tracing::info!("detect stage stopped");
+    tracing::info!(worker, "detect stage stopped");
     Ok(())
 }
 
@@ -500,7 +531,7 @@ impl State {
 
     /// Advances every task to its watermark and produces what the shards emitted.
     fn advance_all(&mut self, idle: Duration) {
-        *self.status.totals.lock().unwrap_or_else(|e| e.into_inner()) = self.totals.clone();
+        self.status.report(self.worker, &self.totals);
         let now = self.now;
         for task in self.tasks.values_mut() {
             for (i, inp) in task.inputs.iter().enumerate() {
