@@ -2,7 +2,8 @@
 //! `~/.cargo/bin`): events/s end to end from the broker for the sample campaigns (the
 //! abandoned-cart workload) with the sink against the simulator, changelog bytes written per
 //! input event, and the time to restore the detect state of every user from the changelogs.
-//! Sizes: `REMARKET_BENCH_USERS` (default 50 000), `REMARKET_BENCH_EVENTS` (default 300 000).
+//! Sizes: `REMARKET_BENCH_USERS` (default 50 000), `REMARKET_BENCH_EVENTS` (default 300 000);
+//! `REMARKET__SECTION__KEY` overrides apply as in `run` (e.g. `REMARKET__ENGINE__SHARDS=1`).
 //! Every producer writes one record per batch, because tansu 0.6 cannot resume a fetch inside
 //! a batch (tests/broker_fetch.rs): the figures are tansu's, not Kafka's.
 
@@ -181,7 +182,10 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
             .collect::<String>()
     );
 
-    let settings = Config::parse(&text, Vec::new()).unwrap().kafka.unwrap();
+    let settings = Config::parse(&text, std::env::vars())
+        .unwrap()
+        .kafka
+        .unwrap();
     // The broker's own ceiling: a bare consumer reading the input to its end.
     let t = Instant::now();
     let ceiling = topic_bytes(&settings, "events");
@@ -200,7 +204,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let runner = {
-        let config = Config::parse(&text, Vec::new()).unwrap();
+        let config = Config::parse(&text, std::env::vars()).unwrap();
         let mut env = remarket::run::Env::from_config(&config).unwrap();
         env.shutdown = Box::pin(async move {
             let _ = stopped.await;
@@ -276,7 +280,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
     );
 
     // Restore: a fresh run reads every changelog partition back before consuming.
-    let config = Config::parse(&text, Vec::new()).unwrap();
+    let config = Config::parse(&text, std::env::vars()).unwrap();
     let k = config.kafka.clone().unwrap();
     let rules = Arc::new(remarket::detect::Rules::compile(
         &config.campaigns,

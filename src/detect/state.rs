@@ -19,7 +19,8 @@ use crate::campaign::condition::all_hold;
 use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Value, ValueRef};
 
 /// A shard's string values, interned: profiles hold a `u32` per string property, and values
-/// such as countries, cities and app versions are stored once per shard.
+/// such as countries, cities and app versions are stored once per shard. Numbers that an
+/// `f32` does not hold exactly are interned the same way.
 #[derive(Debug, Default)]
 pub struct Interner {
     ids: FxHashMap<CompactString, u32>,
@@ -28,6 +29,9 @@ pub struct Interner {
     /// `custom[i]`, where `base` is [`Rules::custom_base`].
     custom: Vec<u32>,
     custom_ids: FxHashMap<u32, PropId>,
+    /// Interned numbers (by their `f64` bits).
+    nums: Vec<f64>,
+    num_ids: FxHashMap<u64, u32>,
 }
 
 impl Interner {
@@ -66,6 +70,17 @@ impl Interner {
         &self.strs[id as usize]
     }
 
+    fn intern_num(&mut self, n: f64) -> u32 {
+        let bits = n.to_bits();
+        if let Some(&id) = self.num_ids.get(&bits) {
+            return id;
+        }
+        let id = u32::try_from(self.nums.len()).expect("fewer than 4G distinct numbers");
+        self.nums.push(n);
+        self.num_ids.insert(bits, id);
+        id
+    }
+
     pub fn len(&self) -> usize {
         self.strs.len()
     }
@@ -75,11 +90,13 @@ impl Interner {
     }
 }
 
-/// One stored profile property: 16 bytes, strings interned.
+/// One stored profile property: 8 bytes. Strings are interned; a number is kept inline as an
+/// `f32` when that holds it exactly (ages, counts, prices in cents and most small decimals
+/// with a short binary expansion), and interned otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Prop {
-    /// `f64` bits, a bool as 0/1, or an interned string id.
-    bits: u64,
+    /// A bool as 0/1, `f32` bits, or an interned string or number id.
+    val: u32,
     id: PropId,
     tag: Tag,
 }
@@ -87,28 +104,39 @@ struct Prop {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tag {
     Bool,
+    /// `val` is the number's `f32` bits.
     Num,
+    /// `val` is an interned number.
+    BigNum,
     Str,
     Other,
 }
 
 impl Prop {
     fn new(id: PropId, v: &Value, strings: &mut Interner) -> Option<Prop> {
-        let (tag, bits) = match v {
+        let (tag, val) = match v {
             Value::Null => return None,
-            Value::Bool(b) => (Tag::Bool, u64::from(*b)),
-            Value::Num(n) => (Tag::Num, n.to_bits()),
-            Value::Str(s) => (Tag::Str, u64::from(strings.intern(s))),
+            Value::Bool(b) => (Tag::Bool, u32::from(*b)),
+            Value::Num(n) => {
+                let small = *n as f32;
+                if f64::from(small).to_bits() == n.to_bits() {
+                    (Tag::Num, small.to_bits())
+                } else {
+                    (Tag::BigNum, strings.intern_num(*n))
+                }
+            }
+            Value::Str(s) => (Tag::Str, strings.intern(s)),
             Value::Other => (Tag::Other, 0),
         };
-        Some(Prop { bits, id, tag })
+        Some(Prop { val, id, tag })
     }
 
     fn get<'s>(&self, strings: &'s Interner) -> ValueRef<'s> {
         match self.tag {
-            Tag::Bool => ValueRef::Bool(self.bits != 0),
-            Tag::Num => ValueRef::Num(f64::from_bits(self.bits)),
-            Tag::Str => ValueRef::Str(strings.get(self.bits as u32)),
+            Tag::Bool => ValueRef::Bool(self.val != 0),
+            Tag::Num => ValueRef::Num(f64::from(f32::from_bits(self.val))),
+            Tag::BigNum => ValueRef::Num(strings.nums[self.val as usize]),
+            Tag::Str => ValueRef::Str(strings.get(self.val)),
             Tag::Other => ValueRef::Other,
         }
     }

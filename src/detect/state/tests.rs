@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use super::{Interner, Prop};
 use crate::config::Config;
 use crate::detect::shard::Shard;
 use crate::detect::{Output, Rules};
-use crate::event::{Event, IdUpdate, ProfilePatch, Record, Value};
+use crate::event::{Event, IdUpdate, ProfilePatch, Record, Value, ValueRef};
 use crate::identity::hash_email;
 
 const BASE: &str = r#"
@@ -345,4 +346,33 @@ fn per_user_and_per_record_sizes_stay_within_budget() {
     assert!(std::mem::size_of::<super::UserState>() <= 72);
     assert!(std::mem::size_of::<Record>() <= 120);
     assert!(std::mem::size_of::<Value>() <= 24);
+}
+
+#[test]
+fn profile_numbers_round_trip_exactly_in_eight_bytes() {
+    assert_eq!(std::mem::size_of::<Prop>(), 8);
+    let mut strings = Interner::default();
+    let values = [
+        0.0,
+        -0.0,
+        25.0,
+        0.1,
+        -3.75,
+        1e300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        123_456_789.123,
+        16_777_217.0,
+    ];
+    for n in values {
+        let p = Prop::new(7, &Value::Num(n), &mut strings).expect("a number is kept");
+        match p.get(&strings) {
+            ValueRef::Num(m) => assert_eq!(m.to_bits(), n.to_bits(), "{n} came back as {m}"),
+            other => panic!("{n} came back as {other:?}"),
+        }
+    }
+    // Inexact ones are interned once per value.
+    let a = Prop::new(1, &Value::Num(0.1), &mut strings).unwrap();
+    let b = Prop::new(1, &Value::Num(0.1), &mut strings).unwrap();
+    assert_eq!(a, b);
 }
