@@ -13,6 +13,7 @@
 pub mod activate;
 pub mod audiences;
 pub mod detect;
+pub mod stage;
 pub mod wire;
 
 use std::time::Duration;
@@ -234,7 +235,7 @@ pub(crate) fn send(
 pub struct LostWrites(pub u64);
 
 /// Waits until every record sent so far is acknowledged and none was lost.
-pub fn flush_durable(producer: &StageProducer) -> anyhow::Result<()> {
+pub fn flush_durable(producer: &StageProducer) -> Result<(), stage::StageError> {
     use rdkafka::producer::Producer as _;
     producer.flush(Duration::from_secs(30))?;
     match producer.context().lost() {

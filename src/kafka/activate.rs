@@ -25,15 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::read_to_end;
+use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, parse_ids, Qualified};
 use crate::activate::{Activator, Decided, Held, Holdback, Outcome, Released};
 use crate::config::Config;
@@ -103,7 +102,6 @@ struct State {
     decisions: String,
     qualified: String,
     status: Arc<ActivateStatus>,
-    error: Option<anyhow::Error>,
     generations: u64,
     /// Token of each op in the sink → `(partition, generation, offset)`.
     inflight: HashMap<u64, (i32, u64, i64)>,
@@ -111,68 +109,137 @@ struct State {
     /// Ops decided but not yet taken by the (full) sink: `(partition, op, token)`. While any
     /// wait, consumption is paused.
     backlog: VecDeque<(i32, AudienceOp, u64)>,
-    /// Set by every assignment: newly assigned partitions are not paused.
-    reassigned: bool,
+    /// The TikTok sink (taken on the way out, to drain it) and its acknowledgements.
+    sink: Option<TikTokSink>,
+    acks: mpsc::UnboundedReceiver<u64>,
+    rt: tokio::runtime::Handle,
+    interval: Duration,
+    last_commit: Instant,
 }
 
-struct Ctx {
-    state: Mutex<State>,
-}
+impl Stage for State {
+    const NAME: &'static str = "activate";
 
-impl ClientContext for Ctx {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.status.lag.update(&statistics);
-    }
-}
-
-impl ConsumerContext for Ctx {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = r {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            if let Err(e) = st.commit(consumer, Some(&parts)) {
-                if e.is::<super::LostWrites>() {
-                    st.error.get_or_insert(e);
-                } else {
-                    // As in detect: the next owner re-reads from the last commit.
-                    tracing::warn!(error = %e, "commit on revocation failed");
-                }
-            }
-            for p in &parts {
-                st.parts.remove(p);
-            }
-            // Not handed over, so not acknowledged: the next owner reads their records again.
-            st.backlog.retain(|(p, _, _)| !parts.contains(p));
-            st.status
-                .assigned
-                .store(st.parts.len() as u64, Ordering::Relaxed);
-        }
+    fn lag(&self) -> &super::Lag {
+        &self.status.lag
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = r {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.reassigned = true;
-            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            for p in parts {
-                if st.parts.contains_key(&p) {
-                    continue;
+    fn assign(&mut self, parts: &[i32]) -> Result<(), StageError> {
+        let mut error = None;
+        for &p in parts {
+            if self.parts.contains_key(&p) {
+                continue;
+            }
+            match self.restore(p) {
+                Ok(part) => {
+                    self.parts.insert(p, part);
                 }
-                match st.restore(p) {
-                    Ok(part) => {
-                        st.parts.insert(p, part);
-                    }
-                    Err(e) => {
-                        st.error.get_or_insert(e);
-                    }
+                Err(e) => {
+                    error.get_or_insert(StageError::Fatal(e));
                 }
             }
-            st.status
-                .assigned
-                .store(st.parts.len() as u64, Ordering::Relaxed);
-            st.status.ready.store(true, Ordering::Relaxed);
         }
+        self.status
+            .assigned
+            .store(self.parts.len() as u64, Ordering::Relaxed);
+        self.status.ready.store(true, Ordering::Relaxed);
+        error.map_or(Ok(()), Err)
+    }
+
+    fn durable(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
+        self.offsets(only)
+    }
+
+    fn revoked(&mut self, parts: &BTreeSet<i32>) {
+        for p in parts {
+            self.parts.remove(p);
+        }
+        // Not handed over, so not acknowledged: the next owner reads their records again.
+        self.backlog.retain(|(p, _, _)| !parts.contains(p));
+        self.status
+            .assigned
+            .store(self.parts.len() as u64, Ordering::Relaxed);
+    }
+
+    fn record(&mut self, m: &BorrowedMessage<'_>, _now: Instant) -> Result<(), StageError> {
+        let ops = self.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
+        for (offset, op) in ops {
+            let token = self.track(m.partition(), offset);
+            self.backlog.push_back((m.partition(), op, token));
+        }
+        Ok(())
+    }
+
+    fn round(&mut self, _polled: bool, now: Instant) -> Result<Round, StageError> {
+        while let Ok(t) = self.acks.try_recv() {
+            self.acknowledged(t);
+        }
+        // Hand the sink what waits, as far as it takes it; consumption is paused (never
+        // dropped) while anything waits, so polling — heartbeats, rebalances — goes on.
+        let sink = self
+            .sink
+            .as_ref()
+            .expect("the sink is taken only on the way out");
+        while let Some((p, op, token)) = self.backlog.pop_front() {
+            match sink.try_send_tracked(op, token) {
+                Ok(()) => {}
+                Err(TrySend::Full(op)) => {
+                    self.backlog.push_front((p, op, token));
+                    break;
+                }
+                Err(TrySend::Stopped) => {
+                    return Err(StageError::fatal(anyhow::anyhow!(
+                        "the TikTok sink stopped"
+                    )))
+                }
+            }
+        }
+        let mut commit = Vec::new();
+        if now.duration_since(self.last_commit) >= self.interval {
+            self.last_commit = now;
+            commit = self.offsets(None)?;
+        }
+        let backlogged = !self.backlog.is_empty();
+        Ok(Round {
+            commit,
+            pause: backlogged,
+            // While paused, come back soon to offer the backlog again.
+            wait: Duration::from_millis(if backlogged { 20 } else { 100 }),
+        })
+    }
+
+    fn paused(&mut self) {
+        self.status.pauses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn after_leave(&mut self) -> Result<Offsets, StageError> {
+        // Give the sink a grace period to deliver what it holds; what it cannot deliver in
+        // time (TikTok down or throttling) is not acknowledged, so its records are read again
+        // by the next owner of the partition.
+        let Some(sink) = self.sink.take() else {
+            return Ok(Vec::new());
+        };
+        let grace = Duration::from_secs(20);
+        let finished = self
+            .rt
+            .block_on(async { tokio::time::timeout(grace, sink.finish()).await });
+        let Ok(outcome) = finished else {
+            tracing::warn!(
+                grace_s = grace.as_secs(),
+                "the TikTok sink did not drain in time; undelivered ops will be re-sent after restart"
+            );
+            return Ok(Vec::new());
+        };
+        while let Ok(t) = self.acks.try_recv() {
+            self.acknowledged(t);
+        }
+        tracing::info!(
+            adds = outcome.report.adds,
+            deletes = outcome.report.deletes,
+            failed = outcome.report.failed,
+            "activate stage stopped"
+        );
+        self.offsets(None)
     }
 }
 
@@ -181,7 +248,7 @@ pub fn run(
     config: Arc<Config>,
     rt: tokio::runtime::Handle,
     sink: TikTokSink,
-    mut acks: mpsc::UnboundedReceiver<u64>,
+    acks: mpsc::UnboundedReceiver<u64>,
     status: Arc<ActivateStatus>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -196,148 +263,26 @@ pub fn run(
         .enumerate()
         .map(|(i, c)| (c.id.clone(), i as CampaignIdx))
         .collect();
-    let ctx = Ctx {
-        state: Mutex::new(State {
-            config: config.clone(),
-            campaign_ids,
-            parts: BTreeMap::new(),
-            producer,
-            decisions: k.topic("decisions"),
-            qualified: k.topic("qualified"),
-            status: status.clone(),
-            error: None,
-            generations: 0,
-            inflight: HashMap::new(),
-            next_token: 0,
-            backlog: VecDeque::new(),
-            reassigned: false,
-        }),
+    let state = State {
+        config: config.clone(),
+        campaign_ids,
+        parts: BTreeMap::new(),
+        producer,
+        decisions: k.topic("decisions"),
+        qualified: k.topic("qualified"),
+        status,
+        generations: 0,
+        inflight: HashMap::new(),
+        next_token: 0,
+        backlog: VecDeque::new(),
+        sink: Some(sink),
+        acks,
+        rt,
+        interval: k.commit_interval.duration(),
+        last_commit: Instant::now(),
     };
-    let consumer = super::group_consumer(&k, "activate", ctx)?;
-    consumer.subscribe(&[k.topic("qualified").as_str()])?;
-    tracing::info!(group = %k.group("activate"), "activate stage consuming");
-    let interval = k.commit_interval.duration();
-    let mut last_commit = Instant::now();
-    let mut paused = false;
-    while !stop.load(Ordering::Relaxed) {
-        // Hand the sink what waits, as far as it takes it; pause consumption (never drop)
-        // while anything waits, so polling — heartbeats, rebalances — goes on meanwhile.
-        {
-            let mut st = consumer
-                .context()
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            while let Some((p, op, token)) = st.backlog.pop_front() {
-                match sink.try_send_tracked(op, token) {
-                    Ok(()) => {}
-                    Err(TrySend::Full(op)) => {
-                        st.backlog.push_front((p, op, token));
-                        break;
-                    }
-                    Err(TrySend::Stopped) => anyhow::bail!("the TikTok sink stopped"),
-                }
-            }
-            let backlogged = !st.backlog.is_empty();
-            let reassigned = std::mem::take(&mut st.reassigned);
-            drop(st);
-            // Pausing and resuming can fail while the group is in trouble (the coordinator
-            // gone, the assignment lost): that is retried on the next round, never fatal.
-            if backlogged && (!paused || reassigned) {
-                match consumer.assignment().and_then(|a| consumer.pause(&a)) {
-                    Ok(()) => {
-                        if !paused {
-                            tracing::debug!("the TikTok sink is full: consumption paused");
-                        }
-                        paused = true;
-                        status.pauses.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "pausing consumption failed; retrying"),
-                }
-            } else if !backlogged && paused {
-                match consumer.assignment().and_then(|a| consumer.resume(&a)) {
-                    Ok(()) => {
-                        tracing::debug!("consumption resumed");
-                        paused = false;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "resuming consumption failed; retrying"),
-                }
-            }
-        }
-        // While paused, come back soon to offer the backlog again.
-        let wait = if paused { 20 } else { 100 };
-        let msg = consumer.poll(Duration::from_millis(wait));
-        let mut st = consumer
-            .context()
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = st.error.take() {
-            return Err(e);
-        }
-        if let Some(Ok(m)) = &msg {
-            let ops = st.on_message(m.partition(), m.offset(), m.payload().unwrap_or(&[]));
-            for (offset, op) in ops {
-                let token = st.track(m.partition(), offset);
-                st.backlog.push_back((m.partition(), op, token));
-            }
-        }
-        while let Ok(t) = acks.try_recv() {
-            st.acknowledged(t);
-        }
-        if last_commit.elapsed() >= interval {
-            if let Err(e) = st.commit(&consumer, None) {
-                if e.is::<super::LostWrites>() {
-                    return Err(e);
-                }
-                // Nothing is committed past what is durable; the next round tries again.
-                tracing::warn!(error = %e, "commit failed; retrying at the next interval");
-            }
-            last_commit = Instant::now();
-        }
-    }
-    let mut st = consumer
-        .context()
-        .state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Err(e) = st.commit(&consumer, None) {
-        // Nothing is committed past what is durable; the next round tries again.
-        tracing::warn!(error = %e, "commit failed; retrying at the next interval");
-    }
-    drop(st);
-    consumer.unsubscribe();
-    // Give the sink a grace period to deliver what it holds; what it cannot deliver in time
-    // (TikTok down or throttling) is not acknowledged, so its records are read again by the
-    // next owner of the partition.
-    let grace = Duration::from_secs(20);
-    let Ok(outcome) = rt.block_on(async { tokio::time::timeout(grace, sink.finish()).await })
-    else {
-        tracing::warn!(
-            grace_s = grace.as_secs(),
-            "the TikTok sink did not drain in time; undelivered ops will be re-sent after restart"
-        );
-        return Ok(());
-    };
-    let mut st = consumer
-        .context()
-        .state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    while let Ok(t) = acks.try_recv() {
-        st.acknowledged(t);
-    }
-    if let Err(e) = st.commit(&consumer, None) {
-        // Nothing is committed past what is durable; the next round tries again.
-        tracing::warn!(error = %e, "commit failed; retrying at the next interval");
-    }
-    tracing::info!(
-        adds = outcome.report.adds,
-        deletes = outcome.report.deletes,
-        failed = outcome.report.failed,
-        "activate stage stopped"
-    );
-    Ok(())
+    let qualified = k.topic("qualified");
+    super::stage::run(&k, &[qualified.as_str()], state, &stop)
 }
 
 impl State {
@@ -578,14 +523,11 @@ impl State {
         }
     }
 
-    /// Flushes decisions, then commits each partition up to its first unacknowledged record.
-    fn commit(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        only: Option<&BTreeSet<i32>>,
-    ) -> anyhow::Result<()> {
+    /// Flushes decisions, then the offsets to commit: each partition up to its first
+    /// unacknowledged or held record.
+    fn offsets(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
         super::flush_durable(&self.producer)?;
-        let mut tpl = TopicPartitionList::new();
+        let mut offsets = Vec::new();
         for (&p, part) in self.parts.iter_mut() {
             if only.is_some_and(|o| !o.contains(&p)) {
                 continue;
@@ -600,14 +542,13 @@ impl State {
                 .min()
                 .unwrap_or(part.consumed);
             if upto > 0 {
-                tpl.add_partition_offset(&self.qualified, p, Offset::Offset(upto))?;
+                offsets.push((self.qualified.clone(), p, upto));
             }
         }
-        if tpl.count() > 0 {
-            tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "activate commit");
-            consumer.commit(&tpl, CommitMode::Sync)?;
+        if !offsets.is_empty() {
+            tracing::debug!(offsets = ?offsets.iter().map(|(_, p, o)| (p, o)).collect::<Vec<_>>(), "activate commit");
         }
-        Ok(())
+        Ok(offsets)
     }
 }
 

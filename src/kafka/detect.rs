@@ -33,13 +33,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
 use super::read_to_end;
+use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
 use crate::config::Config;
 use crate::detect::router::{route, Routed, Totals};
@@ -125,7 +124,6 @@ struct State {
     qualified: String,
     dead_letter: String,
     status: Arc<DetectStatus>,
-    error: Option<anyhow::Error>,
     /// Checkpoints not committed yet, oldest first (see [`Unwritten`]).
     unwritten: std::collections::VecDeque<Unwritten>,
     /// The clock as of the current poll round.
@@ -134,6 +132,8 @@ struct State {
     totals: Totals,
     /// This worker's number (its slot in the status).
     worker: usize,
+    /// The poll loop's bookkeeping (see [`Stage::round`]).
+    pace: Pace,
     /// Partitions of the qualified topic (each gets every task's watermark records) and of
     /// the inputs (the number of detect tasks).
     qualified_partitions: i32,
@@ -157,114 +157,175 @@ struct Unwritten {
     offsets: Vec<InputOffset>,
 }
 
-struct Ctx {
-    state: Mutex<State>,
+/// When detect advances, checkpoints and commits.
+struct Pace {
+    interval: Duration,
+    last_checkpoint: Instant,
+    /// Records taken since the last advance round.
+    since_advance: usize,
+    /// Records consumed since the last checkpoint.
+    unsaved: u64,
+    /// The last poll's wait.
+    wait: Duration,
+    /// For the per-checkpoint debug line: polls, idle polls, time waited.
+    polled: u64,
+    idle_polls: u64,
+    poll_time: Duration,
 }
 
-impl ClientContext for Ctx {
-    fn stats(&self, statistics: rdkafka::Statistics) {
-        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.status.lag.update(&statistics);
-    }
-}
+impl Stage for State {
+    const NAME: &'static str = "detect";
 
-impl ConsumerContext for Ctx {
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(e) = result {
-            // The next checkpoint's commit covers these offsets too.
-            tracing::warn!(error = %e, "commit failed");
+    fn lag(&self) -> &super::Lag {
+        &self.status.lag
+    }
+
+    fn assign(&mut self, parts: &[i32]) -> Result<(), StageError> {
+        let parts: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.tasks.contains_key(p))
+            .collect();
+        // Partitions are restored side by side, one per core: reading and rebuilding a
+        // partition keeps one core busy.
+        let started = Instant::now();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut restored = Vec::with_capacity(parts.len());
+        for chunk in parts.chunks(cores) {
+            std::thread::scope(|scope| {
+                let st = &*self;
+                let workers: Vec<_> = chunk
+                    .iter()
+                    .map(|&p| scope.spawn(move || (p, st.restore(p))))
+                    .collect();
+                restored.extend(
+                    workers
+                        .into_iter()
+                        .map(|w| w.join().expect("restore thread panicked")),
+                );
+            });
         }
-    }
-
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = r {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let parts: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-            if let Err(e) = st.checkpoint_and_commit(consumer, Some(&parts)) {
-                if e.is::<super::LostWrites>() {
-                    st.error.get_or_insert(e);
-                } else {
-                    // Typically the session already expired (the broker was away): nothing
-                    // was committed past what is durable, so the next owner re-reads from the
-                    // last commit.
-                    tracing::warn!(error = %e, "checkpoint on revocation failed");
-                }
-            }
-            let removed = parts
-                .iter()
-                .filter(|p| st.tasks.remove(p).is_some())
-                .count();
-            // Never write a checkpoint record or commit for a partition another member may
-            // own by now.
-            for u in st.unwritten.iter_mut() {
-                u.marks.retain(|(p, _)| !parts.contains(p));
-                u.offsets.retain(|(_, p, _)| !parts.contains(p));
-            }
-            let mut gauges = st
-                .status
-                .partitions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            gauges.retain(|p, _| !parts.contains(p));
-            drop(gauges);
-            st.status
-                .assigned
-                .fetch_sub(removed as u64, Ordering::Relaxed);
-            tracing::info!(partitions = ?parts, "revoked");
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, r: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = r {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let parts: Vec<i32> = tpl
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .filter(|p| !st.tasks.contains_key(p))
-                .collect();
-            // Partitions are restored side by side, one per core: reading and rebuilding a
-            // partition keeps one core busy.
-            let started = Instant::now();
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut restored = Vec::with_capacity(parts.len());
-            for chunk in parts.chunks(cores) {
-                std::thread::scope(|scope| {
-                    let st = &*st;
-                    let workers: Vec<_> = chunk
-                        .iter()
-                        .map(|&p| scope.spawn(move || (p, st.restore(p))))
-                        .collect();
-                    restored.extend(
-                        workers
-                            .into_iter()
-                            .map(|w| w.join().expect("restore thread panicked")),
+        let before = self.tasks.len();
+        let mut error = None;
+        for (p, result) in restored {
+            match result {
+                Ok((task, users)) => {
+                    tracing::info!(
+                        partition = p,
+                        users,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "restored"
                     );
-                });
-            }
-            let before = st.tasks.len();
-            for (p, result) in restored {
-                match result {
-                    Ok((task, users)) => {
-                        tracing::info!(
-                            partition = p,
-                            users,
-                            took_ms = started.elapsed().as_millis() as u64,
-                            "restored"
-                        );
-                        st.tasks.insert(p, task);
-                    }
-                    Err(e) => {
-                        tracing::error!(partition = p, error = %e, "restore failed");
-                        st.error.get_or_insert(e);
-                    }
+                    self.tasks.insert(p, task);
+                }
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "restore failed");
+                    error.get_or_insert(StageError::Fatal(e));
                 }
             }
-            st.status
-                .assigned
-                .fetch_add((st.tasks.len() - before) as u64, Ordering::Relaxed);
-            st.status.ready.store(true, Ordering::Relaxed);
         }
+        self.status
+            .assigned
+            .fetch_add((self.tasks.len() - before) as u64, Ordering::Relaxed);
+        self.status.ready.store(true, Ordering::Relaxed);
+        error.map_or(Ok(()), Err)
+    }
+
+    fn durable(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
+        if only.is_none() {
+            // On the way out: everything the watermark allows is applied first.
+            self.advance_all(k_idle(&self.config));
+        }
+        self.checkpoint_durable(only)
+    }
+
+    fn revoked(&mut self, parts: &BTreeSet<i32>) {
+        let removed = parts
+            .iter()
+            .filter(|p| self.tasks.remove(p).is_some())
+            .count();
+        // Never write a checkpoint record or commit for a partition another member may own
+        // by now.
+        for u in self.unwritten.iter_mut() {
+            u.marks.retain(|(p, _)| !parts.contains(p));
+            u.offsets.retain(|(_, p, _)| !parts.contains(p));
+        }
+        let mut gauges = self
+            .status
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        gauges.retain(|p, _| !parts.contains(p));
+        drop(gauges);
+        self.status
+            .assigned
+            .fetch_sub(removed as u64, Ordering::Relaxed);
+    }
+
+    fn record(&mut self, m: &BorrowedMessage<'_>, now: Instant) -> Result<(), StageError> {
+        self.now = now;
+        self.on_message(
+            m.topic(),
+            m.partition(),
+            m.offset(),
+            m.payload().unwrap_or(&[]),
+        );
+        self.pace.since_advance += 1;
+        self.pace.unsaved += 1;
+        Ok(())
+    }
+
+    fn round(&mut self, polled: bool, now: Instant) -> Result<Round, StageError> {
+        self.now = now;
+        let idle = !polled;
+        self.pace.polled += 1;
+        self.pace.idle_polls += u64::from(idle);
+        if idle {
+            self.pace.poll_time += self.pace.wait;
+        }
+        let mut commit = Vec::new();
+        // Advance in rounds while busy, and whenever the input goes quiet; commit what the
+        // broker has written meanwhile.
+        if self.pace.since_advance >= 1024 || idle {
+            self.advance_all(k_idle(&self.config));
+            self.pace.since_advance = 0;
+            commit = self.written_offsets()?;
+        }
+        // Every interval while busy; once the input runs dry (a poll waited for nothing), at
+        // most every 200 ms, so that caught-up offsets are committed without waiting.
+        let interval = self.pace.interval;
+        let since = now.duration_since(self.pace.last_checkpoint);
+        if since >= interval
+            || (idle && self.pace.unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT))
+        {
+            let started = Instant::now();
+            self.advance_all(k_idle(&self.config));
+            if self.checkpoint(None)? {
+                self.pace.unsaved = 0;
+            } else {
+                // The broker is slow or away: the changes stay marked, the next round retries.
+                tracing::warn!("checkpoint postponed: earlier records not written yet");
+            }
+            tracing::debug!(
+                polled = self.pace.polled,
+                idle_polls = self.pace.idle_polls,
+                queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
+                idle_ms = self.pace.poll_time.as_millis() as u64,
+                since_ms = since.as_millis() as u64,
+                checkpoint_ms = started.elapsed().as_millis() as u64,
+                unwritten = self.unwritten.len(),
+                "detect checkpoint"
+            );
+            (self.pace.polled, self.pace.idle_polls, self.pace.poll_time) = (0, 0, Duration::ZERO);
+            self.pace.last_checkpoint = Instant::now();
+        }
+        // Briefly while a checkpoint waits, so that its commit is not held back.
+        self.pace.wait = Duration::from_millis(if self.unwritten.is_empty() { 100 } else { 10 });
+        Ok(Round {
+            commit,
+            pause: false,
+            wait: self.pace.wait,
+        })
     }
 }
 
@@ -286,130 +347,38 @@ pub fn run(
         .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
     let producer = super::producer(&k)?;
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
-    let ctx = Ctx {
-        state: Mutex::new(State {
-            config: config.clone(),
-            rules,
-            tasks: BTreeMap::new(),
-            producer,
-            changelog: k.topic("changelog"),
-            qualified: k.topic("qualified"),
-            dead_letter: k.topic("dead-letter"),
-            status: status.clone(),
-            error: None,
-            unwritten: Default::default(),
-            now: Instant::now(),
-            totals: Totals::default(),
-            worker,
-            qualified_partitions: layout.activate_partitions as i32,
-            input_partitions: layout.input_partitions as u32,
-        }),
+    let state = State {
+        config: config.clone(),
+        rules,
+        tasks: BTreeMap::new(),
+        producer,
+        changelog: k.topic("changelog"),
+        qualified: k.topic("qualified"),
+        dead_letter: k.topic("dead-letter"),
+        status,
+        unwritten: Default::default(),
+        now: Instant::now(),
+        totals: Totals::default(),
+        worker,
+        pace: Pace {
+            interval: k.commit_interval.duration(),
+            last_checkpoint: Instant::now(),
+            since_advance: 0,
+            unsaved: 0,
+            wait: Duration::from_millis(100),
+            polled: 0,
+            idle_polls: 0,
+            poll_time: Duration::ZERO,
+        },
+        qualified_partitions: layout.activate_partitions as i32,
+        input_partitions: layout.input_partitions as u32,
     };
-    let consumer = super::group_consumer(&k, "detect", ctx)?;
     let mut topics = vec![k.events_topic.as_str()];
     if k.profiles_topic != k.events_topic {
         topics.push(k.profiles_topic.as_str());
     }
-    consumer.subscribe(&topics)?;
-    tracing::info!(brokers = %k.brokers, group = %k.group("detect"), worker, ?topics, "detect stage consuming");
-    let interval = k.commit_interval.duration();
-    let mut last_checkpoint = Instant::now();
-    let mut since_advance = 0usize;
-    let (mut polled, mut idle_polls, mut poll_time) = (0u64, 0u64, Duration::ZERO);
-    // Records consumed since the last checkpoint.
-    let mut unsaved = 0u64;
-    // Whether a checkpoint waits for its records to be written before its commit.
-    let mut waiting = false;
-    while !stop.load(Ordering::Relaxed) {
-        // Briefly while a checkpoint waits, so that its commit is not held back.
-        let wait = Duration::from_millis(if waiting { 10 } else { 100 });
-        let msg = consumer.poll(wait);
-        // The one clock reading of the round (per record while busy).
-        let now = Instant::now();
-        if msg.is_none() {
-            poll_time += wait;
-        }
-        let mut st = consumer
-            .context()
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = st.error.take() {
-            return Err(e);
-        }
-        st.now = now;
-        let idle = msg.is_none();
-        polled += 1;
-        idle_polls += u64::from(idle);
-        match msg {
-            Some(Ok(m)) => {
-                st.on_message(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.payload().unwrap_or(&[]),
-                );
-                since_advance += 1;
-                unsaved += 1;
-            }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
-        }
-        // Advance in rounds while busy, and whenever the input goes quiet; commit what the
-        // broker has written meanwhile.
-        if since_advance >= 1024 || idle {
-            st.advance_all(k_idle(&config));
-            since_advance = 0;
-            if !st.unwritten.is_empty() {
-                if let Err(e) = st.commit_written(&consumer) {
-                    if e.is::<super::LostWrites>() {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "commit failed; retrying with the next checkpoint");
-                }
-            }
-        }
-        // Every interval while busy; once the input runs dry (a poll waited for nothing), at
-        // most every 200 ms, so that caught-up offsets are committed without waiting.
-        let since = now.duration_since(last_checkpoint);
-        if since >= interval || (idle && unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT)) {
-            let started = Instant::now();
-            st.advance_all(k_idle(&config));
-            match st.checkpoint(None) {
-                Ok(true) => unsaved = 0,
-                // The broker is slow or away: the changes stay marked, the next round retries.
-                Ok(false) => {
-                    tracing::warn!("checkpoint postponed: earlier records not written yet")
-                }
-                Err(e) => return Err(e),
-            }
-            tracing::debug!(
-                polled,
-                idle_polls,
-                queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
-                idle_ms = poll_time.as_millis() as u64,
-                since_ms = since.as_millis() as u64,
-                checkpoint_ms = started.elapsed().as_millis() as u64,
-                unwritten = st.unwritten.len(),
-                "detect checkpoint"
-            );
-            (polled, idle_polls, poll_time) = (0, 0, Duration::ZERO);
-            last_checkpoint = Instant::now();
-        }
-        waiting = !st.unwritten.is_empty();
-    }
-    let mut st = consumer
-        .context()
-        .state
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    st.advance_all(k_idle(&config));
-    if let Err(e) = st.checkpoint_and_commit(&consumer, None) {
-        // Nothing is committed past what is durable; the next owner re-reads from there.
-        tracing::warn!(error = %e, "final checkpoint failed");
-    }
-    drop(st);
-    consumer.unsubscribe();
+    tracing::info!(worker, "detect worker starting");
+    super::stage::run(&k, &topics, state, &stop)?;
     tracing::info!(worker, "detect stage stopped");
     Ok(())
 }
@@ -596,7 +565,7 @@ impl State {
     /// checkpoint (see [`Unwritten`]); [`State::commit_written`] takes it further while
     /// consumption goes on. Waits first (up to [`OUTPUTS_WRITTEN`]) until every record sent
     /// so far is written; `Ok(false)` when they were not: nothing was done.
-    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) -> anyhow::Result<bool> {
+    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) -> Result<bool, StageError> {
         let outputs = self.producer.context().seal();
         if !wait_written(&self.producer, outputs, OUTPUTS_WRITTEN)? {
             return Ok(false);
@@ -681,10 +650,10 @@ impl State {
     }
 
     /// Sends the checkpoint records of the queued checkpoints whose snapshots are written,
-    /// and commits (without waiting for the broker's answer) the offsets of those whose
-    /// checkpoint records are.
-    fn commit_written(&mut self, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
-        let mut ready = Vec::new();
+    /// and returns the offsets of those whose checkpoint records are (to be committed
+    /// without waiting for the broker's answer).
+    fn written_offsets(&mut self) -> Result<Offsets, StageError> {
+        let mut offsets = Vec::new();
         while let Some(front) = self.unwritten.front_mut() {
             if !self.producer.context().written_through(front.epoch)? {
                 break;
@@ -693,12 +662,12 @@ impl State {
                 self.send_marks(0);
                 continue;
             }
-            ready.push(self.unwritten.pop_front().expect("a front entry"));
+            offsets.extend(self.unwritten.pop_front().expect("a front entry").offsets);
         }
-        commit(consumer, ready, CommitMode::Async)
+        Ok(merge_offsets(offsets))
     }
 
-    /// Sends the checkpoint records of queued checkpoint `i` (its snapshots are written).
+    /// Sends the checkpoint records of queued checkpoint `i`.
     fn send_marks(&mut self, i: usize) {
         let u = &mut self.unwritten[i];
         for (p, value) in &u.marks {
@@ -715,16 +684,14 @@ impl State {
         u.epoch = self.producer.context().seal();
     }
 
-    /// Checkpoints (`only` partitions, or all) and takes every queued checkpoint to its
-    /// commit, waiting at each step: before partitions are revoked, and on the way out.
-    fn checkpoint_and_commit(
-        &mut self,
-        consumer: &BaseConsumer<Ctx>,
-        only: Option<&BTreeSet<i32>>,
-    ) -> anyhow::Result<()> {
+    /// Checkpoints (the tasks of `only`, or all) and waits until everything is written:
+    /// before a revocation and on the way out. Returns every queued checkpoint's offsets.
+    fn checkpoint_durable(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
         super::flush_durable(&self.producer)?;
         if !self.checkpoint(only)? {
-            anyhow::bail!("records not written after a flush");
+            return Err(StageError::retry(anyhow::anyhow!(
+                "records not written after a flush"
+            )));
         }
         super::flush_durable(&self.producer)?;
         for i in 0..self.unwritten.len() {
@@ -733,8 +700,8 @@ impl State {
             }
         }
         super::flush_durable(&self.producer)?;
-        let ready: Vec<_> = self.unwritten.drain(..).collect();
-        commit(consumer, ready, CommitMode::Sync)
+        let offsets = self.unwritten.drain(..).flat_map(|u| u.offsets).collect();
+        Ok(merge_offsets(offsets))
     }
 }
 
@@ -742,12 +709,12 @@ impl State {
 /// checkpoints) to be written before it is postponed.
 const OUTPUTS_WRITTEN: Duration = Duration::from_secs(10);
 
-/// Waits until every record of `epoch` and earlier is written (`Ok(true)`), at most `limit`.
+/// Waits until every record of `epoch` and before is written; `Ok(false)` after `limit`.
 fn wait_written(
     producer: &super::StageProducer,
     epoch: u64,
     limit: Duration,
-) -> anyhow::Result<bool> {
+) -> Result<bool, StageError> {
     let started = Instant::now();
     loop {
         if producer.context().written_through(epoch)? {
@@ -761,27 +728,13 @@ fn wait_written(
     }
 }
 
-/// Commits the offsets of `done` checkpoints (oldest first: a later one's offset of an input
-/// wins), if any.
-fn commit(
-    consumer: &BaseConsumer<Ctx>,
-    done: impl IntoIterator<Item = Unwritten>,
-    mode: CommitMode,
-) -> anyhow::Result<()> {
-    let offsets: BTreeMap<(String, i32), i64> = done
+/// One offset per input partition: the latest queued checkpoint's.
+fn merge_offsets(offsets: Offsets) -> Offsets {
+    let merged: BTreeMap<(String, i32), i64> = offsets
         .into_iter()
-        .flat_map(|u| u.offsets)
         .map(|(topic, p, o)| ((topic, p), o))
         .collect();
-    if offsets.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for ((topic, p), o) in offsets {
-        tpl.add_partition_offset(&topic, p, Offset::Offset(o))?;
-    }
-    consumer.commit(&tpl, mode)?;
-    Ok(())
+    merged.into_iter().map(|((t, p), o)| (t, p, o)).collect()
 }
 
 impl Task {
