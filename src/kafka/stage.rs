@@ -297,3 +297,6 @@ pub fn run<S: Stage>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
