@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::campaign::Campaign;
 use crate::event::{EventTime, UserId};
-use crate::model::{CampaignIdx, Conversion, Ids, Qualification};
+use crate::model::{Action, AudienceOp, CampaignIdx, Conversion, Ids, Qualification};
 pub use crate::model::{Decision, Outcome};
 
 /// Per-campaign counters of the summary.
@@ -215,12 +215,65 @@ impl Activator {
         None
     }
 
+    /// One qualification as a runtime applies it: the decision it made, or — for a user
+    /// already `exported` — the add sent again. A qualification is seen twice only when it was
+    /// re-read after a restart, when the add decided before may never have been acknowledged;
+    /// TikTok adds are idempotent, so sending it again loses nothing and duplicates nothing.
+    pub fn step_qualification(&mut self, q: &Qualification) -> Step {
+        if let Some(d) = self.qualify(q) {
+            let op = AudienceOp::from_decision(&d);
+            return Step {
+                decision: Some(d),
+                op,
+            };
+        }
+        let op = self
+            .decided(q.campaign, &q.user)
+            .filter(|d| d.outcome == Outcome::Exported)
+            .map(|d| resend(q.campaign, &q.user, Action::Add, d.ids));
+        Step { decision: None, op }
+    }
+
+    /// One conversion as a runtime applies it: the `removed` decision it made, or — for a
+    /// user already removed on this goal — the delete sent again (as for adds, above).
+    pub fn step_conversion(&mut self, c: &Conversion) -> Step {
+        let before = self.decided(c.campaign, &c.user);
+        if let Some(d) = self.convert(c) {
+            let op = AudienceOp::from_decision(&d);
+            return Step {
+                decision: Some(d),
+                op,
+            };
+        }
+        let op = before
+            .filter(|d| d.outcome == Outcome::Removed && d.converted())
+            .map(|d| resend(c.campaign, &c.user, Action::Delete, d.ids));
+        Step { decision: None, op }
+    }
+
     pub fn counts(&self) -> &[CampaignCounts] {
         &self.counts
     }
 
     pub fn into_counts(self) -> Vec<CampaignCounts> {
         self.counts
+    }
+}
+
+/// What one qualification or conversion did: a new decision, and the audience op to send
+/// (the decision's, or one sent again).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub decision: Option<Decision>,
+    pub op: Option<AudienceOp>,
+}
+
+fn resend(campaign: CampaignIdx, user: &str, action: Action, ids: Ids) -> AudienceOp {
+    AudienceOp {
+        campaign,
+        action,
+        user: user.into(),
+        ids,
     }
 }
 
@@ -452,6 +505,72 @@ mod tests {
             .iter()
             .map(|(q, _)| (q.at, q.user.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_qualification_or_conversion_seen_again_sends_its_op_again_and_decides_nothing() {
+        let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+end = "1970-01-02T00:00:00Z"
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+remove_on_goal = true
+[campaign.trigger]
+event = "Added To Cart"
+[campaign.goal]
+event = "Charged"
+within = "1d"
+"#;
+        let config = crate::config::Config::parse(text, Vec::new()).unwrap();
+        let mut act = Activator::new(&config.campaigns);
+        let mut qual = q("a", 5);
+        qual.ids.email = Some([7; 32]);
+        let first = act.step_qualification(&qual);
+        let add = first.op.clone().expect("exported: an add");
+        assert_eq!(add.action, Action::Add);
+        assert_eq!(first.decision.map(|d| d.outcome), Some(Outcome::Exported));
+        let again = act.step_qualification(&qual);
+        assert_eq!(
+            again,
+            Step {
+                decision: None,
+                op: Some(add.clone())
+            }
+        );
+        let conv = Conversion {
+            campaign: 0,
+            user: "a".into(),
+            ts: 9,
+        };
+        let removed = act.step_conversion(&conv);
+        assert_eq!(removed.decision.map(|d| d.outcome), Some(Outcome::Removed));
+        let delete = removed.op.expect("removed: a delete");
+        assert_eq!((delete.action, delete.ids), (Action::Delete, add.ids));
+        assert_eq!(
+            act.step_conversion(&conv),
+            Step {
+                decision: None,
+                op: Some(delete)
+            }
+        );
+        // Counted once each.
+        assert_eq!(act.counts()[0].qualified, 1);
+        assert_eq!(act.counts()[0].removed, 1);
+        // A user never exported is not sent anything again.
+        let unreachable = q("b", 6);
+        assert_eq!(act.step_qualification(&unreachable).op, None);
+        assert_eq!(
+            act.step_qualification(&unreachable),
+            Step {
+                decision: None,
+                op: None
+            }
+        );
     }
 
     #[test]

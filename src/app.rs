@@ -204,17 +204,19 @@ pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<Camp
     let released = hold.release_all();
     let mut act = Activator::new(campaigns);
     let mut decisions = Vec::with_capacity(released.qualifications.len());
+    // As `run` applies them; a recording holds each qualification once, so nothing is sent
+    // again here.
     decisions.extend(
         released
             .qualifications
             .iter()
-            .filter_map(|(q, ())| act.qualify(q)),
+            .filter_map(|(q, ())| act.step_qualification(q).decision),
     );
     decisions.extend(
         released
             .conversions
             .iter()
-            .filter_map(|(c, ())| act.convert(c)),
+            .filter_map(|(c, ())| act.step_conversion(c).decision),
     );
     output::sort_decisions(&mut decisions, campaigns);
     (decisions, act.into_counts())

@@ -6,9 +6,9 @@ pub mod condition;
 
 use serde::Deserialize;
 
-use crate::config::duration::HumanDuration;
-use crate::config::{ConfigError, Problems};
+use crate::duration::HumanDuration;
 use crate::event::{EventTime, Schema};
+use crate::problems::{ConfigError, Problems};
 use condition::{parse_version, Condition, Op, Operand, Scalar, VERSION_PROPS};
 
 /// Maximum length of an audience description (TikTok limit).
@@ -166,11 +166,7 @@ impl Campaign {
     }
 }
 
-/// Parses an RFC 3339 timestamp into epoch milliseconds.
-pub fn parse_rfc3339_ms(s: &str) -> Option<EventTime> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
+pub use crate::event::parse_rfc3339_ms;
 
 // === validation ===
 

@@ -10,6 +10,7 @@ pub mod recording;
 
 use compact_str::CompactString;
 use rustc_hash::FxHashMap;
+use serde::Deserialize;
 use smallvec::SmallVec;
 
 use crate::identity::IdHash;
@@ -210,4 +211,20 @@ impl Schema {
     pub fn event_name(&self, id: EventId) -> &str {
         &self.events[usize::from(id)]
     }
+}
+
+/// Wire formats of input records (`source.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[default]
+    Native,
+    Segment,
+    Clevertap,
+}
+
+/// Parses an RFC 3339 timestamp into epoch milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<EventTime> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }

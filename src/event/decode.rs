@@ -12,9 +12,9 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::Format;
 use super::{Event, EventTime, IdUpdate, ProfilePatch, Props, Record, Schema, UserId, Value};
 use super::{HAS_EMAIL, HAS_PHONE};
-use crate::config::Format;
 use crate::identity;
 
 /// Lines longer than this are rejected as `oversize`.
@@ -158,7 +158,7 @@ fn ts_field(v: Option<&RawValue>, int_unit_ms: i64) -> Result<EventTime, Malform
     let text = v.get();
     if text.starts_with('"') {
         let s = string(v).ok_or(Malformed::InvalidTs)?;
-        return crate::campaign::parse_rfc3339_ms(&s).ok_or(Malformed::InvalidTs);
+        return super::parse_rfc3339_ms(&s).ok_or(Malformed::InvalidTs);
     }
     let n: i64 = text.parse().map_err(|_| Malformed::InvalidTs)?;
     n.checked_mul(int_unit_ms).ok_or(Malformed::InvalidTs)

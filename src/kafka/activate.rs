@@ -36,9 +36,9 @@ use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, parse_ids, Qualified};
 use crate::activate::{Activator, Decided, Held, Holdback, Outcome, Released};
 use crate::config::Config;
-use crate::detect::{CampaignIdx, Conversion, Ids, Qualification};
+use crate::detect::{CampaignIdx, Conversion, Qualification};
 use crate::sink::service::{TikTokSink, TrySend};
-use crate::sink::{Action, AudienceOp};
+use crate::sink::AudienceOp;
 
 /// A persisted decision (value of the decisions topic).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -485,22 +485,13 @@ impl State {
     /// Decides one released qualification (the record at `offset`) into `ops`.
     fn decide(&mut self, p: i32, offset: i64, q: &Qualification, ops: &mut Vec<(i64, AudienceOp)>) {
         let part = self.parts.get_mut(&p).expect("present");
-        let campaign = &self.config.campaigns[usize::from(q.campaign)].id;
-        match part.act.qualify(q) {
-            Some(d) => {
-                self.status.decisions.fetch_add(1, Ordering::Relaxed);
-                self.status.count(campaign, d.outcome);
-                ops.extend(AudienceOp::from_decision(&d).map(|op| (offset, op)));
-                self.persist(p, q.campaign, &q.user);
-            }
-            None => {
-                // Already decided: re-send an add that may not have been acknowledged.
-                if let Some(d) = part.act.decided(q.campaign, &q.user) {
-                    if d.outcome == Outcome::Exported {
-                        ops.push((offset, op(q.campaign, &q.user, Action::Add, d.ids)));
-                    }
-                }
-            }
+        let step = part.act.step_qualification(q);
+        ops.extend(step.op.map(|op| (offset, op)));
+        if let Some(d) = step.decision {
+            let campaign = &self.config.campaigns[usize::from(q.campaign)].id;
+            self.status.decisions.fetch_add(1, Ordering::Relaxed);
+            self.status.count(campaign, d.outcome);
+            self.persist(p, q.campaign, &q.user);
         }
         tracing::debug!(partition = p, offset, user = %q.user, "activate qualification");
     }
@@ -509,15 +500,14 @@ impl State {
     fn convert(&mut self, p: i32, offset: i64, c: &Conversion, ops: &mut Vec<(i64, AudienceOp)>) {
         let part = self.parts.get_mut(&p).expect("present");
         let before = part.act.decided(c.campaign, &c.user);
-        if let Some(d) = part.act.convert(c) {
+        let step = part.act.step_conversion(c);
+        ops.extend(step.op.map(|op| (offset, op)));
+        if let Some(d) = step.decision {
             let campaign = &self.config.campaigns[usize::from(c.campaign)].id;
             self.status.decisions.fetch_add(1, Ordering::Relaxed);
             self.status.count(campaign, d.outcome);
-            ops.extend(AudienceOp::from_decision(&d).map(|op| (offset, op)));
-        } else if let Some(d) = before.filter(|d| d.outcome == Outcome::Removed && d.converted()) {
-            // Already removed: re-send a delete that may not have been acknowledged.
-            ops.push((offset, op(c.campaign, &c.user, Action::Delete, d.ids)));
         }
+        let part = self.parts.get(&p).expect("present");
         if part.act.decided(c.campaign, &c.user) != before {
             self.persist(p, c.campaign, &c.user);
         }
@@ -549,14 +539,5 @@ impl State {
             tracing::debug!(offsets = ?offsets.iter().map(|(_, p, o)| (p, o)).collect::<Vec<_>>(), "activate commit");
         }
         Ok(offsets)
-    }
-}
-
-fn op(campaign: CampaignIdx, user: &str, action: Action, ids: Ids) -> AudienceOp {
-    AudienceOp {
-        campaign,
-        action,
-        user: user.into(),
-        ids,
     }
 }

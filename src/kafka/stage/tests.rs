@@ -232,6 +232,15 @@ fn seen(probe: &Probe) -> Vec<(usize, i32, i64)> {
     probe.seen.lock().unwrap().clone()
 }
 
+/// The offsets of partition `p` taken (by any member), in the order taken.
+fn taken_of(probe: &Probe, p: i32) -> Vec<i64> {
+    seen(probe)
+        .iter()
+        .filter(|(_, q, _)| *q == p)
+        .map(|(_, _, o)| *o)
+        .collect()
+}
+
 #[test]
 fn commits_what_the_stage_made_durable_and_stops_on_request() {
     let s = setup(100);
@@ -245,12 +254,7 @@ fn commits_what_the_stage_made_durable_and_stops_on_request() {
     );
     // Each record once, in offset order per partition.
     for p in 0..PARTITIONS {
-        let offsets: Vec<i64> = seen(&probe)
-            .iter()
-            .filter(|(_, q, _)| *q == p)
-            .map(|(_, _, o)| *o)
-            .collect();
-        assert_eq!(offsets, (0..50).collect::<Vec<_>>());
+        assert_eq!(taken_of(&probe, p), (0..50).collect::<Vec<_>>());
     }
 }
 
@@ -392,11 +396,6 @@ fn a_pause_holds_records_back_until_the_stage_resumes() {
     m.stop().unwrap();
     // Nothing skipped or repeated across the pause.
     for p in 0..PARTITIONS {
-        let offsets: Vec<i64> = seen(&probe)
-            .iter()
-            .filter(|(_, q, _)| *q == p)
-            .map(|(_, _, o)| *o)
-            .collect();
-        assert_eq!(offsets, (0..200).collect::<Vec<_>>());
+        assert_eq!(taken_of(&probe, p), (0..200).collect::<Vec<_>>());
     }
 }
