@@ -173,6 +173,10 @@ impl<'s> Decoder<'s> {
         self.schema
     }
 
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
     /// Decodes one line (without its newline).
     pub fn decode(&self, line: &[u8]) -> Result<Record, Malformed> {
         if line.len() > MAX_RECORD_BYTES {
