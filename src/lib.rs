@@ -5,7 +5,8 @@
 //! # Layout
 //!
 //! - [`model`]: the stages' shared vocabulary (qualifications, decisions, audience ops).
-//! - [`config`]: the TOML config (DESIGN §3), env overrides, validation listing every problem.
+//! - [`config`]: the TOML config (DESIGN §3), env overrides, validation listing every problem
+//!   ([`problems`]); [`duration`]: durations as humantime text.
 //! - [`campaign`]: campaign definitions and their [`campaign::condition`]s (13 operators).
 //! - [`event`]: the projected record model; [`event::decode`] (native, segment, clevertap) and
 //!   [`event::recording`] (plain JSON lines and `kcat -J` envelopes, in memory or read as they
@@ -19,7 +20,8 @@
 //! - [`sink`]: the `AudienceSink` trait and its implementations.
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
 //! - [`app`]: wiring of the stages and the replay lifecycle.
-//! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups.
+//! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups, both on one
+//!   consumer-group runner ([`kafka::stage`]).
 //! - [`run`]: the `run` lifecycle: stages, sink, shutdown; its surroundings (listener,
 //!   shutdown future, TikTok client, clock) are injected ([`run::Env`]).
 //! - [`admin`]: the admin HTTP server: `/metrics` (one registry), `/healthz`, `/readyz`.
