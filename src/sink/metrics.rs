@@ -1,14 +1,39 @@
 //! Sink metrics, registered into a Prometheus registry (`remarket_sink_*`). Label values come
 //! from closed enums, never from error text, ids or user data.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// Label values are lowercase snake_case, as the alerts and the dashboard match them.
+macro_rules! label_values {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, for series initialised at 0.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text),+
+                }
+            }
+        }
+
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Endpoint {
     Mapping,
     Audience,
@@ -16,7 +41,14 @@ pub enum Endpoint {
     List,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+label_values!(Endpoint {
+    Mapping => "mapping",
+    Audience => "audience",
+    Get => "get",
+    List => "list",
+});
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Outcome {
     Ok,
     Throttled,
@@ -27,17 +59,32 @@ pub enum Outcome {
     Permanent,
 }
 
+label_values!(Outcome {
+    Ok => "ok",
+    Throttled => "throttled",
+    NotReady => "not_ready",
+    Server => "server",
+    Transport => "transport",
+    Split => "split",
+    Permanent => "permanent",
+});
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: Endpoint,
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Action {
     Add,
     Delete,
 }
+
+label_values!(Action {
+    Add => "add",
+    Delete => "delete",
+});
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
@@ -115,6 +162,18 @@ impl SinkMetrics {
             "Seconds per TikTok request",
             m.request_seconds.clone(),
         );
+        // Every known series exists from the start at 0, so that `increase()` sees the first
+        // permanent failure (a series born at 1 has no increase).
+        for &endpoint in Endpoint::ALL {
+            for &outcome in Outcome::ALL {
+                let _ = m
+                    .requests
+                    .get_or_create(&RequestLabels { endpoint, outcome });
+            }
+        }
+        for &action in Action::ALL {
+            let _ = m.users.get_or_create(&ActionLabels { action });
+        }
         m
     }
 
@@ -122,5 +181,50 @@ impl SinkMetrics {
         self.requests
             .get_or_create(&RequestLabels { endpoint, outcome })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_snake_case_and_every_series_starts_at_zero() {
+        let mut registry = Registry::default();
+        let m = SinkMetrics::register_into(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "remarket_sink_requests_total{endpoint=\"mapping\",outcome=\"permanent\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("remarket_sink_requests_total{endpoint=\"get\",outcome=\"not_ready\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("remarket_sink_users_total{action=\"delete\"} 0"),
+            "{text}"
+        );
+        m.request(Endpoint::Audience, Outcome::Throttled);
+        text.clear();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(
+                "remarket_sink_requests_total{endpoint=\"audience\",outcome=\"throttled\"} 1"
+            ),
+            "{text}"
+        );
+        // No label value with an upper-case letter anywhere (but histograms' `le="+Inf"`).
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.contains("_bucket{"))
+        {
+            if let Some(labels) = line.split_once('{').map(|(_, r)| r) {
+                assert!(!labels.chars().any(|c| c.is_ascii_uppercase()), "{line}");
+            }
+        }
     }
 }
