@@ -18,25 +18,10 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+pub use crate::clock::{SystemClock, WallClock};
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
 use crate::sink::metrics::SinkMetrics;
-
-/// The wall clock, injected: the watermark-lag gauge is "now minus the watermark".
-pub trait WallClock: Send + Sync + std::fmt::Debug + 'static {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system's clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl WallClock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-    }
-}
 
 /// What the admin server reads.
 #[derive(Clone)]

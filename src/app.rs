@@ -68,11 +68,15 @@ pub struct DeadLetter<'r> {
 
 /// Runs the detect stage over `source` with `shards` shard threads. `dead_letter` receives
 /// malformed and late lines in input order; `progress` is called every round with the records
-/// read so far.
+/// read so far. A line's `ts` may be at most `max_future_ms` ahead of its Kafka timestamp, or
+/// for a line recorded without one, of `now_ms` (the wall clock at replay).
+#[allow(clippy::too_many_arguments)]
 pub fn detect(
     rules: Arc<Rules>,
     source: &mut dyn Source,
     allowed_lateness_ms: i64,
+    max_future_ms: i64,
+    now_ms: EventTime,
     shards: usize,
     dead_letter: &mut dyn FnMut(DeadLetter<'_>) -> std::io::Result<()>,
     progress: &mut dyn FnMut(u64),
@@ -128,7 +132,7 @@ pub fn detect(
         };
         let mut result = Ok(());
         while let Some(item) = source.next_item() {
-            let (partition, name, origin, raw, record) = match item {
+            let (partition, name, origin, kafka_ts, raw, record) = match item {
                 SourceItem::PartitionEnd { partition } => {
                     wm.finish(partition);
                     continue;
@@ -137,11 +141,13 @@ pub fn detect(
                     partition,
                     source,
                     origin,
+                    kafka_ts,
                     raw,
                     record,
-                } => (partition, source, origin, raw, record),
+                } => (partition, source, origin, kafka_ts, raw, record),
             };
-            let rec = match route(&mut totals, &mut wm, partition, record) {
+            let not_after = kafka_ts.unwrap_or(now_ms).saturating_add(max_future_ms);
+            let rec = match route(&mut totals, &mut wm, partition, record, not_after) {
                 Routed::DeadLetter(reason) => {
                     result = result.and(dead_letter(DeadLetter {
                         reason,
@@ -228,6 +234,9 @@ pub struct ReplayOptions {
     pub out_dir: PathBuf,
     pub shards: usize,
     pub progress: bool,
+    /// The wall clock at replay (milliseconds since the epoch): lines recorded without a
+    /// Kafka timestamp may be at most `engine.max_future` ahead of it.
+    pub now_ms: EventTime,
 }
 
 /// What a replay produced.
@@ -254,15 +263,25 @@ pub struct Replayed {
 pub type DeadLetterFn<'f> = dyn FnMut(Malformed, &str, u64, &[u8]) -> std::io::Result<()> + 'f;
 
 /// Runs detect and activate over a loaded recording. Malformed and late lines go to
-/// `dead_letter` as `(reason, source name, line number, raw bytes)`.
+/// `dead_letter` as `(reason, source name, line number, raw bytes)`. `now_ms` is the wall
+/// clock that lines recorded without a Kafka timestamp are checked against
+/// (`engine.max_future`).
 pub fn execute(
     config: &Config,
     recording: &Recording,
     shards: usize,
+    now_ms: EventTime,
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Replayed> {
-    execute_lines(config, recording.cursor(), shards, dead_letter, progress)
+    execute_lines(
+        config,
+        recording.cursor(),
+        shards,
+        now_ms,
+        dead_letter,
+        progress,
+    )
 }
 
 /// [`execute`] over any [`Lines`]: a loaded recording, or files read as they are merged.
@@ -270,6 +289,7 @@ pub fn execute_lines(
     config: &Config,
     lines: impl Lines,
     shards: usize,
+    now_ms: EventTime,
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Replayed> {
@@ -280,6 +300,8 @@ pub fn execute_lines(
         rules,
         &mut source,
         config.engine.allowed_lateness.as_millis(),
+        config.engine.max_future.as_millis(),
+        now_ms,
         shards,
         &mut |d| dead_letter(d.reason, d.source, d.line, d.raw),
         progress,
@@ -322,6 +344,7 @@ pub fn replay(
         config,
         recording,
         shards,
+        opts.now_ms,
         &mut |reason, src, line, raw| output::write_dead_letter(&mut dead, reason, src, line, raw),
         &mut |n| {
             if let Some(b) = &bar {

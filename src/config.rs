@@ -30,6 +30,7 @@ struct RawEngine {
     idle_timeout: Option<HumanDuration>,
     shards: Option<i64>,
     max_custom_props: Option<i64>,
+    max_future: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +62,10 @@ pub struct EngineSettings {
     /// Custom profile properties kept per user beyond those campaigns read (so a campaign
     /// added later sees them); further ones are dropped and counted.
     pub max_custom_props: u8,
+    /// A record whose `ts` is further than this ahead of its reference time (its Kafka
+    /// timestamp; for plain recorded lines the wall clock at replay) is dead-lettered as
+    /// `future_ts` and does not move the watermark.
+    pub max_future: HumanDuration,
 }
 
 impl EngineSettings {
@@ -261,6 +266,10 @@ fn validate_engine(e: RawEngine, problems: &mut Problems) -> Option<EngineSettin
             0
         }
     };
+    let max_future = e.max_future.unwrap_or_else(|| dur("1h"));
+    if max_future.as_millis() <= 0 {
+        problems.service("engine.max_future", "must be > 0");
+    }
     let max_custom_props = match e.max_custom_props.unwrap_or(16) {
         n @ 0..=64 => n as u8,
         _ => {
@@ -273,6 +282,7 @@ fn validate_engine(e: RawEngine, problems: &mut Problems) -> Option<EngineSettin
         idle_timeout,
         shards,
         max_custom_props,
+        max_future,
     })
 }
 
@@ -396,6 +406,7 @@ const SECTIONS: &[(&str, Spec)] = &[
             ("idle_timeout", Spec::Leaf),
             ("shards", Spec::Leaf),
             ("max_custom_props", Spec::Leaf),
+            ("max_future", Spec::Leaf),
         ]),
     ),
     (

@@ -33,6 +33,7 @@ pub mod activate;
 pub mod admin;
 pub mod app;
 pub mod campaign;
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod duration;

@@ -116,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             let opts = ReplayOptions {
                 out_dir: out.clone(),
+                now_ms: remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
                 shards: if shards == 0 {
                     config.engine.shards
                 } else {

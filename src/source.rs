@@ -22,6 +22,8 @@ pub enum SourceItem<'a> {
         /// The partition's source, for the dead-letter output (a file path).
         source: &'a str,
         origin: Origin,
+        /// The Kafka timestamp the line was recorded with (`kcat -J` envelopes), if any.
+        kafka_ts: Option<i64>,
         /// The original bytes, for the dead-letter output.
         raw: Cow<'a, [u8]>,
         record: Result<Record, Malformed>,

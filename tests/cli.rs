@@ -261,3 +261,67 @@ fn replay_reads_gzip_zstd_and_stdin_like_the_plain_file() {
         assert_eq!(names(&got), names(&want), "{name}: dead letters");
     }
 }
+
+/// One CleverTap-style record with `ts` in milliseconds where seconds were meant (the year
+/// ~57,000) must not stop the partition: it is dead-lettered as `future_ts` and every later
+/// good record is still applied (not `late`). In a `kcat -J` envelope the reference is the
+/// Kafka timestamp; for a plain line, the wall clock at replay.
+#[test]
+fn a_record_from_the_far_future_does_not_stop_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0: i64 = 1_764_000_000_000; // 2025-11-24
+    let mut plain = String::new();
+    let mut kcat = String::new();
+    for (i, ts) in [t0, t0 * 1000, t0 + 1_000, t0 + 2_000]
+        .into_iter()
+        .enumerate()
+    {
+        let user = format!("u{i}");
+        let line = format!(
+            r#"{{"user_id":"{user}","event":"Added To Cart","ts":{ts},"props":{{"price":25}}}}"#
+        );
+        plain.push_str(&line);
+        plain.push('\n');
+        let kafka_ts = t0 + i as i64 * 1_000;
+        kcat.push_str(&format!(
+            r#"{{"topic":"events","partition":0,"offset":{i},"tstype":"create","ts":{kafka_ts},"broker":1,"key":"{user}","payload":{}}}"#,
+            serde_json::to_string(&line).unwrap()
+        ));
+        kcat.push('\n');
+    }
+    for (name, text) in [("plain.jsonl", plain), ("kcat.jsonl", kcat)] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, text).unwrap();
+        let out_dir = dir.path().join(format!("out-{name}"));
+        let out = remarket(&[
+            "replay",
+            "--quiet",
+            "--config",
+            "config/sample.toml",
+            "--out",
+            out_dir.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dead = String::from_utf8(read(&out_dir, "dead-letter.jsonl")).unwrap();
+        let reasons: Vec<&str> = dead
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                match v["reason"].as_str().unwrap() {
+                    "future_ts" => "future_ts",
+                    other => panic!("{name}: unexpected dead letter {other}: {l}"),
+                }
+            })
+            .collect();
+        assert_eq!(reasons, ["future_ts"], "{name}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&read(&out_dir, "summary.json")).unwrap();
+        assert_eq!(summary["late_dropped"], 0, "{name}: {summary}");
+        assert_eq!(summary["records"], 3, "{name}: {summary}");
+    }
+}

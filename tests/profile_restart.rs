@@ -138,7 +138,15 @@ fn a_campaign_added_on_restart_sees_earlier_profile_properties() {
         .map(|l| format!("{l}\n"))
         .collect();
     rec.add(std::path::Path::new("history.jsonl"), text.into_bytes());
-    let replayed = app::execute(&second, &rec, 2, &mut |_, _, _, _| Ok(()), &mut |_| {}).unwrap();
+    let replayed = app::execute(
+        &second,
+        &rec,
+        2,
+        1_893_456_000_000, // 2030-01-01: after every generated record
+        &mut |_, _, _, _| Ok(()),
+        &mut |_| {},
+    )
+    .unwrap();
     let replay: BTreeSet<String> = replayed
         .decisions
         .iter()

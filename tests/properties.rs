@@ -15,6 +15,9 @@ use remarket::app::execute;
 use remarket::config::Config;
 use remarket::event::recording::Recording;
 
+/// The wall clock the replays run at: after every generated record (`engine.max_future`).
+const NOW_MS: i64 = 1_893_456_000_000; // 2030-01-01
+
 const LATENESS: i64 = 15;
 
 const CONFIG: &str = r#"
@@ -371,6 +374,7 @@ fn engine(config: &Config, arrival: &[R], shards: usize) -> (Vec<Dec>, Extra, u6
         config,
         &recording,
         shards,
+        NOW_MS,
         &mut |_, _, _, _| Ok(()),
         &mut |_| {},
     )
@@ -543,7 +547,7 @@ proptest! {
         let mut recording = Recording::default();
         recording.add(Path::new("fuzz.jsonl"), data);
         let mut dead = 0u64;
-        let r = execute(&config, &recording, 2, &mut |_, _, _, _| { dead += 1; Ok(()) }, &mut |_| {})
+        let r = execute(&config, &recording, 2, NOW_MS, &mut |_, _, _, _| { dead += 1; Ok(()) }, &mut |_| {})
             .unwrap();
         prop_assert_eq!(r.totals.records + r.totals.malformed, nonblank);
         prop_assert_eq!(dead, r.totals.malformed + r.totals.late_dropped);

@@ -106,6 +106,7 @@ fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: 
         out_dir: out.clone(),
         shards: 2,
         progress: false,
+        now_ms: remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
     };
     let report = app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
     let capped: Vec<(&String, u64)> = report

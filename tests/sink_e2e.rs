@@ -34,6 +34,7 @@ fn replay(
         out_dir: out.to_owned(),
         shards: 2,
         progress: false,
+        now_ms: remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
     };
     let r = app::replay(config, &[rec.to_owned()], &opts, &mut sink);
     (r, sink)

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::watermark::Watermarks;
 use crate::event::decode::Malformed;
-use crate::event::Record;
+use crate::event::{EventTime, Record};
 
 /// Input counters: replay's summary, `run`'s `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -71,12 +71,22 @@ pub enum Routed {
 }
 
 /// Routes one decoded line of partition `input` of `wm`'s set, counting it into `totals`.
+/// A record whose `ts` is above `not_after` (its reference time plus `engine.max_future`) is
+/// malformed (`future_ts`): it never reaches the watermark.
 pub fn route(
     totals: &mut Totals,
     wm: &mut Watermarks,
     input: usize,
     decoded: Result<Record, Malformed>,
+    not_after: EventTime,
 ) -> Routed {
+    let decoded = decoded.and_then(|rec| {
+        if rec.ts > not_after {
+            Err(Malformed::FutureTs)
+        } else {
+            Ok(rec)
+        }
+    });
     let rec = match decoded {
         Err(reason) => {
             totals.malformed += 1;
@@ -105,6 +115,39 @@ pub fn route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_from_the_far_future_is_dead_lettered_and_does_not_move_the_watermark() {
+        let schema = crate::event::Schema::default();
+        let decoder = crate::event::decode::Decoder::new(crate::event::Format::Native, &schema);
+        let line = |ts: i64| {
+            decoder.decode(
+                format!(r#"{{"user_id":"u","event":"Added To Cart","ts":{ts}}}"#).as_bytes(),
+            )
+        };
+        let mut totals = Totals::default();
+        let mut wm = Watermarks::new(1, 5_000);
+        let now = 1_764_000_000_000;
+        let limit = now + 3_600_000;
+        assert!(matches!(
+            route(&mut totals, &mut wm, 0, line(now - 1_000), limit),
+            Routed::Apply(_) | Routed::Skip
+        ));
+        // Milliseconds where seconds were meant: the year ~57,000.
+        let far = (now - 500) * 1000;
+        assert!(matches!(
+            route(&mut totals, &mut wm, 0, line(far), limit),
+            Routed::DeadLetter(Malformed::FutureTs)
+        ));
+        assert!(matches!(
+            route(&mut totals, &mut wm, 0, line(now), limit),
+            Routed::Apply(_) | Routed::Skip
+        ));
+        assert_eq!(totals.late_dropped, 0, "later good records are not late");
+        assert_eq!(totals.malformed, 1);
+        assert_eq!(totals.by_reason[Malformed::FutureTs as usize], 1);
+        assert_eq!(totals.records, 2);
+    }
 
     #[test]
     fn reason_indexes_follow_the_declaration_order() {

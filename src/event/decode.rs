@@ -36,12 +36,15 @@ pub enum Malformed {
     InvalidProps,
     UnknownType,
     InvalidEnvelope,
+    /// `ts` too far ahead of the record's reference time (`engine.max_future`): a clock or
+    /// unit error (milliseconds read as seconds…) that would otherwise move the watermark.
+    FutureTs,
     /// Not malformed, but arrived behind the watermark (DESIGN §4).
     Late,
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 14] = [
+    pub const ALL: [Malformed; 15] = [
         Malformed::Oversize,
         Malformed::InvalidUtf8,
         Malformed::InvalidJson,
@@ -55,6 +58,7 @@ impl Malformed {
         Malformed::InvalidProps,
         Malformed::UnknownType,
         Malformed::InvalidEnvelope,
+        Malformed::FutureTs,
         Malformed::Late,
     ];
 
@@ -73,6 +77,7 @@ impl Malformed {
             Malformed::InvalidProps => "invalid_props",
             Malformed::UnknownType => "unknown_type",
             Malformed::InvalidEnvelope => "invalid_envelope",
+            Malformed::FutureTs => "future_ts",
             Malformed::Late => "late",
         }
     }

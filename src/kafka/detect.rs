@@ -268,6 +268,7 @@ impl Stage for State {
             m.topic(),
             m.partition(),
             m.offset(),
+            m.timestamp().to_millis(),
             m.payload().unwrap_or(&[]),
         );
         self.pace.since_advance += 1;
@@ -464,7 +465,16 @@ impl State {
         ))
     }
 
-    fn on_message(&mut self, topic: &str, p: i32, offset: i64, payload: &[u8]) {
+    /// Takes one input record. `kafka_ts` is its Kafka timestamp: its `ts` may be at most
+    /// `engine.max_future` ahead of it (without one, nothing is checked).
+    fn on_message(
+        &mut self,
+        topic: &str,
+        p: i32,
+        offset: i64,
+        kafka_ts: Option<i64>,
+        payload: &[u8],
+    ) {
         let Some(task) = self.tasks.get_mut(&p) else {
             return;
         };
@@ -477,14 +487,17 @@ impl State {
         let seen_before = offset < inp.replay_until;
         let decoder = Decoder::new(self.config.source.format, &self.config.schema);
         let decoded = decoder.decode(payload);
-        // Re-read after a restart: malformed ones were dead-lettered, and records at or below
-        // the restored watermark applied (or dropped as late), before.
+        let not_after = kafka_ts.map_or(EventTime::MAX, |t| {
+            t.saturating_add(self.config.engine.max_future.as_millis())
+        });
+        // Re-read after a restart: malformed ones (future ones included) were dead-lettered,
+        // and records at or below the restored watermark applied (or dropped as late), before.
         match &decoded {
             Err(_) if seen_before => return,
-            Ok(rec) if seen_before && rec.ts <= task.restored_wm => return,
+            Ok(rec) if seen_before && (rec.ts <= task.restored_wm || rec.ts > not_after) => return,
             _ => {}
         }
-        let rec = match route(&mut self.totals, &mut task.wm, i, decoded) {
+        let rec = match route(&mut self.totals, &mut task.wm, i, decoded, not_after) {
             Routed::DeadLetter(reason) => {
                 dead_letter(&self.producer, &self.dead_letter, p, reason, payload);
                 return;

@@ -321,6 +321,7 @@ impl<'a, L: Lines> Source for ReplaySource<'a, L> {
             partition: p,
             source: self.lines.source_name(p),
             origin: head.origin,
+            kafka_ts: head.kafka_ts,
             raw: std::borrow::Cow::Borrowed(&ahead.raw[head.raw.clone()]),
             record,
         })
@@ -346,10 +347,11 @@ mod tests {
                     partition,
                     source,
                     origin,
+                    kafka_ts,
                     raw,
                     record,
                 } => format!(
-                    "{partition} {source} {origin:?} {} {record:?}",
+                    "{partition} {source} {origin:?} {kafka_ts:?} {} {record:?}",
                     String::from_utf8_lossy(&raw)
                 ),
             });
