@@ -144,7 +144,7 @@ impl Config {
                 return Err(problems);
             }
         };
-        apply_env_overrides(&mut root, env, &mut problems);
+        let overrides = apply_env_overrides(&mut root, env, &mut problems);
 
         fn section<T: Default + for<'de> Deserialize<'de>>(
             root: &mut toml::Table,
@@ -236,6 +236,7 @@ impl Config {
         schema.keep_profile(engine.as_ref().map_or(0, |e| e.max_custom_props));
 
         if !problems.is_empty() {
+            name_overrides(&mut problems, &overrides);
             return Err(problems);
         }
         Ok(Config {
@@ -613,13 +614,43 @@ fn dur(s: &str) -> HumanDuration {
     HumanDuration::parse(s).expect("valid default duration")
 }
 
-/// Applies `REMARKET__SECTION__KEY=value` overrides to the service sections. The value is read
+/// Says which environment variable set a field that has a problem: `engine.shards: must be
+/// in 0..=1024 (set by REMARKET__ENGINE__SHARDS)`. A section-wide type error names neither
+/// field nor key, only the value: it is matched by the value, and given the field.
+fn name_overrides(problems: &mut Problems, overrides: &[Override]) {
+    for p in problems.0.iter_mut().filter(|p| p.campaign.is_none()) {
+        for o in overrides {
+            let field = format!("{}.{}", o.section, o.key);
+            let exact = p.field == field;
+            let by_value = p.field == o.section
+                && (p.message.contains(&format!("`{}`", o.key))
+                    || p.message.contains(&format!("\"{}\"", o.raw))
+                    || p.message.contains(&format!(" {},", o.raw)));
+            if exact || by_value {
+                p.field = field;
+                p.message = format!("{} (set by {})", p.message, o.var);
+            }
+        }
+    }
+}
+
+/// An environment override that was applied.
+struct Override {
+    section: String,
+    key: String,
+    var: String,
+    raw: String,
+}
+
+/// Applies `REMARKET__SECTION__KEY=value` overrides to the service sections, and returns them
+/// as `(section, key, variable)`. The value is read
 /// as a TOML value when it parses as one (`10`, `true`, `"x"`), else as a plain string.
 fn apply_env_overrides(
     root: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
     problems: &mut Problems,
-) {
+) -> Vec<Override> {
+    let mut applied = Vec::new();
     for (key, raw) in env {
         let Some(path) = key.strip_prefix("REMARKET__") else {
             continue;
@@ -650,10 +681,17 @@ fn apply_env_overrides(
         match table {
             toml::Value::Table(t) => {
                 t.insert(field.clone(), value);
+                applied.push(Override {
+                    section: section.clone(),
+                    key: field.clone(),
+                    var: key.clone(),
+                    raw: raw.clone(),
+                });
             }
             _ => problems.service(section, "must be a table"),
         }
     }
+    applied
 }
 
 #[cfg(test)]

@@ -37,7 +37,8 @@ enum SinkKind {
 enum Command {
     /// Replay recorded topics through the campaigns and write the decisions.
     Replay {
-        #[arg(long)]
+        /// The config file (TOML; REMARKET__SECTION__KEY variables override its service sections).
+        #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
         /// Output directory for decisions.jsonl, summary.json, dead-letter.jsonl.
         #[arg(long, default_value = "out")]
@@ -45,6 +46,8 @@ enum Command {
         /// Detect shards (0 = engine.shards from the config, whose 0 = one per core).
         #[arg(long, default_value_t = 0)]
         shards: usize,
+        /// Where the audience ops go: dry-run (counted, nothing sent) or tiktok (the [tiktok]
+        /// section's API; failures in sink-failed.jsonl).
         #[arg(long, value_enum, default_value_t = SinkKind::DryRun)]
         sink: SinkKind,
         /// No progress bar, no summary table.
@@ -56,12 +59,14 @@ enum Command {
     },
     /// Consume from Kafka and push to TikTok (the production mode).
     Run {
-        #[arg(long)]
+        /// The config file (TOML; REMARKET__SECTION__KEY variables override its service sections).
+        #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Validate a config file and list every problem.
     CheckConfig {
-        #[arg(long)]
+        /// The config file (TOML; REMARKET__SECTION__KEY variables override its service sections).
+        #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
     /// Produce recorded topics into a Kafka topic, keeping keys, partitions and timestamps.
@@ -72,28 +77,55 @@ enum Command {
     TiktokSim(remarket::tiktok_sim::SimArgs),
 }
 
-fn init_tracing() {
+/// Log output: `REMARKET_LOG` (else `RUST_LOG`, else `info`) is the filter,
+/// `REMARKET_LOG_FORMAT` `text` (the default) or `json`. A filter or format that does not
+/// parse is an error, not a silent fallback. Returns whether logs are JSON.
+fn init_tracing() -> Result<bool, String> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("REMARKET_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (var, directives) = match (std::env::var("REMARKET_LOG"), std::env::var("RUST_LOG")) {
+        (Ok(v), _) => ("REMARKET_LOG", v),
+        (Err(_), Ok(v)) => ("RUST_LOG", v),
+        (Err(_), Err(_)) => ("", "info".to_owned()),
+    };
+    let filter = EnvFilter::builder()
+        .parse(&directives)
+        .map_err(|e| format!("{var}={directives:?} is not a log filter: {e}"))?;
+    let json = match std::env::var("REMARKET_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("text") => false,
+        Ok("json") => true,
+        Ok(other) => return Err(format!("REMARKET_LOG_FORMAT={other:?}: use text or json")),
+    };
     // Colours only on a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(!json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if std::env::var("REMARKET_LOG_FORMAT").as_deref() == Ok("json") {
+    if json {
         builder.json().init();
     } else {
         builder.init();
     }
+    Ok(json)
 }
 
 fn main() -> ExitCode {
-    init_tracing();
+    let json = match init_tracing() {
+        Ok(json) => json,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // JSON logs stay JSON up to the last line.
+            if json {
+                tracing::error!(error = %format!("{e:#}"), "fatal");
+            } else {
+                eprintln!("error: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -209,6 +241,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(remarket::tiktok_sim::run(args))?;
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no about", sub.get_name());
+            for arg in sub.get_arguments() {
+                if matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "remarket {} --{} has no help",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
         }
     }
 }

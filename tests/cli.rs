@@ -325,3 +325,68 @@ fn a_record_from_the_far_future_does_not_stop_the_partition() {
         assert_eq!(summary["records"], 3, "{name}: {summary}");
     }
 }
+
+fn remarket_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_remarket"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .env_remove("REMARKET_LOG")
+        .env_remove("RUST_LOG")
+        .env_remove("REMARKET_LOG_FORMAT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run remarket")
+}
+
+#[test]
+fn log_settings_that_do_not_parse_are_errors_and_rust_log_is_read() {
+    let check = ["check-config", "-c", "config/sample.toml"];
+    assert!(remarket_env(&check, &[]).status.success());
+    for (var, value) in [
+        ("REMARKET_LOG", "remarket=notalevel"),
+        // Read when REMARKET_LOG is unset: its error names it.
+        ("RUST_LOG", "remarket=notalevel"),
+        ("REMARKET_LOG_FORMAT", "xml"),
+    ] {
+        let out = remarket_env(&check, &[(var, value)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(err.contains(var), "{var}={value}: {err}");
+    }
+    // REMARKET_LOG wins over RUST_LOG.
+    let out = remarket_env(
+        &check,
+        &[("REMARKET_LOG", "info"), ("RUST_LOG", "remarket=notalevel")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn json_logs_stay_json_up_to_the_fatal_line() {
+    let out = remarket_env(
+        &["run", "-c", "config/sample.toml"],
+        &[("REMARKET_LOG_FORMAT", "json")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let mut fatal = 0;
+    for line in err.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["level"] == "ERROR" {
+            fatal += 1;
+            assert!(
+                v["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("[kafka]")),
+                "{line}"
+            );
+        }
+    }
+    assert_eq!(fatal, 1, "{err}");
+}

@@ -69,6 +69,24 @@ fn env_overrides_service_sections() {
 }
 
 #[test]
+fn an_override_that_does_not_parse_names_its_variable_and_key() {
+    for (var, value) in [
+        ("REMARKET__ENGINE__SHARDS", "many"),
+        ("REMARKET__ENGINE__SHARDS", "5000"),
+        ("REMARKET__TIKTOK__QPS", "fast"),
+    ] {
+        let problems = Config::parse(GOOD, vec![(var.to_string(), value.to_string())])
+            .expect_err("a bad override is a problem");
+        let text = problems.to_string();
+        let key = var.rsplit("__").next().unwrap().to_lowercase();
+        assert!(
+            text.contains(&format!("(set by {var})")) && text.contains(&key),
+            "{var}={value}: {text}"
+        );
+    }
+}
+
+#[test]
 fn lists_every_problem_with_campaign_and_field() {
     let bad = r#"
 [engine]
