@@ -23,6 +23,26 @@ use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
 use crate::sink::metrics::SinkMetrics;
 
+/// What the service is doing before its stages run, for `/readyz` (`None` once they do).
+#[derive(Debug, Default)]
+pub struct Startup(std::sync::Mutex<Option<String>>);
+
+impl Startup {
+    /// Says what start-up waits for (shown by `/readyz`).
+    pub fn waiting(&self, why: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.into());
+    }
+
+    /// Start-up is over: the stages' own readiness counts from here.
+    pub fn done(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the admin server reads.
 #[derive(Clone)]
 pub struct Admin {
@@ -30,6 +50,7 @@ pub struct Admin {
     detect: Arc<DetectStatus>,
     activate: Arc<ActivateStatus>,
     sink: SinkMetrics,
+    startup: Arc<Startup>,
 }
 
 impl Admin {
@@ -42,6 +63,7 @@ impl Admin {
         sink: SinkMetrics,
         groups: [String; 2],
         clock: Arc<dyn WallClock>,
+        startup: Arc<Startup>,
     ) -> Admin {
         registry.register_collector(Box::new(StageCollector {
             detect: detect.clone(),
@@ -54,6 +76,7 @@ impl Admin {
             detect,
             activate,
             sink,
+            startup,
         }
     }
 
@@ -238,23 +261,31 @@ async fn metrics(
     )
 }
 
-async fn readyz(State(a): State<Admin>) -> (StatusCode, String) {
-    let mut why = Vec::new();
-    if !a.detect.ready.load(Ordering::Relaxed) {
-        why.push("detect: no assignment restored yet");
-    }
-    if !a.activate.ready.load(Ordering::Relaxed) {
-        why.push("activate: no assignment restored yet");
-    }
-    if a.sink.failed_users.get() > 0 {
-        why.push("sink: TikTok refused users for good (see logs)");
-    }
-    if why.is_empty() {
-        (StatusCode::OK, "ready\n".into())
+/// `/readyz`: 200 once start-up is over and both stages restored an assignment, else 503;
+/// the JSON body says why (`{"ready":false,"waiting_for":[...]}`). Users TikTok refused for
+/// good do not make the service unready — they are recorded (`sink-failed` logs, metrics,
+/// alerts) and handled, and a restart would not bring them back — but are reported.
+async fn readyz(State(a): State<Admin>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let mut why: Vec<String> = Vec::new();
+    if let Some(s) = a.startup.get() {
+        why.push(s);
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{}\n", why.join("\n")),
-        )
+        if !a.detect.ready.load(Ordering::Relaxed) {
+            why.push("detect: no assignment restored yet".into());
+        }
+        if !a.activate.ready.load(Ordering::Relaxed) {
+            why.push("activate: no assignment restored yet".into());
+        }
     }
+    let body = serde_json::json!({
+        "ready": why.is_empty(),
+        "waiting_for": why,
+        "sink_failed_users": a.sink.failed_users.get(),
+    });
+    let code = if why.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body))
 }

@@ -42,6 +42,7 @@ struct RawTikTok {
     qps: Option<f64>,
     max_batch: Option<i64>,
     linger: Option<HumanDuration>,
+    drain_grace: Option<HumanDuration>,
 }
 
 /// `[source]`: how records are decoded.
@@ -102,6 +103,9 @@ pub struct TikTokSettings {
     /// Users per mapping request, 1..=10,000.
     pub max_batch: usize,
     pub linger: HumanDuration,
+    /// On shutdown, how long `run`'s sink may deliver what it holds (keep it below the pod's
+    /// `terminationGracePeriodSeconds`); what it cannot is re-sent after the restart.
+    pub drain_grace: HumanDuration,
 }
 
 /// A validated configuration.
@@ -319,12 +323,17 @@ fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettin
     if linger.as_millis() <= 0 {
         problems.service("tiktok.linger", "must be > 0");
     }
+    let drain_grace = t.drain_grace.unwrap_or_else(|| dur("20s"));
+    if drain_grace.as_millis() <= 0 {
+        problems.service("tiktok.drain_grace", "must be > 0");
+    }
     (problems.len() == before).then_some(TikTokSettings {
         base_url,
         token,
         qps,
         max_batch: max_batch as usize,
         linger,
+        drain_grace,
     })
 }
 
@@ -419,6 +428,7 @@ const SECTIONS: &[(&str, Spec)] = &[
             ("qps", Spec::Leaf),
             ("max_batch", Spec::Leaf),
             ("linger", Spec::Leaf),
+            ("drain_grace", Spec::Leaf),
         ]),
     ),
 ];

@@ -394,7 +394,9 @@ fn close_in_background<T: Send + 'static>(client: T) {
 }
 
 /// Partition counts of every topic the cluster has (one metadata request).
-fn partition_counts(k: &KafkaSettings) -> anyhow::Result<BTreeMap<String, usize>> {
+/// The cluster's topics and their partition counts (one metadata request, up to 10 s): also
+/// the check that the brokers are reachable.
+pub fn partition_counts(k: &KafkaSettings) -> anyhow::Result<BTreeMap<String, usize>> {
     let consumer: BaseConsumer = client_config(k).create()?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     let counts = md
@@ -420,9 +422,12 @@ pub struct Layout {
 /// An internal topic: name, partitions, topic configuration.
 type TopicSpec<'a> = (String, usize, &'a [(&'a str, &'a str)]);
 
-/// Checks the inputs and creates missing internal topics.
-pub async fn ensure_topics(k: &KafkaSettings) -> anyhow::Result<Layout> {
-    let existing = partition_counts(k)?;
+/// Checks the inputs against the cluster's topics (`existing`, from [`partition_counts`]) and
+/// creates missing internal topics.
+pub async fn ensure_topics(
+    k: &KafkaSettings,
+    existing: BTreeMap<String, usize>,
+) -> anyhow::Result<Layout> {
     let count = |topic: &str| existing.get(topic).copied();
     let events = count(&k.events_topic)
         .ok_or_else(|| anyhow::anyhow!("input topic {:?} does not exist", k.events_topic))?;

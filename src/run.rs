@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
-use crate::admin::{Admin, SystemClock, WallClock};
+use crate::admin::{Admin, Startup, SystemClock, WallClock};
 use crate::config::Config;
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
-use crate::kafka::ensure_topics;
+use crate::kafka::{ensure_topics, partition_counts};
 use crate::sink::audiences::resolve;
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
@@ -89,8 +89,10 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    // The stages poll this flag between rounds; any stage ending sets it too.
+    // The stages poll this flag between rounds; any stage ending sets it too. Start-up's
+    // waits end on `stopped`.
     let stop = Arc::new(AtomicBool::new(false));
+    let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
     // First of all, so that a shutdown during start-up is a clean stop too.
     {
         let stop = stop.clone();
@@ -98,8 +100,11 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             shutdown.await;
             tracing::info!("stopping: checkpointing state, flushing the sink, committing");
             stop.store(true, Ordering::Relaxed);
+            let _ = stopped_tx.send(true);
         });
     }
+    let startup = Arc::new(Startup::default());
+    startup.waiting("kafka: asking the brokers for the topics");
     let mut registry = Registry::default();
     let sink_metrics = SinkMetrics::register_into(&mut registry);
     let limiter = Arc::new(RateLimiter::new(config.tiktok.qps));
@@ -112,6 +117,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         sink_metrics.clone(),
         [k.group("detect"), k.group("activate")],
         clock,
+        startup.clone(),
     );
     listener.set_nonblocking(true)?;
     let listener = {
@@ -125,8 +131,32 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             tracing::error!(error = %e, "admin http server stopped");
         }
     });
-    // The admin server answers `/healthz` from here on, whatever Kafka does.
-    let layout = rt.block_on(ensure_topics(&k))?;
+    // The admin server answers `/healthz` from here on, whatever Kafka does. Brokers that
+    // cannot be reached (a rolling restart, DNS not there yet) are asked again with backoff
+    // while `/readyz` says why; a stop ends the wait as a clean exit.
+    let mut backoff = Duration::from_millis(500);
+    let existing = loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match partition_counts(&k) {
+            Ok(t) => break t,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "kafka brokers unreachable");
+                startup.waiting(format!("kafka: brokers unreachable ({e:#}); retrying"));
+                let mut stopped = stopped.clone();
+                rt.block_on(async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped.wait_for(|s| *s) => {}
+                    }
+                });
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let layout = rt.block_on(ensure_topics(&k, existing))?;
+    startup.done();
     tracing::info!(
         brokers = %k.brokers,
         input_partitions = layout.input_partitions,
@@ -171,16 +201,21 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     // Detect needs no audience: it restores and consumes while activate's audiences are
     // verified or created (which takes a TikTok round trip or more per campaign).
     let mut store = crate::kafka::audiences::store(&k)?;
-    let targets = rt.block_on(resolve(
-        &client,
-        &limiter,
-        &sink_metrics,
-        &config.campaigns,
-        &mut store,
-    ));
+    // TikTok may be slow or down: a stop meanwhile is a clean exit.
+    let targets = rt.block_on(async {
+        let mut stopped = stopped.clone();
+        tokio::select! {
+            t = resolve(&client, &limiter, &sink_metrics, &config.campaigns, &mut store) => Some(t),
+            _ = stopped.wait_for(|s| *s) => None,
+        }
+    });
     let targets = match targets {
-        Ok(t) => t,
-        Err(e) => {
+        None => {
+            tracing::info!("stopped while the audiences were resolved");
+            return join_detect(detect);
+        }
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
             stop.store(true, Ordering::Relaxed);
             if let Err(d) = join_detect(detect) {
                 tracing::warn!(error = %d, "detect stage ended with an error");

@@ -795,8 +795,9 @@ fn inputs_with_different_partition_counts_are_refused() {
         "profiles_topic = \"profiles\"",
     );
     let config = Config::parse(&text, Vec::new()).unwrap();
+    // Never told to stop: the refusal ends it.
     let mut env = remarket::run::Env::from_config(&config).unwrap();
-    env.shutdown = Box::pin(std::future::ready(()));
+    env.shutdown = Box::pin(std::future::pending());
     let err = remarket::run::serve(config, env).unwrap_err();
     let text = format!("{err:#}");
     assert!(

@@ -219,7 +219,7 @@ impl Stage for State {
         let Some(sink) = self.sink.take() else {
             return Ok(Vec::new());
         };
-        let grace = Duration::from_secs(20);
+        let grace = self.config.tiktok.drain_grace.duration();
         let finished = self
             .rt
             .block_on(async { tokio::time::timeout(grace, sink.finish()).await });
