@@ -12,6 +12,24 @@ fn remarket(args: &[&str]) -> Output {
         .expect("run remarket")
 }
 
+/// `remarket replay --quiet` of `input` with the sample config into `out_dir`; must succeed.
+fn replay_sample(out_dir: &Path, input: &Path) {
+    let out = remarket(&[
+        "replay",
+        "--quiet",
+        "--config",
+        "config/sample.toml",
+        "--out",
+        out_dir.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
 }
@@ -157,20 +175,7 @@ fn generated_recording_gives_the_same_decisions_plain_and_partitioned() {
         assert!(gen.status.success());
         std::fs::write(&rec, &gen.stdout).unwrap();
         let out_dir = dir.path().join(format!("out-{partitions}"));
-        let out = remarket(&[
-            "replay",
-            "--quiet",
-            "--config",
-            "config/sample.toml",
-            "--out",
-            out_dir.to_str().unwrap(),
-            rec.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        replay_sample(&out_dir, &rec);
         outputs.push(out_dir);
     }
     let a = read(&outputs[0], "decisions.jsonl");
@@ -293,20 +298,7 @@ fn a_record_from_the_far_future_does_not_stop_the_partition() {
         let input = dir.path().join(name);
         std::fs::write(&input, text).unwrap();
         let out_dir = dir.path().join(format!("out-{name}"));
-        let out = remarket(&[
-            "replay",
-            "--quiet",
-            "--config",
-            "config/sample.toml",
-            "--out",
-            out_dir.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        replay_sample(&out_dir, &input);
         let dead = String::from_utf8(read(&out_dir, "dead-letter.jsonl")).unwrap();
         let reasons: Vec<&str> = dead
             .lines()
