@@ -427,6 +427,15 @@ impl<T> Holdback<T> {
         }
     }
 
+    /// What each upstream partition last reported, `(watermark, idle)` (`None`: nothing yet),
+    /// for logs.
+    pub fn upstream(&self) -> Vec<Option<(EventTime, bool)>> {
+        self.upstream
+            .iter()
+            .map(|u| u.map(|u| (u.watermark, u.idle)))
+            .collect()
+    }
+
     /// Items held.
     pub fn len(&self) -> usize {
         self.qualifications.len() + self.conversions.len()

@@ -379,14 +379,16 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                 c.committed_offsets(tpl, Duration::from_secs(5))
             );
         }
-        for name in ["first", "last"] {
+        for name in ["first", "last", name] {
             let log = std::fs::read_to_string(s.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
             let _ = std::fs::write(format!("/tmp/run-kafka-{name}.log"), &log);
-            for l in log
-                .lines()
-                .filter(|l| l.contains("restored") || l.contains("ERROR") || l.contains("WARN"))
-            {
+            for l in log.lines().filter(|l| {
+                l.contains("restored")
+                    || l.contains("ERROR")
+                    || l.contains("WARN")
+                    || l.contains("holdback")
+            }) {
                 eprintln!("{name}: {l}");
             }
         }

@@ -115,6 +115,8 @@ struct State {
     rt: tokio::runtime::Handle,
     interval: Duration,
     last_commit: Instant,
+    /// When the holdback was last logged (every 10 s while it holds anything).
+    last_hold_log: Instant,
 }
 
 impl Stage for State {
@@ -191,6 +193,20 @@ impl Stage for State {
                     return Err(StageError::fatal(anyhow::anyhow!(
                         "the TikTok sink stopped"
                     )))
+                }
+            }
+        }
+        if now.duration_since(self.last_hold_log) >= Duration::from_secs(10) {
+            self.last_hold_log = now;
+            for (p, part) in &self.parts {
+                if !part.hold.is_empty() {
+                    tracing::info!(
+                        partition = p,
+                        held = part.hold.len(),
+                        released_through = part.hold.watermark(),
+                        upstream = ?part.hold.upstream(),
+                        "holdback: records wait for every detect partition's watermark"
+                    );
                 }
             }
         }
@@ -280,6 +296,7 @@ pub fn run(
         rt,
         interval: k.commit_interval.duration(),
         last_commit: Instant::now(),
+        last_hold_log: Instant::now(),
     };
     let qualified = k.topic("qualified");
     super::stage::run(&k, &[qualified.as_str()], state, &stop)
