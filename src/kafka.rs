@@ -394,6 +394,14 @@ fn close_in_background<T: Send + 'static>(client: T) {
 }
 
 /// Partition counts of every topic the cluster has (one metadata request).
+/// The `[kafka]` section a stage runs with.
+pub fn settings(config: &crate::config::Config) -> anyhow::Result<KafkaSettings> {
+    config
+        .kafka
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))
+}
+
 /// The cluster's topics and their partition counts (one metadata request, up to 10 s): also
 /// the check that the brokers are reachable.
 pub fn partition_counts(k: &KafkaSettings) -> anyhow::Result<BTreeMap<String, usize>> {

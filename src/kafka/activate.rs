@@ -268,10 +268,7 @@ pub fn run(
     status: Arc<ActivateStatus>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let k = config
-        .kafka
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
+    let k = super::settings(&config)?;
     let producer = super::producer(&k)?;
     let campaign_ids = config
         .campaigns

@@ -342,10 +342,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     worker: usize,
 ) -> anyhow::Result<()> {
-    let k = config
-        .kafka
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("[kafka] is not configured"))?;
+    let k = super::settings(&config)?;
     let producer = super::producer(&k)?;
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let state = State {
