@@ -148,7 +148,8 @@ impl Config {
                 return Err(problems);
             }
         };
-        let overrides = apply_env_overrides(&mut root, env, &mut problems);
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let overrides = apply_env_overrides(&mut root, env.iter().cloned(), &mut problems);
 
         fn section<T: Default + for<'de> Deserialize<'de>>(
             root: &mut toml::Table,
@@ -189,7 +190,7 @@ impl Config {
         }
 
         let engine = validate_engine(engine, &mut problems);
-        let kafka = kafka_raw.and_then(|k| validate_kafka(k, &mut problems));
+        let kafka = kafka_raw.and_then(|k| validate_kafka(k, &env, &mut problems));
         let http = validate_http(http, &mut problems);
         let tiktok = validate_tiktok(tiktok, &mut problems);
 
@@ -518,7 +519,113 @@ pub struct KafkaSettings {
     /// How often state is written to the changelog and offsets committed.
     pub commit_interval: HumanDuration,
     /// Extra librdkafka properties (e.g. `security.protocol`), passed through.
-    pub client: Vec<(String, String)>,
+    pub client: Vec<(String, ClientValue)>,
+}
+
+/// One `[kafka.client]` value: written in the file, or read from a file (`{ file = "…" }`,
+/// e.g. a mounted Kubernetes Secret) or an environment variable (`{ env = "…" }`). Its
+/// `Debug` shows neither a value so read nor that of a credential property.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientValue {
+    value: String,
+    secret: bool,
+}
+
+impl ClientValue {
+    /// The value, for the librdkafka configuration only.
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+/// A value written in the config (shown by `Debug`).
+impl From<&str> for ClientValue {
+    fn from(value: &str) -> Self {
+        ClientValue {
+            value: value.to_owned(),
+            secret: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.secret {
+            f.write_str("\"<redacted>\"")
+        } else {
+            write!(f, "{:?}", self.value)
+        }
+    }
+}
+
+/// librdkafka properties that hold credentials: never shown, wherever their value came from.
+fn is_credential(key: &str) -> bool {
+    key.contains("password")
+        || key.contains("secret")
+        || matches!(key, "ssl.key.pem" | "sasl.oauthbearer.config" | "ssl_key")
+}
+
+/// A `[kafka.client]` value: a string, a number or boolean (written as TOML writes it), or
+/// `{ file = PATH }` / `{ env = NAME }`. A file's trailing line break is dropped.
+fn client_value(
+    key: &str,
+    v: toml::Value,
+    env: &[(String, String)],
+    problems: &mut Problems,
+) -> Option<ClientValue> {
+    let field = format!("kafka.client.{key:?}");
+    let secret = is_credential(key);
+    let table = match v {
+        toml::Value::String(value) => return Some(ClientValue { value, secret }),
+        toml::Value::Table(t) => t,
+        toml::Value::Array(_) | toml::Value::Datetime(_) => {
+            problems.service(
+                &field,
+                "must be a string, number or boolean, or { file = PATH } or { env = NAME }",
+            );
+            return None;
+        }
+        other => {
+            return Some(ClientValue {
+                value: other.to_string(),
+                secret,
+            })
+        }
+    };
+    let mut entries = table.into_iter();
+    let source = match (entries.next(), entries.next()) {
+        (Some((how, toml::Value::String(from))), None) if how == "file" || how == "env" => {
+            (how, from)
+        }
+        _ => {
+            problems.service(&field, "a table must be { file = PATH } or { env = NAME }");
+            return None;
+        }
+    };
+    let value = match source {
+        (how, path) if how == "file" => match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .strip_suffix('\n')
+                .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                .unwrap_or(&text)
+                .to_owned(),
+            Err(e) => {
+                problems.service(&field, format!("cannot read {path}: {e}"));
+                return None;
+            }
+        },
+        (_, name) => match env.iter().find(|(k, _)| *k == name) {
+            Some((_, value)) => value.clone(),
+            None => {
+                problems.service(&field, format!("environment variable {name} is not set"));
+                return None;
+            }
+        },
+    };
+    Some(ClientValue {
+        value,
+        secret: true,
+    })
 }
 
 impl KafkaSettings {
@@ -536,7 +643,11 @@ pub struct HttpSettings {
     pub listen: std::net::SocketAddr,
 }
 
-fn validate_kafka(k: RawKafka, problems: &mut Problems) -> Option<KafkaSettings> {
+fn validate_kafka(
+    k: RawKafka,
+    env: &[(String, String)],
+    problems: &mut Problems,
+) -> Option<KafkaSettings> {
     let before = problems.len();
     let brokers = k.brokers.unwrap_or_default();
     if brokers.trim().is_empty() {
@@ -588,13 +699,7 @@ fn validate_kafka(k: RawKafka, problems: &mut Problems) -> Option<KafkaSettings>
     let client = k
         .client
         .into_iter()
-        .map(|(key, v)| {
-            let v = match v {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (key, v)
-        })
+        .filter_map(|(key, v)| Some((key.clone(), client_value(&key, v, env, problems)?)))
         .collect();
     (problems.len() == before).then_some(KafkaSettings {
         brokers,

@@ -29,20 +29,111 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaSettings;
 
-/// A client configuration with the brokers and the pass-through properties.
-pub fn client_config(k: &KafkaSettings) -> ClientConfig {
-    tuned_config(k, &[])
+/// The kind of librdkafka client a configuration is for: `[kafka.client]` settings that
+/// librdkafka documents for consumers only are not given to producers, and the other way
+/// round (each would log a configuration warning at every start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Consumer,
+    Producer,
+    /// Admin and metadata clients: neither consumer nor producer properties.
+    Admin,
 }
 
-/// `defaults`, then the `[kafka.client]` settings (which win over them).
-fn tuned_config(k: &KafkaSettings, defaults: &[(&str, &str)]) -> ClientConfig {
+/// Properties librdkafka marks `C` (consumer only) in its CONFIGURATION.md (v2.12.1).
+const CONSUMER_ONLY: &[&str] = &[
+    "auto.commit.enable",
+    "auto.commit.interval.ms",
+    "auto.offset.reset",
+    "check.crcs",
+    "consume.callback.max.messages",
+    "coordinator.query.interval.ms",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "fetch.error.backoff.ms",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.min.bytes",
+    "fetch.queue.backoff.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.protocol.type",
+    "group.remote.assignor",
+    "heartbeat.interval.ms",
+    "isolation.level",
+    "max.partition.fetch.bytes",
+    "max.poll.interval.ms",
+    "offset.store.method",
+    "offset.store.path",
+    "offset.store.sync.interval.ms",
+    "partition.assignment.strategy",
+    "queued.max.messages.kbytes",
+    "queued.min.messages",
+    "session.timeout.ms",
+];
+
+/// Properties librdkafka marks `P` (producer only) in its CONFIGURATION.md (v2.12.1).
+const PRODUCER_ONLY: &[&str] = &[
+    "acks",
+    "batch.num.messages",
+    "batch.size",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "delivery.report.only.error",
+    "delivery.timeout.ms",
+    "enable.gapless.guarantee",
+    "enable.idempotence",
+    "linger.ms",
+    "message.send.max.retries",
+    "message.timeout.ms",
+    "partitioner",
+    "produce.offset.report",
+    "queue.buffering.backpressure.threshold",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "queuing.strategy",
+    "request.required.acks",
+    "request.timeout.ms",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "transaction.timeout.ms",
+    "transactional.id",
+];
+
+impl Role {
+    /// Whether librdkafka property `key` applies to this kind of client.
+    pub fn applies(self, key: &str) -> bool {
+        let consumer = CONSUMER_ONLY.contains(&key);
+        let producer = PRODUCER_ONLY.contains(&key);
+        match self {
+            Role::Consumer => !producer,
+            Role::Producer => !consumer,
+            Role::Admin => !consumer && !producer,
+        }
+    }
+}
+
+/// A client configuration with the brokers and the pass-through properties that apply to
+/// `role`.
+pub fn client_config(k: &KafkaSettings, role: Role) -> ClientConfig {
+    tuned_config(k, role, &[])
+}
+
+/// `defaults`, then the `[kafka.client]` settings (which win over them), each only where it
+/// applies to `role`.
+fn tuned_config(k: &KafkaSettings, role: Role, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers);
-    for (key, v) in defaults {
+    for (key, v) in defaults.iter().filter(|(key, _)| role.applies(key)) {
         c.set(*key, *v);
     }
-    for (key, v) in &k.client {
-        c.set(key, v);
+    for (key, v) in k.client.iter().filter(|(key, _)| role.applies(key)) {
+        c.set(key, v.expose());
     }
     c
 }
@@ -254,7 +345,7 @@ pub fn producer(k: &KafkaSettings) -> rdkafka::error::KafkaResult<StageProducer>
         ("acks", "all"),
         ("queue.buffering.max.messages", "2000000"),
     ];
-    tuned_config(k, &defaults).create_with_context(DeliveryGuard::default())
+    tuned_config(k, Role::Producer, &defaults).create_with_context(DeliveryGuard::default())
 }
 
 /// A stage's consumer: group `<group_prefix>-<stage>`, cooperative-sticky assignment, offsets
@@ -275,7 +366,7 @@ pub fn group_consumer<C: rdkafka::consumer::ConsumerContext>(
         // consumed 140 k records/s instead of 420 k (`cargo bench --bench kafka`).
         ("fetch.queue.backoff.ms", "10"),
     ];
-    tuned_config(k, &defaults)
+    tuned_config(k, Role::Consumer, &defaults)
         .set("group.id", k.group(stage))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -321,7 +412,7 @@ pub fn scan(
     mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
-    let reader: BaseConsumer<EofIsNoError> = tuned_config(k, &FAST_FETCH)
+    let reader: BaseConsumer<EofIsNoError> = tuned_config(k, Role::Consumer, &FAST_FETCH)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -405,7 +496,7 @@ pub fn settings(config: &crate::config::Config) -> anyhow::Result<KafkaSettings>
 /// The cluster's topics and their partition counts (one metadata request, up to 10 s): also
 /// the check that the brokers are reachable.
 pub fn partition_counts(k: &KafkaSettings) -> anyhow::Result<BTreeMap<String, usize>> {
-    let consumer: BaseConsumer = client_config(k).create()?;
+    let consumer: BaseConsumer = client_config(k, Role::Admin).create()?;
     let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
     let counts = md
         .topics()
@@ -484,7 +575,7 @@ pub async fn ensure_topics(
     }
     if !missing.is_empty() {
         // All in one request.
-        let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
+        let admin: AdminClient<DefaultClientContext> = client_config(k, Role::Admin).create()?;
         let res = admin
             .create_topics(
                 &missing,
@@ -529,6 +620,42 @@ mod tests {
         assert!(g.written_through(second).unwrap());
         // Nothing is outstanding for an epoch with no records.
         assert!(g.written_through(g.seal()).unwrap());
+    }
+
+    #[test]
+    fn client_settings_go_only_to_the_clients_they_apply_to() {
+        assert!(Role::Consumer.applies("session.timeout.ms"));
+        assert!(!Role::Producer.applies("session.timeout.ms"));
+        assert!(!Role::Admin.applies("session.timeout.ms"));
+        assert!(Role::Producer.applies("linger.ms"));
+        assert!(!Role::Consumer.applies("linger.ms"));
+        for role in [Role::Consumer, Role::Producer, Role::Admin] {
+            assert!(role.applies("security.protocol"));
+        }
+    }
+
+    /// The librdkafka build has TLS, SASL/SCRAM, OAUTHBEARER and zstd: a client asking for
+    /// them is created (librdkafka refuses one at creation when its build lacks a feature).
+    #[test]
+    fn librdkafka_is_built_with_tls_sasl_and_zstd() {
+        for (mechanism, extra) in [
+            ("SCRAM-SHA-512", ("sasl.username", "u")),
+            ("SCRAM-SHA-256", ("sasl.username", "u")),
+            ("OAUTHBEARER", ("sasl.oauthbearer.config", "principal=u")),
+            ("PLAIN", ("sasl.username", "u")),
+        ] {
+            let producer: Result<rdkafka::producer::BaseProducer, _> = ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .set("security.protocol", "sasl_ssl")
+                .set("sasl.mechanism", mechanism)
+                .set(extra.0, extra.1)
+                .set("sasl.password", "p")
+                .set("compression.type", "zstd")
+                .create();
+            if let Err(e) = producer {
+                panic!("{mechanism}: {e}");
+            }
+        }
     }
 
     #[test]

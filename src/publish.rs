@@ -52,6 +52,7 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use crate::event::recording::{Line, Recording};
+use crate::kafka::Role;
 
 /// Arguments of `remarket publish`. `Debug` hides the values of `-X` properties (they may be
 /// credentials).
@@ -327,14 +328,15 @@ impl ProducerContext for Tally {
     }
 }
 
-/// The brokers, then `defaults`, then the user's `-X` properties (which win).
-fn client_config(args: &PublishArgs, defaults: &[(&str, &str)]) -> ClientConfig {
+/// The brokers, then `defaults`, then the user's `-X` properties (which win), each only
+/// where it applies to `role`.
+fn client_config(args: &PublishArgs, role: Role, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &args.brokers);
     for (k, v) in defaults {
         c.set(*k, *v);
     }
-    for (k, v) in &args.kafka_config {
+    for (k, v) in args.kafka_config.iter().filter(|(k, _)| role.applies(k)) {
         c.set(k, v);
     }
     c
@@ -349,6 +351,7 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
     let message_timeout = timeout.as_millis().max(1).to_string();
     let config = client_config(
         args,
+        Role::Producer,
         &[
             ("enable.idempotence", "true"),
             ("acks", "all"),
@@ -514,9 +517,10 @@ fn partition_count<C: ClientContext>(
 }
 
 fn create_topic(args: &PublishArgs, partitions: i32, timeout: Duration) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(args, &[])
-        .create()
-        .context("cannot create the Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(args, Role::Admin, &[])
+            .create()
+            .context("cannot create the Kafka admin client")?;
     let opts = AdminOptions::new()
         .request_timeout(Some(timeout))
         .operation_timeout(Some(timeout));

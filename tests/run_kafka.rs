@@ -11,6 +11,7 @@ mod common;
 #[path = "common/kafka.rs"]
 mod kafka;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -478,9 +479,52 @@ fn check_decision_times(s: &Setup) {
     }
     let removed = got.values().filter(|(_, r)| r.is_some()).count();
     assert!(removed > 0, "the workload removes converters");
-    assert_eq!(
-        got, want,
-        "decision and conversion times in the decisions topic"
+    let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let differ: Vec<_> = keys
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .collect();
+    if differ.is_empty() {
+        return;
+    }
+    let topics: Vec<(String, String)> = ["remarket.qualified", "remarket.decisions"]
+        .into_iter()
+        .flat_map(|topic| {
+            kafka::consume_all(s.cluster.bootstrap(), topic)
+                .into_iter()
+                .filter_map(move |(_, v, p, off, _)| {
+                    let text = String::from_utf8_lossy(v.as_deref()?).into_owned();
+                    Some((format!("{topic}/{p}@{off}"), text))
+                })
+        })
+        .collect();
+    let shown: Vec<String> = differ
+        .iter()
+        .take(5)
+        .map(|k| {
+            let (campaign, user) = k;
+            let needle = format!("\"{user}\"");
+            let trail: Vec<String> = topics
+                .iter()
+                .map(|(at, line)| (at.as_str(), line.as_str()))
+                .chain(text.lines().map(|line| ("replay", line)))
+                .filter(|(_, line)| line.contains(&needle))
+                .map(|(at, line)| format!("    {at}: {line}"))
+                .collect();
+            format!(
+                "{campaign}/{user}: topic {:?}, replay {:?}\n{}",
+                got.get(*k),
+                want.get(*k),
+                trail.join("\n")
+            )
+        })
+        .collect();
+    panic!(
+        "decision and conversion times in the decisions topic: {} of {} users differ \
+         ((at, converted_at), topic vs replay):\n{}",
+        differ.len(),
+        want.len(),
+        shown.join("\n")
     );
 }
 

@@ -176,3 +176,61 @@ fn requires_a_campaign_and_unique_ids() {
     let p = Config::parse(&two, Vec::new()).unwrap_err();
     assert!(p.to_string().contains("duplicate campaign id"), "{p}");
 }
+
+#[test]
+fn kafka_client_values_come_from_the_config_a_file_or_the_environment_and_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "s3cret-from-file\n").unwrap();
+    let text = format!(
+        "{GOOD}\n[kafka]\nbrokers = \"b:9092\"\n[kafka.client]\n\
+         \"security.protocol\" = \"sasl_ssl\"\n\"sasl.username\" = {{ env = \"KAFKA_USER\" }}\n\
+         \"sasl.password\" = {{ file = {:?} }}\n\"ssl.key.password\" = \"inline-secret\"\n\
+         \"socket.keepalive.enable\" = true\n",
+        password.display().to_string()
+    );
+    let env = vec![("KAFKA_USER".to_string(), "user-from-env".to_string())];
+    let c = Config::parse(&text, env).unwrap();
+    let k = c.kafka.unwrap();
+    let got: Vec<(&str, &str)> = k
+        .client
+        .iter()
+        .map(|(key, v)| (key.as_str(), v.expose()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("sasl.password", "s3cret-from-file"),
+            ("sasl.username", "user-from-env"),
+            ("security.protocol", "sasl_ssl"),
+            ("socket.keepalive.enable", "true"),
+            ("ssl.key.password", "inline-secret"),
+        ]
+    );
+    let shown = format!("{k:?}");
+    for secret in ["s3cret-from-file", "user-from-env", "inline-secret"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("sasl_ssl"),
+        "plain values are shown: {shown}"
+    );
+}
+
+#[test]
+fn an_unreadable_kafka_client_source_is_a_problem_naming_the_key() {
+    let text = format!(
+        "{GOOD}\n[kafka]\nbrokers = \"b:9092\"\n[kafka.client]\n\
+         \"sasl.password\" = {{ file = \"/nonexistent/password\" }}\n\
+         \"sasl.username\" = {{ env = \"NOT_SET_ANYWHERE\" }}\n\
+         \"sasl.mechanism\" = {{ path = \"x\" }}\n"
+    );
+    let text = Config::parse(&text, Vec::new()).unwrap_err().to_string();
+    for want in [
+        "kafka.client.\"sasl.password\": cannot read /nonexistent/password",
+        "kafka.client.\"sasl.username\": environment variable NOT_SET_ANYWHERE is not set",
+        "kafka.client.\"sasl.mechanism\": a table must be { file = PATH } or { env = NAME }",
+    ] {
+        assert!(text.contains(want), "{want:?} in {text}");
+    }
+}
