@@ -164,8 +164,15 @@ impl Shard {
         self.mark_dirty(slot);
         for (c, deadline) in self.new_timers.drain(..) {
             let q = &mut self.timers[usize::from(c)];
-            debug_assert!(q.back().is_none_or(|&(d, _)| d <= deadline), "timer order");
-            q.push_back((deadline, slot));
+            // Records come in event-time order, so deadlines (ts + the campaign's window) do
+            // too, and this is a push at the back; should one ever come earlier, it still
+            // takes its place in order instead of waiting behind a later one.
+            if q.back().is_none_or(|&(d, _)| d <= deadline) {
+                q.push_back((deadline, slot));
+            } else {
+                let at = q.partition_point(|&(d, _)| d <= deadline);
+                q.insert(at, (deadline, slot));
+            }
         }
     }
 

@@ -15,8 +15,11 @@
 //! each). So after a crash:
 //! - the changelog holds the effect of the records with `ts <= W` below `consumed` — and
 //!   possibly, in snapshots written after the last checkpoint record, of some later ones.
-//!   Those are applied again; their outputs were written before them, and a campaign's state
-//!   only moves forward (open → qualified → done), so that changes nothing but duplicates;
+//!   Those snapshots are set aside on restore (see [`read_checkpointed`]): the users keep
+//!   their state as of the checkpoint and the later records are applied again, once, as
+//!   they were the first time (their outputs come again: duplicates, which activate drops).
+//!   This relies on the log cleaner leaving the changelog's tail alone — it never cleans
+//!   the active segment, and a checkpoint is far smaller than one;
 //! - consumption restarts at or below the first unapplied record; re-read records below
 //!   `consumed` with `ts <= W` were applied (or dropped as late) before, and are skipped;
 //!   the others are applied as new.
@@ -37,7 +40,6 @@ use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::Producer;
 use tokio::time::Instant;
 
-use super::read_to_end;
 use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
 use crate::config::Config;
@@ -389,11 +391,14 @@ pub fn restore_shard(
     changelog: &str,
     p: i32,
 ) -> anyhow::Result<(Shard, Option<Checkpoint>, usize)> {
-    let mut latest = read_to_end(k, &format!("{}-restore", k.group("detect")), changelog, p)?;
-    let checkpoint: Option<Checkpoint> = latest
-        .remove(CHECKPOINT_KEY)
-        .flatten()
-        .and_then(|v| serde_json::from_slice(&v).ok());
+    let (latest, checkpoint, discarded) = read_checkpointed(k, changelog, p)?;
+    if discarded > 0 {
+        tracing::info!(
+            partition = p,
+            discarded,
+            "snapshots written after the last checkpoint record set aside: their records are re-read"
+        );
+    }
     let mut shard = Shard::new(rules);
     shard.track_changes();
     let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
@@ -410,6 +415,52 @@ pub fn restore_shard(
         );
     }
     Ok((shard, checkpoint, users))
+}
+
+/// Changelog values by key, last one wins (`None`: a tombstone).
+type Snapshots = rustc_hash::FxHashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Reads partition `p` of `changelog` as it stood at its last checkpoint record: each user's
+/// last snapshot (or tombstone) written before that record, the checkpoint, and how many
+/// snapshots written after it were set aside.
+///
+/// A checkpoint writes its users' snapshots, then its checkpoint record; a crash between the
+/// two leaves snapshots that reflect records the checkpoint does not cover. Restoring those
+/// and then re-reading the input from the checkpoint would apply their records twice
+/// (a trigger twice, a window timer out of order — seen as the crash test's changed `at`s
+/// and a stalled holdback). Set aside, the users keep their state as of the checkpoint, and
+/// the re-read records take them exactly where the lost checkpoint had.
+fn read_checkpointed(
+    k: &crate::config::KafkaSettings,
+    changelog: &str,
+    p: i32,
+) -> anyhow::Result<(Snapshots, Option<Checkpoint>, usize)> {
+    let mut committed = Snapshots::default();
+    let mut pending = Snapshots::default();
+    let mut checkpoint = None;
+    let group = format!("{}-restore", k.group("detect"));
+    super::scan(k, &group, changelog, p, |key, value| {
+        let Some(key) = key else { return };
+        if key == CHECKPOINT_KEY {
+            if let Some(c) = value.and_then(|v| serde_json::from_slice::<Checkpoint>(v).ok()) {
+                checkpoint = Some(c);
+                committed.extend(pending.drain());
+            }
+            return;
+        }
+        match (pending.get_mut(key), value) {
+            // Many versions of a key in an uncompacted changelog: overwrite in place.
+            (Some(Some(old)), Some(v)) => {
+                old.clear();
+                old.extend_from_slice(v);
+            }
+            (Some(slot), v) => *slot = v.map(<[u8]>::to_vec),
+            (None, v) => {
+                pending.insert(key.to_vec(), v.map(<[u8]>::to_vec));
+            }
+        }
+    })?;
+    Ok((committed, checkpoint, pending.len()))
 }
 
 /// The least time between two checkpoints taken because the input ran dry.
@@ -776,4 +827,98 @@ fn dead_letter(
         value: Some(reason.as_str()),
     });
     super::send(producer, topic, Some(p), None, Some(payload), Some(headers));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+    use crate::config::duration::HumanDuration;
+    use crate::config::KafkaSettings;
+
+    /// A crash between a checkpoint's snapshots and its checkpoint record: on restore, the
+    /// snapshots written after the last checkpoint record are set aside (their records are
+    /// re-read from the checkpoint's positions), those before it are the state.
+    #[test]
+    fn restore_takes_the_changelog_as_of_its_last_checkpoint_record() {
+        let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+        mock.create_topic("changelog", 1, 1).unwrap();
+        let k = KafkaSettings {
+            brokers: mock.bootstrap_servers(),
+            group_prefix: "t".into(),
+            events_topic: "in".into(),
+            profiles_topic: "in".into(),
+            topic_prefix: "t".into(),
+            partitions: 0,
+            replication: 1,
+            commit_interval: HumanDuration::parse("1s").unwrap(),
+            client: Vec::new(),
+        };
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", mock.bootstrap_servers())
+            .create()
+            .unwrap();
+        let mark = |w: i64, consumed: i64| {
+            serde_json::to_vec(&Checkpoint {
+                watermark: w,
+                inputs: vec![InputMark {
+                    topic: "in".into(),
+                    max_ts: Some(w),
+                    consumed,
+                }],
+            })
+            .unwrap()
+        };
+        let log: Vec<(&[u8], Option<Vec<u8>>)> = vec![
+            (b"a", Some(b"a1".to_vec())),
+            (b"b", Some(b"b1".to_vec())),
+            (CHECKPOINT_KEY, Some(mark(100, 10))),
+            (b"a", Some(b"a2".to_vec())),
+            (b"c", None),
+            (CHECKPOINT_KEY, Some(mark(200, 20))),
+            // The next checkpoint's snapshots, its checkpoint record never written.
+            (b"a", Some(b"a3".to_vec())),
+            (b"b", None),
+            (b"d", Some(b"d1".to_vec())),
+        ];
+        for (key, value) in &log {
+            let mut r = BaseRecord::<[u8], Vec<u8>>::to("changelog")
+                .partition(0)
+                .key(*key);
+            if let Some(v) = value {
+                r = r.payload(v);
+            }
+            producer.send(r).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+
+        let (state, checkpoint, set_aside) = read_checkpointed(&k, "changelog", 0).unwrap();
+        let checkpoint = checkpoint.expect("a checkpoint");
+        assert_eq!(checkpoint.watermark, 200);
+        assert_eq!(checkpoint.inputs[0].consumed, 20);
+        let mut got: Vec<(String, Option<String>)> = state
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k).unwrap(),
+                    v.map(|v| String::from_utf8(v).unwrap()),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a".to_owned(), Some("a2".to_owned())),
+                ("b".to_owned(), Some("b1".to_owned())),
+                ("c".to_owned(), None),
+            ]
+        );
+        assert_eq!(set_aside, 3);
+    }
 }

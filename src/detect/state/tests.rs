@@ -376,3 +376,18 @@ fn profile_numbers_round_trip_exactly_in_eight_bytes() {
     let b = Prop::new(1, &Value::Num(0.1), &mut strings).unwrap();
     assert_eq!(a, b);
 }
+
+/// A window timer that comes earlier than one already queued (a restored user's, whose
+/// snapshot is ahead of the restored watermark) still fires at its deadline, in order.
+#[test]
+fn an_earlier_deadline_after_a_later_one_fires_in_order() {
+    let mut t = T::new(PAIR);
+    t.ev("a", 100, "Added To Cart", &[]);
+    assert!(t.quals(110).is_empty());
+    let snapshots = t.shard.snapshot();
+    let mut restored = T::new(PAIR);
+    restored.shard.restore(&snapshots, 50);
+    restored.ev("b", 90, "Added To Cart", &[]);
+    assert_eq!(restored.quals(125), vec![("b".into(), 120)]);
+    assert_eq!(restored.quals(200), vec![("a".into(), 130)]);
+}
