@@ -78,6 +78,9 @@ pub struct Summary {
     pub records: u64,
     pub events: u64,
     pub profiles: u64,
+    /// Records that are neither events nor profiles (Segment `alias`, `group`): an extension.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub other: u64,
     pub malformed: u64,
     pub late_dropped: u64,
     pub campaigns: BTreeMap<String, CampaignCounts>,
@@ -97,6 +100,7 @@ impl Summary {
             records: totals.records,
             events: totals.events,
             profiles: totals.profiles,
+            other: totals.other,
             malformed: totals.malformed,
             late_dropped: totals.late_dropped,
             campaigns: campaigns

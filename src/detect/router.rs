@@ -19,6 +19,9 @@ pub struct Totals {
     pub records: u64,
     pub events: u64,
     pub profiles: u64,
+    /// Records that are neither (Segment `alias` and `group` calls): accepted, counted, no
+    /// effect.
+    pub other: u64,
     /// Lines that could not be decoded.
     pub malformed: u64,
     /// Records behind the watermark on arrival.
@@ -50,6 +53,7 @@ impl Totals {
         self.records += other.records;
         self.events += other.events;
         self.profiles += other.profiles;
+        self.other += other.other;
         self.malformed += other.malformed;
         self.late_dropped += other.late_dropped;
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason) {
@@ -98,8 +102,10 @@ pub fn route(
     totals.records += 1;
     if rec.event.is_some() {
         totals.events += 1;
-    } else {
+    } else if rec.profile.is_some() {
         totals.profiles += 1;
+    } else {
+        totals.other += 1;
     }
     if wm.observe(input, rec.ts) {
         totals.late_dropped += 1;

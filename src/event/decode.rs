@@ -130,6 +130,16 @@ struct Fields<'a> {
     evt_data: Option<&'a RawValue>,
     #[serde(borrow, rename = "profileData")]
     profile_data: Option<&'a RawValue>,
+    /// Segment `page` / `screen` name.
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    /// CleverTap identifiers used when `identity` is absent (see [`Decoder::clevertap`]).
+    #[serde(borrow, rename = "objectId")]
+    object_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "FBID")]
+    fbid: Option<&'a RawValue>,
+    #[serde(borrow, rename = "GPID")]
+    gpid: Option<&'a RawValue>,
 }
 
 fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
@@ -157,9 +167,16 @@ fn str_field<'a>(
     }
 }
 
-/// Parses an event time: integers are in `int_unit_ms` units, strings are RFC 3339.
-fn ts_field(v: Option<&RawValue>, int_unit_ms: i64) -> Result<EventTime, Malformed> {
-    let v = is_null(v).ok_or(Malformed::MissingTs)?;
+/// Parses an event time: integers are in `int_unit_ms` units, strings are RFC 3339; a
+/// missing one is `default` (the Kafka timestamp), if there is one.
+fn ts_field(
+    v: Option<&RawValue>,
+    int_unit_ms: i64,
+    default: Option<EventTime>,
+) -> Result<EventTime, Malformed> {
+    let Some(v) = is_null(v) else {
+        return default.ok_or(Malformed::MissingTs);
+    };
     let text = v.get();
     if text.starts_with('"') {
         let s = string(v).ok_or(Malformed::InvalidTs)?;
@@ -184,15 +201,25 @@ impl<'s> Decoder<'s> {
 
     /// Decodes one line (without its newline).
     pub fn decode(&self, line: &[u8]) -> Result<Record, Malformed> {
+        self.decode_at(line, None)
+    }
+
+    /// Decodes one record whose Kafka timestamp is `kafka_ts` (in `run`, or from a kcat
+    /// envelope): a record without its own time takes that one.
+    pub fn decode_at(&self, line: &[u8], kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         if line.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
         let text = std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
-        self.decode_str(text)
+        self.decode_str_at(text, kafka_ts)
     }
 
     /// Decodes one line of text.
     pub fn decode_str(&self, text: &str) -> Result<Record, Malformed> {
+        self.decode_str_at(text, None)
+    }
+
+    fn decode_str_at(&self, text: &str, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         if text.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
@@ -201,19 +228,32 @@ impl<'s> Decoder<'s> {
             _ => Malformed::InvalidJson,
         })?;
         match self.format {
-            Format::Native => self.native(&f),
-            Format::Segment => self.segment(&f),
-            Format::Clevertap => self.clevertap(&f),
+            Format::Native => self.native(&f, kafka_ts),
+            Format::Segment => self.segment(&f, kafka_ts),
+            Format::Clevertap => self.clevertap(&f, kafka_ts),
         }
     }
 
+    /// A user id: a non-empty string, or an integer (Segment allows a numeric `userId`; it is
+    /// the id written in decimal, as JavaScript would print it).
     fn user(v: Option<&RawValue>) -> Result<UserId, Malformed> {
+        if let Some(raw) = is_null(v) {
+            let text = raw.get();
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(UserId::from(text));
+            }
+        }
         str_field(v, Malformed::MissingUserId, Malformed::InvalidUserId).map(|s| UserId::from(&*s))
     }
 
     fn event(&self, name: Option<&RawValue>, props: Option<&RawValue>) -> Result<Event, Malformed> {
         let name = str_field(name, Malformed::MissingEvent, Malformed::InvalidEvent)?;
-        let id = self.schema.event(&name);
+        self.event_named(&name, props)
+    }
+
+    fn event_named(&self, name: &str, props: Option<&RawValue>) -> Result<Event, Malformed> {
+        let id = self.schema.event(name);
         let mut patch = ProfilePatch::default();
         // Properties of events no campaign listens to are never looked at.
         if let (Some(_), Some(p)) = (id, is_null(props)) {
@@ -244,13 +284,13 @@ impl<'s> Decoder<'s> {
         Ok(patch)
     }
 
-    fn native(&self, f: &Fields) -> Result<Record, Malformed> {
+    fn native(&self, f: &Fields, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         let user = Self::user(f.user_id)?;
         let kind = match is_null(f.kind) {
             None => None,
             Some(k) => Some(string(k).ok_or(Malformed::UnknownType)?),
         };
-        let ts = ts_field(f.ts, 1)?;
+        let ts = ts_field(f.ts, 1, kafka_ts)?;
         match kind.as_deref() {
             None | Some("event") | Some("track") => Ok(Record {
                 user,
@@ -268,40 +308,71 @@ impl<'s> Decoder<'s> {
         }
     }
 
-    fn segment(&self, f: &Fields) -> Result<Record, Malformed> {
+    /// Segment's calls: `track` is an event; `page` and `screen` are events named as Segment's
+    /// destinations name them (`Viewed Home Page` / `Loaded a Page` without a name; `Viewed Home
+    /// Screen` / `Loaded a Screen`); `identify` is a profile; `alias` and `group` are accepted
+    /// and counted but change nothing (they link identities and describe accounts). The
+    /// profile part of `context` (`traits`, `location`, app and device) goes with any call.
+    fn segment(&self, f: &Fields, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         let kind = str_field(f.kind, Malformed::UnknownType, Malformed::UnknownType)?;
         let user = match is_null(f.user_id_camel) {
             Some(_) => Self::user(f.user_id_camel)?,
             None => Self::user(f.anonymous_id)?,
         };
-        let ts = ts_field(f.timestamp, 1)?;
+        let ts = ts_field(f.timestamp, 1, kafka_ts)?;
+        let context =
+            |patch: Option<ProfilePatch>| -> Result<Option<Box<ProfilePatch>>, Malformed> {
+                let ctx = match is_null(f.context) {
+                    Some(c) => Some(self.segment_context(c)?),
+                    None => None,
+                };
+                Ok(match (patch, ctx) {
+                    (None, None) => None,
+                    (Some(p), None) | (None, Some(p)) => Some(Box::new(p)),
+                    (Some(mut p), Some(ctx)) => {
+                        // The call's own traits win over those of its context.
+                        let mut merged = ctx;
+                        merged.props.append(&mut p.props);
+                        if p.email != IdUpdate::Unchanged {
+                            merged.email = p.email;
+                        }
+                        if p.phone != IdUpdate::Unchanged {
+                            merged.phone = p.phone;
+                        }
+                        merged.custom.append(&mut p.custom);
+                        Some(Box::new(merged))
+                    }
+                })
+            };
+        let record = |event: Option<Event>, profile| Record {
+            user,
+            ts,
+            event,
+            profile,
+        };
         match &*kind {
             "track" => {
                 let event = self.event(f.event, f.properties)?;
-                let profile = match is_null(f.context) {
-                    Some(c) => Some(Box::new(self.segment_context(c)?)),
+                Ok(record(Some(event), context(None)?))
+            }
+            "page" | "screen" => {
+                let what = if &*kind == "page" { "Page" } else { "Screen" };
+                let name = match is_null(f.name) {
                     None => None,
+                    Some(n) => Some(string(n).ok_or(Malformed::InvalidEvent)?),
                 };
-                Ok(Record {
-                    user,
-                    ts,
-                    event: Some(event),
-                    profile,
-                })
+                let name = match name.as_deref().map(str::trim) {
+                    Some(n) if !n.is_empty() => format!("Viewed {n} {what}"),
+                    _ => format!("Loaded a {what}"),
+                };
+                let event = self.event_named(&name, f.properties)?;
+                Ok(record(Some(event), context(None)?))
             }
             "identify" => {
-                let mut patch = self.profile(f.traits, Keys::SegmentTraits)?;
-                if let Some(c) = is_null(f.context) {
-                    let ctx = self.segment_context(c)?;
-                    patch.props.extend(ctx.props);
-                }
-                Ok(Record {
-                    user,
-                    ts,
-                    event: None,
-                    profile: Some(Box::new(patch)),
-                })
+                let patch = self.profile(f.traits, Keys::SegmentTraits)?;
+                Ok(record(None, context(Some(patch))?))
             }
+            "alias" | "group" => Ok(record(None, None)),
             _ => Err(Malformed::UnknownType),
         }
     }
@@ -328,10 +399,31 @@ impl<'s> Decoder<'s> {
             device: Option<Part<'a>>,
             #[serde(borrow)]
             library: Option<Part<'a>>,
+            #[serde(borrow)]
+            traits: Option<&'a RawValue>,
+            #[serde(borrow)]
+            location: Option<Location<'a>>,
+        }
+        #[derive(Deserialize, Default)]
+        struct Location<'a> {
+            #[serde(borrow)]
+            country: Option<&'a RawValue>,
+            #[serde(borrow)]
+            region: Option<&'a RawValue>,
+            #[serde(borrow)]
+            city: Option<&'a RawValue>,
         }
         let ctx: Context = serde_json::from_str(raw.get()).map_err(|_| Malformed::InvalidProps)?;
         let mut patch = ProfilePatch::default();
+        // `context.traits` first: what the call itself says about device and place wins.
+        if let Some(t) = is_null(ctx.traits) {
+            self.props(t, Keys::SegmentTraits, &mut patch)?;
+        }
+        let location = ctx.location.unwrap_or_default();
         let fields = [
+            ("country", location.country),
+            ("region", location.region),
+            ("city", location.city),
             ("app_version", ctx.app.as_ref().and_then(|p| p.version)),
             ("os_version", ctx.os.as_ref().and_then(|p| p.version)),
             (
@@ -353,9 +445,16 @@ impl<'s> Decoder<'s> {
         Ok(patch)
     }
 
-    fn clevertap(&self, f: &Fields) -> Result<Record, Malformed> {
-        let user = Self::user(f.identity)?;
-        let ts = ts_field(f.ts, 1000)?;
+    /// A CleverTap record: the user is `identity`, else `objectId` (CleverTap's own id of the
+    /// profile), else `FBID`, else `GPID` — the identifiers CleverTap's upload API accepts,
+    /// in that order of precedence; `ts` is in seconds.
+    fn clevertap(&self, f: &Fields, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
+        let id = [f.identity, f.object_id, f.fbid, f.gpid]
+            .into_iter()
+            .find(|v| is_null(*v).is_some())
+            .flatten();
+        let user = Self::user(id)?;
+        let ts = ts_field(f.ts, 1000, kafka_ts)?;
         let kind = match is_null(f.kind) {
             None => None,
             Some(k) => Some(string(k).ok_or(Malformed::UnknownType)?),

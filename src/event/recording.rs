@@ -111,6 +111,23 @@ fn parse_envelope(line: &[u8]) -> Option<Envelope<'_>> {
     env.partition.is_some().then_some(env)
 }
 
+/// An envelope that is not UTF-8: kcat writes a payload's bytes as they are, so a record
+/// holding invalid UTF-8 makes its whole line so. Its topic, partition and timestamp are read
+/// from a lossy copy (the replacement characters can only be in the payload's text); the
+/// record itself is `invalid_utf8`.
+fn parse_lossy_envelope(line: &[u8]) -> Option<(String, i64, Option<i64>)> {
+    if std::str::from_utf8(line).is_ok() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(line);
+    let env = parse_envelope(text.as_bytes())?;
+    Some((
+        env.topic.as_deref().unwrap_or("").to_owned(),
+        env.partition.unwrap_or(0),
+        env.ts,
+    ))
+}
+
 pub(crate) fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -207,15 +224,16 @@ impl Recording {
 
 /// The stream key of a line: `Some((topic, partition))` for a `kcat -J` envelope.
 pub(crate) fn envelope_key(line: &[u8]) -> Option<(String, i64)> {
-    looks_like_envelope(line)
-        .then(|| parse_envelope(line))
-        .flatten()
-        .map(|e| {
-            (
-                e.topic.as_deref().unwrap_or("").to_owned(),
-                e.partition.unwrap_or(0),
-            )
-        })
+    if !looks_like_envelope(line) {
+        return None;
+    }
+    match parse_envelope(line) {
+        Some(e) => Some((
+            e.topic.as_deref().unwrap_or("").to_owned(),
+            e.partition.unwrap_or(0),
+        )),
+        None => parse_lossy_envelope(line).map(|(topic, partition, _)| (topic, partition)),
+    }
 }
 
 /// A line unwrapped from its envelope, when it has one.
@@ -224,6 +242,17 @@ pub(crate) fn unwrap(raw: &[u8], origin: Origin) -> Line<'_> {
         .then(|| parse_envelope(raw))
         .flatten();
     let Some(env) = env else {
+        if let Some((_, _, ts)) = looks_like_envelope(raw)
+            .then(|| parse_lossy_envelope(raw))
+            .flatten()
+        {
+            return Line {
+                raw,
+                record: Err(Malformed::InvalidUtf8),
+                kafka_ts: ts,
+                origin,
+            };
+        }
         return Line {
             raw,
             record: Ok(Cow::Borrowed(raw)),
@@ -282,6 +311,24 @@ impl Lines for Cursor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// kcat writes a payload's bytes as they are: a record with invalid UTF-8 makes a line
+    /// that is not UTF-8, which is still that partition's envelope (its record malformed).
+    #[test]
+    fn an_envelope_whose_payload_is_not_utf8_stays_in_its_partition() {
+        let mut r = Recording::default();
+        let mut data = b"{\"topic\":\"ev\",\"partition\":1,\"offset\":0,\"ts\":5,\"payload\":\"{\\\"user_id\\\":\\\"b\xff\\\"}\"}\n".to_vec();
+        data.extend_from_slice(
+            b"{\"topic\":\"ev\",\"partition\":1,\"offset\":1,\"ts\":6,\"payload\":\"{}\"}\n",
+        );
+        r.add(Path::new("f.jsonl"), data);
+        assert_eq!(r.streams.len(), 1, "one stream: ev/1");
+        assert_eq!(r.streams[0].name, "f.jsonl#ev/1");
+        let bad = r.line(0, 0);
+        assert_eq!(bad.record.unwrap_err(), Malformed::InvalidUtf8);
+        assert_eq!(bad.kafka_ts, Some(5));
+        assert_eq!(r.line(0, 1).kafka_ts, Some(6));
+    }
 
     #[test]
     fn splits_plain_and_envelope_lines_into_streams() {

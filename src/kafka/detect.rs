@@ -226,6 +226,10 @@ impl Stage for State {
                 }
             }
         }
+        // The repairs of restored partitions are written before any of their records is.
+        if let Err(e) = super::flush_durable(&self.producer) {
+            error.get_or_insert(e);
+        }
         self.status
             .assigned
             .fetch_add((self.tasks.len() - before) as u64, Ordering::Relaxed);
@@ -391,14 +395,41 @@ pub fn restore_shard(
     changelog: &str,
     p: i32,
 ) -> anyhow::Result<(Shard, Option<Checkpoint>, usize)> {
-    let (latest, checkpoint, discarded) = read_checkpointed(k, changelog, p)?;
-    if discarded > 0 {
+    restore_checkpointed(k, rules, changelog, p).map(|r| (r.shard, r.checkpoint, r.users))
+}
+
+/// A changelog partition read back (see [`restore_checkpointed`]).
+pub struct Restored {
+    pub shard: Shard,
+    pub checkpoint: Option<Checkpoint>,
+    pub users: usize,
+    /// Keys whose snapshots came after the last checkpoint record, each with its value as of
+    /// that record (`None`: no state): written again before the partition is consumed.
+    pub repairs: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// As [`restore_shard`], with the repairs a partition needs before it is consumed.
+pub fn restore_checkpointed(
+    k: &crate::config::KafkaSettings,
+    rules: Arc<Rules>,
+    changelog: &str,
+    p: i32,
+) -> anyhow::Result<Restored> {
+    let (latest, checkpoint, pending) = read_checkpointed(k, changelog, p)?;
+    if !pending.is_empty() {
         tracing::info!(
             partition = p,
-            discarded,
+            discarded = pending.len(),
             "snapshots written after the last checkpoint record set aside: their records are re-read"
         );
     }
+    let repairs = pending
+        .into_keys()
+        .map(|key| {
+            let value = latest.get(&key).cloned().flatten();
+            (key, value)
+        })
+        .collect();
     let mut shard = Shard::new(rules);
     shard.track_changes();
     let w = checkpoint.as_ref().map_or(EventTime::MIN, |c| c.watermark);
@@ -414,27 +445,37 @@ pub fn restore_shard(
             "changelog records that are not user snapshots were skipped"
         );
     }
-    Ok((shard, checkpoint, users))
+    Ok(Restored {
+        shard,
+        checkpoint,
+        users,
+        repairs,
+    })
 }
 
 /// Changelog values by key, last one wins (`None`: a tombstone).
 type Snapshots = rustc_hash::FxHashMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Reads partition `p` of `changelog` as it stood at its last checkpoint record: each user's
-/// last snapshot (or tombstone) written before that record, the checkpoint, and how many
-/// snapshots written after it were set aside.
+/// last snapshot (or tombstone) written before that record, the checkpoint, and the
+/// snapshots written after it, set aside.
 ///
 /// A checkpoint writes its users' snapshots, then its checkpoint record; a crash between the
 /// two leaves snapshots that reflect records the checkpoint does not cover. Restoring those
 /// and then re-reading the input from the checkpoint would apply their records twice
 /// (a trigger twice, a window timer out of order — seen as the crash test's changed `at`s
 /// and a stalled holdback). Set aside, the users keep their state as of the checkpoint, and
-/// the re-read records take them exactly where the lost checkpoint had.
+/// the re-read records take them exactly where the lost checkpoint had. The partition's next
+/// owner writes those users' values as of the checkpoint again, and the checkpoint record,
+/// before it consumes (see [`State::repair`]), so that a later checkpoint record never covers
+/// the set-aside snapshots; and a checkpoint's snapshots are sent only once every earlier
+/// checkpoint record is written (see [`State::checkpoint`]), so the snapshots between two
+/// checkpoint records are always those of the second.
 fn read_checkpointed(
     k: &crate::config::KafkaSettings,
     changelog: &str,
     p: i32,
-) -> anyhow::Result<(Snapshots, Option<Checkpoint>, usize)> {
+) -> anyhow::Result<(Snapshots, Option<Checkpoint>, Snapshots)> {
     let mut committed = Snapshots::default();
     let mut pending = Snapshots::default();
     let mut checkpoint = None;
@@ -460,7 +501,7 @@ fn read_checkpointed(
             }
         }
     })?;
-    Ok((committed, checkpoint, pending.len()))
+    Ok((committed, checkpoint, pending))
 }
 
 /// The least time between two checkpoints taken because the input ran dry.
@@ -471,13 +512,54 @@ fn k_idle(config: &Config) -> Duration {
 }
 
 impl State {
+    /// Writes the set-aside users' values as of the restored checkpoint again, then the
+    /// checkpoint record (see [`read_checkpointed`]); the caller has them written before the
+    /// partition is consumed.
+    fn repair(
+        &self,
+        p: i32,
+        repairs: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        checkpoint: Option<&Checkpoint>,
+    ) {
+        if repairs.is_empty() {
+            return;
+        }
+        for (key, value) in &repairs {
+            super::send(
+                &self.producer,
+                &self.changelog,
+                Some(p),
+                Some(key),
+                value.as_deref(),
+                None,
+            );
+        }
+        if let Some(c) = checkpoint {
+            let mark = serde_json::to_vec(c).expect("serialisable");
+            super::send(
+                &self.producer,
+                &self.changelog,
+                Some(p),
+                Some(CHECKPOINT_KEY),
+                Some(&mark),
+                None,
+            );
+        }
+    }
+
     fn restore(&self, p: i32) -> anyhow::Result<(Task, usize)> {
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
         let mut topics = vec![k.events_topic.clone()];
         if k.profiles_topic != k.events_topic {
             topics.push(k.profiles_topic.clone());
         }
-        let (shard, checkpoint, users) = restore_shard(k, self.rules.clone(), &self.changelog, p)?;
+        let Restored {
+            shard,
+            checkpoint,
+            users,
+            repairs,
+        } = restore_checkpointed(k, self.rules.clone(), &self.changelog, p)?;
+        self.repair(p, repairs, checkpoint.as_ref());
         let w = shard.watermark();
         let lateness = self.config.engine.allowed_lateness.as_millis();
         let mut wm = Watermarks::new(topics.len(), lateness);
@@ -534,7 +616,7 @@ impl State {
         inp.last_seen = self.now;
         let seen_before = offset < inp.replay_until;
         let decoder = Decoder::new(self.config.source.format, &self.config.schema);
-        let decoded = decoder.decode(payload);
+        let decoded = decoder.decode_at(payload, kafka_ts);
         let not_after = kafka_ts.map_or(EventTime::MAX, |t| {
             t.saturating_add(self.config.engine.max_future.as_millis())
         });
@@ -630,6 +712,21 @@ impl State {
         let outputs = self.producer.context().seal();
         if !wait_written(&self.producer, outputs, OUTPUTS_WRITTEN)? {
             return Ok(false);
+        }
+        // Every earlier checkpoint's snapshots are written: its checkpoint record goes (and is
+        // written) before this checkpoint's snapshots, so that the snapshots between two
+        // checkpoint records of a partition are always the later one's (see
+        // [`read_checkpointed`]).
+        if self.unwritten.iter().any(|u| !u.marks_sent) {
+            for i in 0..self.unwritten.len() {
+                if !self.unwritten[i].marks_sent {
+                    self.send_marks(i);
+                }
+            }
+            let marks = self.producer.context().seal();
+            if !wait_written(&self.producer, marks, OUTPUTS_WRITTEN)? {
+                return Ok(false);
+            }
         }
         let (mut marks, mut offsets) = (Vec::new(), Vec::new());
         let mut gauges = self
@@ -919,6 +1016,53 @@ mod tests {
                 ("c".to_owned(), None),
             ]
         );
-        assert_eq!(set_aside, 3);
+        let mut set_aside: Vec<_> = set_aside.into_keys().collect();
+        set_aside.sort();
+        assert_eq!(set_aside, [b"a".to_vec(), b"b".to_vec(), b"d".to_vec()]);
+
+        // The next owner's repair (the set-aside keys as of the checkpoint, and the
+        // checkpoint record), then a checkpoint of its own that touches only `e`: the
+        // set-aside snapshots stay set aside.
+        let log: Vec<(&[u8], Option<Vec<u8>>)> = vec![
+            (b"a", Some(b"a2".to_vec())),
+            (b"b", Some(b"b1".to_vec())),
+            (b"d", None),
+            (CHECKPOINT_KEY, Some(mark(200, 20))),
+            (b"e", Some(b"e1".to_vec())),
+            (CHECKPOINT_KEY, Some(mark(300, 30))),
+        ];
+        for (key, value) in &log {
+            let mut r = BaseRecord::<[u8], Vec<u8>>::to("changelog")
+                .partition(0)
+                .key(*key);
+            if let Some(v) = value {
+                r = r.payload(v);
+            }
+            producer.send(r).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let (state, checkpoint, set_aside) = read_checkpointed(&k, "changelog", 0).unwrap();
+        assert_eq!(checkpoint.unwrap().watermark, 300);
+        assert!(set_aside.is_empty());
+        let mut got: Vec<(String, Option<String>)> = state
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k).unwrap(),
+                    v.map(|v| String::from_utf8(v).unwrap()),
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("a".to_owned(), Some("a2".to_owned())),
+                ("b".to_owned(), Some("b1".to_owned())),
+                ("c".to_owned(), None),
+                ("d".to_owned(), None),
+                ("e".to_owned(), Some("e1".to_owned())),
+            ]
+        );
     }
 }

@@ -95,7 +95,9 @@ impl Chunk {
                     origin: *origin,
                     kafka_ts: *kafka_ts,
                     raw: raw.clone(),
-                    record: record.clone().and_then(|r| decoder.decode(&self.bytes[r])),
+                    record: record
+                        .clone()
+                        .and_then(|r| decoder.decode_at(&self.bytes[r], *kafka_ts)),
                 }),
         );
     }

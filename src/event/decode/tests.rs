@@ -106,7 +106,11 @@ fn malformed_lines_have_reasons() {
             Malformed::MissingUserId,
         ),
         (
-            br#"{"user_id":7,"event":"x","ts":1}"#,
+            br#"{"user_id":7.5,"event":"x","ts":1}"#,
+            Malformed::InvalidUserId,
+        ),
+        (
+            br#"{"user_id":{"id":7},"event":"x","ts":1}"#,
             Malformed::InvalidUserId,
         ),
         (br#"{"user_id":"u","ts":1}"#, Malformed::MissingEvent),
@@ -183,10 +187,167 @@ fn segment_track_identify_and_context() {
         .unwrap();
     assert_eq!(anon.user, "a1");
     assert_eq!(
-        d.decode(br#"{"type":"page","userId":"u","timestamp":"2026-11-28T10:00:00Z"}"#)
+        d.decode(br#"{"type":"session","userId":"u","timestamp":"2026-11-28T10:00:00Z"}"#)
             .unwrap_err(),
         Malformed::UnknownType
     );
+}
+
+/// A config whose campaigns listen to Segment's page and screen events.
+fn segment_config() -> Config {
+    let one = |id: &str, event: &str| {
+        format!(
+            "[[campaign]]\nid = \"{id}\"\nname = \"{id}\"\nad_account = \"1\"\n\
+             start = \"2026-01-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"{event}\"\n\
+             [campaign.who]\nwhere = [{{ prop = \"country\", op = \"exists\" }}, \
+             {{ prop = \"city\", op = \"exists\" }}, {{ prop = \"age\", op = \"exists\" }}, \
+             {{ prop = \"os_version\", op = \"exists\" }}]\n\
+             [campaign.what]\naudience = {{ existing = \"9\" }}\nidentifiers = [\"email\"]\n"
+        )
+    };
+    let text = [
+        one("home", "Viewed Home Page"),
+        one("any-page", "Loaded a Page"),
+        one("feed", "Viewed Home Screen"),
+    ]
+    .concat();
+    Config::parse(&text, Vec::new()).unwrap()
+}
+
+/// Segment's published example payloads (Segment Spec: Page, Screen, Alias, Group and Common
+/// Fields, https://www.twilio.com/docs/segment/connections/spec/{page,screen,alias,group,common}),
+/// completed with the common fields every call carries.
+#[test]
+fn segment_page_screen_alias_group_and_context_from_the_spec() {
+    let cfg = segment_config();
+    let d = Decoder::new(Format::Segment, &cfg.schema);
+    let event_name = |r: &Record| {
+        r.event
+            .as_ref()
+            .and_then(|e| e.id)
+            .map(|id| cfg.schema.event_name(id).to_owned())
+    };
+    // Spec: Page — "the payload of a typical Page call".
+    let page = d
+        .decode(br#"{"type":"page","userId":"97980cfea0067","timestamp":"2015-02-23T22:28:55.111Z","name":"Home","properties":{"title":"Welcome | Initech","url":"http://www.example.com"}}"#)
+        .unwrap();
+    assert_eq!(event_name(&page).as_deref(), Some("Viewed Home Page"));
+    let unnamed = d
+        .decode(br#"{"type":"page","anonymousId":"507f191e810c19729de860ea","timestamp":"2015-02-23T22:28:55.111Z","properties":{"url":"http://www.example.com"}}"#)
+        .unwrap();
+    assert_eq!(event_name(&unnamed).as_deref(), Some("Loaded a Page"));
+    // Spec: Screen.
+    let screen = d
+        .decode(br#"{"type":"screen","userId":"97980cfea0067","timestamp":"2015-02-23T22:28:55.111Z","name":"Home","properties":{"Feed Type":"private"}}"#)
+        .unwrap();
+    assert_eq!(event_name(&screen).as_deref(), Some("Viewed Home Screen"));
+    // Spec: Alias and Group: accepted, neither event nor profile.
+    for line in [
+        &br#"{"type":"alias","previousId":"jen@email.com","userId":"507f191e81","timestamp":"2015-02-23T22:28:55.111Z"}"#[..],
+        br#"{"type":"group","groupId":"0e8c78ea9d97a7b8185e8632","userId":"97980cfea0067","timestamp":"2015-02-23T22:28:55.111Z","traits":{"name":"Initech","industry":"Technology","employees":329,"plan":"enterprise","total billed":830}}"#,
+    ] {
+        let r = d.decode(line).unwrap();
+        assert!(r.event.is_none() && r.profile.is_none(), "{r:?}");
+    }
+    // Spec: Common Fields — `context.traits` and `context.location` feed the profile; a
+    // numeric `userId` is the user id.
+    let r = d
+        .decode(br#"{"type":"track","userId":507,"event":"Viewed Home Page","timestamp":"2015-02-23T22:28:55.111Z","context":{"active":true,"app":{"name":"InitechGlobal","version":"545","build":"3.0.1.545","namespace":"com.production.segment"},"device":{"id":"B5372DB0-C21E-11E4-8DFC-AA07A5B093DB","manufacturer":"Apple","model":"iPhone7,2","type":"ios"},"ip":"8.8.8.8","library":{"name":"analytics.js","version":"2.11.1"},"locale":"en-US","location":{"city":"San Francisco","country":"United States","latitude":40.2964197,"longitude":-76.9411617,"speed":0},"os":{"name":"iPhone OS","version":"8.1.3"},"traits":{"age":41,"email":"peter@example.com"},"timezone":"Europe/Amsterdam"}}"#)
+        .unwrap();
+    assert_eq!(r.user, "507");
+    let p = r.profile.unwrap();
+    assert_eq!(
+        prop(&cfg.schema, &p.props, "city"),
+        Some(&Value::Str("San Francisco".into()))
+    );
+    assert_eq!(
+        prop(&cfg.schema, &p.props, "country"),
+        Some(&Value::Str("United States".into()))
+    );
+    assert_eq!(prop(&cfg.schema, &p.props, "age"), Some(&Value::Num(41.0)));
+    assert_eq!(
+        prop(&cfg.schema, &p.props, "os_version"),
+        Some(&Value::Str("8.1.3".into()))
+    );
+    assert_eq!(
+        p.email,
+        IdUpdate::Set(hash_email("peter@example.com").unwrap())
+    );
+}
+
+/// CleverTap's upload API identifies a profile by `identity`, `objectId`, `FBID` or `GPID`
+/// (CleverTap API: Upload Events / Upload User Profiles,
+/// https://developer.clevertap.com/docs/upload-events-api): each is accepted, and `identity`
+/// wins over `objectId`, which wins over `FBID`, then `GPID`.
+#[test]
+fn clevertap_ids_in_order_of_precedence() {
+    let cfg = config();
+    let d = Decoder::new(Format::Clevertap, &cfg.schema);
+    let user = |line: &str| d.decode(line.as_bytes()).map(|r| r.user.to_string());
+    let ev = r#""type":"event","evtName":"Added To Cart","ts":1468308340"#;
+    assert_eq!(
+        user(&format!(r#"{{"FBID":"34322423",{ev}}}"#)),
+        Ok("34322423".into())
+    );
+    assert_eq!(
+        user(&format!(r#"{{"GPID":"34322423",{ev}}}"#)),
+        Ok("34322423".into())
+    );
+    assert_eq!(
+        user(&format!(r#"{{"objectId":"__g1b2c3",{ev}}}"#)),
+        Ok("__g1b2c3".into())
+    );
+    assert_eq!(
+        user(&format!(
+            r#"{{"GPID":"g","FBID":"f","objectId":"o","identity":"i",{ev}}}"#
+        )),
+        Ok("i".into())
+    );
+    assert_eq!(
+        user(&format!(r#"{{"GPID":"g","FBID":"f","objectId":"o",{ev}}}"#)),
+        Ok("o".into())
+    );
+    assert_eq!(
+        user(&format!(r#"{{"GPID":"g","FBID":"f",{ev}}}"#)),
+        Ok("f".into())
+    );
+    assert_eq!(
+        user(&format!(r#"{{"identity":1189549,{ev}}}"#)),
+        Ok("1189549".into())
+    );
+    assert_eq!(user(&format!(r#"{{{ev}}}"#)), Err(Malformed::MissingUserId));
+}
+
+/// A record without its own time takes its Kafka timestamp when it has one (`run`, kcat
+/// envelopes); without one it stays `missing_ts`.
+#[test]
+fn a_record_without_ts_takes_the_kafka_timestamp() {
+    let cfg = config();
+    for (format, line) in [
+        (
+            Format::Native,
+            &br#"{"user_id":"u","event":"Added To Cart"}"#[..],
+        ),
+        (
+            Format::Segment,
+            br#"{"type":"track","userId":"u","event":"Added To Cart"}"#,
+        ),
+        (
+            Format::Clevertap,
+            br#"{"identity":"u","type":"event","evtName":"Added To Cart"}"#,
+        ),
+    ] {
+        let d = Decoder::new(format, &cfg.schema);
+        assert_eq!(
+            d.decode_at(line, Some(1_795_860_000_000)).unwrap().ts,
+            1_795_860_000_000
+        );
+        assert_eq!(
+            d.decode(line).unwrap_err(),
+            Malformed::MissingTs,
+            "{format:?}"
+        );
+    }
 }
 
 #[test]
