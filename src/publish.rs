@@ -353,6 +353,9 @@ pub fn publish(args: &PublishArgs) -> anyhow::Result<PublishReport> {
         args,
         Role::Producer,
         &[
+            // The Java client's partitioner: keyed records land where a Java producer's
+            // would, so topics written by both stay co-partitioned by user id.
+            ("partitioner", "murmur2_random"),
             ("enable.idempotence", "true"),
             ("acks", "all"),
             ("linger.ms", "5"),

@@ -259,6 +259,64 @@ fn read_all(b: &SecuredBroker, topic: &str) -> Vec<String> {
     read_all_as(b, topic, PASSWORD).unwrap()
 }
 
+/// A record with its coordinates and headers.
+struct Full {
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Every record of `topic`, with keys and headers.
+fn read_full(b: &SecuredBroker, topic: &str) -> Vec<Full> {
+    use rdkafka::message::Headers;
+    let consumer: BaseConsumer = b
+        .client(PASSWORD)
+        .set("group.id", "secured-test-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .unwrap();
+    let parts = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let (mut eof, mut out) = (0, Vec::new());
+    let start = Instant::now();
+    while eof < parts && start.elapsed() < Duration::from_secs(20) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push(Full {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or(&[])).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eof += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
 fn read_all_as(
     b: &SecuredBroker,
     topic: &str,
@@ -380,6 +438,53 @@ fn decides_over(b: &SecuredBroker, dir: &Path, sim: &Sim, password_file: &Path) 
     );
     for secret in [PASSWORD, "not-the-password-4c2e"] {
         assert!(!log.contains(secret), "{secret} logged:\n{log}");
+    }
+    // The decisions topic speaks `decisions.jsonl`'s schema: ids (EMAIL_SHA256/PHONE_SHA256)
+    // only on exported and removed users.
+    for d in &decisions {
+        let v: serde_json::Value = serde_json::from_str(d).unwrap();
+        let with_ids = v["outcome"] == "exported" || v["outcome"] == "removed";
+        assert_eq!(v.get("ids").is_some(), with_ids, "{d}");
+        if with_ids {
+            let ids = v["ids"].as_object().unwrap();
+            assert!(
+                ids.keys()
+                    .all(|k| k == "EMAIL_SHA256" || k == "PHONE_SHA256")
+                    && !ids.is_empty(),
+                "{d}"
+            );
+        }
+        assert!(
+            v.get("email_sha256").is_none() && v.get("phone_sha256").is_none(),
+            "{d}"
+        );
+    }
+    // Each dead letter is the input record as it was (key and value), with headers naming
+    // its reason and where it came from. The sample has malformed lines.
+    let dead = read_full(b, "remarket.dead-letter");
+    assert!(
+        !dead.is_empty(),
+        "the sample's malformed lines are dead-lettered"
+    );
+    let input = read_full(b, "events");
+    for d in &dead {
+        let (topic, partition, offset) = (
+            &d.headers["source_topic"],
+            d.headers["source_partition"].parse::<i32>().unwrap(),
+            d.headers["source_offset"].parse::<i64>().unwrap(),
+        );
+        assert_eq!(topic, "events");
+        assert!(!d.headers["reason"].is_empty());
+        assert_eq!(
+            d.partition, partition,
+            "a dead letter stays in its partition"
+        );
+        let original = input
+            .iter()
+            .find(|r| r.partition == partition && r.offset == offset)
+            .expect("the source record exists");
+        assert_eq!(d.key, original.key);
+        assert_eq!(d.payload, original.payload);
     }
     // Client settings went only where they apply: librdkafka warned about none.
     assert!(

@@ -87,6 +87,48 @@ fn assert_keyed_and_ordered(got: &[Consumed], payloads: &[String]) {
     }
 }
 
+/// The partition Kafka's Java producer picks for a key: murmur2 of the key bytes (Kafka's
+/// `Utils.murmur2`, seed 0x9747b28c), made positive, modulo the partition count.
+fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ key.len() as u32;
+    let mut chunks = key.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    ((h & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+#[test]
+fn java_partition_matches_kafkas_published_values() {
+    // Kafka's UtilsTest.testMurmur2: "21" → -973932308, "foobar" → -790332482.
+    let positive = |v: i32| (v as u32 & 0x7fff_ffff) % 1000;
+    assert_eq!(java_partition(b"21", 1000) as u32, positive(-973_932_308));
+    assert_eq!(
+        java_partition(b"foobar", 1000) as u32,
+        positive(-790_332_482)
+    );
+}
+
 fn counts(got: &[Consumed]) -> BTreeMap<i32, u64> {
     let mut m = BTreeMap::new();
     for r in got {
@@ -118,6 +160,15 @@ fn plain_lines_are_keyed_by_user_and_stamped_with_event_time() {
         payloads.iter().map(|p| p.len() as u64).sum::<u64>()
     );
     assert_keyed_and_ordered(&got, &payloads);
+    for r in &got {
+        let key = r.0.as_deref().unwrap();
+        assert_eq!(
+            r.2,
+            java_partition(key, 3),
+            "{}: the Java client's partition",
+            String::from_utf8_lossy(key)
+        );
+    }
     let by_payload: HashMap<&str, &serde_json::Value> =
         payloads.iter().map(|p| p.as_str()).zip(&expected).collect();
     for r in &got {

@@ -413,7 +413,7 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                     Some(format!("\"{}\"", v["user_id"].as_str()?))
                 });
                 if let Some(user) = user {
-                    for topic in ["remarket.qualified", "remarket.decisions"] {
+                    for topic in ["events", "remarket.qualified", "remarket.decisions"] {
                         for (_, payload, p, off, _) in
                             kafka::consume_all(s.cluster.bootstrap(), topic)
                         {

@@ -40,7 +40,12 @@ use crate::detect::{CampaignIdx, Conversion, Qualification};
 use crate::sink::service::{TikTokSink, TrySend};
 use crate::sink::AudienceOp;
 
-/// A persisted decision (value of the decisions topic).
+/// A persisted decision (value of the decisions topic): the schema of a `decisions.jsonl`
+/// line — `campaign`, `user_id`, `at`, `outcome`, and `ids` (`EMAIL_SHA256`/`PHONE_SHA256`)
+/// only on `exported` and `removed` — with the user's latest decision per key, so `at` stays
+/// the qualification's time and a conversion adds `converted_at` (an extension).
+/// Records of earlier versions (`email_sha256`/`phone_sha256` at the top level, `converted`)
+/// still restore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub campaign: String,
@@ -48,14 +53,44 @@ pub struct DecisionRecord {
     pub at: i64,
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email_sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone_sha256: Option<String>,
-    #[serde(default)]
-    pub converted: bool,
+    pub ids: Option<IdsRecord>,
     /// When the user converted (the goal event's `ts`); `at` stays the qualification's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_at: Option<i64>,
+    /// Earlier versions' fields, read only.
+    #[serde(default, skip_serializing)]
+    pub email_sha256: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub phone_sha256: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub converted: bool,
+}
+
+/// `ids` of a decision, as in `decisions.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdsRecord {
+    #[serde(
+        rename = "EMAIL_SHA256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub email: Option<String>,
+    #[serde(
+        rename = "PHONE_SHA256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub phone: Option<String>,
+}
+
+impl DecisionRecord {
+    /// The decision's identifiers, from this version's `ids` or an earlier one's fields.
+    pub fn ids(&self) -> crate::detect::Ids {
+        match &self.ids {
+            Some(ids) => parse_ids(&ids.email, &ids.phone),
+            None => parse_ids(&self.email_sha256, &self.phone_sha256),
+        }
+    }
 }
 
 /// Live counters of the stage.
@@ -351,7 +386,7 @@ impl State {
                 d.user_id.as_str().into(),
                 Decided {
                     outcome: d.outcome,
-                    ids: parse_ids(&d.email_sha256, &d.phone_sha256),
+                    ids: d.ids(),
                     at: d.at,
                     converted_at,
                 },
@@ -379,17 +414,21 @@ impl State {
         else {
             return;
         };
-        let (email_sha256, phone_sha256) = hex_ids(&d.ids);
         let id = &self.config.campaigns[usize::from(campaign)].id;
+        let with_ids = matches!(d.outcome, Outcome::Exported | Outcome::Removed);
         let rec = DecisionRecord {
             campaign: id.clone(),
             user_id: user.to_owned(),
             at: d.at,
             outcome: d.outcome,
-            email_sha256,
-            phone_sha256,
-            converted: d.converted(),
+            ids: with_ids.then(|| {
+                let (email, phone) = hex_ids(&d.ids);
+                IdsRecord { email, phone }
+            }),
             converted_at: d.converted_at,
+            email_sha256: None,
+            phone_sha256: None,
+            converted: false,
         };
         let key = format!("{id}/{user}");
         let value = serde_json::to_vec(&rec).expect("serialisable");

@@ -275,6 +275,7 @@ impl Stage for State {
             m.partition(),
             m.offset(),
             m.timestamp().to_millis(),
+            m.key(),
             m.payload().unwrap_or(&[]),
         );
         self.pace.since_advance += 1;
@@ -603,6 +604,7 @@ impl State {
         p: i32,
         offset: i64,
         kafka_ts: Option<i64>,
+        key: Option<&[u8]>,
         payload: &[u8],
     ) {
         let Some(task) = self.tasks.get_mut(&p) else {
@@ -629,7 +631,13 @@ impl State {
         }
         let rec = match route(&mut self.totals, &mut task.wm, i, decoded, not_after) {
             Routed::DeadLetter(reason) => {
-                dead_letter(&self.producer, &self.dead_letter, p, reason, payload);
+                let source = Source {
+                    topic,
+                    partition: p,
+                    offset,
+                    key,
+                };
+                dead_letter(&self.producer, &self.dead_letter, &source, reason, payload);
                 return;
             }
             Routed::Skip => return,
@@ -912,18 +920,49 @@ fn produce(
     super::send(producer, topic, partition, Some(key), Some(&bytes), None);
 }
 
+/// Where a dead-lettered record came from.
+struct Source<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+}
+
+/// A dead letter: the record as it came (its key kept, so it lands with its user's records),
+/// with headers `reason`, `source_topic`, `source_partition` and `source_offset`.
 fn dead_letter(
     producer: &super::StageProducer,
     topic: &str,
-    p: i32,
+    source: &Source<'_>,
     reason: Malformed,
     payload: &[u8],
 ) {
-    let headers = OwnedHeaders::new().insert(Header {
-        key: "reason",
-        value: Some(reason.as_str()),
-    });
-    super::send(producer, topic, Some(p), None, Some(payload), Some(headers));
+    let (partition, offset) = (source.partition.to_string(), source.offset.to_string());
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "reason",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "source_topic",
+            value: Some(source.topic),
+        })
+        .insert(Header {
+            key: "source_partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "source_offset",
+            value: Some(offset.as_str()),
+        });
+    super::send(
+        producer,
+        topic,
+        Some(source.partition),
+        source.key,
+        Some(payload),
+        Some(headers),
+    );
 }
 
 #[cfg(test)]
