@@ -385,21 +385,30 @@ pub fn read_to_end(
 ) -> anyhow::Result<rustc_hash::FxHashMap<Vec<u8>, Option<Vec<u8>>>> {
     let mut latest = rustc_hash::FxHashMap::default();
     scan(k, group, topic, p, |key, value| {
-        let Some(key) = key else { return };
-        // An uncompacted changelog holds many versions of a key: overwrite in place.
-        match (latest.get_mut(key), value) {
-            (Some(Some(old)), Some(v)) => {
-                let old: &mut Vec<u8> = old;
-                old.clear();
-                old.extend_from_slice(v);
-            }
-            (Some(slot), v) => *slot = v.map(<[u8]>::to_vec),
-            (None, v) => {
-                latest.insert(key.to_vec(), v.map(<[u8]>::to_vec));
-            }
+        if let Some(key) = key {
+            keep_latest(&mut latest, key, value);
         }
     })?;
     Ok(latest)
+}
+
+/// Records `value` (`None`: a tombstone) as `key`'s latest. An uncompacted changelog holds
+/// many versions of a key: the buffer is overwritten in place.
+pub fn keep_latest(
+    latest: &mut rustc_hash::FxHashMap<Vec<u8>, Option<Vec<u8>>>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) {
+    match (latest.get_mut(key), value) {
+        (Some(Some(old)), Some(v)) => {
+            old.clear();
+            old.extend_from_slice(v);
+        }
+        (Some(slot), v) => *slot = v.map(<[u8]>::to_vec),
+        (None, v) => {
+            latest.insert(key.to_vec(), v.map(<[u8]>::to_vec));
+        }
+    }
 }
 
 /// Hands every record of partition `p` of `topic`, from its beginning to its end and in

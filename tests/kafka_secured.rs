@@ -13,14 +13,16 @@
 //! a missing tool is a failure (`.ci/run` installs both).
 
 mod common;
+#[path = "common/kafka.rs"]
+mod kafka;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use kafka::free_port;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -45,14 +47,6 @@ fn tool(name: &str) -> Option<PathBuf> {
         panic!("{name} is not installed, but CI is set: CI must provide it (.ci/run)");
     }
     found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed on drop.
@@ -254,9 +248,13 @@ fn publish_sample(b: &SecuredBroker) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// Every record of `topic` so far, read over the secured connection.
+/// Every record value of `topic` so far, read over the secured connection.
 fn read_all(b: &SecuredBroker, topic: &str) -> Vec<String> {
-    read_all_as(b, topic, PASSWORD).unwrap()
+    read_full(b, topic, PASSWORD)
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(r.payload.as_deref().unwrap_or(&[])).into_owned())
+        .collect()
 }
 
 /// A record with its coordinates and headers.
@@ -268,18 +266,20 @@ struct Full {
     headers: std::collections::BTreeMap<String, String>,
 }
 
-/// Every record of `topic`, with keys and headers.
-fn read_full(b: &SecuredBroker, topic: &str) -> Vec<Full> {
+/// Every record of `topic`, with keys and headers, read as the user with `password`.
+fn read_full(
+    b: &SecuredBroker,
+    topic: &str,
+    password: &str,
+) -> Result<Vec<Full>, rdkafka::error::KafkaError> {
     use rdkafka::message::Headers;
     let consumer: BaseConsumer = b
-        .client(PASSWORD)
+        .client(password)
         .set("group.id", "secured-test-reader")
         .set("enable.partition.eof", "true")
         .create()
         .unwrap();
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
     let parts = md.topics()[0].partitions().len();
     let mut tpl = TopicPartitionList::new();
     for p in 0..parts {
@@ -310,37 +310,6 @@ fn read_full(b: &SecuredBroker, topic: &str) -> Vec<Full> {
                     })
                     .unwrap_or_default(),
             }),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eof += 1,
-            _ => {}
-        }
-    }
-    out
-}
-
-fn read_all_as(
-    b: &SecuredBroker,
-    topic: &str,
-    password: &str,
-) -> Result<Vec<String>, rdkafka::error::KafkaError> {
-    let consumer: BaseConsumer = b
-        .client(password)
-        .set("group.id", "secured-test-reader")
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-    let parts = md.topics()[0].partitions().len();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..parts {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let (mut eof, mut out) = (0, Vec::new());
-    let start = Instant::now();
-    while eof < parts && start.elapsed() < Duration::from_secs(20) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(String::from_utf8_lossy(m.payload().unwrap_or(&[])).into()),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => eof += 1,
             _ => {}
         }
@@ -461,12 +430,12 @@ fn decides_over(b: &SecuredBroker, dir: &Path, sim: &Sim, password_file: &Path) 
     }
     // Each dead letter is the input record as it was (key and value), with headers naming
     // its reason and where it came from. The sample has malformed lines.
-    let dead = read_full(b, "remarket.dead-letter");
+    let dead = read_full(b, "remarket.dead-letter", PASSWORD).unwrap();
     assert!(
         !dead.is_empty(),
         "the sample's malformed lines are dead-lettered"
     );
-    let input = read_full(b, "events");
+    let input = read_full(b, "events", PASSWORD).unwrap();
     for d in &dead {
         let (topic, partition, offset) = (
             &d.headers["source_topic"],
@@ -530,7 +499,7 @@ fn run_over_sasl_scram_and_tls_with_credentials_from_a_file_and_the_environment(
     assert!(failed, "a wrong password is reported:\n{log}");
     assert!(!log.contains("not-the-password-4c2e"), "{log}");
     assert!(
-        read_all_as(&broker, "remarket.decisions", "not-the-password-4c2e").is_err(),
+        read_full(&broker, "remarket.decisions", "not-the-password-4c2e").is_err(),
         "the broker refuses the wrong password"
     );
 

@@ -490,17 +490,7 @@ fn read_checkpointed(
             }
             return;
         }
-        match (pending.get_mut(key), value) {
-            // Many versions of a key in an uncompacted changelog: overwrite in place.
-            (Some(Some(old)), Some(v)) => {
-                old.clear();
-                old.extend_from_slice(v);
-            }
-            (Some(slot), v) => *slot = v.map(<[u8]>::to_vec),
-            (None, v) => {
-                pending.insert(key.to_vec(), v.map(<[u8]>::to_vec));
-            }
-        }
+        super::keep_latest(&mut pending, key, value);
     })?;
     Ok((committed, checkpoint, pending))
 }
@@ -1010,6 +1000,31 @@ mod tests {
             })
             .unwrap()
         };
+        let write = |log: &[(&[u8], Option<Vec<u8>>)]| {
+            for (key, value) in log {
+                let mut r = BaseRecord::<[u8], Vec<u8>>::to("changelog")
+                    .partition(0)
+                    .key(*key);
+                if let Some(v) = value {
+                    r = r.payload(v);
+                }
+                producer.send(r).map_err(|(e, _)| e).unwrap();
+            }
+            producer.flush(Duration::from_secs(10)).unwrap();
+        };
+        let as_text = |state: Snapshots| {
+            let mut got: Vec<(String, Option<String>)> = state
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        String::from_utf8(k).unwrap(),
+                        v.map(|v| String::from_utf8(v).unwrap()),
+                    )
+                })
+                .collect();
+            got.sort();
+            got
+        };
         let log: Vec<(&[u8], Option<Vec<u8>>)> = vec![
             (b"a", Some(b"a1".to_vec())),
             (b"b", Some(b"b1".to_vec())),
@@ -1022,33 +1037,14 @@ mod tests {
             (b"b", None),
             (b"d", Some(b"d1".to_vec())),
         ];
-        for (key, value) in &log {
-            let mut r = BaseRecord::<[u8], Vec<u8>>::to("changelog")
-                .partition(0)
-                .key(*key);
-            if let Some(v) = value {
-                r = r.payload(v);
-            }
-            producer.send(r).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
+        write(&log);
 
         let (state, checkpoint, set_aside) = read_checkpointed(&k, "changelog", 0).unwrap();
         let checkpoint = checkpoint.expect("a checkpoint");
         assert_eq!(checkpoint.watermark, 200);
         assert_eq!(checkpoint.inputs[0].consumed, 20);
-        let mut got: Vec<(String, Option<String>)> = state
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k).unwrap(),
-                    v.map(|v| String::from_utf8(v).unwrap()),
-                )
-            })
-            .collect();
-        got.sort();
         assert_eq!(
-            got,
+            as_text(state),
             [
                 ("a".to_owned(), Some("a2".to_owned())),
                 ("b".to_owned(), Some("b1".to_owned())),
@@ -1070,31 +1066,12 @@ mod tests {
             (b"e", Some(b"e1".to_vec())),
             (CHECKPOINT_KEY, Some(mark(300, 30))),
         ];
-        for (key, value) in &log {
-            let mut r = BaseRecord::<[u8], Vec<u8>>::to("changelog")
-                .partition(0)
-                .key(*key);
-            if let Some(v) = value {
-                r = r.payload(v);
-            }
-            producer.send(r).map_err(|(e, _)| e).unwrap();
-        }
-        producer.flush(Duration::from_secs(10)).unwrap();
+        write(&log);
         let (state, checkpoint, set_aside) = read_checkpointed(&k, "changelog", 0).unwrap();
         assert_eq!(checkpoint.unwrap().watermark, 300);
         assert!(set_aside.is_empty());
-        let mut got: Vec<(String, Option<String>)> = state
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k).unwrap(),
-                    v.map(|v| String::from_utf8(v).unwrap()),
-                )
-            })
-            .collect();
-        got.sort();
         assert_eq!(
-            got,
+            as_text(state),
             [
                 ("a".to_owned(), Some("a2".to_owned())),
                 ("b".to_owned(), Some("b1".to_owned())),

@@ -134,7 +134,7 @@ impl Drop for Broker {
 }
 
 /// A port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
