@@ -38,6 +38,9 @@ pub enum Value {
     Str(CompactString),
     /// An array or object: it exists, but no comparison matches it.
     Other,
+    /// In a profile patch only (CleverTap's `$incr`/`$decr`): add to the current number; a
+    /// missing or non-numeric current value counts as 0.
+    Add(f64),
 }
 
 impl Value {
@@ -49,6 +52,7 @@ impl Value {
             Value::Num(n) => ValueRef::Num(*n),
             Value::Str(s) => ValueRef::Str(s),
             Value::Other => ValueRef::Other,
+            Value::Add(n) => ValueRef::Num(*n),
         })
     }
 }

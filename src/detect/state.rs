@@ -127,6 +127,8 @@ impl Prop {
             }
             Value::Str(s) => (Tag::Str, strings.intern(s)),
             Value::Other => (Tag::Other, 0),
+            // Resolved against the current value by `merge_profile`; alone, added to 0.
+            Value::Add(n) => return Prop::new(id, &Value::Num(*n), strings),
         };
         Some(Prop { val, id, tag })
     }
@@ -351,11 +353,24 @@ impl UserState {
         let mut grown: Option<SmallVec<[Prop; 8]>> = None;
         let patch = p.props.iter().map(|(k, v)| (*k, v)).chain(custom);
         for (k, v) in patch {
-            let new = Prop::new(k, v, strings);
             let props: &mut [Prop] = match &mut grown {
                 Some(g) => g,
                 None => &mut self.profile,
             };
+            let added;
+            let v = match v {
+                Value::Add(n) => {
+                    let current = props.iter().find(|p| p.id == k).map(|p| p.get(strings));
+                    let base = match current {
+                        Some(ValueRef::Num(c)) => c,
+                        _ => 0.0,
+                    };
+                    added = Value::Num(base + n);
+                    &added
+                }
+                v => v,
+            };
+            let new = Prop::new(k, v, strings);
             match (props.iter().position(|p| p.id == k), new) {
                 (Some(i), Some(n)) => props[i] = n,
                 (None, None) => {}

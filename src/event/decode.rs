@@ -602,11 +602,15 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                     map.next_value::<IgnoredAny>()?;
                 }
                 Target::Prop(id) => {
-                    let v = map.next_value_seed(ValueSeed)?;
+                    let Some(v) = profile_value(&mut map, keys)? else {
+                        continue;
+                    };
                     set(&mut self.out.props, id, v);
                 }
                 Target::Custom(name) => {
-                    let v = map.next_value_seed(ValueSeed)?;
+                    let Some(v) = profile_value(&mut map, keys)? else {
+                        continue;
+                    };
                     match self.out.custom.iter_mut().find(|(n, _)| *n == name) {
                         Some(slot) => slot.1 = v,
                         None => self.out.custom.push((name, v)),
@@ -614,7 +618,9 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                 }
                 Target::Email(prop) | Target::Phone(prop) => {
                     let is_email = matches!(t, Target::Email(_));
-                    let v = map.next_value_seed(ValueSeed)?;
+                    let Some(v) = profile_value(&mut map, keys)? else {
+                        continue;
+                    };
                     let update = match &v {
                         Value::Str(s) if is_email => identity::hash_email(s),
                         Value::Str(s) => identity::hash_phone(s),
@@ -631,21 +637,23 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                     }
                 }
                 Target::OptIn(id) => {
-                    let v = match map.next_value_seed(ValueSeed)? {
-                        Value::Bool(b) => Value::Bool(!b),
-                        other => other,
+                    let v = match profile_value(&mut map, keys)? {
+                        None => continue,
+                        Some(Value::Bool(b)) => Value::Bool(!b),
+                        Some(other) => other,
                     };
                     set(&mut self.out.props, id, v);
                 }
                 Target::Gender(id) => {
-                    let v = match map.next_value_seed(ValueSeed)? {
-                        Value::Str(s) => Value::Str(match s.as_str() {
+                    let v = match profile_value(&mut map, keys)? {
+                        None => continue,
+                        Some(Value::Str(s)) => Value::Str(match s.as_str() {
                             "M" | "m" => "male".into(),
                             "F" | "f" => "female".into(),
                             "O" | "o" => "other".into(),
                             _ => s,
                         }),
-                        other => other,
+                        Some(other) => other,
                     };
                     set(&mut self.out.props, id, v);
                 }
@@ -657,6 +665,114 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The next property value of a profile. CleverTap's uploads may give an operation instead
+/// of a value (developer.clevertap.com/docs/upload-user-profiles-api; the Android SDK's
+/// `ProfileValueHandler` sends the same `$incr`/`$decr` commands): `{"$incr": n}` and
+/// `{"$decr": n}` add to the current number (a missing or non-numeric one counts as 0),
+/// `{"$delete": …}` removes the property, `{"$add": […]}` makes a multi-value property exist
+/// (its values are not kept: only `exists` compares it), and `{"$remove": […]}` leaves the
+/// property as it is (`None`; whether values remain is not known). Any other object is a value
+/// no comparison matches, as in the other formats.
+fn profile_value<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    keys: Keys,
+) -> Result<Option<Value>, A::Error> {
+    if keys != Keys::Clevertap {
+        return map.next_value_seed(ValueSeed).map(Some);
+    }
+    Ok(match map.next_value_seed(OpSeed)? {
+        Op::Set(v) => Some(v),
+        Op::Add(n) => Some(Value::Add(n)),
+        Op::Keep => None,
+    })
+}
+
+/// A CleverTap profile value: a plain value or a `$`-operation on the current one.
+enum Op {
+    Set(Value),
+    Add(f64),
+    Keep,
+}
+
+struct OpSeed;
+
+impl<'de> DeserializeSeed<'de> for OpSeed {
+    type Value = Op;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Op, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OpSeed {
+    type Value = Op;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a property value or a CleverTap operation")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Op, E> {
+        Ok(Op::Set(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Op, E> {
+        Ok(Op::Set(Value::Num(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Op, E> {
+        Ok(Op::Set(Value::Num(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Op, E> {
+        Ok(Op::Set(Value::Num(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Op, E> {
+        Ok(Op::Set(Value::Str(v.into())))
+    }
+    fn visit_unit<E>(self) -> Result<Op, E> {
+        Ok(Op::Set(Value::Null))
+    }
+    fn visit_none<E>(self) -> Result<Op, E> {
+        Ok(Op::Set(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Op, A::Error> {
+        ValueSeed.visit_seq(seq).map(Op::Set)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
+        // One key: the operation. More keys make it a plain object value.
+        let mut op = None;
+        let mut keys = 0;
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            keys += 1;
+            let sign = match k.as_ref() {
+                "$incr" => 1.0,
+                "$decr" => -1.0,
+                "$delete" => {
+                    map.next_value::<IgnoredAny>()?;
+                    op = Some(Op::Set(Value::Null));
+                    continue;
+                }
+                "$add" => {
+                    map.next_value::<IgnoredAny>()?;
+                    op = Some(Op::Set(Value::Other));
+                    continue;
+                }
+                "$remove" => {
+                    map.next_value::<IgnoredAny>()?;
+                    op = Some(Op::Keep);
+                    continue;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            op = Some(match map.next_value_seed(ValueSeed)? {
+                Value::Num(n) if n.is_finite() => Op::Add(sign * n),
+                _ => Op::Keep,
+            });
+        }
+        Ok(match op {
+            Some(op) if keys == 1 => op,
+            _ => Op::Set(Value::Other),
+        })
     }
 }
 

@@ -391,3 +391,42 @@ fn an_earlier_deadline_after_a_later_one_fires_in_order() {
     assert_eq!(restored.quals(125), vec![("b".into(), 120)]);
     assert_eq!(restored.quals(200), vec![("a".into(), 130)]);
 }
+
+/// CleverTap's `$incr`/`$decr` apply to the value the user has when the record is applied
+/// (in event-time order), and `$delete` removes it: decoded from the upload API's own shapes
+/// (developer.clevertap.com/docs/upload-user-profiles-api).
+#[test]
+fn clevertap_increments_apply_to_the_current_value_in_event_time_order() {
+    use crate::event::{decode::Decoder, Format};
+    let mut t = T::new(&format!(
+        "{LIVE}[campaign.who]\nwhere = [{{ prop = \"Points\", op = \">=\", value = 15 }}]\n"
+    ));
+    let lines = [
+        // Out of arrival order: the `$decr` at ts 3 is applied after the `$incr` at ts 2.
+        r#"{"type":"profile","identity":"a","ts":1,"profileData":{"Points":10}}"#,
+        r#"{"type":"profile","identity":"a","ts":3,"profileData":{"Points":{"$decr":2}}}"#,
+        r#"{"type":"profile","identity":"a","ts":2,"profileData":{"Points":{"$incr":7.5}}}"#,
+        // Never set: counts as 0.
+        r#"{"type":"profile","identity":"b","ts":1,"profileData":{"Points":{"$incr":16}}}"#,
+        r#"{"type":"profile","identity":"c","ts":1,"profileData":{"Points":20}}"#,
+        r#"{"type":"profile","identity":"c","ts":2,"profileData":{"Points":{"$delete":1}}}"#,
+    ];
+    let recs: Vec<Record> = {
+        let d = Decoder::new(Format::Clevertap, &t.cfg.schema);
+        lines
+            .iter()
+            .map(|l| d.decode(l.as_bytes()).unwrap())
+            .collect()
+    };
+    for r in recs {
+        t.push(r);
+    }
+    // 10 + 7.5 − 2 = 15.5 for a, 16 for b; c has no Points any more.
+    for u in ["a", "b", "c"] {
+        t.ev(u, 4000, "Added To Cart", &[("price", Value::Num(10.0))]);
+    }
+    assert_eq!(
+        t.quals(10_000),
+        vec![("a".into(), 4000), ("b".into(), 4000)]
+    );
+}

@@ -380,3 +380,51 @@ fn clevertap_events_and_profiles() {
         "MSG-email=false means unsubscribed"
     );
 }
+
+/// The upload API's property operations (developer.clevertap.com/docs/upload-user-profiles-api:
+/// `{"$incr": n}`, `{"$decr": n}`, `{"$add": [...]}`, `{"$remove": [...]}`, `{"$delete": 1}`).
+#[test]
+fn clevertap_profile_operations() {
+    let cfg = config();
+    let d = Decoder::new(Format::Clevertap, &cfg.schema);
+    let r = d
+        .decode(
+            br#"{"type":"profile","identity":"u1","ts":1795860000,"profileData":{"Age":{"$incr":2},"Country":{"$delete":1},"City":{"$decr":1.5},"Email":{"$delete":1},"Region":{"$add":["a","b"]}}}"#,
+        )
+        .unwrap();
+    let p = r.profile.unwrap();
+    let get = |name| prop(&cfg.schema, &p.props, name);
+    assert_eq!(get("age"), Some(&Value::Add(2.0)));
+    assert_eq!(get("country"), Some(&Value::Null), "$delete removes");
+    assert_eq!(get("city"), Some(&Value::Add(-1.5)));
+    assert_eq!(
+        get("region"),
+        Some(&Value::Other),
+        "$add: a multi-value property exists"
+    );
+    assert_eq!(p.email, IdUpdate::Cleared, "$delete of Email drops the id");
+
+    // `$remove` leaves the property as it is; an object that is no operation is a value.
+    let r = d
+        .decode(
+            br#"{"type":"profile","identity":"u1","ts":1795860000,"profileData":{"Region":{"$remove":["a"]},"City":{"$incr":"x"},"Country":{"$incr":1,"other":2},"Age":{"name":"x"}}}"#,
+        )
+        .unwrap();
+    let p = r.profile.unwrap();
+    let get = |name| prop(&cfg.schema, &p.props, name);
+    assert_eq!(get("region"), None);
+    assert_eq!(get("city"), None, "a non-numeric $incr changes nothing");
+    assert_eq!(get("country"), Some(&Value::Other));
+    assert_eq!(get("age"), Some(&Value::Other));
+
+    // Other formats keep such objects as plain values.
+    let n = Decoder::new(Format::Native, &cfg.schema)
+        .decode(
+            br#"{"user_id":"u1","type":"profile","ts":1795860000000,"props":{"age":{"$incr":2}}}"#,
+        )
+        .unwrap();
+    assert_eq!(
+        prop(&cfg.schema, &n.profile.unwrap().props, "age"),
+        Some(&Value::Other)
+    );
+}
