@@ -19,6 +19,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 pub use crate::clock::{SystemClock, WallClock};
+use crate::event::decode::Malformed;
 use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
 use crate::sink::metrics::SinkMetrics;
@@ -70,6 +71,7 @@ impl Admin {
             activate: activate.clone(),
             groups,
             clock,
+            startup: startup.clone(),
         }));
         Admin {
             registry: Arc::new(registry),
@@ -97,6 +99,7 @@ struct StageCollector {
     activate: Arc<ActivateStatus>,
     groups: [String; 2],
     clock: Arc<dyn WallClock>,
+    startup: Arc<Startup>,
 }
 
 fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
@@ -114,18 +117,34 @@ impl Collector for StageCollector {
         let d = &self.detect;
         let a = &self.activate;
         let totals = d.totals();
-        counter(
-            &mut e,
-            "remarket_source_records",
-            "Well-formed records consumed",
-            totals.records,
-        )?;
-        counter(
-            &mut e,
-            "remarket_source_malformed",
-            "Malformed records (dead-lettered)",
-            totals.malformed,
-        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "remarket_source_records",
+                "Well-formed records consumed, by kind (event, profile, other: Segment alias/group)",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (kind, n) in [
+                ("event", totals.events),
+                ("profile", totals.profiles),
+                ("other", totals.other),
+            ] {
+                ConstCounter::new(n).encode(m.encode_family(&[("kind", kind)])?)?;
+            }
+        }
+        // Every reason from the start at 0 (so that `increase()` sees the first of each).
+        {
+            let mut m = e.encode_descriptor(
+                "remarket_source_malformed",
+                "Malformed records (dead-lettered), by reason",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for r in Malformed::ALL.iter().filter(|r| **r != Malformed::Late) {
+                let n = totals.by_reason[*r as usize];
+                ConstCounter::new(n).encode(m.encode_family(&[("reason", r.as_str())])?)?;
+            }
+        }
         counter(
             &mut e,
             "remarket_source_late",
@@ -139,9 +158,9 @@ impl Collector for StageCollector {
                 None,
                 prometheus_client::metrics::MetricType::Counter,
             )?;
-            for (reason, n) in totals.reasons() {
-                let labels = [("reason", reason.as_str())];
-                ConstCounter::new(n).encode(m.encode_family(&labels)?)?;
+            for r in Malformed::ALL {
+                let n = totals.by_reason[r as usize];
+                ConstCounter::new(n).encode(m.encode_family(&[("reason", r.as_str())])?)?;
             }
         }
         counter(
@@ -214,6 +233,26 @@ impl Collector for StageCollector {
         }
         {
             let mut m = e.encode_descriptor(
+                "remarket_detect_watermark_seconds",
+                "The event-time watermark (Unix seconds), per owned input partition",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (p, g) in &gauges {
+                if let Some(w) = g.watermark {
+                    let labels = [("partition", p.to_string())];
+                    ConstGauge::new(w as f64 / 1000.0).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        gauge(
+            &mut e,
+            "remarket_ready",
+            "1 when /readyz answers 200 (start-up over, both stages restored an assignment)",
+            i64::from(not_ready(&self.startup, d, a).is_empty()),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
                 "remarket_kafka_consumer_lag",
                 "Records between the consumer's position and the end of the partition \
                  (librdkafka statistics, every 5 s)",
@@ -240,8 +279,11 @@ impl Collector for StageCollector {
     }
 }
 
+/// OpenMetrics when the scrape asks for it (Prometheus does, first), else the Prometheus text
+/// format 0.0.4 (what `curl`, `promtool check metrics` and older scrapers read).
 async fn metrics(
     State(a): State<Admin>,
+    headers: axum::http::HeaderMap,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &a.registry).is_err() {
@@ -251,14 +293,78 @@ async fn metrics(
             String::new(),
         );
     }
-    (
-        StatusCode::OK,
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+    let accept = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    if wants_openmetrics(accept) {
+        let ct = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        (StatusCode::OK, [("content-type", ct)], text)
+    } else {
+        let ct = "text/plain; version=0.0.4; charset=utf-8";
+        (
+            StatusCode::OK,
+            [("content-type", ct)],
+            openmetrics_to_text(&text),
+        )
+    }
+}
+
+/// Whether an `Accept` header lists `application/openmetrics-text` with a non-zero quality.
+fn wants_openmetrics<'a>(accept: impl Iterator<Item = &'a str>) -> bool {
+    accept.flat_map(|h| h.split(',')).any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let q = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .find_map(|q| q.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        media.eq_ignore_ascii_case("application/openmetrics-text") && q > 0.0
+    })
+}
+
+/// Rewrites prometheus-client's OpenMetrics text as the Prometheus text format 0.0.4: a
+/// counter's family is named with its `_total` suffix (as its samples are), and `# EOF` and
+/// `# UNIT` lines go. Samples, histograms and gauges are written alike in both.
+fn openmetrics_to_text(om: &str) -> String {
+    let mut counters: Vec<&str> = Vec::new();
+    for line in om.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|r| r.strip_suffix(" counter"))
+        {
+            counters.push(name);
+        }
+    }
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (*p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(&name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str(suffix);
+                if !tail.is_empty() {
+                    out.push(' ');
+                    out.push_str(tail);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// `/readyz`: 200 once start-up is over and both stages restored an assignment, else 503;
@@ -266,17 +372,7 @@ async fn metrics(
 /// good do not make the service unready — they are recorded (`sink-failed` logs, metrics,
 /// alerts) and handled, and a restart would not bring them back — but are reported.
 async fn readyz(State(a): State<Admin>) -> (StatusCode, axum::Json<serde_json::Value>) {
-    let mut why: Vec<String> = Vec::new();
-    if let Some(s) = a.startup.get() {
-        why.push(s);
-    } else {
-        if !a.detect.ready.load(Ordering::Relaxed) {
-            why.push("detect: no assignment restored yet".into());
-        }
-        if !a.activate.ready.load(Ordering::Relaxed) {
-            why.push("activate: no assignment restored yet".into());
-        }
-    }
+    let why = not_ready(&a.startup, &a.detect, &a.activate);
     let body = serde_json::json!({
         "ready": why.is_empty(),
         "waiting_for": why,
@@ -288,4 +384,49 @@ async fn readyz(State(a): State<Admin>) -> (StatusCode, axum::Json<serde_json::V
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body))
+}
+
+/// Why the service is not ready (empty when it is): `/readyz` and `remarket_ready` agree.
+fn not_ready(startup: &Startup, detect: &DetectStatus, activate: &ActivateStatus) -> Vec<String> {
+    let mut why: Vec<String> = Vec::new();
+    if let Some(s) = startup.get() {
+        why.push(s);
+    } else {
+        if !detect.ready.load(Ordering::Relaxed) {
+            why.push("detect: no assignment restored yet".into());
+        }
+        if !activate.ready.load(Ordering::Relaxed) {
+            why.push("activate: no assignment restored yet".into());
+        }
+    }
+    why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_is_asked_for_by_media_type_and_quality() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics([prometheus].into_iter()));
+        assert!(!wants_openmetrics(["text/plain;version=0.0.4"].into_iter()));
+        assert!(!wants_openmetrics(["*/*"].into_iter()));
+        assert!(!wants_openmetrics(std::iter::empty()));
+        assert!(!wants_openmetrics(
+            ["application/openmetrics-text; q=0"].into_iter()
+        ));
+    }
+
+    #[test]
+    fn text_format_names_counters_with_total_and_has_no_eof() {
+        let om = "# HELP a_b Things.\n# TYPE a_b counter\na_b_total{x=\"1\"} 3\n\
+                  # HELP g A gauge.\n# TYPE g gauge\n# UNIT g seconds\ng 1.5\n# EOF\n";
+        assert_eq!(
+            openmetrics_to_text(om),
+            "# HELP a_b_total Things.\n# TYPE a_b_total counter\na_b_total{x=\"1\"} 3\n\
+             # HELP g A gauge.\n# TYPE g gauge\ng 1.5\n"
+        );
+    }
 }

@@ -10,6 +10,8 @@
 mod common;
 #[path = "common/kafka.rs"]
 mod kafka;
+#[path = "common/monitoring.rs"]
+mod monitoring;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -557,8 +559,9 @@ fn check_metrics(log: &Path, decided: bool) {
         "outcome=\"exported\"}",
     ];
     let want = [
-        "# TYPE remarket_activate_decisions counter",
-        "# TYPE remarket_source_dead_letters counter",
+        "# TYPE remarket_activate_decisions_total counter",
+        "# TYPE remarket_source_dead_letters_total counter",
+        "remarket_ready 1",
         if decided { decisions[0] } else { "" },
         if decided { decisions[1] } else { "" },
         "remarket_detect_users{partition=\"",
@@ -577,6 +580,63 @@ fn check_metrics(log: &Path, decided: bool) {
         "missing {:?} in /metrics:\n{m}",
         want.iter().filter(|w| !m.contains(*w)).collect::<Vec<_>>()
     );
+    if decided {
+        check_references(&m);
+        if let Some(tool) = monitoring::promtool() {
+            let body = m.split_once("\r\n\r\n").map_or(m.as_str(), |(_, b)| b);
+            let linted =
+                monitoring::run_promtool(&tool, s_dir(), &["check", "metrics"], Some(body));
+            assert!(
+                linted.is_ok(),
+                "promtool check metrics:\n{}",
+                linted.unwrap_err()
+            );
+        }
+    }
+}
+
+fn s_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every series and label the dashboard and the alert rules read exists in a live scrape (a
+/// label on at least one of the expression's series).
+fn check_references(scrape: &str) {
+    let samples: Vec<(&str, &str)> = scrape
+        .lines()
+        .filter(|l| l.starts_with("remarket_"))
+        .map(|l| {
+            let end = l.find(['{', ' ']).unwrap_or(l.len());
+            (&l[..end], &l[end..])
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let expressions = monitoring::expressions();
+    let read: BTreeSet<String> = expressions
+        .iter()
+        .flat_map(|(_, e)| monitoring::references(e).0)
+        .collect();
+    assert!(
+        expressions.len() >= 30 && read.len() >= 15,
+        "the dashboard and rules were not read: {expressions:?}"
+    );
+    for (place, expr) in expressions {
+        let (metrics, labels) = monitoring::references(&expr);
+        for metric in &metrics {
+            if !samples.iter().any(|(name, _)| name == metric) {
+                problems.push(format!("{place}: no series {metric}"));
+            }
+        }
+        for label in &labels {
+            let has = samples.iter().any(|(name, rest)| {
+                metrics.contains(*name) && rest.contains(&format!("{label}=\""))
+            });
+            if !has && !metrics.is_empty() {
+                problems.push(format!("{place}: no label {label} on {metrics:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}\nin /metrics:\n{scrape}");
 }
 
 /// SIGKILL a third of the way, a restart stopped gracefully (SIGTERM's path), a restart to
