@@ -451,3 +451,69 @@ fn a_tiktok_outage_pushes_back_on_the_producer() {
         );
     });
 }
+
+/// The simulator restarted without its state (or the audience was deleted at TikTok): the
+/// `new` audiences remembered in `<out>/audiences.json` are gone. A replay says so, creates
+/// them again and sends every member; `run`'s store (which would not re-send members already
+/// exported) refuses with a message naming the audience and the fix.
+#[test]
+fn a_forgotten_audience_is_recreated_by_replay_and_explained_to_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 400, 3_000, 9);
+    let out = dir.path().join("out");
+    let first = Sim::start(TOKEN, |_| {});
+    let config = setup(dir.path(), &first, 50, 500);
+    replay(&config, &rec, &out).0.unwrap();
+    let before = audiences_of(&out);
+    drop(first);
+
+    let restarted = Sim::start(TOKEN, |_| {});
+    let config = setup(dir.path(), &restarted, 50, 500);
+    replay(&config, &rec, &out).0.unwrap();
+    let after = audiences_of(&out);
+    // (The simulator numbers audiences alike after a restart: the ids may repeat.)
+    assert_eq!(after.len(), before.len());
+    assert_eq!(held(&restarted.sim), expected(&out, &after));
+    assert_eq!(restarted.sim.audiences().len(), 3);
+
+    // `run` keeps its store on a topic; here the same entries through `with_persist`.
+    let gone = remarket::sink::audiences::AudienceStore::open(&out.join("audiences.json"))
+        .unwrap()
+        .entries()
+        .clone();
+    let fresh = Sim::start(TOKEN, |_| {});
+    let config = setup(dir.path(), &fresh, 50, 500);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let token = remarket::sink::tiktok::Token::load(&config.tiktok.token).unwrap();
+    let client = remarket::sink::tiktok::Client::new(
+        &config.tiktok.base_url,
+        token,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let mut store =
+        remarket::sink::audiences::AudienceStore::with_persist(gone, Box::new(|_, _| Ok(())));
+    let err = rt
+        .block_on(remarket::sink::audiences::resolve(
+            &client,
+            &remarket::sink::ratelimit::RateLimiter::new(50.0),
+            &remarket::sink::metrics::SinkMetrics::new(),
+            &config.campaigns,
+            &mut store,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no longer exists at TikTok")
+            && err.contains("the audiences topic")
+            && after.iter().any(
+                |(c, id)| c != "big-ticket-viewers" && err.contains(&format!("audience {id},"))
+            ),
+        "{err}"
+    );
+    assert_eq!(
+        fresh.sim.audiences().len(),
+        1,
+        "nothing created: only the existing audience"
+    );
+}

@@ -68,6 +68,12 @@ pub enum AudienceError {
         what: &'static str,
         attempts: u32,
     },
+    #[error("campaign {campaign}: audience {audience}, remembered in {store}, no longer exists at TikTok (deleted there, or a simulator restarted without its state); remove the campaign's entry from {store} to create a new audience — members already exported are not re-sent by `run`, so prefer a fresh consumer group or a replay")]
+    Forgotten {
+        campaign: String,
+        audience: String,
+        store: String,
+    },
     #[error("audience store {path}: {reason}")]
     Store { path: PathBuf, reason: String },
 }
@@ -106,6 +112,9 @@ pub struct AudienceStore {
     entries: BTreeMap<String, StoreEntry>,
     persist: Option<PersistFn>,
     claim: Option<ClaimFn>,
+    /// A remembered `new` audience TikTok no longer has is created again (replay, which sends
+    /// every member anyway) instead of stopping with [`AudienceError::Forgotten`].
+    recreate_forgotten: bool,
 }
 
 impl std::fmt::Debug for AudienceStore {
@@ -130,6 +139,21 @@ impl AudienceStore {
             entries,
             persist: Some(persist),
             claim: None,
+            recreate_forgotten: false,
+        }
+    }
+
+    /// A remembered audience TikTok no longer has is created again (see `recreate_forgotten`).
+    pub fn recreating_forgotten(mut self) -> Self {
+        self.recreate_forgotten = true;
+        self
+    }
+
+    /// Where the entries live, for messages.
+    fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "the audiences topic".into(),
         }
     }
 
@@ -170,6 +194,7 @@ impl AudienceStore {
             entries,
             persist: None,
             claim: None,
+            recreate_forgotten: false,
         })
     }
 
@@ -385,15 +410,37 @@ pub async fn resolve(
             }
             Audience::New { name, .. } => {
                 let name = tiktok_name(name);
-                match store.get(&c.id).cloned() {
+                let mut entry = store.get(&c.id).cloned();
+                if let Some(StoreEntry {
+                    audience_id: Some(id),
+                    advertiser_id,
+                    ..
+                }) = &entry
+                {
+                    if advertiser_id == advertiser {
+                        match verify(client, limiter, metrics, &c.id, advertiser, id).await {
+                            Ok(()) => {}
+                            Err(AudienceError::NotFound { .. }) if store.recreate_forgotten => {
+                                tracing::warn!(campaign = %c.id, audience = %id, store = %store.describe(), "the remembered audience no longer exists at TikTok (deleted, or a simulator restarted without its state): creating a new one, every member is sent again");
+                                entry = None;
+                            }
+                            Err(AudienceError::NotFound { .. }) => {
+                                return Err(AudienceError::Forgotten {
+                                    campaign: c.id.clone(),
+                                    audience: id.clone(),
+                                    store: store.describe(),
+                                });
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                match entry {
                     Some(StoreEntry {
                         audience_id: Some(id),
                         advertiser_id,
                         ..
-                    }) if advertiser_id == advertiser => {
-                        verify(client, limiter, metrics, &c.id, advertiser, &id).await?;
-                        id
-                    }
+                    }) if advertiser_id == advertiser => id,
                     entry => {
                         let interrupted = entry.is_some_and(|e| e.audience_id.is_none());
                         let adopted = if interrupted {

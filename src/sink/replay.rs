@@ -64,7 +64,8 @@ impl ReplayTikTokSink {
         )?);
         let limiter = Arc::new(RateLimiter::new(config.tiktok.qps));
         let metrics = SinkMetrics::new();
-        let mut store = AudienceStore::open(&out_dir.join("audiences.json"))?;
+        let mut store =
+            AudienceStore::open(&out_dir.join("audiences.json"))?.recreating_forgotten();
         let targets = rt.block_on(resolve(
             &client,
             &limiter,
