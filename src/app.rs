@@ -309,12 +309,14 @@ pub fn execute_lines(
     if let Some(e) = source.take_error() {
         return Err(e);
     }
+    let mut totals = result.totals;
+    totals.blank_lines = source.lines().blank_lines();
     let (decisions, mut counts) = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
     }
     Ok(Replayed {
-        totals: result.totals,
+        totals,
         decisions,
         counts,
         users: result.users,
