@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use crossbeam_channel::bounded;
 
 use crate::activate::{Activator, CampaignCounts, Decision, Holdback};
@@ -24,7 +23,7 @@ use crate::event::decode::{Decoder, Malformed};
 use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
-use crate::output::{self, Summary, Totals};
+use crate::output::{self, OutDir, Summary, Totals};
 use crate::sink::{AudienceOp, AudienceSink, SinkReport};
 use crate::source::replay::ReplaySource;
 use crate::source::{Source, SourceItem};
@@ -323,31 +322,42 @@ pub fn execute_lines(
     })
 }
 
-/// Replays recorded topics through the engine and writes the output files.
+/// Replays recorded topics through the engine and writes the output files into
+/// `opts.out_dir`, which it locks first (see [`replay_into`]).
 pub fn replay(
     config: &Config,
     inputs: &[PathBuf],
     opts: &ReplayOptions,
     sink: &mut dyn AudienceSink,
 ) -> anyhow::Result<ReplayReport> {
+    let out = OutDir::lock(&opts.out_dir)?;
+    replay_into(config, inputs, &out, opts, sink)
+}
+
+/// [`replay`] into `out`, a directory this process already owns (`opts.out_dir` is not read):
+/// lock it before starting a sink that writes there (the TikTok sink's `audiences.json`).
+/// The output files appear together at the end (see [`crate::output::dir`]): a replay that
+/// fails before then leaves the previous ones as they were. When the sink fails, the set is
+/// still written, then the sink's error returned.
+pub fn replay_into(
+    config: &Config,
+    inputs: &[PathBuf],
+    out: &OutDir,
+    opts: &ReplayOptions,
+    sink: &mut dyn AudienceSink,
+) -> anyhow::Result<ReplayReport> {
+    // Before the inputs are read: an unusable directory is reported at once.
+    let mut set = out.begin()?;
     let recording = RecordingStream::open(inputs)?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("cannot create {}", opts.out_dir.display()))?;
-    let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
-        let path = opts.out_dir.join(name);
-        let f = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(std::io::BufWriter::with_capacity(1 << 16, f))
-    };
-    let mut dead = create("dead-letter.jsonl")?;
     let bar = progress_bar(opts.progress);
     let shards = crate::config::resolve_workers(opts.shards);
+    let dead = set.dead_letter();
     let replayed = execute_lines(
         config,
         recording,
         shards,
         opts.now_ms,
-        &mut |reason, src, line, raw| output::write_dead_letter(&mut dead, reason, src, line, raw),
+        &mut |reason, src, line, raw| output::write_dead_letter(dead, reason, src, line, raw),
         &mut |n| {
             if let Some(b) = &bar {
                 b.set_position(n);
@@ -357,28 +367,25 @@ pub fn replay(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    dead.flush()?;
 
-    let mut w = create("decisions.jsonl")?;
-    output::write_decisions(&mut w, &replayed.decisions, &config.campaigns)?;
-    w.flush()?;
+    output::write_decisions(set.decisions(), &replayed.decisions, &config.campaigns)?;
     for d in &replayed.decisions {
         if let Some(op) = AudienceOp::from_decision(d) {
             sink.send(op)?;
         }
     }
-    let sink_report = sink.finish()?;
+    let sink_report = sink.finish();
 
     let summary = Summary::new(&replayed.totals, &config.campaigns, &replayed.counts);
-    let mut w = create("summary.json")?;
-    serde_json::to_writer_pretty(&mut w, &summary)?;
+    let w = set.summary();
+    serde_json::to_writer_pretty(&mut *w, &summary)?;
     w.write_all(b"\n")?;
-    w.flush()?;
+    set.commit()?;
     Ok(ReplayReport {
         summary,
         decisions: replayed.decisions.len(),
         users: replayed.users,
-        sink: sink_report,
+        sink: sink_report?,
     })
 }
 

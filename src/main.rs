@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use remarket::app::{self, ReplayOptions};
 use remarket::config::Config;
+use remarket::output::OutDir;
 use remarket::sink::dry_run::DryRunSink;
 use remarket::sink::replay::ReplayTikTokSink;
 use remarket::sink::AudienceSink;
@@ -157,11 +158,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 progress: !quiet,
             };
             let started = std::time::SystemTime::now();
+            // Owned before the sink starts: the TikTok sink keeps its audiences there.
+            let out_dir = OutDir::lock(&out)?;
             let mut sink: Box<dyn AudienceSink> = match sink {
                 SinkKind::DryRun => Box::new(DryRunSink::default()),
-                SinkKind::Tiktok => Box::new(ReplayTikTokSink::start(&config, &out)?),
+                SinkKind::Tiktok => Box::new(ReplayTikTokSink::start(&config, out_dir.path())?),
             };
-            let report = app::replay(&config, &recording, &opts, sink.as_mut())?;
+            let report = app::replay_into(&config, &recording, &out_dir, &opts, sink.as_mut())?;
             let secs = started.elapsed().map_or(0.0, |d| d.as_secs_f64());
             if !quiet {
                 let s = &report.summary;

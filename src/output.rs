@@ -1,5 +1,10 @@
 //! The replay's output files (DESIGN §5): `decisions.jsonl`, `summary.json`,
 //! `dead-letter.jsonl`. Formats are contracts; field order is fixed by the structs below.
+//! [`dir`] owns the directory they go to and writes them as one set.
+
+pub mod dir;
+
+pub use dir::{OutDir, OutputError, OutputSet};
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};

@@ -382,3 +382,217 @@ fn json_logs_stay_json_up_to_the_fatal_line() {
     }
     assert_eq!(fatal, 1, "{err}");
 }
+
+// === the output directory: atomic and owned ===
+
+/// The three result files of `dir`.
+fn outputs(dir: &Path) -> Vec<Vec<u8>> {
+    ["decisions.jsonl", "summary.json", "dead-letter.jsonl"]
+        .iter()
+        .map(|n| read(dir, n))
+        .collect()
+}
+
+/// Temporary files a replay left in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls until `ready` holds (every 5 ms, for at most a minute).
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    for _ in 0..12_000 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("gave up waiting: {what}");
+}
+
+/// A replay killed mid-way (SIGKILL while it writes its dead letters) leaves the previous
+/// run's files as they were; the next replay replaces its temporary files.
+#[test]
+fn a_killed_replay_leaves_the_previous_outputs_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sample = Path::new("config/sample-events.jsonl");
+    replay_sample(&out, sample);
+    let before = outputs(&out);
+
+    let big = dir.path().join("big.jsonl");
+    let generated = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args([
+            "generate", "--users", "20000", "--events", "400000", "--seed", "7",
+        ])
+        .args(["--malformed-pct", "2"])
+        .stdout(std::fs::File::create(&big).unwrap())
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "replay",
+            "--quiet",
+            "--config",
+            "config/sample.toml",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&big)
+        .spawn()
+        .unwrap();
+    // Dead letters on disk: the replay is past its start and far from its end.
+    let dead = out.join(".dead-letter.jsonl.tmp");
+    wait_for("dead letters written", || {
+        std::fs::metadata(&dead).is_ok_and(|m| m.len() > 0)
+    });
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the replay ended before it was killed");
+
+    assert!(outputs(&out) == before, "the previous outputs changed");
+    assert_eq!(
+        temporaries(&out),
+        [
+            ".dead-letter.jsonl.tmp",
+            ".decisions.jsonl.tmp",
+            ".summary.json.tmp"
+        ]
+    );
+    replay_sample(&out, sample);
+    assert!(outputs(&out) == before);
+    assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+}
+
+/// While a replay owns `--out`, a second one into it stops at once with a clear error and
+/// touches nothing; the first one's result is what it would have been alone.
+#[test]
+fn a_second_replay_into_the_same_out_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sample = std::fs::read("config/sample-events.jsonl").unwrap();
+    let from_stdin = |out: &Path| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_remarket"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "replay",
+                "--quiet",
+                "--config",
+                "config/sample.toml",
+                "--out",
+            ])
+            .arg(out)
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    // The first replay holds the directory while it waits for the rest of its input.
+    let mut first = from_stdin(&out);
+    let mut stdin = first.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, &sample[..sample.len() / 2]).unwrap();
+    wait_for("the first replay's temporary files", || {
+        temporaries(&out).len() == 3
+    });
+
+    let second = remarket(&[
+        "replay",
+        "--quiet",
+        "--config",
+        "config/sample.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "config/sample-events.jsonl",
+    ]);
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    let pid = format!("(pid {})", first.id());
+    assert!(
+        err.contains("is in use by another replay") && err.contains(&pid),
+        "{err}"
+    );
+    assert!(
+        err.contains(&out.join(".lock").display().to_string()),
+        "{err}"
+    );
+
+    std::io::Write::write_all(&mut stdin, &sample[sample.len() / 2..]).unwrap();
+    drop(stdin);
+    let done = first.wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let alone = dir.path().join("alone");
+    let mut reference = from_stdin(&alone);
+    std::io::Write::write_all(&mut reference.stdin.take().unwrap(), &sample).unwrap();
+    assert!(reference.wait().unwrap().success());
+    assert!(outputs(&out) == outputs(&alone), "the outputs were mixed");
+    assert!(temporaries(&out).is_empty());
+}
+
+/// A write that fails — here every file is limited to 4 KiB (`ulimit -f`, which binds root
+/// too), as a full disk would stop it — is reported with the file's name, and the previous
+/// outputs stay; so does a `--out` that cannot be created.
+#[cfg(unix)]
+#[test]
+fn output_errors_name_the_file_and_keep_the_previous_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sample = Path::new("config/sample-events.jsonl");
+    replay_sample(&out, sample);
+    let before = outputs(&out);
+
+    let limited = Command::new("sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["-c", r#"trap "" XFSZ; ulimit -f 8; exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_remarket"))
+        .args([
+            "replay",
+            "--quiet",
+            "--config",
+            "config/sample.toml",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(sample)
+        .output()
+        .unwrap();
+    assert_eq!(limited.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&limited.stderr);
+    let named = ["dead-letter.jsonl", "decisions.jsonl", "summary.json"]
+        .iter()
+        .any(|n| {
+            let file = out.join(format!(".{n}.tmp"));
+            err.contains(&format!("cannot write {}: File too large", file.display()))
+        });
+    assert!(named, "{err}");
+    assert!(outputs(&out) == before, "the previous outputs changed");
+    assert!(temporaries(&out).is_empty(), "{:?}", temporaries(&out));
+
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let bad = not_a_dir.join("out");
+    let o = remarket(&[
+        "replay",
+        "--config",
+        "config/sample.toml",
+        "--out",
+        bad.to_str().unwrap(),
+        "config/sample-events.jsonl",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot create {}: Not a directory", bad.display())),
+        "{err}"
+    );
+}

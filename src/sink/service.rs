@@ -389,7 +389,7 @@ fn send_rows<'a>(
                         .metrics
                         .request(Endpoint::Mapping, outcome_of(reason));
                     shared.retries.fetch_add(1, Ordering::Relaxed);
-                    if attempt == 3 || (attempt > 3 && attempt % 10 == 0) {
+                    if attempt == 3 || (attempt > 3 && attempt.is_multiple_of(10)) {
                         tracing::warn!(
                             campaign = %campaign,
                             reason = reason.as_str(),
