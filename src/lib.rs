@@ -18,7 +18,8 @@
 //! - [`activate`]: once-per-user, reachability, control group, target cap, goals → decisions;
 //!   [`activate::Holdback`] orders qualifications by `(at, user_id)` in both runtimes.
 //! - [`sink`]: the `AudienceSink` trait and its implementations.
-//! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`.
+//! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`; [`output::dir`]
+//!   locks `--out` and writes them as one set (temporary files, renamed at the end).
 //! - [`app`]: wiring of the stages and the replay lifecycle.
 //! - [`kafka`]: `run` over Kafka: topics, the detect and activate consumer groups, both on one
 //!   consumer-group runner ([`kafka::stage`]).
