@@ -198,7 +198,7 @@ pub fn detect(
 /// Decides over a whole detect output, exactly: the [`Holdback`] of `run` releasing it all
 /// at once — qualifications in `(at, user_id)` order (so the target cap is exact whatever the
 /// shard count), then conversions in time order.
-pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<CampaignCounts>) {
+pub fn activate_all(config: &Config, output: Output) -> Activated {
     let campaigns = &config.campaigns;
     let mut hold = Holdback::default();
     for q in output.qualifications {
@@ -210,22 +210,43 @@ pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<Camp
     let released = hold.release_all();
     let mut act = Activator::new(campaigns);
     let mut decisions = Vec::with_capacity(released.qualifications.len());
+    let mut ops = Vec::new();
     // As `run` applies them; a recording holds each qualification once, so nothing is sent
     // again here.
-    decisions.extend(
-        released
-            .qualifications
-            .iter()
-            .filter_map(|(q, ())| act.step_qualification(q).decision),
-    );
-    decisions.extend(
-        released
-            .conversions
-            .iter()
-            .filter_map(|(c, ())| act.step_conversion(c).decision),
-    );
+    let steps = released
+        .qualifications
+        .iter()
+        .map(|(q, ())| act.step_qualification(q))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(
+            released
+                .conversions
+                .iter()
+                .map(|(c, ())| act.step_conversion(c))
+                .collect::<Vec<_>>(),
+        );
+    for step in steps {
+        decisions.extend(step.decision);
+        ops.extend(step.op);
+    }
     output::sort_decisions(&mut decisions, campaigns);
-    (decisions, act.into_counts())
+    Activated {
+        decisions,
+        ops,
+        counts: act.into_counts(),
+    }
+}
+
+/// What [`activate_all`] decided.
+#[derive(Debug)]
+pub struct Activated {
+    /// Sorted by `(at, campaign, user_id, outcome)`.
+    pub decisions: Vec<Decision>,
+    /// The audience ops, in the order activate applied them (the order a sink must keep per
+    /// hashed id: a delete of an id some other member still holds is never among them).
+    pub ops: Vec<AudienceOp>,
+    pub counts: Vec<CampaignCounts>,
 }
 
 /// Options of `remarket replay`.
@@ -254,6 +275,8 @@ pub struct Replayed {
     pub totals: Totals,
     /// Sorted by `(at, campaign, user_id, outcome)`.
     pub decisions: Vec<Decision>,
+    /// The audience ops, in application order (see [`Activated::ops`]).
+    pub ops: Vec<AudienceOp>,
     /// Per campaign, `pending` filled in.
     pub counts: Vec<CampaignCounts>,
     pub users: usize,
@@ -309,13 +332,18 @@ pub fn execute_lines(
     if let Some(e) = source.take_error() {
         return Err(e);
     }
-    let (decisions, mut counts) = activate_all(config, result.output);
+    let Activated {
+        decisions,
+        ops,
+        mut counts,
+    } = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
     }
     Ok(Replayed {
         totals: result.totals,
         decisions,
+        ops,
         counts,
         users: result.users,
     })
@@ -360,10 +388,8 @@ pub fn replay(
     let mut w = create("decisions.jsonl")?;
     output::write_decisions(&mut w, &replayed.decisions, &config.campaigns)?;
     w.flush()?;
-    for d in &replayed.decisions {
-        if let Some(op) = AudienceOp::from_decision(d) {
-            sink.send(op)?;
-        }
+    for op in replayed.ops {
+        sink.send(op)?;
     }
     let sink_report = sink.finish()?;
 

@@ -1,21 +1,25 @@
 //! The TikTok sink's dispatcher: audience ops in, mapping requests out.
 //!
 //! Stages, each its own type: [`Batcher`] (per campaign × action, `max_batch` users or
-//! `linger`) → ordering (a `delete` batch of a campaign waits until every `add` of that
-//! campaign that *arrived* before its last op was acknowledged, so a removal never overtakes
-//! the user's add, however the batches were cut) →
-//! concurrency cap (`max_in_flight` requests) → [`RateLimiter`] (`qps`) → request →
-//! [`classify`](super::retry::classify) → retry with backoff / split on 40011 / permanent.
+//! `linger`) → ordering (below) → concurrency cap (`max_in_flight` requests) →
+//! [`RateLimiter`] (`qps`) → request → [`classify`](super::retry::classify) → retry with
+//! backoff / split on 40011 / permanent.
 //!
 //! Memory is bounded: the input channel holds `max_batch` ops, at most `max_queued` closed
 //! batches wait for a request slot, and while they wait the dispatcher stops reading its input,
 //! so a TikTok outage pushes back on the producer instead of growing memory. Permanent
 //! failures are never dropped: the ops are kept and returned in [`SinkOutcome::failed`].
 //!
-//! Adds commute with adds and deletes with deletes, so those run concurrently. An add is not
-//! held back behind earlier deletes: once per user, a user is added before they are removed.
-//! (Two users sharing one hashed identifier, one of them removed, are the exception: the
-//! identifier's final state then depends on timing, as it would at TikTok anyway.)
+//! # Order
+//!
+//! An audience is a set of hashed ids, and the ops come from activate in the order it applied
+//! them (a delete only for ids no member holds any more). Adds commute with adds and deletes
+//! with deletes, so those run concurrently; an add and a delete *of one id* are applied in
+//! arrival order, whatever the batching: a batch waits until every earlier op of the other
+//! action that shares an id with one of its ops was answered. So that no two batches wait
+//! for each other, an op that shares an id with a pending op of the other action first
+//! closes the campaign's open batches: a batch then waits only for batches closed before it.
+//! TikTok's final state is a function of the ops alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,7 @@ use super::ratelimit::RateLimiter;
 use super::retry::{Backoff, RetryAction};
 use super::tiktok::{Client, MapAction};
 use super::{Action, AudienceOp, SinkReport};
+use crate::identity::IdHash;
 use crate::model::{CampaignIdx, Ids};
 
 /// Tuning of the dispatcher.
@@ -74,6 +79,38 @@ pub struct SinkOutcome {
 }
 
 type Key = (CampaignIdx, MapAction);
+/// One hashed id of one campaign's audience (`true` = email, `false` = phone).
+type IdKey = (CampaignIdx, bool, IdHash);
+
+/// Ops of one id not yet answered, by action.
+#[derive(Debug, Default)]
+struct PendingOps {
+    adds: BTreeSet<u64>,
+    deletes: BTreeSet<u64>,
+}
+
+impl PendingOps {
+    fn of(&mut self, action: MapAction) -> &mut BTreeSet<u64> {
+        match action {
+            MapAction::Add => &mut self.adds,
+            MapAction::Delete => &mut self.deletes,
+        }
+    }
+
+    fn other(&self, action: MapAction) -> &BTreeSet<u64> {
+        match action {
+            MapAction::Add => &self.deletes,
+            MapAction::Delete => &self.adds,
+        }
+    }
+}
+
+fn id_keys(campaign: CampaignIdx, ids: Ids) -> impl Iterator<Item = IdKey> {
+    ids.email
+        .map(|h| (campaign, true, h))
+        .into_iter()
+        .chain(ids.phone.map(|h| (campaign, false, h)))
+}
 /// An op, its arrival number, and the caller's token to acknowledge once TikTok accepted it.
 type Item = (u64, AudienceOp, Option<u64>);
 
@@ -84,9 +121,9 @@ struct Shared {
     metrics: SinkMetrics,
     backoff: Backoff,
     inflight: Semaphore,
-    /// Per campaign: arrival numbers of adds not yet acknowledged (or refused).
-    pending_adds: Mutex<HashMap<CampaignIdx, BTreeSet<u64>>>,
-    adds_done: Notify,
+    /// Arrival numbers of the ops not yet answered, per campaign and hashed id.
+    pending: Mutex<HashMap<IdKey, PendingOps>>,
+    answered: Notify,
     requests: AtomicU64,
     retries: AtomicU64,
     adds: AtomicU64,
@@ -156,8 +193,8 @@ impl TikTokSink {
             metrics,
             backoff: settings.backoff.clone(),
             inflight: Semaphore::new(settings.max_in_flight.max(1)),
-            pending_adds: Mutex::new(HashMap::new()),
-            adds_done: Notify::new(),
+            pending: Mutex::new(HashMap::new()),
+            answered: Notify::new(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             adds: AtomicU64::new(0),
@@ -215,14 +252,22 @@ async fn dispatch(
                     shared.metrics.pending_users.inc();
                     let key = (op.campaign, map_action(op.action));
                     arrivals += 1;
-                    if key.1 == MapAction::Add {
-                        shared
-                            .pending_adds
-                            .lock()
-                            .expect("pending adds")
-                            .entry(op.campaign)
-                            .or_default()
-                            .insert(arrivals);
+                    let conflict = {
+                        let mut pending = shared.pending.lock().expect("pending ops");
+                        let mut conflict = false;
+                        for k in id_keys(op.campaign, op.ids) {
+                            let p = pending.entry(k).or_default();
+                            conflict |= !p.other(key.1).is_empty();
+                            p.of(key.1).insert(arrivals);
+                        }
+                        conflict
+                    };
+                    if conflict {
+                        for action in [MapAction::Add, MapAction::Delete] {
+                            if let Some(b) = batcher.flush_key(&(op.campaign, action)) {
+                                launch(b, &shared, &slots, &mut tasks).await;
+                            }
+                        }
                     }
                     if let Some(b) = batcher.push(key, (arrivals, op, token), Instant::now()) {
                         launch(b, &shared, &slots, &mut tasks).await;
@@ -285,38 +330,41 @@ async fn launch(
 
 async fn run_batch(shared: Arc<Shared>, batch: Batch<Key, Item>, _slot: OwnedSemaphorePermit) {
     let (campaign, action) = batch.key;
-    let last_arrival = batch.items.last().map_or(0, |(n, _, _)| *n);
-    if action == MapAction::Delete {
-        loop {
-            let notified = shared.adds_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let blocked = shared
-                .pending_adds
-                .lock()
-                .expect("pending adds")
-                .get(&campaign)
-                .is_some_and(|s| s.range(..last_arrival).next().is_some());
-            if !blocked {
-                break;
-            }
-            notified.await;
+    // Wait until every earlier op of the other action on one of these ids was answered.
+    loop {
+        let notified = shared.answered.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let blocked = {
+            let pending = shared.pending.lock().expect("pending ops");
+            batch.items.iter().any(|(n, op, _)| {
+                id_keys(campaign, op.ids).any(|k| {
+                    pending
+                        .get(&k)
+                        .is_some_and(|p| p.other(action).range(..*n).next().is_some())
+                })
+            })
+        };
+        if !blocked {
+            break;
         }
+        notified.await;
     }
     send_rows(&shared, campaign, action, &batch.items).await;
-    if action == MapAction::Add {
-        if let Some(s) = shared
-            .pending_adds
-            .lock()
-            .expect("pending adds")
-            .get_mut(&campaign)
-        {
-            for (n, _, _) in &batch.items {
-                s.remove(n);
+    {
+        let mut pending = shared.pending.lock().expect("pending ops");
+        for (n, op, _) in &batch.items {
+            for k in id_keys(campaign, op.ids) {
+                if let Some(p) = pending.get_mut(&k) {
+                    p.of(action).remove(n);
+                    if p.adds.is_empty() && p.deletes.is_empty() {
+                        pending.remove(&k);
+                    }
+                }
             }
         }
-        shared.adds_done.notify_waiters();
     }
+    shared.answered.notify_waiters();
 }
 
 /// Sends one batch until TikTok acknowledges it or refuses it for good; splits on 40011.
