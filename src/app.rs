@@ -25,7 +25,7 @@ use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
 use crate::output::{self, Summary, Totals};
-use crate::sink::{AudienceOp, AudienceSink, SinkReport};
+use crate::sink::{AudienceOp, AudienceSink, SinkError, SinkReport};
 use crate::source::replay::ReplaySource;
 use crate::source::{Source, SourceItem};
 
@@ -267,6 +267,9 @@ pub struct ReplayReport {
     pub decisions: usize,
     pub users: usize,
     pub sink: SinkReport,
+    /// Users the sink could not deliver (listed in `sink-failed.jsonl`): the replay wrote
+    /// every output, and `remarket replay` exits 1 after its table.
+    pub sink_failure: Option<SinkError>,
 }
 
 /// The engine's result over a whole recording, before anything is written.
@@ -391,7 +394,19 @@ pub fn replay(
     for op in replayed.ops {
         sink.send(op)?;
     }
-    let sink_report = sink.finish()?;
+    // Users the sink could not deliver are reported after the summary is written: the
+    // decisions stand, and the table says what was done.
+    let (sink_report, sink_failure) = match sink.finish() {
+        Ok(report) => (report, None),
+        Err(SinkError::Failed { report, path }) => {
+            let failure = SinkError::Failed {
+                report: report.clone(),
+                path,
+            };
+            (report, Some(failure))
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let summary = Summary::new(&replayed.totals, &config.campaigns, &replayed.counts);
     let mut w = create("summary.json")?;
@@ -403,6 +418,7 @@ pub fn replay(
         decisions: replayed.decisions.len(),
         users: replayed.users,
         sink: sink_report,
+        sink_failure,
     })
 }
 

@@ -43,6 +43,7 @@ struct RawTikTok {
     max_batch: Option<i64>,
     linger: Option<HumanDuration>,
     drain_grace: Option<HumanDuration>,
+    retry_for: Option<HumanDuration>,
 }
 
 /// `[source]`: how records are decoded.
@@ -106,6 +107,9 @@ pub struct TikTokSettings {
     /// On shutdown, how long `run`'s sink may deliver what it holds (keep it below the pod's
     /// `terminationGracePeriodSeconds`); what it cannot is re-sent after the restart.
     pub drain_grace: HumanDuration,
+    /// How long `replay` retries one batch before reporting its users as failed (`run` retries
+    /// until TikTok answers, its input paused meanwhile).
+    pub retry_for: HumanDuration,
 }
 
 /// A validated configuration.
@@ -328,6 +332,10 @@ fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettin
     if drain_grace.as_millis() <= 0 {
         problems.service("tiktok.drain_grace", "must be > 0");
     }
+    let retry_for = t.retry_for.unwrap_or_else(|| dur("15m"));
+    if retry_for.as_millis() <= 0 {
+        problems.service("tiktok.retry_for", "must be > 0");
+    }
     (problems.len() == before).then_some(TikTokSettings {
         base_url,
         token,
@@ -335,6 +343,7 @@ fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettin
         max_batch: max_batch as usize,
         linger,
         drain_grace,
+        retry_for,
     })
 }
 
@@ -430,6 +439,7 @@ const SECTIONS: &[(&str, Spec)] = &[
             ("max_batch", Spec::Leaf),
             ("linger", Spec::Leaf),
             ("drain_grace", Spec::Leaf),
+            ("retry_for", Spec::Leaf),
         ]),
     ),
 ];

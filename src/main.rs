@@ -189,6 +189,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out.display()
                 );
             }
+            if let Some(failure) = report.sink_failure {
+                return Err(failure.into());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => {

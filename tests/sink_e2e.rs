@@ -247,7 +247,10 @@ fn permanent_refusals_keep_the_users() {
     let rec = recording(dir.path(), 400, 3_000, 4);
     let out = dir.path().join("out");
     let (result, sink) = replay(&config, &rec, &out);
-    let err = result.expect_err("refused users make the replay fail");
+    let report = result.expect("the replay writes its outputs");
+    let err = report.sink_failure.expect("refused users are reported");
+    assert!(out.join("summary.json").exists() && out.join("decisions.jsonl").exists());
+    assert_eq!(report.sink.failed, err_count(&err));
     let failed = std::fs::read_to_string(out.join("sink-failed.jsonl")).unwrap();
     let n = failed.lines().count() as u64;
     assert!(n > 0);
@@ -408,6 +411,7 @@ fn a_tiktok_outage_pushes_back_on_the_producer() {
             client,
             Arc::new(RateLimiter::new(100.0)),
             vec![Target {
+                campaign: "c".into(),
                 advertiser: ADV_A.into(),
                 audience_id: EXISTING.into(),
                 email: true,
@@ -576,4 +580,64 @@ fn shared_identifiers_stay_while_one_member_holds_them() {
         finals.push(held(&sim.sim).into_values().collect::<Vec<_>>());
     }
     assert!(finals.windows(2).all(|w| w[0] == w[1]));
+}
+
+fn err_count(e: &SinkError) -> u64 {
+    match e {
+        SinkError::Failed { report, .. } => report.failed,
+        other => panic!("{other}"),
+    }
+}
+
+/// TikTok answers every mapping with a server error: `replay --sink tiktok` retries each batch
+/// for `tiktok.retry_for`, then reports its users as failed — it ends, writes every output
+/// and its table, and exits 1.
+#[test]
+fn retries_end_at_retry_for_and_the_replay_still_reports() {
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("rate@mapping:50002=1".into()));
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), &sim, 50, 10_000);
+    let config = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[tiktok]\n", "[tiktok]\nretry_for = \"2s\"\n"),
+    )
+    .unwrap();
+    let rec = recording(dir.path(), 300, 2_000, 6);
+    let out = dir.path().join("out");
+    let done = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args(["replay", "--quiet", "--sink", "tiktok", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .arg(&rec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("user(s) for good"), "{stderr}");
+    assert!(out.join("summary.json").exists(), "the summary is written");
+    let failed = std::fs::read_to_string(out.join("sink-failed.jsonl")).unwrap();
+    let exported = std::fs::read_to_string(out.join("decisions.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"exported\""))
+        .count();
+    assert!(exported > 0);
+    // Every exported user's add failed (no delete: removals wait for their adds, and fail too).
+    let adds = failed.lines().filter(|l| l.contains("\"add\"")).count();
+    assert_eq!(adds, exported, "{failed}");
+    for line in failed.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["code"], -1);
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("last answer: server"),
+            "{line}"
+        );
+    }
+    assert!(held(&sim.sim).is_empty());
 }

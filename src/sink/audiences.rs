@@ -35,6 +35,8 @@ pub fn tiktok_name(name: &str) -> String {
 /// Where one campaign's users go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The campaign's id (for messages).
+    pub campaign: String,
     pub advertiser: String,
     pub audience_id: String,
     pub email: bool,
@@ -513,6 +515,7 @@ pub async fn resolve(
             }
         };
         targets.push(Target {
+            campaign: c.id.clone(),
             advertiser: advertiser.to_owned(),
             audience_id,
             email: c.what.identifiers.email,

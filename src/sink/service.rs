@@ -49,6 +49,10 @@ pub struct SinkSettings {
     /// Closed batches waiting for a request slot before the input is no longer read.
     pub max_queued: usize,
     pub backoff: Backoff,
+    /// How long one batch is retried before its users are reported as failed (`replay`:
+    /// `tiktok.retry_for`); `None`: until it succeeds (`run`, where the input waits meanwhile
+    /// and nothing is lost).
+    pub retry_for: Option<Duration>,
 }
 
 impl SinkSettings {
@@ -59,6 +63,7 @@ impl SinkSettings {
             max_in_flight: 4,
             max_queued: 8,
             backoff: Backoff::default(),
+            retry_for: None,
         }
     }
 }
@@ -120,6 +125,7 @@ struct Shared {
     targets: Vec<Target>,
     metrics: SinkMetrics,
     backoff: Backoff,
+    retry_for: Option<Duration>,
     inflight: Semaphore,
     /// Arrival numbers of the ops not yet answered, per campaign and hashed id.
     pending: Mutex<HashMap<IdKey, PendingOps>>,
@@ -192,6 +198,7 @@ impl TikTokSink {
             targets,
             metrics,
             backoff: settings.backoff.clone(),
+            retry_for: settings.retry_for,
             inflight: Semaphore::new(settings.max_in_flight.max(1)),
             pending: Mutex::new(HashMap::new()),
             answered: Notify::new(),
@@ -379,6 +386,7 @@ fn send_rows<'a>(
         let ids: Vec<Ids> = ops.iter().map(|(_, o, _)| o.ids).collect();
         let mut rng = fastrand::Rng::new();
         let mut attempt = 0u32;
+        let started = Instant::now();
         loop {
             let answer = {
                 let _permit = shared.inflight.acquire().await.expect("never closed");
@@ -403,7 +411,7 @@ fn send_rows<'a>(
                 a
             };
             tracing::debug!(
-                campaign = %campaign,
+                campaign = %target.campaign,
                 action = action.as_str(),
                 users = ops.len(),
                 ok = matches!(answer, RetryAction::Ok(_)),
@@ -437,17 +445,30 @@ fn send_rows<'a>(
                         .metrics
                         .request(Endpoint::Mapping, outcome_of(reason));
                     shared.retries.fetch_add(1, Ordering::Relaxed);
-                    if attempt == 3 || (attempt > 3 && attempt % 10 == 0) {
+                    let delay = shared.backoff.delay(attempt, reason, &mut rng);
+                    attempt = attempt.saturating_add(1);
+                    if let Some(limit) = shared.retry_for {
+                        if started.elapsed() + delay > limit {
+                            let message = format!(
+                                "retried for {} ({attempt} attempts, tiktok.retry_for); last answer: {}",
+                                humantime::format_duration(Duration::from_secs(
+                                    started.elapsed().as_secs()
+                                )),
+                                reason.as_str()
+                            );
+                            fail(shared, campaign, ops, RETRIES_EXHAUSTED, message);
+                            return;
+                        }
+                    }
+                    if attempt == 4 || (attempt > 4 && attempt % 10 == 1) {
                         tracing::warn!(
-                            campaign = %campaign,
+                            campaign = %target.campaign,
                             reason = reason.as_str(),
                             attempt,
                             users = ops.len(),
                             "TikTok mapping request still being retried"
                         );
                     }
-                    let delay = shared.backoff.delay(attempt, reason, &mut rng);
-                    attempt = attempt.saturating_add(1);
                     tokio::time::sleep(delay).await;
                 }
                 RetryAction::Split if ops.len() > 1 => {
@@ -476,6 +497,10 @@ fn send_rows<'a>(
     })
 }
 
+/// The `code` of users whose batch was retried for `retry_for` without success (not a
+/// TikTok code: TikTok's are positive).
+pub const RETRIES_EXHAUSTED: i64 = -1;
+
 fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message: String) {
     shared
         .metrics
@@ -483,7 +508,7 @@ fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message
     shared.metrics.failed_users.inc_by(ops.len() as u64);
     shared.metrics.pending_users.dec_by(ops.len() as i64);
     tracing::error!(
-        campaign = %campaign,
+        campaign = %shared.targets[usize::from(campaign)].campaign,
         code,
         users = ops.len(),
         "TikTok refused a mapping request for good; the users are kept as failed"
