@@ -641,3 +641,45 @@ fn retries_end_at_retry_for_and_the_replay_still_reports() {
     }
     assert!(held(&sim.sim).is_empty());
 }
+
+/// TikTok allows 5 requests a second while `tiktok.qps` is 10: the sink halves its rate on
+/// throttle answers and climbs back in quiet windows, so few requests are throttled (before
+/// adaptive rates, 456 of 824 were), the server never sees more than `qps` in a second, and
+/// the audience is exact.
+#[test]
+fn throttles_slow_the_sink_down() {
+    let sim = Sim::start(TOKEN, |a| a.qps = Some(5.0));
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 10, 8);
+    let rec = recording(dir.path(), 1000, 8_000, 12);
+    let out = dir.path().join("out");
+    let (result, sink) = replay(&config, &rec, &out);
+    let report = result.expect("replay");
+    assert_eq!(report.sink.failed, 0);
+    assert_eq!(held(&sim.sim), expected(&out, &audiences_of(&out)));
+    let mappings: Vec<_> = sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("segment/mapping/"))
+        .collect();
+    let throttled = mappings
+        .iter()
+        .filter(|r| matches!(r.code, Some(40100 | 40133)))
+        .count();
+    eprintln!(
+        "{throttled} of {} mapping requests throttled",
+        mappings.len()
+    );
+    assert!(mappings.len() > 60, "{}", mappings.len());
+    assert!(
+        throttled * 5 < mappings.len(),
+        "{throttled} of {} throttled",
+        mappings.len()
+    );
+    assert!(max_requests_per_second(&sim.sim) <= 10);
+    assert!(
+        requests(&sink, Endpoint::Mapping, Outcome::Throttled) > 0,
+        "the server did throttle"
+    );
+}

@@ -255,8 +255,15 @@ where
     let backoff = Backoff::default();
     let mut rng = fastrand::Rng::new();
     for attempt in 0..SETUP_ATTEMPTS {
-        limiter.acquire().await;
-        match f().await {
+        let slot = limiter.acquire().await;
+        let answer = f().await;
+        drop(slot);
+        match &answer {
+            RetryAction::Retry(RetryReason::Throttled) => limiter.throttled(),
+            RetryAction::Retry(_) => {}
+            _ => limiter.succeeded(),
+        }
+        match answer {
             RetryAction::Ok(data) => {
                 metrics.request(endpoint, Outcome::Ok);
                 return Ok(data);

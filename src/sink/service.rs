@@ -34,7 +34,7 @@ use super::audiences::{outcome_of, Target};
 use super::batch::{Batch, Batcher};
 use super::metrics::{self, Endpoint, Outcome, SinkMetrics};
 use super::ratelimit::RateLimiter;
-use super::retry::{Backoff, RetryAction};
+use super::retry::{Backoff, RetryAction, RetryReason};
 use super::tiktok::{Client, MapAction};
 use super::{Action, AudienceOp, SinkReport};
 use crate::identity::IdHash;
@@ -192,6 +192,7 @@ impl TikTokSink {
         acks: Option<mpsc::UnboundedSender<u64>>,
     ) -> TikTokSink {
         let (tx, rx) = mpsc::channel(settings.max_batch.max(1));
+        metrics.rate_limit_qps.set(limiter.rate());
         let shared = Arc::new(Shared {
             client,
             limiter,
@@ -390,7 +391,8 @@ fn send_rows<'a>(
         loop {
             let answer = {
                 let _permit = shared.inflight.acquire().await.expect("never closed");
-                shared.limiter.acquire().await;
+                // Held until the answer: see `RateLimiter`.
+                let _slot = shared.limiter.acquire().await;
                 let started = Instant::now();
                 let a = shared
                     .client
@@ -417,6 +419,12 @@ fn send_rows<'a>(
                 ok = matches!(answer, RetryAction::Ok(_)),
                 "mapping answer"
             );
+            match &answer {
+                RetryAction::Retry(RetryReason::Throttled) => shared.limiter.throttled(),
+                RetryAction::Retry(_) => {}
+                _ => shared.limiter.succeeded(),
+            }
+            shared.metrics.rate_limit_qps.set(shared.limiter.rate());
             match answer {
                 RetryAction::Ok(_) => {
                     shared.metrics.request(Endpoint::Mapping, Outcome::Ok);
