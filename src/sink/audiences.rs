@@ -64,11 +64,14 @@ pub enum AudienceError {
         code: i64,
         message: String,
     },
-    #[error("campaign {campaign}: TikTok did not answer {what} after {attempts} attempts")]
+    #[error(
+        "campaign {campaign}: TikTok did not answer {what} after {attempts} attempts; last: {last}"
+    )]
     Unavailable {
         campaign: String,
         what: &'static str,
         attempts: u32,
+        last: String,
     },
     #[error("campaign {campaign}: audience {audience}, remembered in {store}, no longer exists at TikTok (deleted there, or a simulator restarted without its state); remove the campaign's entry from {store} to create a new audience — members already exported are not re-sent by `run`, so prefer a fresh consumer group or a replay")]
     Forgotten {
@@ -241,6 +244,7 @@ const SETUP_ATTEMPTS: u32 = 12;
 /// Calls TikTok with rate limiting and retries; `Err` on a permanent answer or when retries
 /// run out.
 async fn call<F, Fut>(
+    client: &Client,
     limiter: &RateLimiter,
     metrics: &SinkMetrics,
     endpoint: Endpoint,
@@ -296,6 +300,7 @@ where
         campaign: campaign.to_owned(),
         what,
         attempts: SETUP_ATTEMPTS,
+        last: client.last_retry().unwrap_or_else(|| "no answer".into()),
     })
 }
 
@@ -332,9 +337,15 @@ async fn verify(
         audience: audience.to_owned(),
         advertiser: advertiser.to_owned(),
     };
-    let data = match call(limiter, metrics, Endpoint::Get, campaign, "get", || {
-        client.get_audience(advertiser, audience)
-    })
+    let data = match call(
+        client,
+        limiter,
+        metrics,
+        Endpoint::Get,
+        campaign,
+        "get",
+        || client.get_audience(advertiser, audience),
+    )
     .await
     {
         Ok(d) => d,
@@ -372,9 +383,15 @@ async fn find_by_name(
     let mut found = None;
     let mut page = 1u32;
     loop {
-        let data = call(limiter, metrics, Endpoint::List, campaign, "list", || {
-            client.list_audiences(advertiser, page)
-        })
+        let data = call(
+            client,
+            limiter,
+            metrics,
+            Endpoint::List,
+            campaign,
+            "list",
+            || client.list_audiences(advertiser, page),
+        )
         .await?;
         let empty = Vec::new();
         let list = data.get("list").and_then(Value::as_array).unwrap_or(&empty);
@@ -482,6 +499,7 @@ pub async fn resolve(
                                     audience_id
                                 } else {
                                     let data = call(
+                                        client,
                                         limiter,
                                         metrics,
                                         Endpoint::Audience,
