@@ -382,6 +382,16 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                 c.committed_offsets(tpl, Duration::from_secs(5))
             );
         }
+        // Every log of the test (the kills' too) stays for a post-mortem.
+        if let Ok(dir) = std::fs::read_dir(s.dir.path()) {
+            for e in dir.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "log") {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    let _ = std::fs::copy(&path, format!("/tmp/run-kafka-all-{name}"));
+                }
+            }
+        }
         for name in ["first", "last", name] {
             let log = std::fs::read_to_string(s.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
@@ -424,6 +434,19 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                             if text.contains(&user) {
                                 eprintln!("  {topic}/{p}@{off}: {text}");
                             }
+                        }
+                    }
+                    // The user's state snapshots and every checkpoint record, in log order.
+                    let bare = user.trim_matches('"');
+                    for (key, payload, p, off, ts) in
+                        kafka::consume_all(s.cluster.bootstrap(), "remarket.changelog")
+                    {
+                        let key =
+                            String::from_utf8_lossy(key.as_deref().unwrap_or(&[])).into_owned();
+                        if key.contains(bare) || !key.starts_with('u') {
+                            let text = String::from_utf8_lossy(payload.as_deref().unwrap_or(&[]));
+                            let text: String = text.chars().take(300).collect();
+                            eprintln!("  changelog/{p}@{off} ts={ts:?} key={key:?}: {text}");
                         }
                     }
                 }

@@ -711,26 +711,26 @@ impl<'de> Visitor<'de> for OpSeed {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a property value or a CleverTap operation")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Op, E> {
-        Ok(Op::Set(Value::Bool(v)))
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Op, E> {
+        ValueSeed.visit_bool(v).map(Op::Set)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v as f64)))
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Op, E> {
+        ValueSeed.visit_i64(v).map(Op::Set)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v as f64)))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Op, E> {
+        ValueSeed.visit_u64(v).map(Op::Set)
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v)))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Op, E> {
+        ValueSeed.visit_f64(v).map(Op::Set)
     }
-    fn visit_str<E>(self, v: &str) -> Result<Op, E> {
-        Ok(Op::Set(Value::Str(v.into())))
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Op, E> {
+        ValueSeed.visit_str(v).map(Op::Set)
     }
-    fn visit_unit<E>(self) -> Result<Op, E> {
-        Ok(Op::Set(Value::Null))
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Op, E> {
+        ValueSeed.visit_unit().map(Op::Set)
     }
-    fn visit_none<E>(self) -> Result<Op, E> {
-        Ok(Op::Set(Value::Null))
+    fn visit_none<E: serde::de::Error>(self) -> Result<Op, E> {
+        ValueSeed.visit_none().map(Op::Set)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Op, A::Error> {
         ValueSeed.visit_seq(seq).map(Op::Set)
