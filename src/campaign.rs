@@ -517,6 +517,20 @@ fn validate_condition(c: RawCondition, schema: &mut Schema) -> Result<Condition,
             Operand::One(s)
         }
     };
+    let operand = if c.prop == "gender" {
+        let canon = |s: Scalar| match s {
+            Scalar::Str(v) => Scalar::Str(crate::event::canonical_gender(&v).into()),
+            other => other,
+        };
+        match operand {
+            Operand::One(s) => Operand::One(canon(s)),
+            Operand::List(l) => Operand::List(l.into_iter().map(canon).collect()),
+            Operand::Range(a, b) => Operand::Range(canon(a), canon(b)),
+            Operand::None => Operand::None,
+        }
+    } else {
+        operand
+    };
     Ok(Condition {
         prop: schema.intern_prop(&c.prop),
         op,

@@ -50,6 +50,8 @@ pub struct Rules {
     /// `by_event[event id]` = the campaigns that event matters to, and how.
     pub by_event: Vec<SmallVec<[(CampaignIdx, Role); 2]>>,
     pub has_email: Option<PropId>,
+    /// `email_unsubscribed`, `sms_unsubscribed`: `false` for a user who never set them.
+    pub unsubscribed: [Option<PropId>; 2],
     pub has_phone: Option<PropId>,
     /// Property names by id and campaign ids by index, for state snapshots that survive a
     /// config change.
@@ -97,6 +99,7 @@ impl Rules {
         Rules {
             rules,
             by_event,
+            unsubscribed: crate::event::UNSUBSCRIBED.map(|name| schema.prop(name)),
             has_email: schema.prop(HAS_EMAIL),
             has_phone: schema.prop(HAS_PHONE),
             prop_names: schema.prop_names().to_vec(),

@@ -162,6 +162,27 @@ pub const CANONICAL_PROPS: [&str; 12] = [
 
 /// Pseudo-property names derived from identifiers.
 pub const HAS_EMAIL: &str = "has_email";
+
+/// Gender in one vocabulary whatever the format wrote: `M`, `male`, `Male`, `man` → `male`;
+/// `F`, `female`, `woman` → `female`; `O`, `other` → `other`; any other value trimmed and
+/// lowercased. Applied to profile values and to conditions on `gender` alike.
+pub fn canonical_gender(s: &str) -> CompactString {
+    let t = s.trim();
+    let is = |words: &[&str]| words.iter().any(|w| t.eq_ignore_ascii_case(w));
+    if is(&["m", "male", "man"]) {
+        "male".into()
+    } else if is(&["f", "female", "woman"]) {
+        "female".into()
+    } else if is(&["o", "other"]) {
+        "other".into()
+    } else {
+        t.to_lowercase().into()
+    }
+}
+
+/// Reachability flags a user who never set them has as `false` (CleverTap's default: a
+/// user is subscribed until they opt out).
+pub const UNSUBSCRIBED: [&str; 2] = ["email_unsubscribed", "sms_unsubscribed"];
 pub const HAS_PHONE: &str = "has_phone";
 
 impl Schema {

@@ -236,10 +236,15 @@ impl UserState {
         if Some(id) == rules.has_phone {
             return Some(ValueRef::Bool(self.ids().phone.is_some()));
         }
-        self.profile
+        let value = self
+            .profile
             .iter()
             .find(|p| p.id == id)
-            .map(|p| p.get(strings))
+            .map(|p| p.get(strings));
+        if value.is_none() && rules.unsubscribed.contains(&Some(id)) {
+            return Some(ValueRef::Bool(false));
+        }
+        value
     }
 
     /// The state of a campaign, if the user has any.

@@ -501,7 +501,7 @@ enum Target {
     Phone(Option<u16>),
     /// CleverTap opt-in flag: stored negated as the `…_unsubscribed` property.
     OptIn(u16),
-    /// CleverTap gender letter, mapped to `male`/`female`/`other`.
+    /// Gender, in its canonical vocabulary ([`crate::event::canonical_gender`]).
     Gender(u16),
     Address,
     /// A custom profile property no campaign reads: kept by name.
@@ -549,7 +549,7 @@ fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
         {
             prop.map_or(Target::Skip, Target::OptIn)
         }
-        "gender" if keys == Keys::Clevertap => prop.map_or(Target::Skip, Target::Gender),
+        "gender" => prop.map_or(Target::Skip, Target::Gender),
         _ => prop.map_or(Target::Skip, Target::Prop),
     }
 }
@@ -647,12 +647,7 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                 Target::Gender(id) => {
                     let v = match profile_value(&mut map, keys)? {
                         None => continue,
-                        Some(Value::Str(s)) => Value::Str(match s.as_str() {
-                            "M" | "m" => "male".into(),
-                            "F" | "f" => "female".into(),
-                            "O" | "o" => "other".into(),
-                            _ => s,
-                        }),
+                        Some(Value::Str(s)) => Value::Str(crate::event::canonical_gender(&s)),
                         Some(other) => other,
                     };
                     set(&mut self.out.props, id, v);

@@ -430,3 +430,58 @@ fn clevertap_increments_apply_to_the_current_value_in_event_time_order() {
         vec![("a".into(), 4000), ("b".into(), 4000)]
     );
 }
+
+/// "Unsubscribed email = No" matches users who never said either way (CleverTap's default:
+/// subscribed until they opt out); `gender = "Female"` matches every format's spelling.
+#[test]
+fn unset_unsubscribe_flags_are_false_and_gender_is_one_vocabulary() {
+    use crate::event::{decode::Decoder, Format};
+    let who = "[campaign.who]\nwhere = [\
+               { prop = \"email_unsubscribed\", op = \"=\", value = false }, \
+               { prop = \"gender\", op = \"=\", value = \"Female\" }]\n";
+    let mut t = T::new(&format!("{LIVE}{who}"));
+    let lines = [
+        // Never set the flag; each spells gender its own way.
+        (
+            Format::Native,
+            r#"{"user_id":"a","type":"profile","ts":1,"props":{"gender":"female"}}"#,
+        ),
+        (
+            Format::Native,
+            r#"{"user_id":"b","type":"profile","ts":1,"props":{"gender":" F "}}"#,
+        ),
+        (
+            Format::Segment,
+            r#"{"type":"identify","userId":"c","timestamp":"1970-01-01T00:00:00.001Z","traits":{"gender":"Female"}}"#,
+        ),
+        (
+            Format::Clevertap,
+            r#"{"type":"profile","identity":"d","ts":0,"profileData":{"Gender":"F"}}"#,
+        ),
+        // Opted out, or another gender: no.
+        (
+            Format::Native,
+            r#"{"user_id":"e","type":"profile","ts":1,"props":{"gender":"female","email_unsubscribed":true}}"#,
+        ),
+        (
+            Format::Native,
+            r#"{"user_id":"f","type":"profile","ts":1,"props":{"gender":"M"}}"#,
+        ),
+    ];
+    let recs: Vec<Record> = lines
+        .iter()
+        .map(|(f, l)| {
+            Decoder::new(*f, &t.cfg.schema)
+                .decode(l.as_bytes())
+                .unwrap()
+        })
+        .collect();
+    for r in recs {
+        t.push(r);
+    }
+    for u in ["a", "b", "c", "d", "e", "f"] {
+        t.ev(u, 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    }
+    let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, ["a", "b", "c", "d"]);
+}
