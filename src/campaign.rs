@@ -3,6 +3,7 @@
 //! problem, each with its campaign id and field.
 
 pub mod condition;
+pub mod schedule;
 
 use serde::Deserialize;
 
