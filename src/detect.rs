@@ -7,6 +7,7 @@
 //! A shard's users can be exported and restored ([`snapshot`]), so state can move with its
 //! partition.
 
+pub mod past;
 pub mod router;
 pub mod shard;
 pub mod snapshot;
