@@ -42,6 +42,8 @@ pub struct Rule {
     pub who: Vec<Condition>,
     pub goal_within: Option<i64>,
     pub identifiers: Identifiers,
+    /// Behaviour rules (indices into [`Rules::past`]) that must hold at `at`, with `who`.
+    pub past: Vec<u16>,
 }
 
 /// The campaigns compiled for the detect stage, with an index from event to campaign roles.
@@ -62,6 +64,10 @@ pub struct Rules {
     /// ([`state::Interner::custom_prop`]); at most `max_custom_props` a user.
     pub custom_base: PropId,
     pub max_custom_props: u8,
+    /// Every behaviour rule of every campaign (and of the segments they use).
+    pub past: Vec<past::PastRule>,
+    /// `past_by_event[event id]` = the behaviour rules that count that event.
+    pub past_by_event: Vec<SmallVec<[u16; 2]>>,
 }
 
 impl Rules {
@@ -91,6 +97,7 @@ impl Rules {
                 who: c.who.conditions.clone(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
                 identifiers: c.what.identifiers,
+                past: Vec::new(),
             });
         }
         for roles in &mut by_event {
@@ -107,7 +114,29 @@ impl Rules {
             campaign_ids: campaigns.iter().map(|c| c.id.clone()).collect(),
             custom_base: PropId::try_from(schema.prop_names().len()).expect("fewer than 65536"),
             max_custom_props: schema.max_custom_props,
+            past: Vec::new(),
+            past_by_event: Vec::new(),
         }
+    }
+
+    /// Adds behaviour rule `rule` to campaign `c` (the config compiles them; tests add their
+    /// own).
+    pub fn add_past(&mut self, c: CampaignIdx, rule: past::PastRule) {
+        let idx = u16::try_from(self.past.len()).expect("fewer than 65536 behaviour rules");
+        let ev = usize::from(rule.event);
+        if self.past_by_event.len() <= ev {
+            self.past_by_event.resize(ev + 1, SmallVec::new());
+        }
+        self.past_by_event[ev].push(idx);
+        self.past.push(rule);
+        self.rules[usize::from(c)].past.push(idx);
+    }
+
+    /// The behaviour rules that count `event`.
+    pub fn past_of(&self, event: EventId) -> &[u16] {
+        self.past_by_event
+            .get(usize::from(event))
+            .map_or(&[], |v| v.as_slice())
     }
 
     pub fn roles(&self, event: EventId) -> &[(CampaignIdx, Role)] {

@@ -53,6 +53,8 @@ impl Range {
 /// One compiled behaviour rule.
 #[derive(Debug, Clone)]
 pub struct PastRule {
+    /// A stable name (`campaign-id#n`, `segment:id#n`): snapshots keep buckets by it.
+    pub key: String,
     /// `did_not`.
     pub negated: bool,
     pub event: EventId,
@@ -228,6 +230,7 @@ mod tests {
 
     fn rule(range: Range, agg: Option<(Agg, Option<PropId>, Condition)>) -> PastRule {
         PastRule {
+            key: "c#0".into(),
             negated: false,
             event: 0,
             conditions: Vec::new(),

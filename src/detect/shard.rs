@@ -179,6 +179,11 @@ impl Shard {
     /// Whether a record for an unknown user needs state: a profile patch, or a trigger event.
     fn creates_state(rules: &Rules, rec: &Record) -> bool {
         rec.profile.as_ref().is_some_and(|p| !p.is_empty())
+            || rec
+                .event
+                .as_ref()
+                .and_then(|e| e.id)
+                .is_some_and(|id| !rules.past_of(id).is_empty())
             || rec.event.as_ref().and_then(|e| e.id).is_some_and(|id| {
                 rules
                     .roles(id)

@@ -170,6 +170,9 @@ pub struct UserState {
     /// Hashed identifiers; boxed because many users never have any.
     ids: Option<Box<Ids>>,
     camps: Vec<CampEntry>,
+    /// Day buckets per behaviour rule (index into [`Rules::past`]); boxed, as most users of a
+    /// live-only config have none.
+    past: Option<Box<Vec<(u16, super::past::Buckets)>>>,
 }
 
 /// Inaction events applied at the current event time, so that a trigger at the *same* time
@@ -211,12 +214,64 @@ impl UserState {
             profile: Box::default(),
             ids: None,
             camps: Vec::new(),
+            past: None,
         }
     }
 
     /// No profile, no identifiers, no campaign progress: the state can be dropped.
     pub fn is_empty(&self) -> bool {
-        self.profile.is_empty() && self.ids.is_none() && self.camps.is_empty()
+        self.profile.is_empty()
+            && self.ids.is_none()
+            && self.camps.is_empty()
+            && self.past.is_none()
+    }
+
+    /// Behaviour rule `r`'s buckets, if the user has any.
+    pub fn buckets(&self, r: u16) -> Option<&super::past::Buckets> {
+        self.past
+            .as_deref()?
+            .iter()
+            .find(|(i, _)| *i == r)
+            .map(|(_, b)| b)
+    }
+
+    /// Whether every behaviour rule of `rule` holds at `at`.
+    pub fn past_holds(&self, rules: &Rules, rule: &super::Rule, at: EventTime) -> bool {
+        rule.past
+            .iter()
+            .all(|&r| rules.past[usize::from(r)].holds(self.buckets(r), at))
+    }
+
+    /// Counts an event into the behaviour rules that look at it.
+    fn record_past(
+        &mut self,
+        rules: &Rules,
+        event: crate::event::EventId,
+        props: &crate::event::Props,
+        ts: EventTime,
+    ) {
+        for &r in rules.past_of(event) {
+            let rule = &rules.past[usize::from(r)];
+            let lookup = |p: PropId| {
+                props
+                    .iter()
+                    .find(|(k, _)| *k == p)
+                    .and_then(|(_, v)| v.as_ref())
+            };
+            if !rule.matches(lookup) {
+                continue;
+            }
+            let value = rule.value(lookup);
+            let past = self.past.get_or_insert_with(Default::default);
+            let i = match past.iter().position(|(i, _)| *i == r) {
+                Some(i) => i,
+                None => {
+                    past.push((r, Default::default()));
+                    past.len() - 1
+                }
+            };
+            rule.record(&mut past[i].1, ts, value);
+        }
     }
 
     pub fn ids(&self) -> Ids {
@@ -272,6 +327,7 @@ impl UserState {
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
         let ts = rec.ts;
+        self.record_past(cx.rules, event_id, &ev.props, ts);
         for &(c, role) in cx.rules.roles(event_id) {
             let rule = &cx.rules.rules[usize::from(c)];
             match role {
@@ -426,7 +482,9 @@ impl UserState {
         }
         w.remove(0);
         let (rules, strings) = (cx.rules, &*cx.strings);
-        if !all_hold(&rule.who, |p| self.prop(rules, strings, p)) {
+        if !all_hold(&rule.who, |p| self.prop(rules, strings, p))
+            || !self.past_holds(rules, rule, deadline)
+        {
             if matches!(&self.camps[i].state, CampState::Open(w) if w.is_empty()) {
                 self.camps.swap_remove(i);
             }
@@ -477,6 +535,15 @@ impl UserState {
                     (id, SnapCampaign::from_state(&e.state))
                 })
                 .collect(),
+            past: self
+                .past
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|(r, b)| {
+                    let key = rules.past[usize::from(*r)].key.clone();
+                    (key, b.iter().map(super::snapshot::bucket_to_snap).collect())
+                })
+                .collect(),
         }
     }
 
@@ -506,6 +573,16 @@ impl UserState {
                 };
                 (rules.campaign_ids[usize::from(e.campaign)].as_str(), c)
             })),
+            past: Seq(self
+                .past
+                .as_deref()
+                .map_or(&[][..], |v| v.as_slice())
+                .iter()
+                .map(|(r, b)| {
+                    let key = rules.past[usize::from(*r)].key.as_str();
+                    let buckets = Seq(b.iter().map(super::snapshot::bucket_to_snap));
+                    (key, buckets)
+                })),
         }
         .encode(out);
     }
@@ -540,7 +617,8 @@ impl UserState {
             .campaigns
             .iter()
             .map(|(id, c)| (id.as_str(), c.to_state()));
-        Self::build(&snap.user, profile, ids, campaigns, rules, strings)
+        let past = snap.past.iter().map(|(k, b)| (k.as_str(), b.as_slice()));
+        Self::build(&snap.user, profile, ids, campaigns, past, rules, strings)
     }
 
     /// [`UserState::restore`] of [`UserSnapshot::decode`]`(user, value)`, without building the
@@ -570,7 +648,10 @@ impl UserState {
             phone: wire.phone,
         };
         let campaigns = wire.campaigns.iter().map(|(id, c)| (*id, c.to_state()));
-        Ok(Self::build(user, profile, ids, campaigns, rules, strings))
+        let past = wire.past.iter().map(|(k, b)| (*k, b.as_slice()));
+        Ok(Self::build(
+            user, profile, ids, campaigns, past, rules, strings,
+        ))
     }
 
     fn build<'a>(
@@ -578,6 +659,7 @@ impl UserState {
         profile: impl Iterator<Item = (&'a str, Value)>,
         ids: Ids,
         campaigns: impl Iterator<Item = (&'a str, CampState)>,
+        past: impl Iterator<Item = (&'a str, &'a [super::snapshot::SnapBucket])>,
         rules: &Rules,
         strings: &mut Interner,
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
@@ -616,6 +698,15 @@ impl UserState {
                 state,
             });
         }
+        // Buckets of rules that no longer exist are dropped.
+        let buckets: Vec<(u16, super::past::Buckets)> = past
+            .filter_map(|(key, b)| {
+                let r = rules.past.iter().position(|p| p.key == key)?;
+                let b = b.iter().map(super::snapshot::bucket_from_snap).collect();
+                Some((r as u16, b))
+            })
+            .collect();
+        u.past = (!buckets.is_empty()).then(|| Box::new(buckets));
         (u, timers)
     }
 }

@@ -341,9 +341,10 @@ fn pending_counts_open_windows_without_decision() {
 }
 
 /// Layout budget: every tracked user has a `UserState`, every buffered record a `Record`.
+/// (80: 72 before behaviour rules' buckets, one thin pointer, `None` for live-only configs.)
 #[test]
 fn per_user_and_per_record_sizes_stay_within_budget() {
-    assert!(std::mem::size_of::<super::UserState>() <= 72);
+    assert!(std::mem::size_of::<super::UserState>() <= 80);
     assert!(std::mem::size_of::<Record>() <= 120);
     assert!(std::mem::size_of::<Value>() <= 24);
 }
@@ -484,4 +485,72 @@ fn unset_unsubscribe_flags_are_false_and_gender_is_one_vocabulary() {
     }
     let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
     assert_eq!(got, ["a", "b", "c", "d"]);
+}
+
+/// A live campaign filtered on past behaviour ("added to cart, and viewed a product at least
+/// twice in the last 7 days"): the rule is evaluated at `at` on what the user did before, and
+/// the buckets survive a snapshot round trip.
+#[test]
+fn live_campaigns_filter_on_past_behaviour_at_at() {
+    use crate::campaign::condition::{Condition, Op, Operand, Scalar};
+    use crate::detect::past::{Agg, PastRule, Range};
+    const DAY: i64 = 86_400_000;
+    let extra = "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+                 [campaign.who]\nwhere = [{ prop = \"x\", op = \"not_exists\" }]\n\
+                 [campaign.goal]\nevent = \"Product Viewed\"\nwithin = \"1ms\"\n";
+    let cfg = config(extra);
+    let mut rules = Rules::compile(&cfg.campaigns, &cfg.schema);
+    let viewed = cfg.schema.event("Product Viewed").unwrap();
+    rules.add_past(
+        0,
+        PastRule {
+            key: "c#0".into(),
+            negated: false,
+            event: viewed,
+            conditions: Vec::new(),
+            agg: Some((
+                Agg::Count,
+                None,
+                Condition {
+                    prop: 0,
+                    op: Op::Ge,
+                    operand: Operand::One(Scalar::Num(2.0)),
+                },
+            )),
+            range: Range::Last(7),
+            tz: jiff::tz::TimeZone::UTC,
+        },
+    );
+    let rules = Arc::new(rules);
+    let mut t = T {
+        shard: Shard::new(rules.clone()),
+        cfg,
+        seq: 0,
+    };
+    // Before the campaign's end (1970-01-02); the earlier days are before the epoch.
+    let t0 = DAY / 2;
+    t.profile("a", 0, &[("email", s("a@x.io"))])
+        .profile("b", 0, &[("email", s("b@x.io"))])
+        .profile("c", 0, &[("email", s("c@x.io"))]);
+    // a: two views in the week; b: one; c: two, but one 8 days back.
+    t.ev("a", t0 - 3 * DAY, "Product Viewed", &[])
+        .ev("a", t0 - DAY, "Product Viewed", &[])
+        .ev("b", t0 - DAY, "Product Viewed", &[])
+        .ev("c", t0 - 8 * DAY, "Product Viewed", &[])
+        .ev("c", t0 - DAY, "Product Viewed", &[]);
+    t.advance(t0 - 1);
+    let snaps = t.shard.snapshot();
+    for u in ["a", "b", "c"] {
+        t.ev(u, t0, "Added To Cart", &[]);
+    }
+    assert_eq!(t.quals(t0 + 10), vec![("a".into(), t0)]);
+
+    // Restored from snapshots, the same.
+    let mut restored = Shard::new(rules);
+    restored.restore(&snaps, t0 - 1);
+    t.shard = restored;
+    for u in ["a", "b", "c"] {
+        t.ev(u, t0, "Added To Cart", &[]);
+    }
+    assert_eq!(t.quals(t0 + 10), vec![("a".into(), t0)]);
 }
