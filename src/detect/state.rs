@@ -172,8 +172,13 @@ pub struct UserState {
     camps: Vec<CampEntry>,
     /// Day buckets per behaviour rule (index into [`Rules::past`]); boxed, as most users of a
     /// live-only config have none.
-    past: Option<Box<Vec<(u16, super::past::Buckets)>>>,
+    past: Option<Box<PastState>>,
 }
+
+/// A user's buckets per behaviour rule (index into [`Rules::past`]); behind one thin pointer
+/// in [`UserState`].
+#[derive(Debug, Clone, PartialEq, Default)]
+struct PastState(Vec<(u16, super::past::Buckets)>);
 
 /// Inaction events applied at the current event time, so that a trigger at the *same* time
 /// that arrives after its inaction event is still closed (`tA <= tB` is inclusive).
@@ -230,6 +235,7 @@ impl UserState {
     pub fn buckets(&self, r: u16) -> Option<&super::past::Buckets> {
         self.past
             .as_deref()?
+            .0
             .iter()
             .find(|(i, _)| *i == r)
             .map(|(_, b)| b)
@@ -262,7 +268,7 @@ impl UserState {
                 continue;
             }
             let value = rule.value(lookup);
-            let past = self.past.get_or_insert_with(Default::default);
+            let past = &mut self.past.get_or_insert_with(Default::default).0;
             let i = match past.iter().position(|(i, _)| *i == r) {
                 Some(i) => i,
                 None => {
@@ -538,7 +544,7 @@ impl UserState {
             past: self
                 .past
                 .iter()
-                .flat_map(|p| p.iter())
+                .flat_map(|p| p.0.iter())
                 .map(|(r, b)| {
                     let key = rules.past[usize::from(*r)].key.clone();
                     (key, b.iter().map(super::snapshot::bucket_to_snap).collect())
@@ -576,7 +582,7 @@ impl UserState {
             past: Seq(self
                 .past
                 .as_deref()
-                .map_or(&[][..], |v| v.as_slice())
+                .map_or(&[][..], |v| v.0.as_slice())
                 .iter()
                 .map(|(r, b)| {
                     let key = rules.past[usize::from(*r)].key.as_str();
@@ -706,7 +712,7 @@ impl UserState {
                 Some((r as u16, b))
             })
             .collect();
-        u.past = (!buckets.is_empty()).then(|| Box::new(buckets));
+        u.past = (!buckets.is_empty()).then(|| Box::new(PastState(buckets)));
         (u, timers)
     }
 }
