@@ -28,6 +28,9 @@ pub struct CampaignCounts {
     pub removed: u64,
     pub pending: u64,
     pub conversions: Conversions,
+    /// Scheduled runs executed (past-behaviour campaigns only; an extension of the summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

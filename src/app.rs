@@ -185,6 +185,7 @@ pub fn detect(
             let r = w.join().expect("a shard thread panicked");
             out.output.qualifications.extend(r.output.qualifications);
             out.output.conversions.extend(r.output.conversions);
+            out.output.runs.extend(r.output.runs);
             out.totals.custom_props_dropped += r.output.custom_props_dropped;
             for (p, n) in out.pending.iter_mut().zip(r.pending) {
                 *p += n;
@@ -335,6 +336,9 @@ pub fn execute_lines(
     if let Some(e) = source.take_error() {
         return Err(e);
     }
+    // Every shard executes each scheduled run: count distinct ones.
+    let runs: std::collections::BTreeSet<(crate::model::CampaignIdx, EventTime)> =
+        result.output.runs.iter().copied().collect();
     let Activated {
         decisions,
         ops,
@@ -342,6 +346,12 @@ pub fn execute_lines(
     } = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
+    }
+    let rules = Rules::compile(&config.campaigns, &config.schema);
+    for (i, c) in counts.iter_mut().enumerate() {
+        if rules.rules[i].schedule.is_some() {
+            c.runs = Some(runs.iter().filter(|(r, _)| usize::from(*r) == i).count() as u64);
+        }
     }
     Ok(Replayed {
         totals: result.totals,

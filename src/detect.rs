@@ -44,6 +44,16 @@ pub struct Rule {
     pub identifiers: Identifiers,
     /// Behaviour rules (indices into [`Rules::past`]) that must hold at `at`, with `who`.
     pub past: Vec<u16>,
+    /// A past-behaviour campaign's runs (it has no trigger then).
+    pub schedule: Option<crate::campaign::schedule::Schedule>,
+}
+
+impl Rule {
+    /// The first scheduled run after `t`, if the campaign is scheduled and has one.
+    pub fn next_run(&self, t: EventTime) -> Option<EventTime> {
+        let end = (self.end < EventTime::MAX).then_some(self.end);
+        self.schedule.as_ref()?.next_after(t, self.start, end)
+    }
 }
 
 /// The campaigns compiled for the detect stage, with an index from event to campaign roles.
@@ -98,6 +108,7 @@ impl Rules {
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
                 identifiers: c.what.identifiers,
                 past: Vec::new(),
+                schedule: None,
             });
         }
         for roles in &mut by_event {

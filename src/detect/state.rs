@@ -472,6 +472,30 @@ impl UserState {
         dropped
     }
 
+    /// A scheduled run of campaign `c` at `at`: the user qualifies when the Who filter and
+    /// every behaviour rule hold (slots of removed users, which are empty, never do).
+    pub fn evaluate(
+        &self,
+        rules: &Rules,
+        strings: &Interner,
+        c: CampaignIdx,
+        at: EventTime,
+    ) -> Option<Qualification> {
+        if self.is_empty() {
+            return None;
+        }
+        let rule = &rules.rules[usize::from(c)];
+        let holds = all_hold(&rule.who, |p| self.prop(rules, strings, p))
+            && self.past_holds(rules, rule, at);
+        holds.then(|| Qualification {
+            campaign: c,
+            user: self.id.clone(),
+            at,
+            trigger_ts: at,
+            ids: self.ids().chosen(rule.identifiers),
+        })
+    }
+
     /// Fires the timer of campaign `c` at `deadline` (the watermark passed it, and every record
     /// with `ts <= deadline` was applied).
     pub fn fire(&mut self, c: CampaignIdx, deadline: EventTime, cx: &mut Ctx) {

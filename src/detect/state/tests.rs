@@ -554,3 +554,74 @@ fn live_campaigns_filter_on_past_behaviour_at_at() {
     }
     assert_eq!(t.quals(t0 + 10), vec![("a".into(), t0)]);
 }
+
+/// A scheduled run at `R` fires when the watermark reaches it, after every record with
+/// `ts ≤ R` and before later ones, and evaluates every user the shard knows: here "viewed a
+/// product and did not buy in the last 7 days", daily at 00:00 UTC.
+#[test]
+fn scheduled_runs_evaluate_every_known_user_at_the_run_time() {
+    use crate::campaign::schedule::{Kind, Repeat, Schedule, Unit};
+    use crate::detect::past::{PastRule, Range};
+    const DAY: i64 = 86_400_000;
+    // (The trigger and goal only intern the events' names here; the config gives a scheduled
+    // campaign neither.)
+    let extra = "[campaign.trigger]\nevent = \"Charged\"\n\
+                 [campaign.goal]\nevent = \"Product Viewed\"\nwithin = \"1ms\"\n";
+    let cfg = config(extra);
+    let mut rules = Rules::compile(&cfg.campaigns, &cfg.schema);
+    let event = |name| cfg.schema.event(name).unwrap();
+    let rule = |negated, name| PastRule {
+        key: format!("c#{negated}"),
+        negated,
+        event: event(name),
+        conditions: Vec::new(),
+        agg: None,
+        range: Range::Last(7),
+        tz: jiff::tz::TimeZone::UTC,
+    };
+    rules.add_past(0, rule(false, "Product Viewed"));
+    rules.add_past(0, rule(true, "Charged"));
+    rules.rules[0].schedule = Some(Schedule {
+        tz: jiff::tz::TimeZone::UTC,
+        kind: Kind::Repeat(Repeat {
+            every: 1,
+            unit: Unit::Day,
+            time: jiff::civil::Time::midnight(),
+            weekdays: Vec::new(),
+            day: None,
+        }),
+        until: None,
+        runs: None,
+    });
+    let mut t = T {
+        shard: Shard::new(Arc::new(rules)),
+        cfg,
+        seq: 0,
+    };
+    // The campaign runs from 1970-01-01 to 1970-01-02: one run, at 00:00 of the 1st.
+    let r0 = 0;
+    t.profile("a", -3 * DAY, &[("email", s("a@x.io"))])
+        .profile("b", -3 * DAY, &[("email", s("b@x.io"))])
+        .profile("c", -3 * DAY, &[("email", s("c@x.io"))])
+        .profile("d", -3 * DAY, &[("email", s("d@x.io"))]);
+    t.ev("a", -2 * DAY, "Product Viewed", &[])
+        .ev("b", -2 * DAY, "Product Viewed", &[])
+        .ev("b", -DAY, "Charged", &[])
+        // At the run's instant: counts.
+        .ev("c", r0, "Product Viewed", &[])
+        // After it: does not.
+        .ev("d", r0 + 1, "Product Viewed", &[]);
+    assert!(
+        t.quals(r0 - 1).is_empty(),
+        "not before the watermark reaches the run"
+    );
+    let out = t.advance(DAY);
+    let mut got: Vec<_> = out
+        .qualifications
+        .iter()
+        .map(|q| (q.user.to_string(), q.at))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("a".into(), r0), ("c".into(), r0)]);
+    assert_eq!(out.runs, vec![(0, r0)], "one run in [start, end)");
+}
