@@ -8,6 +8,7 @@
 //! event names over all campaigns (they are interned as 16-bit ids).
 
 pub mod condition;
+pub mod past;
 pub mod schedule;
 
 use crate::duration::{HumanDuration, Range};
@@ -38,7 +39,10 @@ pub struct Campaign {
     /// Trigger events count when `start <= ts < end`.
     pub start: EventTime,
     pub end: EventTime,
-    pub trigger: Trigger,
+    /// A live campaign's trigger (exactly one of `trigger` and `schedule`).
+    pub trigger: Option<Trigger>,
+    /// A past-behaviour campaign's runs.
+    pub schedule: Option<schedule::Schedule>,
     pub who: Who,
     pub what: What,
     pub goal: Option<Goal>,
@@ -59,7 +63,10 @@ pub struct Inaction {
 
 #[derive(Debug, Clone)]
 pub struct Who {
+    /// The campaign's own `where` and its segment's, as one list.
     pub conditions: Vec<Condition>,
+    /// The campaign's behaviour rules and its segment's.
+    pub past: Vec<past::PastSpec>,
     /// Percent of qualified users held out, 0..=99.
     pub control_group: u8,
     pub target_cap: Option<u64>,
@@ -94,9 +101,16 @@ impl Campaign {
     /// Whether the trigger is an event/inaction pair.
     pub fn within_ms(&self) -> i64 {
         self.trigger
-            .inaction
             .as_ref()
+            .and_then(|t| t.inaction.as_ref())
             .map_or(0, |i| i.within.as_millis())
+    }
+
+    /// The zone of the campaign's days: its schedule's, UTC for live campaigns.
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        self.schedule
+            .as_ref()
+            .map_or(jiff::tz::TimeZone::UTC, |s| s.tz.clone())
     }
 }
 
@@ -111,6 +125,8 @@ const CAMPAIGN_KEYS: &[&str] = &[
     "start",
     "end",
     "trigger",
+    "schedule",
+    "once_per_user",
     "who",
     "what",
     "goal",
@@ -161,12 +177,405 @@ impl<'s> Names<'s> {
     }
 }
 
+/// A validated `[[segment]]`: conditions and behaviour rules any campaign can add to its Who.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub id: String,
+    pub conditions: Vec<Condition>,
+    pub past: Vec<past::PastSpec>,
+}
+
+/// Validates one `[[segment]]` table (problems labelled `segment ID`).
+pub(crate) fn validate_segment(
+    v: &toml::Value,
+    label: String,
+    names: &mut Names,
+    problems: &mut Problems,
+) -> Option<Segment> {
+    let before = problems.len();
+    let mut r = Reader::new(problems, Some(label));
+    let t = r.table(String::new(), v, &["id", "where", "past"])?;
+    let id = r.req::<String>(&t, "id");
+    if let Some(id) = &id {
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            r.err("id", "must match [a-z0-9-]+");
+        }
+    }
+    let conditions = conditions(&t, "where", names, &mut r);
+    let past = past_rules(&t, names, &mut r);
+    if r.count() > before {
+        return None;
+    }
+    Some(Segment {
+        id: id?,
+        conditions: conditions?,
+        past: past?,
+    })
+}
+
+/// `who.past` / a segment's `past`: every rule.
+fn past_rules(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Vec<past::PastSpec>> {
+    let items = r.array(t, "past").or(&[])?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let keys = [
+            "did", "did_not", "where", "agg", "prop", "op", "value", "in_last", "between",
+        ];
+        match r.table(format!("{}[{i}]", t.at("past")), item, &keys) {
+            Some(rt) => match past_rule(&rt, names, r) {
+                Some(p) => out.push(p),
+                None => ok = false,
+            },
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn past_rule(t: &Table, names: &mut Names, r: &mut Reader) -> Option<past::PastSpec> {
+    let before = r.count();
+    let did = r.get::<String>(t, "did").optional()?;
+    let did_not = r.get::<String>(t, "did_not").optional()?;
+    let (event, negated) = match (did, did_not) {
+        (Some(e), None) => (e, false),
+        (None, Some(e)) => (e, true),
+        (Some(_), Some(_)) => {
+            r.err(&t.path, "did or did_not, not both");
+            return None;
+        }
+        (None, None) => {
+            r.err(&t.path, "needs did = \"EVENT\" or did_not = \"EVENT\"");
+            return None;
+        }
+    };
+    let key = if negated { "did_not" } else { "did" };
+    if event.is_empty() {
+        r.err(&t.at(key), "missing");
+    } else {
+        names.event(r, &t.at(key), &event);
+    }
+    let conditions = conditions(t, "where", names, r);
+    let agg = match r.get::<String>(t, "agg").optional()? {
+        None => {
+            for k in ["prop", "op", "value"] {
+                if t.t.contains_key(k) {
+                    r.err(&t.at(k), "only with agg");
+                }
+            }
+            None
+        }
+        Some(_) if negated => {
+            r.err(
+                &t.at("agg"),
+                "did_not takes no agg (use agg = \"count\" with op = \"=\", value = 0)",
+            );
+            None
+        }
+        Some(a) => {
+            match past::Agg::parse(&a) {
+                None => {
+                    r.err(
+                        &t.at("agg"),
+                        format!("unknown agg {a:?} (count, sum, avg, min or max)"),
+                    );
+                    None
+                }
+                Some(agg) => {
+                    let prop = match (agg, r.get::<String>(t, "prop").optional()?) {
+                        (past::Agg::Count, None) => None,
+                        (past::Agg::Count, Some(_)) => {
+                            r.err(&t.at("prop"), "count takes no prop");
+                            None
+                        }
+                        (_, None) => {
+                            r.err(
+                                &t.at("prop"),
+                                format!("{a} needs prop (a numeric event property)"),
+                            );
+                            None
+                        }
+                        (_, Some(p)) => names.prop(r, &t.at("prop"), &p),
+                    };
+                    let op = r.req::<String>(t, "op").and_then(|s| {
+                    let op = Op::parse(&s).filter(|o| {
+                        matches!(o, Op::Eq | Op::Ne | Op::Gt | Op::Ge | Op::Lt | Op::Le | Op::Between)
+                    });
+                    if op.is_none() {
+                        r.err(&t.at("op"), format!("{s:?}: an aggregate compares with =, !=, >, >=, <, <= or between"));
+                    }
+                    op
+                });
+                    let operand =
+                        op.and_then(|op| operand(op, t.t.get("value"), false, &t.at("value"), r));
+                    let numeric = |s: &Scalar| matches!(s, Scalar::Num(_));
+                    let operand = operand.filter(|o| {
+                        let ok = match o {
+                            Operand::One(s) => numeric(s),
+                            Operand::Range(a, b) => numeric(a) && numeric(b),
+                            _ => false,
+                        };
+                        if !ok {
+                            r.err(&t.at("value"), "an aggregate is compared with numbers");
+                        }
+                        ok
+                    });
+                    Some((
+                        agg,
+                        prop,
+                        Condition {
+                            prop: 0,
+                            op: op?,
+                            operand: operand?,
+                        },
+                    ))
+                }
+            }
+        }
+    };
+    let range = match (
+        r.get::<String>(t, "in_last").optional()?,
+        t.t.get("between"),
+    ) {
+        (Some(s), None) if s == "all" => Some(past::Range::All),
+        (Some(s), None) => match past::parse_days(&s) {
+            Ok(0) => {
+                r.err(&t.at("in_last"), "at least \"1d\"");
+                None
+            }
+            Ok(n) => Some(past::Range::Last(n)),
+            Err(e) => {
+                r.err(&t.at("in_last"), e);
+                None
+            }
+        },
+        (None, Some(toml::Value::Array(b))) if b.len() == 2 => {
+            let day = |r: &mut Reader, i: usize| match b[i].as_str().map(past::parse_days) {
+                Some(Ok(n)) => Some(n),
+                Some(Err(e)) => {
+                    r.err(&format!("{}[{i}]", t.at("between")), e);
+                    None
+                }
+                None => {
+                    r.err(
+                        &format!("{}[{i}]", t.at("between")),
+                        "a number of days such as \"30d\"",
+                    );
+                    None
+                }
+            };
+            let (n, m) = (day(r, 0), day(r, 1));
+            match (n, m) {
+                (Some(n), Some(m)) if n >= m => Some(past::Range::Between(n, m)),
+                (Some(_), Some(_)) => {
+                    r.err(
+                        &t.at("between"),
+                        "[\"Nd\", \"Md\"] with N >= M (the older bound first)",
+                    );
+                    None
+                }
+                _ => None,
+            }
+        }
+        (None, Some(_)) => {
+            r.err(&t.at("between"), "must be [\"Nd\", \"Md\"]");
+            None
+        }
+        (Some(_), Some(_)) => {
+            r.err(&t.path, "in_last or between, not both");
+            None
+        }
+        (None, None) => {
+            r.err(
+                &t.path,
+                "needs in_last (\"30d\" or \"all\") or between ([\"90d\", \"31d\"])",
+            );
+            None
+        }
+    };
+    if r.count() > before {
+        return None;
+    }
+    Some(past::PastSpec {
+        negated,
+        event,
+        conditions: conditions?,
+        agg,
+        range: range?,
+    })
+}
+
+/// `[campaign.schedule]`.
+fn validate_schedule(t: &Table, r: &mut Reader) -> Option<schedule::Schedule> {
+    use schedule::{Kind, MonthDay, Repeat, Unit};
+    let before = r.count();
+    let zone = r.get::<String>(t, "timezone").or("UTC".into())?;
+    let tz = match jiff::tz::TimeZone::get(&zone) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            r.err(
+                &t.at("timezone"),
+                format!("unknown time zone {zone:?} (an IANA name such as \"Europe/Berlin\")"),
+            );
+            None
+        }
+    };
+    let at = match r.array(t, "at") {
+        Field::Absent => None,
+        Field::Bad => return None,
+        Field::Ok([]) => {
+            r.err(&t.at("at"), "at least one time");
+            return None;
+        }
+        Field::Ok(items) => {
+            let mut times = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("{}[{i}]", t.at("at"));
+                match item.as_str().and_then(parse_rfc3339_ms) {
+                    Some(x) => times.push(x),
+                    None => r.err(
+                        &field,
+                        "an RFC 3339 time such as \"2026-12-01T09:00:00-05:00\"",
+                    ),
+                }
+            }
+            Some(times)
+        }
+    };
+    let repeat = match r.sub(t, "repeat", &["every", "unit", "time", "weekdays", "day"]) {
+        Field::Absent => None,
+        Field::Bad => return None,
+        Field::Ok(rt) => {
+            let every = match r.get::<i64>(&rt, "every").or(1)? {
+                n @ 1..=1000 => n as u32,
+                _ => {
+                    r.err(&rt.at("every"), "must be in 1..=1000");
+                    1
+                }
+            };
+            let unit = match r.req::<String>(&rt, "unit").as_deref() {
+                Some("hour") => Some(Unit::Hour),
+                Some("day") => Some(Unit::Day),
+                Some("week") => Some(Unit::Week),
+                Some("month") => Some(Unit::Month),
+                Some(other) => {
+                    r.err(
+                        &rt.at("unit"),
+                        format!("unknown unit {other:?} (hour, day, week or month)"),
+                    );
+                    None
+                }
+                None => None,
+            };
+            let text = r.get::<String>(&rt, "time").or("00:00".into())?;
+            let time = match text.parse::<jiff::civil::Time>() {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    r.err(
+                        &rt.at("time"),
+                        format!("{text:?} is not a time of day such as \"09:30\""),
+                    );
+                    None
+                }
+            };
+            let mut weekdays = Vec::new();
+            if let Field::Ok(items) = r.array(&rt, "weekdays") {
+                if unit.is_some_and(|u| u != Unit::Week) {
+                    r.err(&rt.at("weekdays"), "only with unit = \"week\"");
+                }
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str().and_then(schedule::parse_weekday) {
+                        Some(d) => weekdays.push(d),
+                        None => r.err(
+                            &format!("{}[{i}]", rt.at("weekdays")),
+                            "a weekday: mon, tue, wed, thu, fri, sat or sun",
+                        ),
+                    }
+                }
+            }
+            let day = match r.get::<i64>(&rt, "day").optional()? {
+                None => None,
+                Some(d) => {
+                    if unit.is_some_and(|u| u != Unit::Month) {
+                        r.err(&rt.at("day"), "only with unit = \"month\"");
+                    }
+                    match d {
+                        -1 => Some(MonthDay::Last),
+                        1..=31 => Some(MonthDay::Day(d as i8)),
+                        _ => {
+                            r.err(
+                                &rt.at("day"),
+                                "a day of the month 1..=31, or -1 for the last",
+                            );
+                            None
+                        }
+                    }
+                }
+            };
+            Some(Repeat {
+                every,
+                unit: unit?,
+                time: time?,
+                weekdays,
+                day,
+            })
+        }
+    };
+    let kind = match (at, repeat) {
+        (Some(a), None) => Some(Kind::At(a)),
+        (None, Some(rp)) => Some(Kind::Repeat(rp)),
+        (Some(_), Some(_)) => {
+            r.err(&t.path, "at or repeat, not both");
+            None
+        }
+        (None, None) => {
+            r.err(&t.path, "needs at = [times] or repeat = { ... }");
+            None
+        }
+    };
+    let until = match r.get::<String>(t, "until").optional()? {
+        None => None,
+        Some(s) => match parse_rfc3339_ms(&s) {
+            Some(x) => Some(x),
+            None => {
+                r.err(&t.at("until"), format!("not an RFC 3339 time: {s:?}"));
+                None
+            }
+        },
+    };
+    let runs = match r.get::<i64>(t, "runs").optional()? {
+        None => None,
+        Some(n @ 1..=1_000_000) => Some(n as u32),
+        Some(_) => {
+            r.err(&t.at("runs"), "must be >= 1");
+            None
+        }
+    };
+    if until.is_some() && runs.is_some() {
+        r.err(&t.at("runs"), "until or runs, not both");
+    }
+    if r.count() > before {
+        return None;
+    }
+    Some(schedule::Schedule {
+        tz: tz?,
+        kind: kind?,
+        until,
+        runs,
+    })
+}
+
 /// Validates one `[[campaign]]` table; `label` names it in problems (its id, `#N` without
-/// one). Interns its names.
+/// one). Interns its names; `segments` are the config's `[[segment]]`s by id.
 pub(crate) fn validate(
     v: &toml::Value,
     label: String,
     names: &mut Names,
+    segments: &std::collections::BTreeMap<String, Segment>,
     problems: &mut Problems,
 ) -> Option<Campaign> {
     let before = problems.len();
@@ -209,23 +618,56 @@ pub(crate) fn validate(
     }
 
     let trigger = match r.sub(&t, "trigger", &["event", "where", "inaction"]) {
-        Field::Absent => {
-            r.err("trigger", "missing");
-            None
-        }
+        Field::Absent => Some(None),
         Field::Bad => None,
-        Field::Ok(tt) => validate_trigger(&tt, names, &mut r),
+        Field::Ok(tt) => validate_trigger(&tt, names, &mut r).map(Some),
     };
-    let who = match r.sub(&t, "who", &["where", "control_group", "target_cap"]) {
+    let schedule = match r.sub(
+        &t,
+        "schedule",
+        &["timezone", "at", "repeat", "until", "runs"],
+    ) {
+        Field::Absent => Some(None),
+        Field::Bad => None,
+        Field::Ok(st) => validate_schedule(&st, &mut r).map(Some),
+    };
+    if let (Some(None), Some(None)) = (&trigger, &schedule) {
+        r.err(
+            "trigger",
+            "a campaign needs [campaign.trigger] (live) or [campaign.schedule] (past behaviour)",
+        );
+    }
+    if let (Some(Some(_)), Some(Some(_))) = (&trigger, &schedule) {
+        r.err(
+            "schedule",
+            "a campaign has [campaign.trigger] or [campaign.schedule], not both",
+        );
+    }
+    if r.get::<bool>(&t, "once_per_user").or(true) == Some(false) {
+        r.err(
+            "once_per_user",
+            "false (a decision per run) is not supported yet",
+        );
+    }
+    let who = match r.sub(
+        &t,
+        "who",
+        &["where", "past", "segment", "control_group", "target_cap"],
+    ) {
         Field::Absent => Some(Who {
             conditions: Vec::new(),
+            past: Vec::new(),
             control_group: 0,
             target_cap: None,
         }),
         Field::Bad => None,
-        Field::Ok(w) => validate_who(&w, names, &mut r),
+        Field::Ok(w) => validate_who(&w, names, segments, &mut r),
     };
-    let what = match r.sub(&t, "what", &["audience", "identifiers", "remove_on_goal"]) {
+    let what = match r.sub(
+        &t,
+        "what",
+        &["audience", "identifiers", "remove_on_goal", "sync"],
+    ) {
         Field::Absent => {
             r.err("what", "missing");
             None
@@ -261,6 +703,7 @@ pub(crate) fn validate(
         start: start?,
         end: end?,
         trigger: trigger?,
+        schedule: schedule?,
         who: who?,
         what: what?,
         goal: goal?,
@@ -328,8 +771,24 @@ fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trig
     })
 }
 
-fn validate_who(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Who> {
+fn validate_who(
+    t: &Table,
+    names: &mut Names,
+    segments: &std::collections::BTreeMap<String, Segment>,
+    r: &mut Reader,
+) -> Option<Who> {
     let conditions = conditions(t, "where", names, r);
+    let past = past_rules(t, names, r);
+    let segment = match r.get::<String>(t, "segment").optional()? {
+        None => Some(None),
+        Some(id) => match segments.get(&id) {
+            Some(s) => Some(Some(s)),
+            None => {
+                r.err(&t.at("segment"), format!("unknown segment {id:?}"));
+                None
+            }
+        },
+    };
     let control_group = match r.get::<i64>(t, "control_group").or(0)? {
         p @ 0..=99 => Some(p as u8),
         _ => {
@@ -345,8 +804,15 @@ fn validate_who(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Who> {
             None
         }
     };
+    let (mut conditions, mut past) = (conditions?, past?);
+    if let Some(s) = segment? {
+        // The segment's where and past are added to the campaign's own.
+        conditions.extend(s.conditions.iter().cloned());
+        past.extend(s.past.iter().cloned());
+    }
     Some(Who {
-        conditions: conditions?,
+        conditions,
+        past,
         control_group: control_group?,
         target_cap: target_cap?,
     })
@@ -392,6 +858,14 @@ fn validate_what(t: &Table, names: &mut Names, r: &mut Reader) -> Option<What> {
         }
     }
     let remove_on_goal = r.get::<bool>(t, "remove_on_goal").or(false);
+    match r.get::<String>(t, "sync").or("add".into()).as_deref() {
+        Some("add") | None => {}
+        Some("mirror") => r.err(&t.at("sync"), "\"mirror\" is not supported yet"),
+        Some(other) => r.err(
+            &t.at("sync"),
+            format!("unknown sync {other:?} (add or mirror)"),
+        ),
+    }
     names.schema.wants_email |= identifiers.email;
     names.schema.wants_phone |= identifiers.phone;
     if r.count() > before {

@@ -121,7 +121,9 @@ pub const SHORT: Range = Range::new("1ms", 1, "1h", MS_HOUR);
 /// `tiktok.retry_for`.
 pub const RETRY_FOR: Range = Range::new("1s", 1_000, "7d", 7 * MS_DAY);
 
-const SECTIONS: &[&str] = &["source", "engine", "tiktok", "kafka", "http", "campaign"];
+const SECTIONS: &[&str] = &[
+    "source", "engine", "tiktok", "kafka", "http", "segment", "campaign",
+];
 
 impl Config {
     /// Reads `path` and applies the process environment's `REMARKET__…` overrides.
@@ -175,7 +177,12 @@ impl Config {
         // that they always fit.
         let mut schema = Schema::default();
         schema.keep_profile(engine.as_ref().map_or(0, |e| e.max_custom_props));
-        let campaigns = read_campaigns(root.get("campaign"), &mut schema, &mut problems);
+        let campaigns = read_campaigns(
+            root.get("campaign"),
+            root.get("segment"),
+            &mut schema,
+            &mut problems,
+        );
 
         if !problems.is_empty() {
             name_overrides(&mut problems, &overrides);
@@ -198,9 +205,12 @@ impl Config {
 /// problems of each copy stay apart.
 fn read_campaigns(
     v: Option<&toml::Value>,
+    segments: Option<&toml::Value>,
     schema: &mut Schema,
     problems: &mut Problems,
 ) -> Vec<Campaign> {
+    let mut names = Names::new(schema);
+    let segments = read_segments(segments, &mut names, problems);
     let items = match v {
         None => {
             problems.service("campaign", "at least one [[campaign]] is required");
@@ -225,7 +235,6 @@ fn read_campaigns(
             count.entry(id).or_default().push(i);
         }
     }
-    let mut names = Names::new(schema);
     let mut campaigns = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let copies = ids[i].map_or(&[][..], |id| &count[id][..]);
@@ -248,11 +257,42 @@ fn read_campaigns(
                 format!("duplicate campaign id: [[campaign]] #{first} has it too"),
             );
         }
-        if let Some(c) = campaign::validate(item, label, &mut names, problems) {
+        if let Some(c) = campaign::validate(item, label, &mut names, &segments, problems) {
             campaigns.push(c);
         }
     }
     campaigns
+}
+
+/// Every `[[segment]]`, by id (problems labelled `segment ID`).
+fn read_segments(
+    v: Option<&toml::Value>,
+    names: &mut Names,
+    problems: &mut Problems,
+) -> std::collections::BTreeMap<String, campaign::Segment> {
+    let mut out = std::collections::BTreeMap::new();
+    let items = match v {
+        None => return out,
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => {
+            problems.service("segment", "must be an array of tables [[segment]]");
+            return out;
+        }
+    };
+    for (i, item) in items.iter().enumerate() {
+        let label = match item.get("id").and_then(toml::Value::as_str) {
+            Some(id) => format!("segment {id}"),
+            None => format!("segment #{}", i + 1),
+        };
+        if let Some(s) = campaign::validate_segment(item, label.clone(), names, problems) {
+            if out.contains_key(&s.id) {
+                Reader::new(problems, Some(label)).err("id", "duplicate segment id");
+            } else {
+                out.insert(s.id.clone(), s);
+            }
+        }
+    }
+    out
 }
 
 const ENGINE_KEYS: &[&str] = &[

@@ -91,31 +91,41 @@ impl Rules {
             by_event[id].push((c as CampaignIdx, role));
         };
         let mut rules = Vec::with_capacity(campaigns.len());
+        let mut past_specs = Vec::new();
         for (i, c) in campaigns.iter().enumerate() {
-            if let Some(ina) = &c.trigger.inaction {
-                add(&ina.event, i, Role::Inaction);
+            if let Some(t) = &c.trigger {
+                if let Some(ina) = &t.inaction {
+                    add(&ina.event, i, Role::Inaction);
+                }
+                add(&t.event, i, Role::Trigger);
             }
-            add(&c.trigger.event, i, Role::Trigger);
             if let Some(g) = &c.goal {
                 add(&g.event, i, Role::Goal);
             }
             rules.push(Rule {
                 start: c.start,
                 end: c.end,
-                trigger_conditions: c.trigger.conditions.clone(),
+                trigger_conditions: c
+                    .trigger
+                    .as_ref()
+                    .map_or_else(Vec::new, |t| t.conditions.clone()),
                 within: c.within_ms(),
                 who: c.who.conditions.clone(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
                 identifiers: c.what.identifiers,
                 past: Vec::new(),
-                schedule: None,
+                schedule: c.schedule.clone(),
             });
+            let tz = c.zone();
+            for (n, spec) in c.who.past.iter().enumerate() {
+                past_specs.push((i as CampaignIdx, format!("{}#{n}", c.id), spec, tz.clone()));
+            }
         }
         for roles in &mut by_event {
             // Inaction first: an event that both closes and opens keeps its own new window.
             roles.sort_by_key(|&(c, r)| (r != Role::Inaction, c));
         }
-        Rules {
+        let mut compiled = Rules {
             rules,
             by_event,
             unsubscribed: crate::event::UNSUBSCRIBED.map(|name| schema.prop(name)),
@@ -127,7 +137,20 @@ impl Rules {
             max_custom_props: schema.max_custom_props,
             past: Vec::new(),
             past_by_event: Vec::new(),
+        };
+        for (c, key, spec, tz) in past_specs {
+            let rule = past::PastRule {
+                key,
+                negated: spec.negated,
+                event: schema.event(&spec.event).expect("interned at validation"),
+                conditions: spec.conditions.clone(),
+                agg: spec.agg.clone(),
+                range: spec.range,
+                tz,
+            };
+            compiled.add_past(c, rule);
         }
+        compiled
     }
 
     /// Adds behaviour rule `rule` to campaign `c` (the config compiles them; tests add their

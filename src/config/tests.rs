@@ -574,3 +574,114 @@ fn names_past_what_ids_can_hold_are_one_problem_not_a_panic() {
         )]
     );
 }
+
+const PAST: &str = r#"
+[[segment]]
+id = "engaged"
+where = [{ prop = "country", op = "=", value = "DE" }]
+past = [{ did = "App Launched", in_last = "30d" }]
+
+[[campaign]]
+id = "viewed-not-bought"
+name = "Viewed, no purchase"
+ad_account = "7178918106775994370"
+start = "2026-12-01T00:00:00Z"
+end = "2027-03-01T00:00:00Z"
+[campaign.schedule]
+timezone = "America/New_York"
+repeat = { every = 1, unit = "week", weekdays = ["mon", "thu"], time = "18:30" }
+runs = 10
+[campaign.who]
+segment = "engaged"
+where = [{ prop = "has_email", op = "=", value = true }]
+past = [
+  { did = "Viewed Product", where = [{ prop = "category", op = "=", value = "shoes" }], in_last = "30d" },
+  { did_not = "Charged", in_last = "30d" },
+  { did = "Charged", agg = "sum", prop = "amount", op = ">", value = 100, between = ["90d", "31d"] },
+  { did = "App Launched", agg = "count", op = ">=", value = 3, in_last = "7d" },
+  { did = "Charged", agg = "avg", prop = "amount", op = "between", value = [20, 80], in_last = "all" },
+]
+[campaign.what]
+audience = { new = { name = "Viewed not bought" } }
+identifiers = ["email"]
+"#;
+
+#[test]
+fn past_behaviour_campaigns_segments_and_schedules_parse() {
+    use crate::campaign::past::{Agg, Range};
+    let c = Config::parse(PAST, Vec::new()).unwrap();
+    let k = &c.campaigns[0];
+    assert!(k.trigger.is_none());
+    let s = k.schedule.as_ref().unwrap();
+    assert_eq!(s.runs, Some(10));
+    // The campaign's own where and the segment's, as one list; its rules and the segment's.
+    assert_eq!(k.who.conditions.len(), 2);
+    assert_eq!(k.who.past.len(), 6);
+    let ranges: Vec<Range> = k.who.past.iter().map(|p| p.range).collect();
+    assert_eq!(
+        ranges,
+        [
+            Range::Last(30),
+            Range::Last(30),
+            Range::Between(90, 31),
+            Range::Last(7),
+            Range::All,
+            Range::Last(30),
+        ]
+    );
+    assert!(k.who.past[1].negated);
+    assert_eq!(k.who.past[2].agg.as_ref().map(|a| a.0), Some(Agg::Sum));
+    let rules = crate::detect::Rules::compile(&c.campaigns, &c.schema);
+    assert_eq!(rules.past.len(), 6);
+    assert!(rules.rules[0].schedule.is_some());
+}
+
+#[test]
+fn every_past_behaviour_problem_is_reported_with_its_field() {
+    let edit = |from: &str, to: &str| {
+        assert!(PAST.contains(from), "{from}");
+        PAST.replace(from, to)
+    };
+    let cases = [
+        (edit("America/New_York", "Mars/Olympus"), "schedule.timezone: unknown time zone"),
+        (
+            edit("[campaign.schedule]", "[campaign.trigger]\nevent = \"X\"\n[campaign.schedule]"),
+            "not both",
+        ),
+        (
+            edit("unit = \"week\", weekdays", "unit = \"day\", weekdays"),
+            "schedule.repeat.weekdays: only with unit = \"week\"",
+        ),
+        (
+            edit("agg = \"sum\", prop = \"amount\",", "agg = \"sum\","),
+            "who.past[2].prop: sum needs prop",
+        ),
+        (edit("segment = \"engaged\"", "segment = \"nope\""), "who.segment: unknown segment"),
+        (edit("in_last = \"7d\"", "in_last = \"7h\""), "who.past[3].in_last"),
+        (edit("in_last = \"7d\"", "in_last = \"401d\""), "at most 400"),
+        (edit("[\"90d\", \"31d\"]", "[\"31d\", \"90d\"]"), "who.past[2].between"),
+        (edit("{ did_not = \"Charged\", in_last = \"30d\" }", "{ did_not = \"Charged\", agg = \"count\", op = \"=\", value = 0, in_last = \"30d\" }"), "who.past[1].agg: did_not takes no agg"),
+        (edit("identifiers = [\"email\"]", "identifiers = [\"email\"]\nsync = \"mirror\""), "what.sync"),
+        (edit("runs = 10", "runs = 10\nuntil = \"2027-01-01T00:00:00Z\""), "until or runs"),
+    ];
+    for (text, want) in cases {
+        let got = problems_of(&text);
+        assert!(
+            got.iter().any(|p| p.contains(want)),
+            "{want:?} not in {got:#?}"
+        );
+        assert!(
+            got.iter().any(|p| p.contains("viewed-not-bought")),
+            "{got:#?}"
+        );
+    }
+    // Neither a trigger nor a schedule.
+    let got = problems_of(&edit(
+        "[campaign.schedule]\ntimezone = \"America/New_York\"\nrepeat = { every = 1, unit = \"week\", weekdays = [\"mon\", \"thu\"], time = \"18:30\" }\nruns = 10\n",
+        "",
+    ));
+    assert!(
+        got.iter().any(|p| p.contains("needs [campaign.trigger]")),
+        "{got:#?}"
+    );
+}

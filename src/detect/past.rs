@@ -18,35 +18,14 @@ use smallvec::SmallVec;
 use crate::campaign::condition::Condition;
 use crate::event::{EventId, EventTime, PropId, ValueRef};
 
-/// What a rule aggregates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Agg {
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-}
+pub use crate::campaign::past::{Agg, Range};
 
-/// The days a rule looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Range {
-    /// `in_last = "Nd"`: days `D−N+1 ..= D` (N ≥ 1).
-    Last(u16),
-    /// `between = ["Nd", "Md"]`: days `D−N ..= D−M` (N ≥ M).
-    Between(u16, u16),
-    /// Everything the state holds.
-    All,
-}
-
-impl Range {
-    /// `(oldest, newest)` day offsets back from `D`, inclusive; `None` for `All`.
-    fn days_back(self) -> Option<(i32, i32)> {
-        match self {
-            Range::Last(n) => Some((i32::from(n) - 1, 0)),
-            Range::Between(n, m) => Some((i32::from(n), i32::from(m))),
-            Range::All => None,
-        }
+/// `(oldest, newest)` day offsets back from `D`, inclusive; `None` for `All`.
+fn days_back(range: Range) -> Option<(i32, i32)> {
+    match range {
+        Range::Last(n) => Some((i32::from(n) - 1, 0)),
+        Range::Between(n, m) => Some((i32::from(n), i32::from(m))),
+        Range::All => None,
     }
 }
 
@@ -147,7 +126,7 @@ impl PastRule {
 
     /// Days of state this rule needs behind the newest (`None`: `all`, one aggregate).
     pub fn keep_days(&self) -> Option<i32> {
-        self.range.days_back().map(|(oldest, _)| oldest)
+        days_back(self.range).map(|(oldest, _)| oldest)
     }
 
     /// Records a matching event at `ts` (with the aggregated number, if any) into `buckets`,
@@ -184,7 +163,7 @@ impl PastRule {
     pub fn holds(&self, buckets: Option<&Buckets>, at: EventTime) -> bool {
         let mut total = Bucket::empty(0);
         if let Some(buckets) = buckets {
-            match self.range.days_back() {
+            match days_back(self.range) {
                 None => buckets.iter().for_each(|b| total.merge(b)),
                 Some((oldest, newest)) => {
                     let d = day_of(at, &self.tz);
