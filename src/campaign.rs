@@ -58,6 +58,8 @@ pub struct Trigger {
 #[derive(Debug, Clone)]
 pub struct Inaction {
     pub event: String,
+    /// Only an inaction event satisfying these closes a window (`inaction.where`).
+    pub conditions: Vec<Condition>,
     pub within: HumanDuration,
 }
 
@@ -744,7 +746,7 @@ fn within(t: &Table, r: &mut Reader) -> Option<HumanDuration> {
 fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trigger> {
     let event = event_name(t, names, r);
     let conditions = conditions(t, "where", names, r);
-    let inaction = match r.sub(t, "inaction", &["event", "within"]) {
+    let inaction = match r.sub(t, "inaction", &["event", "where", "within"]) {
         Field::Absent => Some(None),
         Field::Bad => None,
         Field::Ok(i) => {
@@ -758,8 +760,10 @@ fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trig
                 }
             }
             let within = within(&i, r);
+            let b_conditions = self::conditions(&i, "where", names, r);
             Some(Some(Inaction {
                 event: ievent?,
+                conditions: b_conditions?,
                 within: within?,
             }))
         }

@@ -37,6 +37,8 @@ pub struct Rule {
     pub start: EventTime,
     pub end: EventTime,
     pub trigger_conditions: Vec<Condition>,
+    /// `trigger.inaction.where`: only such an inaction event closes windows.
+    pub inaction_conditions: Vec<Condition>,
     /// 0 for a live single-event trigger.
     pub within: i64,
     pub who: Vec<Condition>,
@@ -109,6 +111,11 @@ impl Rules {
                     .trigger
                     .as_ref()
                     .map_or_else(Vec::new, |t| t.conditions.clone()),
+                inaction_conditions: c
+                    .trigger
+                    .as_ref()
+                    .and_then(|t| t.inaction.as_ref())
+                    .map_or_else(Vec::new, |i| i.conditions.clone()),
                 within: c.within_ms(),
                 who: c.who.conditions.clone(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),

@@ -338,6 +338,16 @@ impl UserState {
             let rule = &cx.rules.rules[usize::from(c)];
             match role {
                 Role::Inaction => {
+                    let props = &ev.props;
+                    let lookup = |p: PropId| {
+                        props
+                            .iter()
+                            .find(|(k, _)| *k == p)
+                            .and_then(|(_, v)| v.as_ref())
+                    };
+                    if !all_hold(&rule.inaction_conditions, lookup) {
+                        continue;
+                    }
                     cx.inaction_now.note(ts, &self.id, c);
                     if let Some(e) = self.entry(c) {
                         if let CampState::Open(w) = &mut e.state {

@@ -625,3 +625,21 @@ fn scheduled_runs_evaluate_every_known_user_at_the_run_time() {
     assert_eq!(got, vec![("a".into(), r0), ("c".into(), r0)]);
     assert_eq!(out.runs, vec![(0, r0)], "one run in [start, end)");
 }
+
+/// `trigger.inaction.where`: only an inaction event that satisfies it closes a window.
+#[test]
+fn only_an_inaction_event_matching_its_where_closes_windows() {
+    let mut t = T::new(
+        "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.trigger.inaction]\nevent = \"Charged\"\nwithin = \"30ms\"\n\
+         where = [{ prop = \"amount\", op = \">\", value = 0 }]\n",
+    );
+    t.ev("a", 100, "Added To Cart", &[])
+        .ev("a", 110, "Charged", &[("amount", Value::Num(0.0))]);
+    t.ev("b", 100, "Added To Cart", &[])
+        .ev("b", 110, "Charged", &[("amount", Value::Num(5.0))]);
+    t.ev("c", 100, "Added To Cart", &[])
+        .ev("c", 110, "Charged", &[]);
+    // a's and c's purchases do not count (zero, or no amount): their windows fire.
+    assert_eq!(t.quals(1000), vec![("a".into(), 130), ("c".into(), 130)]);
+}
