@@ -202,6 +202,14 @@ impl InactionNow {
     }
 }
 
+/// An event property (projected), as conditions read it.
+fn event_prop(props: &crate::event::Props, p: PropId) -> Option<ValueRef<'_>> {
+    props
+        .iter()
+        .find(|(k, _)| *k == p)
+        .and_then(|(_, v)| v.as_ref())
+}
+
 /// What a transition may touch besides the user's own state.
 pub struct Ctx<'a> {
     pub rules: &'a Rules,
@@ -258,12 +266,7 @@ impl UserState {
     ) {
         for &r in rules.past_of(event) {
             let rule = &rules.past[usize::from(r)];
-            let lookup = |p: PropId| {
-                props
-                    .iter()
-                    .find(|(k, _)| *k == p)
-                    .and_then(|(_, v)| v.as_ref())
-            };
+            let lookup = |p: PropId| event_prop(props, p);
             if !rule.matches(lookup) {
                 continue;
             }
@@ -339,12 +342,7 @@ impl UserState {
             match role {
                 Role::Inaction => {
                     let props = &ev.props;
-                    let lookup = |p: PropId| {
-                        props
-                            .iter()
-                            .find(|(k, _)| *k == p)
-                            .and_then(|(_, v)| v.as_ref())
-                    };
+                    let lookup = |p: PropId| event_prop(props, p);
                     if !all_hold(&rule.inaction_conditions, lookup) {
                         continue;
                     }
@@ -362,12 +360,7 @@ impl UserState {
                         continue;
                     }
                     let props = &ev.props;
-                    let lookup = |p: PropId| {
-                        props
-                            .iter()
-                            .find(|(k, _)| *k == p)
-                            .and_then(|(_, v)| v.as_ref())
-                    };
+                    let lookup = |p: PropId| event_prop(props, p);
                     if !all_hold(&rule.trigger_conditions, lookup) {
                         continue;
                     }
