@@ -60,6 +60,8 @@ pub struct Inaction {
     pub event: String,
     /// Only an inaction event satisfying these closes a window (`inaction.where`).
     pub conditions: Vec<Condition>,
+    /// `inaction.match`: interned properties whose values must equal the trigger's.
+    pub match_props: Vec<u16>,
     pub within: HumanDuration,
 }
 
@@ -746,7 +748,7 @@ fn within(t: &Table, r: &mut Reader) -> Option<HumanDuration> {
 fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trigger> {
     let event = event_name(t, names, r);
     let conditions = conditions(t, "where", names, r);
-    let inaction = match r.sub(t, "inaction", &["event", "where", "within"]) {
+    let inaction = match r.sub(t, "inaction", &["event", "where", "match", "within"]) {
         Field::Absent => Some(None),
         Field::Bad => None,
         Field::Ok(i) => {
@@ -761,9 +763,30 @@ fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trig
             }
             let within = within(&i, r);
             let b_conditions = self::conditions(&i, "where", names, r);
+            let mut match_props = Vec::new();
+            let mut match_ok = true;
+            if let Field::Ok(items) = r.array(&i, "match") {
+                for (n, item) in items.iter().enumerate() {
+                    let field = format!("{}[{n}]", i.at("match"));
+                    match item.as_str() {
+                        Some(p) if !p.is_empty() => match names.prop(r, &field, p) {
+                            Some(id) => match_props.push(id),
+                            None => match_ok = false,
+                        },
+                        _ => {
+                            r.err(&field, "a property name");
+                            match_ok = false;
+                        }
+                    }
+                }
+            }
+            if !match_ok {
+                return None;
+            }
             Some(Some(Inaction {
                 event: ievent?,
                 conditions: b_conditions?,
+                match_props,
                 within: within?,
             }))
         }

@@ -39,6 +39,9 @@ pub struct Rule {
     pub trigger_conditions: Vec<Condition>,
     /// `trigger.inaction.where`: only such an inaction event closes windows.
     pub inaction_conditions: Vec<Condition>,
+    /// `trigger.inaction.match`: an inaction event closes only the windows whose trigger had
+    /// its values of these properties.
+    pub inaction_match: Vec<PropId>,
     /// 0 for a live single-event trigger.
     pub within: i64,
     pub who: Vec<Condition>,
@@ -116,6 +119,11 @@ impl Rules {
                     .as_ref()
                     .and_then(|t| t.inaction.as_ref())
                     .map_or_else(Vec::new, |i| i.conditions.clone()),
+                inaction_match: c
+                    .trigger
+                    .as_ref()
+                    .and_then(|t| t.inaction.as_ref())
+                    .map_or_else(Vec::new, |i| i.match_props.clone()),
                 within: c.within_ms(),
                 who: c.who.conditions.clone(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),

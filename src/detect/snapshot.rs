@@ -29,6 +29,8 @@ pub enum SnapCampaign {
     Open(Vec<EventTime>),
     Qualified(EventTime),
     Done,
+    /// Open windows with their `inaction.match` keys (only when some key is not 0).
+    OpenKeyed(Vec<(EventTime, u64)>),
 }
 
 /// One user's detect state.
@@ -69,7 +71,10 @@ pub(crate) fn bucket_from_snap(s: &SnapBucket) -> super::past::Bucket {
 impl SnapCampaign {
     pub(crate) fn from_state(s: &CampState) -> SnapCampaign {
         match s {
-            CampState::Open(w) => SnapCampaign::Open(w.to_vec()),
+            CampState::Open(w) if w.iter().all(|x| x.1 == 0) => {
+                SnapCampaign::Open(w.iter().map(|x| x.0).collect())
+            }
+            CampState::Open(w) => SnapCampaign::OpenKeyed(w.to_vec()),
             CampState::Qualified { at } => SnapCampaign::Qualified(*at),
             CampState::Done => SnapCampaign::Done,
         }
@@ -77,7 +82,8 @@ impl SnapCampaign {
 
     pub(crate) fn to_state(&self) -> CampState {
         match self {
-            SnapCampaign::Open(w) => CampState::Open(w.iter().copied().collect()),
+            SnapCampaign::Open(w) => CampState::Open(w.iter().map(|&t| (t, 0)).collect()),
+            SnapCampaign::OpenKeyed(w) => CampState::Open(w.iter().copied().collect()),
             SnapCampaign::Qualified(at) => CampState::Qualified { at: *at },
             SnapCampaign::Done => CampState::Done,
         }
@@ -160,10 +166,12 @@ pub(crate) struct WireRef<'a, P, C, B> {
 
 /// [`SnapCampaign`] borrowed (same variants, same order, so the same bytes).
 #[derive(Serialize)]
-pub(crate) enum CampRef<'a> {
-    Open(&'a [EventTime]),
+#[serde(bound(serialize = "Seq<T>: Serialize, Seq<K>: Serialize"))]
+pub(crate) enum CampRef<T, K> {
+    Open(Seq<T>),
     Qualified(EventTime),
     Done,
+    OpenKeyed(Seq<K>),
 }
 
 /// A sequence serialised straight from an iterator (its length known up front).

@@ -147,8 +147,9 @@ impl Prop {
 /// A campaign's progress for one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CampState {
-    /// Trigger times of windows still open (for a live trigger, until they fire at `tA`).
-    Open(SmallVec<[EventTime; 2]>),
+    /// Windows still open (for a live trigger, until they fire at `tA`): their trigger time
+    /// and `inaction.match` key (0 without `match`).
+    Open(SmallVec<[(EventTime, u64); 2]>),
     /// Qualified at `at`; waiting for a goal event until `at + goal.within`.
     Qualified { at: EventTime },
     /// Qualified, nothing more to track.
@@ -185,21 +186,48 @@ struct PastState(Vec<(u16, super::past::Buckets)>);
 #[derive(Debug, Default)]
 pub struct InactionNow {
     ts: EventTime,
-    seen: Vec<(UserId, CampaignIdx)>,
+    /// `(user, match key, campaign)` of the inaction events at `ts`.
+    seen: Vec<(UserId, u64, CampaignIdx)>,
 }
 
 impl InactionNow {
-    fn note(&mut self, ts: EventTime, user: &UserId, campaign: CampaignIdx) {
+    fn note(&mut self, ts: EventTime, user: &UserId, key: u64, campaign: CampaignIdx) {
         if ts != self.ts {
             self.ts = ts;
             self.seen.clear();
         }
-        self.seen.push((user.clone(), campaign));
+        self.seen.push((user.clone(), key, campaign));
     }
 
-    fn closed(&self, ts: EventTime, user: &UserId, campaign: CampaignIdx) -> bool {
-        ts == self.ts && self.seen.iter().any(|(u, c)| *c == campaign && u == user)
+    fn closed(&self, ts: EventTime, user: &UserId, key: u64, campaign: CampaignIdx) -> bool {
+        ts == self.ts
+            && self
+                .seen
+                .iter()
+                .any(|(u, k, c)| *c == campaign && *k == key && u == user)
     }
+}
+
+/// The `inaction.match` key of an event: a hash of its values of the `match` properties
+/// (0 without `match`). JSON-equal values hash alike; a missing property is its own value, so
+/// missing on both sides matches and missing on one side does not.
+fn match_key(props_to_match: &[PropId], props: &crate::event::Props) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if props_to_match.is_empty() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    for &p in props_to_match {
+        match event_prop(props, p) {
+            None => 0u8.hash(&mut h),
+            Some(ValueRef::Bool(b)) => (1u8, b).hash(&mut h),
+            Some(ValueRef::Num(n)) => (2u8, (n + 0.0).to_bits()).hash(&mut h),
+            Some(ValueRef::Str(s)) => (3u8, s).hash(&mut h),
+            Some(ValueRef::Other) => 4u8.hash(&mut h),
+        }
+    }
+    // 0 stays "no match": a real key that hashes to 0 becomes 1.
+    h.finish().max(1)
 }
 
 /// An event property (projected), as conditions read it.
@@ -346,10 +374,16 @@ impl UserState {
                     if !all_hold(&rule.inaction_conditions, lookup) {
                         continue;
                     }
-                    cx.inaction_now.note(ts, &self.id, c);
+                    cx.inaction_now
+                        .note(ts, &self.id, match_key(&rule.inaction_match, props), c);
                     if let Some(e) = self.entry(c) {
                         if let CampState::Open(w) = &mut e.state {
-                            w.clear();
+                            if rule.inaction_match.is_empty() {
+                                w.clear();
+                            } else {
+                                let key = match_key(&rule.inaction_match, props);
+                                w.retain(|x| x.1 != key);
+                            }
                         }
                     }
                     self.camps
@@ -364,7 +398,8 @@ impl UserState {
                     if !all_hold(&rule.trigger_conditions, lookup) {
                         continue;
                     }
-                    if rule.within > 0 && cx.inaction_now.closed(ts, &self.id, c) {
+                    let key = match_key(&rule.inaction_match, props);
+                    if rule.within > 0 && cx.inaction_now.closed(ts, &self.id, key, c) {
                         continue;
                     }
                     let entry = match self.camps.iter().position(|e| e.campaign == c) {
@@ -379,8 +414,8 @@ impl UserState {
                         }
                     };
                     if let CampState::Open(w) = &mut entry.state {
-                        if w.last() != Some(&ts) {
-                            w.push(ts);
+                        if !w.iter().rev().take_while(|x| x.0 == ts).any(|x| x.1 == key) {
+                            w.push((ts, key));
                             cx.timers.push((c, ts.saturating_add(rule.within)));
                         }
                     }
@@ -510,10 +545,11 @@ impl UserState {
             return;
         };
         let t_a = deadline.saturating_sub(rule.within);
-        if w.first() != Some(&t_a) {
+        // The oldest window opened at `tA` (a matched inaction may have closed others first).
+        let Some(at) = w.iter().position(|x| x.0 == t_a) else {
             return; // stale: the window was closed by an inaction event
-        }
-        w.remove(0);
+        };
+        w.remove(at);
         let (rules, strings) = (cx.rules, &*cx.strings);
         if !all_hold(&rule.who, |p| self.prop(rules, strings, p))
             || !self.past_holds(rules, rule, deadline)
@@ -600,7 +636,10 @@ impl UserState {
             phone: ids.and_then(|i| i.phone.as_ref()),
             campaigns: Seq(self.camps.iter().map(|e| {
                 let c = match &e.state {
-                    CampState::Open(w) => CampRef::Open(w),
+                    CampState::Open(w) if w.iter().all(|x| x.1 == 0) => {
+                        CampRef::Open(Seq(w.iter().map(|x| x.0)))
+                    }
+                    CampState::Open(w) => CampRef::OpenKeyed(Seq(w.iter().copied())),
                     CampState::Qualified { at } => CampRef::Qualified(*at),
                     CampState::Done => CampRef::Done,
                 };
@@ -724,7 +763,7 @@ impl UserState {
             let idx = idx as CampaignIdx;
             if let CampState::Open(w) = &state {
                 let within = rules.rules[usize::from(idx)].within;
-                timers.extend(w.iter().map(|t| (idx, t.saturating_add(within))));
+                timers.extend(w.iter().map(|t| (idx, t.0.saturating_add(within))));
             }
             u.camps.push(CampEntry {
                 campaign: idx,

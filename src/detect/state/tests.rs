@@ -643,3 +643,37 @@ fn only_an_inaction_event_matching_its_where_closes_windows() {
     // a's and c's purchases do not count (zero, or no amount): their windows fire.
     assert_eq!(t.quals(1000), vec![("a".into(), 130), ("c".into(), 130)]);
 }
+
+/// `trigger.inaction.match = ["sku"]`: a purchase closes only the cart windows of the same
+/// sku (a sku missing on both sides matches, on one side does not); windows survive a
+/// snapshot with their keys.
+#[test]
+fn a_matched_inaction_closes_only_the_windows_of_its_values() {
+    let mut t = T::new(
+        "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.trigger.inaction]\nevent = \"Charged\"\nwithin = \"30ms\"\nmatch = [\"sku\"]\n",
+    );
+    t.ev("a", 100, "Added To Cart", &[("sku", s("p1"))])
+        .ev("a", 101, "Added To Cart", &[("sku", s("p2"))])
+        .ev("a", 110, "Charged", &[("sku", s("p1"))]);
+    t.ev("b", 100, "Added To Cart", &[])
+        .ev("b", 110, "Charged", &[]);
+    t.ev("c", 100, "Added To Cart", &[])
+        .ev("c", 110, "Charged", &[("sku", s("p1"))]);
+    // Two triggers at one instant with different skus are two windows.
+    t.ev("d", 100, "Added To Cart", &[("sku", s("p1"))])
+        .ev("d", 100, "Added To Cart", &[("sku", s("p2"))])
+        .ev("d", 120, "Charged", &[("sku", s("p2"))]);
+    t.advance(112);
+    let snaps = t.shard.snapshot();
+    let mut restored = Shard::new(Arc::new(Rules::compile(&t.cfg.campaigns, &t.cfg.schema)));
+    restored.restore(&snaps, 112);
+    t.shard = restored;
+    let mut got = t.quals(1000);
+    got.sort();
+    // a: p2's window (tA 101); c: a sku on one side only; d: p1's window.
+    assert_eq!(
+        got,
+        vec![("a".into(), 131), ("c".into(), 130), ("d".into(), 130)]
+    );
+}
