@@ -32,6 +32,8 @@ pub trait Lines {
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -149,7 +151,7 @@ impl Recording {
     pub fn add(&mut self, path: &Path, data: Vec<u8>) {
         let file = self.data.len() as u32;
         let mut plain: Option<usize> = None;
-        let mut parts: Vec<((String, i64), usize)> = Vec::new();
+        let mut parts: FxHashMap<(String, i64), usize> = FxHashMap::default();
         let mut pos = 0usize;
         let mut lineno = 0u64;
         while pos < data.len() {
@@ -169,20 +171,16 @@ impl Recording {
                         });
                         self.streams.len() - 1
                     }),
-                    Some(k) => match parts.iter().find(|(pk, _)| *pk == k) {
-                        Some((_, i)) => *i,
-                        None => {
-                            self.streams.push(Stream {
-                                file,
-                                name: format!("{}#{}/{}", path.display(), k.0, k.1),
-                                envelopes: true,
-                                starts: Vec::new(),
-                                lines: Vec::new(),
-                            });
-                            parts.push((k, self.streams.len() - 1));
-                            self.streams.len() - 1
-                        }
-                    },
+                    Some(k) => *parts.entry(k).or_insert_with_key(|k| {
+                        self.streams.push(Stream {
+                            file,
+                            name: format!("{}#{}/{}", path.display(), k.0, k.1),
+                            envelopes: true,
+                            starts: Vec::new(),
+                            lines: Vec::new(),
+                        });
+                        self.streams.len() - 1
+                    }),
                 };
                 self.streams[idx].starts.push(pos as u64);
                 self.streams[idx].lines.push(lineno);

@@ -20,6 +20,8 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
+use rustc_hash::FxHashMap;
+
 use super::{envelope_key, trim_cr, unwrap, Line, Lines, Origin};
 
 /// Bytes read from an input at a time.
@@ -107,7 +109,7 @@ struct File {
     lineno: u64,
     /// The stream of its plain lines, and of each envelope `(topic, partition)`.
     plain: Option<usize>,
-    parts: Vec<((String, i64), usize)>,
+    parts: FxHashMap<(String, i64), usize>,
 }
 
 /// Stream metadata.
@@ -144,7 +146,7 @@ impl RecordingStream {
                 index: i as u32,
                 lineno: 0,
                 plain: None,
-                parts: Vec::new(),
+                parts: FxHashMap::default(),
             });
             let input = open_input(path)?;
             let mut r = open(&input)?;
@@ -177,7 +179,7 @@ impl RecordingStream {
         let file = &self.files[f];
         let known = match &key {
             None => file.plain,
-            Some(k) => file.parts.iter().find(|(pk, _)| pk == k).map(|(_, s)| *s),
+            Some(k) => file.parts.get(k).copied(),
         };
         if let Some(s) = known {
             return s;
@@ -191,7 +193,7 @@ impl RecordingStream {
             }
             Some(k) => {
                 let s = self.add_stream(f, format!("{path}#{}/{}", k.0, k.1));
-                self.files[f].parts.push((k, s));
+                self.files[f].parts.insert(k, s);
                 s
             }
         }
@@ -322,6 +324,77 @@ mod tests {
             assert_eq!(streamed.streams(), 3, "{path:?}: found by the scan");
             assert_eq!(drain(&mut streamed), want, "{path:?}");
             assert_eq!(streamed.bytes(), DATA.len() as u64 + 1);
+        }
+    }
+
+    /// A random file: plain lines and envelopes of a few topics and many partitions,
+    /// interleaved at random, with blank lines.
+    fn layout() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let line = prop_oneof![
+            1 => Just(None),
+            1 => Just(Some(None)),
+            8 => (0..3u8, 0..300i64).prop_map(|(t, p)| Some(Some((t, p)))),
+        ];
+        proptest::collection::vec(line, 0..400).prop_map(|lines| {
+            let mut text = String::new();
+            for (i, l) in lines.into_iter().enumerate() {
+                match l {
+                    None => text.push_str("  \n"),
+                    Some(None) => text.push_str(&format!("{{\"user_id\":\"u{i}\"}}\n")),
+                    Some(Some((t, p))) => text.push_str(&format!(
+                        "{{\"topic\":\"t{t}\",\"partition\":{p},\"ts\":{i},\"payload\":\"{{}}\"}}\n"
+                    )),
+                }
+            }
+            text
+        })
+    }
+
+    /// Streams as they were found before the hash maps: by a scan over the streams seen so
+    /// far, in order of first appearance.
+    fn by_scan(text: &str) -> Vec<Drained> {
+        let mut streams: Vec<(Option<(String, i64)>, Drained)> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let key = crate::event::recording::envelope_key(line.as_bytes());
+            let at = match streams.iter().position(|(k, _)| *k == key) {
+                Some(at) => at,
+                None => {
+                    let name = match &key {
+                        None => "f.jsonl".to_owned(),
+                        Some((t, p)) => format!("f.jsonl#{t}/{p}"),
+                    };
+                    streams.push((key.clone(), (name, Vec::new())));
+                    streams.len() - 1
+                }
+            };
+            let ts = key.is_some().then_some(i as i64);
+            streams[at].1 .1.push((line.to_owned(), i as u64 + 1, ts));
+        }
+        streams.into_iter().map(|(_, d)| d).collect()
+    }
+
+    proptest::proptest! {
+        /// Any layout of partitions in a file: the same streams, in the same order, with the
+        /// same lines, in memory, read as the merge goes, and by the scan of before.
+        #[test]
+        fn streams_of_any_partition_layout_are_those_of_a_scan(text in layout()) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f.jsonl");
+            std::fs::write(&path, &text).unwrap();
+            let mut mem = Recording::default();
+            mem.add(Path::new("f.jsonl"), text.clone().into_bytes());
+            let want = by_scan(&text);
+            proptest::prop_assert_eq!(drain(&mut mem.cursor()), want.clone());
+            let mut streamed = RecordingStream::open(std::slice::from_ref(&path)).unwrap();
+            let got: Vec<Drained> = drain(&mut streamed)
+                .into_iter()
+                .map(|(name, lines)| (name.replace(&path.display().to_string(), "f.jsonl"), lines))
+                .collect();
+            proptest::prop_assert_eq!(got, want);
         }
     }
 
