@@ -88,6 +88,7 @@ pub fn recording_shared(dir: &Path, users: u64, events: u64, seed: u64, househol
         malformed_pct: 0.0,
         disorder_ms: 2000,
         partitions: 0,
+        days: 0,
     };
     let mut raw = Vec::new();
     generate(&args, &mut raw).unwrap();
