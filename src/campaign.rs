@@ -329,17 +329,20 @@ fn validate_trigger(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Trig
 
 fn validate_who(t: &Table, names: &mut Names, r: &mut Reader) -> Option<Who> {
     let conditions = conditions(t, "where", names, r);
-    let control_group = match r.get::<i64>(t, "control_group").or(0)? {
-        p @ 0..=99 => Some(p as u8),
-        _ => {
+    // Each field is read whatever the others hold (no early return on a bad one).
+    let control_group = match r.get::<i64>(t, "control_group").or(0) {
+        None => None,
+        Some(p @ 0..=99) => Some(p as u8),
+        Some(_) => {
             r.err(&t.at("control_group"), "must be a percent in 0..=99");
             None
         }
     };
-    let target_cap = match r.get::<i64>(t, "target_cap").optional()? {
-        None => Some(None),
-        Some(c) if c >= 1 => Some(Some(c as u64)),
-        Some(_) => {
+    let target_cap = match r.get::<i64>(t, "target_cap").optional() {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(c)) if c >= 1 => Some(Some(c as u64)),
+        Some(Some(_)) => {
             r.err(&t.at("target_cap"), "must be >= 1");
             None
         }
