@@ -806,9 +806,10 @@ fn validate_who(
 ) -> Option<Who> {
     let conditions = conditions(t, "where", names, r);
     let past = past_rules(t, names, r);
-    let segment = match r.get::<String>(t, "segment").optional()? {
-        None => Some(None),
-        Some(id) => match segments.get(&id) {
+    let segment = match r.get::<String>(t, "segment") {
+        Field::Absent => Some(None),
+        Field::Bad => None,
+        Field::Ok(id) => match segments.get(&id) {
             Some(s) => Some(Some(s)),
             None => {
                 r.err(&t.at("segment"), format!("unknown segment {id:?}"));
@@ -816,17 +817,20 @@ fn validate_who(
             }
         },
     };
-    let control_group = match r.get::<i64>(t, "control_group").or(0)? {
-        p @ 0..=99 => Some(p as u8),
-        _ => {
+    // Each field is read whatever the others hold (no early return on a bad one).
+    let control_group = match r.get::<i64>(t, "control_group").or(0) {
+        None => None,
+        Some(p @ 0..=99) => Some(p as u8),
+        Some(_) => {
             r.err(&t.at("control_group"), "must be a percent in 0..=99");
             None
         }
     };
-    let target_cap = match r.get::<i64>(t, "target_cap").optional()? {
-        None => Some(None),
-        Some(c) if c >= 1 => Some(Some(c as u64)),
-        Some(_) => {
+    let target_cap = match r.get::<i64>(t, "target_cap").optional() {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(c)) if c >= 1 => Some(Some(c as u64)),
+        Some(Some(_)) => {
             r.err(&t.at("target_cap"), "must be >= 1");
             None
         }

@@ -216,6 +216,10 @@ fn read_campaigns(
             problems.service("campaign", "at least one [[campaign]] is required");
             return Vec::new();
         }
+        Some(toml::Value::Array(items)) if items.is_empty() => {
+            problems.service("campaign", "at least one [[campaign]] is required");
+            return Vec::new();
+        }
         Some(toml::Value::Array(items)) => items,
         Some(_) => {
             problems.service("campaign", "must be an array of tables [[campaign]]");
@@ -244,10 +248,8 @@ fn read_campaigns(
             Some(id) => id.to_owned(),
         };
         if !item.is_table() {
-            problems.service(
-                &format!("campaign[{i}]"),
-                crate::problems::type_error("a table [[campaign]]", item),
-            );
+            Reader::new(problems, Some(label))
+                .err("[[campaign]]", crate::problems::type_error("a table", item));
             continue;
         }
         if copies.len() > 1 && copies[0] != i {

@@ -158,7 +158,12 @@ pub(crate) fn describe(v: &toml::Value) -> String {
         }
         toml::Value::String(s) => format!("string {s:?}"),
         toml::Value::Integer(i) => format!("integer {i}"),
-        toml::Value::Float(x) => format!("float {x}"),
+        // As TOML writes them: `nan`, `inf`, `1e300` (not 300 digits).
+        toml::Value::Float(x) if x.is_nan() => "float nan".into(),
+        toml::Value::Float(x) if x.is_infinite() => {
+            format!("float {}inf", if *x < 0.0 { "-" } else { "" })
+        }
+        toml::Value::Float(x) => format!("float {x:?}"),
         toml::Value::Boolean(b) => format!("boolean {b}"),
         toml::Value::Datetime(d) => format!("date-time {d}"),
         toml::Value::Array(_) => "an array".into(),

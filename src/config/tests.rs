@@ -173,6 +173,12 @@ identifiers = ["email", "fax"]
 fn requires_a_campaign_and_unique_ids() {
     let p = Config::parse("[engine]\nshards = 2\n", Vec::new()).unwrap_err();
     assert_eq!(p.0[0].field, "campaign");
+    // Found by the config fuzz target: an empty list was accepted.
+    let p = Config::parse("campaign = []\n", Vec::new()).unwrap_err();
+    assert_eq!(
+        p.to_string(),
+        "1 configuration problem(s):\n  - campaign: at least one [[campaign]] is required\n"
+    );
     let two = format!("{GOOD}\n{}", &GOOD[GOOD.find("[[campaign]]").unwrap()..]);
     let p = Config::parse(&two, Vec::new()).unwrap_err();
     assert!(p.to_string().contains("duplicate campaign id"), "{p}");
@@ -683,5 +689,21 @@ fn every_past_behaviour_problem_is_reported_with_its_field() {
     assert!(
         got.iter().any(|p| p.contains("needs [campaign.trigger]")),
         "{got:#?}"
+    );
+}
+
+/// Found by the config fuzz target: a wrong `control_group` hid a wrong `target_cap`.
+#[test]
+fn every_wrong_field_of_one_table_is_reported() {
+    let text = good_with(&[
+        ("control_group = 10", "control_group = nan"),
+        ("target_cap = 10000", "target_cap = []"),
+    ]);
+    assert_eq!(
+        problems_of(&text),
+        [
+            "campaign cart-abandoners: who.control_group: invalid type: float nan, expected an integer",
+            "campaign cart-abandoners: who.target_cap: invalid type: an array, expected an integer",
+        ]
     );
 }
