@@ -336,6 +336,8 @@ pub fn execute_lines(
     if let Some(e) = source.take_error() {
         return Err(e);
     }
+    let mut totals = result.totals;
+    totals.blank_lines = source.lines().blank_lines();
     // Every shard executes each scheduled run: count distinct ones.
     let runs: std::collections::BTreeSet<(crate::model::CampaignIdx, EventTime)> =
         result.output.runs.iter().copied().collect();
@@ -354,7 +356,7 @@ pub fn execute_lines(
         }
     }
     Ok(Replayed {
-        totals: result.totals,
+        totals,
         decisions,
         ops,
         counts,

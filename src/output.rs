@@ -85,6 +85,9 @@ pub struct Summary {
     pub late_dropped: u64,
     pub campaigns: BTreeMap<String, CampaignCounts>,
     pub malformed_by_reason: BTreeMap<&'static str, u64>,
+    /// Lines of only whitespace, skipped: records + malformed + blank_lines = input lines. An
+    /// extension.
+    pub blank_lines: u64,
     /// Custom profile properties not kept because a user had `engine.max_custom_props`.
     #[serde(skip_serializing_if = "is_zero")]
     pub custom_props_dropped: u64,
@@ -109,6 +112,7 @@ impl Summary {
                 .map(|(c, n)| (c.id.clone(), n.clone()))
                 .collect(),
             malformed_by_reason: totals.reasons().map(|(r, n)| (r.as_str(), n)).collect(),
+            blank_lines: totals.blank_lines,
             custom_props_dropped: totals.custom_props_dropped,
         }
     }

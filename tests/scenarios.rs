@@ -49,6 +49,36 @@ fn replay(dir: &Path, shards: usize, out: &Path) {
     assert!(status.success(), "{}: replay failed", dir.display());
 }
 
+/// Lines of the scenario's inputs: a last line without `\n` counts.
+fn input_lines(dir: &Path) -> u64 {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR"));
+    inputs(dir)
+        .iter()
+        .map(|p| {
+            let data = std::fs::read(base.join(p)).unwrap();
+            let ends = data.iter().filter(|&&b| b == b'\n').count();
+            (ends + usize::from(data.last().is_some_and(|&b| b != b'\n'))) as u64
+        })
+        .sum()
+}
+
+/// Every input line is counted once: as a record, a malformed line or a blank one.
+fn assert_every_line_counted(dir: &Path, out: &Path) {
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no {k} in summary.json", dir.display()))
+    };
+    assert_eq!(
+        n("records") + n("malformed") + n("blank_lines"),
+        input_lines(dir),
+        "{}: records + malformed + blank_lines",
+        dir.display()
+    );
+}
+
 #[test]
 fn golden_scenarios() {
     let bless = std::env::var_os("REMARKET_BLESS").is_some();
@@ -58,6 +88,7 @@ fn golden_scenarios() {
         for shards in [1, 3] {
             let out = tempfile::tempdir().unwrap();
             replay(&dir, shards, out.path());
+            assert_every_line_counted(&dir, out.path());
             for name in OUTPUTS {
                 let got = std::fs::read(out.path().join(name)).unwrap();
                 let want_path = dir.join("expected").join(name);

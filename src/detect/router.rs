@@ -31,6 +31,9 @@ pub struct Totals {
     pub by_reason: [u64; Malformed::ALL.len()],
     /// Custom profile properties not kept (`engine.max_custom_props`).
     pub custom_props_dropped: u64,
+    /// Lines of only whitespace in a recording: skipped, neither records nor malformed (so
+    /// records + malformed + blank lines = the recording's lines).
+    pub blank_lines: u64,
 }
 
 impl Totals {
@@ -60,6 +63,7 @@ impl Totals {
             *a += b;
         }
         self.custom_props_dropped += other.custom_props_dropped;
+        self.blank_lines += other.blank_lines;
     }
 }
 

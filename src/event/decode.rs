@@ -12,6 +12,11 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+mod fields;
+
+use fields::{Fields, TopLevel};
+pub(crate) use fields::{SeenKeys, StrCow};
+
 use super::Format;
 use super::{Event, EventTime, IdUpdate, ProfilePatch, Props, Record, Schema, UserId, Value};
 use super::{HAS_EMAIL, HAS_PHONE};
@@ -27,6 +32,8 @@ pub enum Malformed {
     InvalidUtf8,
     InvalidJson,
     NotAnObject,
+    /// A key twice at the top level of the record (see `fields`).
+    DuplicateKey,
     MissingUserId,
     InvalidUserId,
     MissingEvent,
@@ -44,11 +51,12 @@ pub enum Malformed {
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 15] = [
+    pub const ALL: [Malformed; 16] = [
         Malformed::Oversize,
         Malformed::InvalidUtf8,
         Malformed::InvalidJson,
         Malformed::NotAnObject,
+        Malformed::DuplicateKey,
         Malformed::MissingUserId,
         Malformed::InvalidUserId,
         Malformed::MissingEvent,
@@ -68,6 +76,7 @@ impl Malformed {
             Malformed::InvalidUtf8 => "invalid_utf8",
             Malformed::InvalidJson => "invalid_json",
             Malformed::NotAnObject => "not_an_object",
+            Malformed::DuplicateKey => "duplicate_key",
             Malformed::MissingUserId => "missing_user_id",
             Malformed::InvalidUserId => "invalid_user_id",
             Malformed::MissingEvent => "missing_event",
@@ -94,52 +103,6 @@ impl fmt::Display for Malformed {
 pub struct Decoder<'s> {
     format: Format,
     schema: &'s Schema,
-}
-
-/// Every top-level field any format uses, kept raw so that each can be typed on its own (a
-/// wrongly-typed field gets its own reason instead of a generic parse error).
-#[derive(Deserialize)]
-struct Fields<'a> {
-    #[serde(borrow)]
-    user_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "userId")]
-    user_id_camel: Option<&'a RawValue>,
-    #[serde(borrow, rename = "anonymousId")]
-    anonymous_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    identity: Option<&'a RawValue>,
-    #[serde(borrow)]
-    event: Option<&'a RawValue>,
-    #[serde(borrow, rename = "evtName")]
-    evt_name: Option<&'a RawValue>,
-    #[serde(borrow, rename = "type")]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow)]
-    ts: Option<&'a RawValue>,
-    #[serde(borrow)]
-    timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    props: Option<&'a RawValue>,
-    #[serde(borrow)]
-    properties: Option<&'a RawValue>,
-    #[serde(borrow)]
-    traits: Option<&'a RawValue>,
-    #[serde(borrow)]
-    context: Option<&'a RawValue>,
-    #[serde(borrow, rename = "evtData")]
-    evt_data: Option<&'a RawValue>,
-    #[serde(borrow, rename = "profileData")]
-    profile_data: Option<&'a RawValue>,
-    /// Segment `page` / `screen` name.
-    #[serde(borrow)]
-    name: Option<&'a RawValue>,
-    /// CleverTap identifiers used when `identity` is absent (see [`Decoder::clevertap`]).
-    #[serde(borrow, rename = "objectId")]
-    object_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "FBID")]
-    fbid: Option<&'a RawValue>,
-    #[serde(borrow, rename = "GPID")]
-    gpid: Option<&'a RawValue>,
 }
 
 fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
@@ -223,10 +186,14 @@ impl<'s> Decoder<'s> {
         if text.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
-        let f: Fields = serde_json::from_str(text).map_err(|e| match e.classify() {
+        let top: TopLevel = serde_json::from_str(text).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => Malformed::NotAnObject,
             _ => Malformed::InvalidJson,
         })?;
+        if top.duplicate_key {
+            return Err(Malformed::DuplicateKey);
+        }
+        let f = top.fields;
         match self.format {
             Format::Native => self.native(&f, kafka_ts),
             Format::Segment => self.segment(&f, kafka_ts),
@@ -255,9 +222,15 @@ impl<'s> Decoder<'s> {
     fn event_named(&self, name: &str, props: Option<&RawValue>) -> Result<Event, Malformed> {
         let id = self.schema.event(name);
         let mut patch = ProfilePatch::default();
-        // Properties of events no campaign listens to are never looked at.
-        if let (Some(_), Some(p)) = (id, is_null(props)) {
-            self.props(p, Keys::Event, &mut patch)?;
+        // Properties of events no campaign listens to are read as well, none kept: whether a
+        // record is malformed does not depend on the campaigns.
+        if let Some(p) = is_null(props) {
+            let keys = if id.is_some() {
+                Keys::Event
+            } else {
+                Keys::Unread
+            };
+            self.props(p, keys, &mut patch)?;
         }
         Ok(Event {
             id,
@@ -434,11 +407,13 @@ impl<'s> Decoder<'s> {
             ("sdk_version", ctx.library.as_ref().and_then(|p| p.version)),
         ];
         for (name, raw) in fields {
-            if let (Some(id), Some(raw)) = (self.schema.prop(name), raw) {
-                let mut de = serde_json::Deserializer::from_str(raw.get());
-                let v = ValueSeed
-                    .deserialize(&mut de)
-                    .map_err(|_| Malformed::InvalidProps)?;
+            let Some(raw) = raw else { continue };
+            // Read whether or not a campaign reads it (the same verdict either way).
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            let v = ValueSeed
+                .deserialize(&mut de)
+                .map_err(|_| Malformed::InvalidProps)?;
+            if let Some(id) = self.schema.prop(name) {
                 patch.props.push((id, v));
             }
         }
@@ -492,6 +467,8 @@ enum Keys {
     SegmentAddress,
     /// CleverTap `profileData`: capitalised names, `MSG-email`/`MSG-sms` opt-ins.
     Clevertap,
+    /// Properties of an event no campaign listens to: read, none kept.
+    Unread,
 }
 
 /// Where one key's value goes.
@@ -506,6 +483,8 @@ enum Target {
     Address,
     /// A custom profile property no campaign reads: kept by name.
     Custom(compact_str::CompactString),
+    /// Not kept; its value is read as a kept one would be, so that it is malformed exactly
+    /// when it would be if a campaign read it.
     Skip,
 }
 
@@ -524,6 +503,7 @@ const CLEVERTAP_NAMES: [(&str, &str); 9] = [
 fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
     let canonical = match keys {
         Keys::Event => return schema.prop(key).map_or(Target::Skip, Target::Prop),
+        Keys::Unread => return Target::Skip,
         Keys::SegmentTraits if key == "address" => return Target::Address,
         Keys::SegmentAddress => match key {
             "country" | "city" => key,
@@ -599,7 +579,7 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
         while let Some(t) = map.next_key_seed(KeySeed { schema, keys })? {
             match t {
                 Target::Skip => {
-                    map.next_value::<IgnoredAny>()?;
+                    profile_value(&mut map, keys)?;
                 }
                 Target::Prop(id) => {
                     let Some(v) = profile_value(&mut map, keys)? else {

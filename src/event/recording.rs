@@ -7,6 +7,7 @@
 //! [`stream::RecordingStream`] reads them as the merge goes (`replay`: gzip, zstd and stdin
 //! too, memory independent of the recording's size).
 
+mod envelope;
 pub mod stream;
 
 /// Streams of lines, read front to back: what the replay source merges.
@@ -27,15 +28,15 @@ pub trait Lines {
     fn peek(&self, s: usize) -> Option<Line<'_>>;
     /// Drops the front line of stream `s`.
     fn pop(&mut self, s: usize);
+    /// Lines of only whitespace, which belong to no stream: all of them once every stream
+    /// has been read to its end.
+    fn blank_lines(&self) -> u64;
 }
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
-
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 use super::decode::Malformed;
 
@@ -67,23 +68,14 @@ pub struct Recording {
     pub paths: Vec<PathBuf>,
     data: Vec<Vec<u8>>,
     pub streams: Vec<Stream>,
+    /// Lines of only whitespace, over every file.
+    pub blank_lines: u64,
 }
 
 /// A [`Recording`] read front to back, as [`Lines`].
 pub struct Cursor<'r> {
     recording: &'r Recording,
     next: Vec<usize>,
-}
-
-/// A `kcat -C -J` line, only the fields we use.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    topic: Option<Cow<'a, str>>,
-    partition: Option<i64>,
-    ts: Option<i64>,
-    #[serde(borrow)]
-    payload: Option<&'a RawValue>,
 }
 
 /// A line, unwrapped from its envelope when it has one.
@@ -101,37 +93,42 @@ pub struct Line<'a> {
 pub(crate) fn looks_like_envelope(line: &[u8]) -> bool {
     // Built once: `memmem::find` builds its searcher on every call, which cost more than
     // the search on short lines (13 % of a replay).
-    static PAYLOAD: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"payload\""));
     static PARTITION: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"partition\""));
-    PAYLOAD.find(line).is_some() && PARTITION.find(line).is_some()
-}
-
-fn parse_envelope(line: &[u8]) -> Option<Envelope<'_>> {
-    let env: Envelope = serde_json::from_slice(line).ok()?;
-    env.partition.is_some().then_some(env)
-}
-
-/// An envelope that is not UTF-8: kcat writes a payload's bytes as they are, so a record
-/// holding invalid UTF-8 makes its whole line so. Its topic, partition and timestamp are read
-/// from a lossy copy (the replacement characters can only be in the payload's text); the
-/// record itself is `invalid_utf8`.
-fn parse_lossy_envelope(line: &[u8]) -> Option<(String, i64, Option<i64>)> {
-    if std::str::from_utf8(line).is_ok() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(line);
-    let env = parse_envelope(text.as_bytes())?;
-    Some((
-        env.topic.as_deref().unwrap_or("").to_owned(),
-        env.partition.unwrap_or(0),
-        env.ts,
-    ))
+    PARTITION.find(line).is_some()
 }
 
 pub(crate) fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A line of only whitespace (or nothing): skipped, and counted (`blank_lines`).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The UTF-8 byte order mark some editors and exports put at the start of a file.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where a file's first line starts: after its byte order mark, if it has one.
+pub(crate) fn skip_bom(data: &[u8]) -> usize {
+    if data.starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
+    }
+}
+
+impl Stream {
+    fn new(file: u32, name: String, envelopes: bool) -> Stream {
+        Stream {
+            file,
+            name,
+            envelopes,
+            starts: Vec::new(),
+            lines: Vec::new(),
+        }
+    }
 }
 
 impl Recording {
@@ -152,33 +149,24 @@ impl Recording {
         let file = self.data.len() as u32;
         let mut plain: Option<usize> = None;
         let mut parts: FxHashMap<(String, i64), usize> = FxHashMap::default();
-        let mut pos = 0usize;
+        let mut pos = skip_bom(&data);
         let mut lineno = 0u64;
         while pos < data.len() {
             let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
             lineno += 1;
             let line = trim_cr(&data[pos..end]);
-            if !line.iter().all(u8::is_ascii_whitespace) {
-                let key = envelope_key(line);
-                let idx = match key {
+            if is_blank(line) {
+                self.blank_lines += 1;
+            } else {
+                let idx = match envelope_key(line) {
                     None => *plain.get_or_insert_with(|| {
-                        self.streams.push(Stream {
-                            file,
-                            name: path.display().to_string(),
-                            envelopes: false,
-                            starts: Vec::new(),
-                            lines: Vec::new(),
-                        });
+                        self.streams
+                            .push(Stream::new(file, path.display().to_string(), false));
                         self.streams.len() - 1
                     }),
                     Some(k) => *parts.entry(k).or_insert_with_key(|k| {
-                        self.streams.push(Stream {
-                            file,
-                            name: format!("{}#{}/{}", path.display(), k.0, k.1),
-                            envelopes: true,
-                            starts: Vec::new(),
-                            lines: Vec::new(),
-                        });
+                        let name = format!("{}#{}/{}", path.display(), k.0, k.1);
+                        self.streams.push(Stream::new(file, name, true));
                         self.streams.len() - 1
                     }),
                 };
@@ -220,55 +208,54 @@ impl Recording {
     }
 }
 
-/// The stream key of a line: `Some((topic, partition))` for a `kcat -J` envelope.
+/// The stream key of a line: `Some((topic, partition))` for a `kcat -J` envelope whose
+/// topic and partition can be read; `None` for a plain line, and for an envelope too broken to
+/// say which partition it belongs to (it goes with the file's plain lines, dead-lettered as
+/// `invalid_envelope`).
 pub(crate) fn envelope_key(line: &[u8]) -> Option<(String, i64)> {
     if !looks_like_envelope(line) {
         return None;
     }
-    match parse_envelope(line) {
-        Some(e) => Some((
-            e.topic.as_deref().unwrap_or("").to_owned(),
-            e.partition.unwrap_or(0),
-        )),
-        None => parse_lossy_envelope(line).map(|(topic, partition, _)| (topic, partition)),
+    match envelope::parse(line) {
+        Some(e) => e.key.map(|(topic, p)| (topic.into_owned(), p)),
+        None => envelope::parse_lossy(line).and_then(|e| e.key),
     }
 }
 
 /// A line unwrapped from its envelope, when it has one.
 pub(crate) fn unwrap(raw: &[u8], origin: Origin) -> Line<'_> {
-    let env = looks_like_envelope(raw)
-        .then(|| parse_envelope(raw))
-        .flatten();
-    let Some(env) = env else {
-        if let Some((_, _, ts)) = looks_like_envelope(raw)
-            .then(|| parse_lossy_envelope(raw))
-            .flatten()
-        {
+    if looks_like_envelope(raw) {
+        if let Some(env) = envelope::parse(raw) {
+            // kcat payloads are escaped JSON text, so unescaping allocates.
+            let record = env.payload.and_then(|p| {
+                serde_json::from_str::<String>(p.get())
+                    .map(|s| Cow::Owned(s.into_bytes()))
+                    .map_err(|_| Malformed::InvalidEnvelope)
+            });
             return Line {
                 raw,
-                record: Err(Malformed::InvalidUtf8),
-                kafka_ts: ts,
+                record,
+                kafka_ts: env.ts,
                 origin,
             };
         }
-        return Line {
-            raw,
-            record: Ok(Cow::Borrowed(raw)),
-            kafka_ts: None,
-            origin,
-        };
-    };
-    let record = match env.payload.map(RawValue::get) {
-        None | Some("null") => Err(Malformed::InvalidEnvelope),
-        // kcat payloads are escaped JSON text, so unescaping allocates.
-        Some(p) => serde_json::from_str::<String>(p)
-            .map(|s| Cow::Owned(s.into_bytes()))
-            .map_err(|_| Malformed::InvalidEnvelope),
-    };
+        if let Some(env) = envelope::parse_lossy(raw) {
+            return Line {
+                raw,
+                record: Err(if env.valid {
+                    Malformed::InvalidUtf8
+                } else {
+                    Malformed::InvalidEnvelope
+                }),
+                kafka_ts: env.ts,
+                origin,
+            };
+        }
+    }
     Line {
         raw,
-        record,
-        kafka_ts: env.ts,
+        record: Ok(Cow::Borrowed(raw)),
+        kafka_ts: None,
         origin,
     }
 }
@@ -304,6 +291,10 @@ impl Lines for Cursor<'_> {
     fn pop(&mut self, s: usize) {
         self.next[s] += 1;
     }
+
+    fn blank_lines(&self) -> u64 {
+        self.recording.blank_lines
+    }
 }
 
 #[cfg(test)]
@@ -326,6 +317,42 @@ mod tests {
         assert_eq!(bad.record.unwrap_err(), Malformed::InvalidUtf8);
         assert_eq!(bad.kafka_ts, Some(5));
         assert_eq!(r.line(0, 1).kafka_ts, Some(6));
+    }
+
+    /// A byte order mark at the start of a file is not part of its first line; blank lines
+    /// are counted; an envelope too broken to say its partition goes with the plain lines,
+    /// dead-lettered as `invalid_envelope`, the others stay in their partition.
+    #[test]
+    fn bom_blank_lines_and_broken_envelopes() {
+        let mut r = Recording::default();
+        let data = concat!(
+            "\u{feff}{\"user_id\":\"a\",\"event\":\"X\",\"ts\":1}\n",
+            "\n",
+            " \t\r\n",
+            "{\"topic\":\"ev\",\"partition\":\"1\",\"ts\":5,\"payload\":\"{}\"}\n",
+            "{\"topic\":\"ev\",\"partition\":1,\"offset\":0,\"ts\":6,\"key\":\"b\"}\n",
+            "{\"topic\":\"ev\",\"partition\":1,\"ts\":7,\"payload\":\"{}\",\"payload\":\"{}\"}\n",
+            "{\"topic\":\"ev\",\"partition\":1,\"ts\":8.5,\"payload\":\"{}\"}\n",
+            "\u{feff}{\"user_id\":\"a\",\"event\":\"X\",\"ts\":2}",
+        );
+        r.add(Path::new("f.jsonl"), data.as_bytes().to_vec());
+        assert_eq!(r.blank_lines, 2);
+        assert_eq!(r.streams.len(), 2);
+        assert_eq!(r.streams[0].name, "f.jsonl");
+        let first = r.line(0, 0);
+        assert_eq!(first.raw, br#"{"user_id":"a","event":"X","ts":1}"#);
+        assert!(first.record.is_ok());
+        assert_eq!(r.line(0, 1).origin.line, 4);
+        assert_eq!(r.line(0, 1).record.unwrap_err(), Malformed::InvalidEnvelope);
+        assert_eq!(r.line(0, 1).kafka_ts, Some(5));
+        // Only a file's first line may start with a mark: elsewhere it is the line's.
+        assert!(r.line(0, 2).raw.starts_with(BOM));
+        assert_eq!(r.streams[1].name, "f.jsonl#ev/1");
+        let tss: Vec<_> = (0..3).map(|i| r.line(1, i).kafka_ts).collect();
+        assert_eq!(tss, [Some(6), Some(7), None]);
+        for i in 0..3 {
+            assert_eq!(r.line(1, i).record.unwrap_err(), Malformed::InvalidEnvelope);
+        }
     }
 
     #[test]

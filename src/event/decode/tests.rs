@@ -428,3 +428,196 @@ fn clevertap_profile_operations() {
         Some(&Value::Other)
     );
 }
+
+/// A key twice at the top level is `duplicate_key` — any key, read by the format or not —
+/// while syntax errors still come first and property objects keep the last value.
+#[test]
+fn a_top_level_key_twice_is_duplicate_key() {
+    let cfg = config();
+    let d = Decoder::new(Format::Native, &cfg.schema);
+    for line in [
+        &br#"{"user_id":"a","user_id":"b","event":"Added To Cart","ts":1}"#[..],
+        br#"{"user_id":"a","event":"Added To Cart","ts":1,"ts":2}"#,
+        br#"{"user_id":"a","event":"Added To Cart","ts":1,"x":1,"x":2}"#,
+        br#"{"user_id":"a","event":"Added To Cart","ts":1,"\u0078":1,"x":2}"#,
+        br#"{"user_id":"a","user_id":null,"event":"Added To Cart","ts":1}"#,
+    ] {
+        let text = String::from_utf8_lossy(line);
+        assert_eq!(
+            d.decode(line).unwrap_err(),
+            Malformed::DuplicateKey,
+            "{text}"
+        );
+    }
+    // 40 keys: past the short list of seen keys.
+    let many: String = (0..40).map(|i| format!(r#""k{i}":{i},"#)).collect();
+    let line = format!(r#"{{{many}"user_id":"a","event":"Added To Cart","ts":1,"k39":0}}"#);
+    assert_eq!(d.decode_str(&line).unwrap_err(), Malformed::DuplicateKey);
+    let line = format!(r#"{{{many}"user_id":"a","event":"Added To Cart","ts":1}}"#);
+    assert!(d.decode_str(&line).is_ok());
+    assert_eq!(
+        d.decode(br#"{"user_id":"a","user_id":"b","event":"#)
+            .unwrap_err(),
+        Malformed::InvalidJson
+    );
+    let r = d
+        .decode(br#"{"user_id":"a","event":"Added To Cart","ts":1,"props":{"price":1,"price":5}}"#)
+        .unwrap();
+    let props = r.event.unwrap().props;
+    assert_eq!(prop(&cfg.schema, &props, "price"), Some(&Value::Num(5.0)));
+    assert_eq!(Malformed::DuplicateKey.as_str(), "duplicate_key");
+    assert!(Malformed::ALL.contains(&Malformed::DuplicateKey));
+}
+
+/// Whether a record is malformed, and why, does not depend on the campaigns: a value no
+/// campaign reads is read as strictly as one a campaign reads (numbers out of range, lone
+/// surrogates, property objects that are not objects), for every format and place.
+#[test]
+fn the_verdict_does_not_depend_on_what_campaigns_read() {
+    let events = ["Added To Cart", "Viewed Home Page", "Charged"];
+    let props = [
+        "price",
+        "custom",
+        "email",
+        "phone",
+        "age",
+        "gender",
+        "country",
+        "region",
+        "city",
+        "app_version",
+        "os_version",
+        "device_make",
+        "device_model",
+        "sdk_version",
+        "email_unsubscribed",
+    ];
+    let mut everything = Schema::default();
+    for e in events {
+        everything.intern_event(e);
+    }
+    for p in props {
+        everything.intern_prop(p);
+    }
+    everything.keep_profile(16);
+    let mut only_events = Schema::default();
+    for e in events {
+        only_events.intern_event(e);
+    }
+    let cfg = config();
+    let schemas = [&Schema::default(), &only_events, &everything, &cfg.schema];
+
+    let values = [
+        "1",
+        r#""text""#,
+        "1e400",
+        "-1e400",
+        r#""\ud800""#,
+        r#""x\udc00""#,
+        r#"[1e400]"#,
+        r#"{"a":1e400}"#,
+        r#"{"\ud800":1}"#,
+        r#"{"$incr":1e400}"#,
+        r#"{"$incr":{"\ud800":1}}"#,
+        r#"{"$delete":1}"#,
+        "null",
+    ];
+    let containers = [r#""x""#, "[1]", "3", "true", "null", "{}"];
+    let mut lines: Vec<(Format, String)> = Vec::new();
+    for v in values {
+        for p in props {
+            let o = format!(r#"{{"{p}":{v}}}"#);
+            for e in events.iter().chain(&["Nobody Listens"]) {
+                lines.push((
+                    Format::Native,
+                    format!(r#"{{"user_id":"u","event":"{e}","ts":1,"props":{o}}}"#),
+                ));
+                lines.push((
+                    Format::Segment,
+                    format!(r#"{{"type":"track","userId":"u","event":"{e}","timestamp":1,"properties":{o}}}"#),
+                ));
+                lines.push((
+                    Format::Clevertap,
+                    format!(r#"{{"identity":"u","evtName":"{e}","ts":1,"evtData":{o}}}"#),
+                ));
+            }
+            lines.push((
+                Format::Native,
+                format!(r#"{{"user_id":"u","type":"profile","ts":1,"props":{o}}}"#),
+            ));
+            lines.push((
+                Format::Segment,
+                format!(r#"{{"type":"identify","userId":"u","timestamp":1,"traits":{o}}}"#),
+            ));
+            lines.push((
+                Format::Segment,
+                format!(
+                    r#"{{"type":"identify","userId":"u","timestamp":1,"traits":{{"address":{o}}}}}"#
+                ),
+            ));
+            lines.push((
+                Format::Segment,
+                format!(
+                    r#"{{"type":"identify","userId":"u","timestamp":1,"context":{{"traits":{o}}}}}"#
+                ),
+            ));
+            let ct = p[..1].to_uppercase() + &p[1..];
+            lines.push((
+                Format::Clevertap,
+                format!(
+                    r#"{{"identity":"u","type":"profile","ts":1,"profileData":{{"{ct}":{v}}}}}"#
+                ),
+            ));
+        }
+        for part in ["app", "os", "library"] {
+            lines.push((
+                Format::Segment,
+                format!(r#"{{"type":"track","userId":"u","event":"Charged","timestamp":1,"context":{{"{part}":{{"version":{v}}}}}}}"#),
+            ));
+        }
+        for field in ["manufacturer", "model"] {
+            lines.push((
+                Format::Segment,
+                format!(r#"{{"type":"track","userId":"u","event":"Charged","timestamp":1,"context":{{"device":{{"{field}":{v}}}}}}}"#),
+            ));
+        }
+        for field in ["country", "region", "city"] {
+            lines.push((
+                Format::Segment,
+                format!(r#"{{"type":"page","userId":"u","timestamp":1,"context":{{"location":{{"{field}":{v}}}}}}}"#),
+            ));
+        }
+    }
+    for c in containers {
+        for e in events.iter().chain(&["Nobody Listens"]) {
+            lines.push((
+                Format::Native,
+                format!(r#"{{"user_id":"u","event":"{e}","ts":1,"props":{c}}}"#),
+            ));
+            lines.push((
+                Format::Segment,
+                format!(r#"{{"type":"track","userId":"u","event":"{e}","timestamp":1,"properties":{c}}}"#),
+            ));
+            lines.push((
+                Format::Clevertap,
+                format!(r#"{{"identity":"u","evtName":"{e}","ts":1,"evtData":{c}}}"#),
+            ));
+        }
+    }
+    let mut malformed = 0;
+    for (format, line) in &lines {
+        let verdicts: Vec<Result<(), Malformed>> = schemas
+            .iter()
+            .map(|s| Decoder::new(*format, s).decode_str(line).map(drop))
+            .collect();
+        assert!(
+            verdicts.iter().all(|v| *v == verdicts[0]),
+            "{format:?} {line}: {verdicts:?} (no campaigns, events only, everything, the config)"
+        );
+        malformed += usize::from(verdicts[0].is_err());
+    }
+    assert!(
+        malformed > 100,
+        "the cases include malformed ones: {malformed}"
+    );
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use super::{envelope_key, trim_cr, unwrap, Line, Lines, Origin};
+use super::{envelope_key, is_blank, trim_cr, unwrap, Line, Lines, Origin, BOM};
 
 /// Bytes read from an input at a time.
 const READ_BUFFER: usize = 1 << 20;
@@ -56,8 +56,15 @@ fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
     Ok(true)
 }
 
-fn is_blank(line: &[u8]) -> bool {
-    line.iter().all(u8::is_ascii_whitespace)
+/// A line as read (without its `\n`): its `\r` dropped and, for a file's first line, its
+/// byte order mark.
+fn line_of(buf: &[u8], first: bool) -> &[u8] {
+    let line = trim_cr(buf);
+    if first {
+        line.strip_prefix(BOM).unwrap_or(line)
+    } else {
+        line
+    }
 }
 
 /// A stream's lines read ahead: their bytes back to back from `base`.
@@ -127,6 +134,8 @@ pub struct RecordingStream {
     scratch: Vec<u8>,
     /// Bytes read so far (after decompression).
     bytes: u64,
+    /// Blank lines read so far.
+    blank_lines: u64,
 }
 
 impl RecordingStream {
@@ -138,6 +147,7 @@ impl RecordingStream {
             queues: Vec::new(),
             scratch: Vec::new(),
             bytes: 0,
+            blank_lines: 0,
         };
         for (i, path) in paths.iter().enumerate() {
             rec.files.push(File {
@@ -151,8 +161,9 @@ impl RecordingStream {
             let input = open_input(path)?;
             let mut r = open(&input)?;
             let mut buf = Vec::new();
+            let mut first = true;
             while next_line(&mut *r, &mut buf)? {
-                let line = trim_cr(&buf);
+                let line = line_of(&buf, std::mem::take(&mut first));
                 if !is_blank(line) {
                     rec.stream_of(i, line);
                 }
@@ -221,8 +232,9 @@ impl RecordingStream {
             }
             self.files[f].lineno += 1;
             self.bytes += scratch.len() as u64 + 1;
-            let line = trim_cr(&scratch);
+            let line = line_of(&scratch, self.files[f].lineno == 1);
             if is_blank(line) {
+                self.blank_lines += 1;
                 continue;
             }
             let to = self.stream_of(f, line);
@@ -266,6 +278,10 @@ impl Lines for RecordingStream {
     fn pop(&mut self, s: usize) {
         self.queues[s].pop();
     }
+
+    fn blank_lines(&self) -> u64 {
+        self.blank_lines
+    }
 }
 
 #[cfg(test)]
@@ -274,7 +290,7 @@ mod tests {
     use crate::event::recording::Recording;
 
     const DATA: &str = concat!(
-        "{\"user_id\":\"a\",\"event\":\"X\",\"ts\":1}\n",
+        "\u{feff}{\"user_id\":\"a\",\"event\":\"X\",\"ts\":1}\n",
         "\n",
         "{\"topic\":\"ev\",\"partition\":1,\"offset\":0,\"ts\":5,\"key\":\"b\",",
         "\"payload\":\"{\\\"user_id\\\":\\\"b\\\",\\\"event\\\":\\\"X\\\",\\\"ts\\\":2}\"}\r\n",
@@ -324,6 +340,11 @@ mod tests {
             assert_eq!(streamed.streams(), 3, "{path:?}: found by the scan");
             assert_eq!(drain(&mut streamed), want, "{path:?}");
             assert_eq!(streamed.bytes(), DATA.len() as u64 + 1);
+            assert_eq!(
+                want[0].1[0].0, r#"{"user_id":"a","event":"X","ts":1}"#,
+                "no BOM"
+            );
+            assert_eq!((streamed.blank_lines(), mem.blank_lines), (1, 1));
         }
     }
 

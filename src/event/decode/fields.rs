@@ -1,0 +1,195 @@
+//! The top level of a record: every field any format reads, each kept raw so that it can be
+//! typed on its own (a wrongly-typed field gets its own reason instead of a generic parse
+//! error), and every key checked against the ones before it.
+//!
+//! A key that occurs twice at the top level makes the record `duplicate_key`, whichever key it
+//! is: JSON parsers disagree on which copy counts (first or last), and the top level is where
+//! a record says who, when and what, so remarket does not guess. Inside `props` (and the other
+//! property objects) the last value of a key wins.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use rustc_hash::FxHashSet;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use smallvec::SmallVec;
+
+/// Every top-level field any format uses (`None` when absent or `null`).
+#[derive(Default)]
+pub(super) struct Fields<'a> {
+    pub user_id: Option<&'a RawValue>,
+    /// `userId`
+    pub user_id_camel: Option<&'a RawValue>,
+    /// `anonymousId`
+    pub anonymous_id: Option<&'a RawValue>,
+    pub identity: Option<&'a RawValue>,
+    pub event: Option<&'a RawValue>,
+    /// `evtName`
+    pub evt_name: Option<&'a RawValue>,
+    /// `type`
+    pub kind: Option<&'a RawValue>,
+    pub ts: Option<&'a RawValue>,
+    pub timestamp: Option<&'a RawValue>,
+    pub props: Option<&'a RawValue>,
+    pub properties: Option<&'a RawValue>,
+    pub traits: Option<&'a RawValue>,
+    pub context: Option<&'a RawValue>,
+    /// `evtData`
+    pub evt_data: Option<&'a RawValue>,
+    /// `profileData`
+    pub profile_data: Option<&'a RawValue>,
+    /// Segment `page` / `screen` name.
+    pub name: Option<&'a RawValue>,
+    /// CleverTap identifiers used when `identity` is absent: `objectId`, `FBID`, `GPID`.
+    pub object_id: Option<&'a RawValue>,
+    pub fbid: Option<&'a RawValue>,
+    pub gpid: Option<&'a RawValue>,
+}
+
+/// A parsed top level: its fields, and whether some key occurred twice.
+pub(super) struct TopLevel<'a> {
+    pub fields: Fields<'a>,
+    pub duplicate_key: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<&'a RawValue>> {
+        Some(match key {
+            "user_id" => &mut self.user_id,
+            "userId" => &mut self.user_id_camel,
+            "anonymousId" => &mut self.anonymous_id,
+            "identity" => &mut self.identity,
+            "event" => &mut self.event,
+            "evtName" => &mut self.evt_name,
+            "type" => &mut self.kind,
+            "ts" => &mut self.ts,
+            "timestamp" => &mut self.timestamp,
+            "props" => &mut self.props,
+            "properties" => &mut self.properties,
+            "traits" => &mut self.traits,
+            "context" => &mut self.context,
+            "evtData" => &mut self.evt_data,
+            "profileData" => &mut self.profile_data,
+            "name" => &mut self.name,
+            "objectId" => &mut self.object_id,
+            "FBID" => &mut self.fbid,
+            "GPID" => &mut self.gpid,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for TopLevel<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
+        let mut fields = Fields::default();
+        let mut seen = SeenKeys::default();
+        let mut duplicate_key = false;
+        // The whole object is read even after a duplicate: a syntax error further on still
+        // makes the line `invalid_json`.
+        while let Some(key) = map.next_key_seed(StrCow)? {
+            match fields.slot(&key) {
+                Some(slot) => {
+                    let v: &RawValue = map.next_value()?;
+                    *slot = (v.get() != "null").then_some(v);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            duplicate_key |= !seen.insert(key);
+        }
+        Ok(TopLevel {
+            fields,
+            duplicate_key,
+        })
+    }
+}
+
+/// A JSON string (an object key, or a value), borrowed from the input unless it has escapes.
+pub(crate) struct StrCow;
+
+impl<'de> DeserializeSeed<'de> for StrCow {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrCow {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// The keys of one JSON object seen so far: a short list (a record has a handful), a hash set
+/// past that, so that a line of 100,000 keys still takes linear time.
+#[derive(Default)]
+pub(crate) struct SeenKeys<'a> {
+    few: SmallVec<[Cow<'a, str>; 16]>,
+    many: Option<FxHashSet<Cow<'a, str>>>,
+}
+
+impl<'a> SeenKeys<'a> {
+    /// Notes `key`; `false` when it was noted before.
+    pub(crate) fn insert(&mut self, key: Cow<'a, str>) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key);
+        }
+        if self.few.contains(&key) {
+            return false;
+        }
+        if self.few.len() == self.few.inline_size() {
+            let mut many: FxHashSet<_> = self.few.drain(..).collect();
+            many.insert(key);
+            self.many = Some(many);
+        } else {
+            self.few.push(key);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_keys_find_a_repeat_among_few_and_many() {
+        for n in [3, 16, 17, 1000] {
+            let mut seen = SeenKeys::default();
+            for i in 0..n {
+                assert!(
+                    seen.insert(Cow::Owned(format!("k{i}"))),
+                    "k{i} of {n} is new"
+                );
+            }
+            assert!(!seen.insert(Cow::Borrowed("k0")), "k0 again, of {n}");
+            assert!(
+                !seen.insert(Cow::Owned(format!("k{}", n - 1))),
+                "the last again"
+            );
+            assert!(seen.insert(Cow::Borrowed("other")));
+        }
+    }
+}
