@@ -578,9 +578,7 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
         let (schema, keys) = (self.schema, self.keys);
         while let Some(t) = map.next_key_seed(KeySeed { schema, keys })? {
             match t {
-                Target::Skip => {
-                    profile_value(&mut map, keys)?;
-                }
+                Target::Skip => skip_value(&mut map, keys)?,
                 Target::Prop(id) => {
                     let Some(v) = profile_value(&mut map, keys)? else {
                         continue;
@@ -663,6 +661,25 @@ fn profile_value<'de, A: MapAccess<'de>>(
         Op::Add(n) => Some(Value::Add(n)),
         Op::Keep => None,
     })
+}
+
+/// Reads the next property value as [`profile_value`] would and keeps nothing: for a plain
+/// value, `deserialize_any` into [`IgnoredAny`] checks exactly what [`ValueSeed`] does (the
+/// value itself parsed, what it nests only for syntax) without allocating.
+fn skip_value<'de, A: MapAccess<'de>>(map: &mut A, keys: Keys) -> Result<(), A::Error> {
+    if keys == Keys::Clevertap {
+        return map.next_value_seed(OpSeed).map(drop);
+    }
+    map.next_value_seed(Checked)
+}
+
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(IgnoredAny).map(drop)
+    }
 }
 
 /// A CleverTap profile value: a plain value or a `$`-operation on the current one.

@@ -55,27 +55,28 @@ pub(super) struct TopLevel<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn slot(&mut self, key: &str) -> Option<&mut Option<&'a RawValue>> {
+    /// The field `key` names, and its number (for the duplicate check), if it is one.
+    fn slot(&mut self, key: &str) -> Option<(u32, &mut Option<&'a RawValue>)> {
         Some(match key {
-            "user_id" => &mut self.user_id,
-            "userId" => &mut self.user_id_camel,
-            "anonymousId" => &mut self.anonymous_id,
-            "identity" => &mut self.identity,
-            "event" => &mut self.event,
-            "evtName" => &mut self.evt_name,
-            "type" => &mut self.kind,
-            "ts" => &mut self.ts,
-            "timestamp" => &mut self.timestamp,
-            "props" => &mut self.props,
-            "properties" => &mut self.properties,
-            "traits" => &mut self.traits,
-            "context" => &mut self.context,
-            "evtData" => &mut self.evt_data,
-            "profileData" => &mut self.profile_data,
-            "name" => &mut self.name,
-            "objectId" => &mut self.object_id,
-            "FBID" => &mut self.fbid,
-            "GPID" => &mut self.gpid,
+            "user_id" => (0, &mut self.user_id),
+            "userId" => (1, &mut self.user_id_camel),
+            "anonymousId" => (2, &mut self.anonymous_id),
+            "identity" => (3, &mut self.identity),
+            "event" => (4, &mut self.event),
+            "evtName" => (5, &mut self.evt_name),
+            "type" => (6, &mut self.kind),
+            "ts" => (7, &mut self.ts),
+            "timestamp" => (8, &mut self.timestamp),
+            "props" => (9, &mut self.props),
+            "properties" => (10, &mut self.properties),
+            "traits" => (11, &mut self.traits),
+            "context" => (12, &mut self.context),
+            "evtData" => (13, &mut self.evt_data),
+            "profileData" => (14, &mut self.profile_data),
+            "name" => (15, &mut self.name),
+            "objectId" => (16, &mut self.object_id),
+            "FBID" => (17, &mut self.fbid),
+            "GPID" => (18, &mut self.gpid),
             _ => return None,
         })
     }
@@ -96,21 +97,26 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel<'de>, A::Error> {
         let mut fields = Fields::default();
-        let mut seen = SeenKeys::default();
+        // Known fields by a bit each, other keys by name: a record of known fields only
+        // compares no strings.
+        let mut known = 0u32;
+        let mut others = SeenKeys::default();
         let mut duplicate_key = false;
         // The whole object is read even after a duplicate: a syntax error further on still
         // makes the line `invalid_json`.
         while let Some(key) = map.next_key_seed(StrCow)? {
             match fields.slot(&key) {
-                Some(slot) => {
+                Some((bit, slot)) => {
                     let v: &RawValue = map.next_value()?;
                     *slot = (v.get() != "null").then_some(v);
+                    duplicate_key |= known & (1 << bit) != 0;
+                    known |= 1 << bit;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
+                    duplicate_key |= !others.insert(key);
                 }
             }
-            duplicate_key |= !seen.insert(key);
         }
         Ok(TopLevel {
             fields,
