@@ -38,6 +38,7 @@ fn recording(users: u64, events: u64, format: Format) -> Vec<u8> {
         malformed_pct: 0.0,
         disorder_ms: 2000,
         partitions: 0,
+        days: 0,
     };
     let mut out = Vec::new();
     generate(&args, &mut out).unwrap();

@@ -69,6 +69,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
             malformed_pct: 0.0,
             disorder_ms: 2000,
             partitions: 0,
+            days: 0,
         },
         &mut data,
     )

@@ -42,6 +42,7 @@ fn op(i: u64) -> AudienceOp {
 
 fn target() -> Vec<Target> {
     vec![Target {
+        campaign: "c".into(),
         advertiser: ADV.into(),
         audience_id: AUD.into(),
         email: true,

@@ -54,6 +54,7 @@ fn state_bytes_per_user(all: bool) {
         malformed_pct: 0.0,
         disorder_ms: 2000,
         partitions: 0,
+        days: 0,
     };
     let mut data = Vec::new();
     generate(&args, &mut data).unwrap();

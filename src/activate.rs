@@ -28,6 +28,9 @@ pub struct CampaignCounts {
     pub removed: u64,
     pub pending: u64,
     pub conversions: Conversions,
+    /// Scheduled runs executed (past-behaviour campaigns only; an extension of the summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,6 +88,63 @@ pub struct Activator {
     campaigns: Vec<Gates>,
     decided: Vec<HashMap<UserId, Decided>>,
     counts: Vec<CampaignCounts>,
+    /// Per campaign, how many current members (`exported`, not removed) hold each hashed id.
+    /// An audience is a set of ids: two users may share one (households, test accounts), and
+    /// an id is deleted only when its last holder leaves.
+    holders: Vec<Holders>,
+}
+
+/// Current members per hashed id of one audience (`true` = email, `false` = phone).
+#[derive(Debug, Default, Clone)]
+struct Holders(HashMap<(bool, crate::identity::IdHash), u32>);
+
+impl Holders {
+    fn keys(ids: Ids) -> impl Iterator<Item = (bool, crate::identity::IdHash)> {
+        ids.email
+            .map(|h| (true, h))
+            .into_iter()
+            .chain(ids.phone.map(|h| (false, h)))
+    }
+
+    /// A member holding `ids` joined.
+    fn join(&mut self, ids: Ids) {
+        for k in Self::keys(ids) {
+            *self.0.entry(k).or_default() += 1;
+        }
+    }
+
+    /// A member holding `ids` left: the ids nobody holds any more.
+    fn leave(&mut self, ids: Ids) -> Ids {
+        let mut gone = Ids::default();
+        for k in Self::keys(ids) {
+            let last = match self.0.get_mut(&k) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    self.0.remove(&k);
+                    true
+                }
+                None => true,
+            };
+            if last {
+                match k.0 {
+                    true => gone.email = Some(k.1),
+                    false => gone.phone = Some(k.1),
+                }
+            }
+        }
+        gone
+    }
+
+    /// Of `ids`, those no member holds.
+    fn unheld(&self, ids: Ids) -> Ids {
+        Ids {
+            email: ids.email.filter(|h| !self.0.contains_key(&(true, *h))),
+            phone: ids.phone.filter(|h| !self.0.contains_key(&(false, *h))),
+        }
+    }
 }
 
 impl Activator {
@@ -102,6 +162,7 @@ impl Activator {
                 .collect(),
             decided: vec![HashMap::new(); campaigns.len()],
             counts: vec![CampaignCounts::default(); campaigns.len()],
+            holders: vec![Holders::default(); campaigns.len()],
         }
     }
 
@@ -111,6 +172,9 @@ impl Activator {
         let counts = &mut self.counts[c];
         let Decided { outcome, .. } = decided;
         let converted = decided.converted();
+        if outcome == Outcome::Exported {
+            self.holders[c].join(decided.ids);
+        }
         let prev = self.decided[c].insert(user, decided);
         debug_assert!(prev.is_none(), "one record per user");
         match outcome {
@@ -160,6 +224,7 @@ impl Activator {
             Outcome::Capped
         } else {
             counts.exported += 1;
+            self.holders[c].join(ids);
             Outcome::Exported
         };
         counts.qualified += 1;
@@ -235,11 +300,14 @@ impl Activator {
     }
 
     /// One conversion as a runtime applies it: the `removed` decision it made, or — for a
-    /// user already removed on this goal — the delete sent again (as for adds, above).
+    /// user already removed on this goal — the delete sent again (as for adds, above). A
+    /// delete carries only the ids no other member holds (none: no op).
     pub fn step_conversion(&mut self, c: &Conversion) -> Step {
+        let idx = usize::from(c.campaign);
         let before = self.decided(c.campaign, &c.user);
         if let Some(d) = self.convert(c) {
-            let op = AudienceOp::from_decision(&d);
+            let gone = self.holders[idx].leave(d.ids);
+            let op = (!gone.is_empty()).then(|| resend(c.campaign, &c.user, Action::Delete, gone));
             return Step {
                 decision: Some(d),
                 op,
@@ -247,7 +315,9 @@ impl Activator {
         }
         let op = before
             .filter(|d| d.outcome == Outcome::Removed && d.converted())
-            .map(|d| resend(c.campaign, &c.user, Action::Delete, d.ids));
+            .map(|d| self.holders[idx].unheld(d.ids))
+            .filter(|gone| !gone.is_empty())
+            .map(|gone| resend(c.campaign, &c.user, Action::Delete, gone));
         Step { decision: None, op }
     }
 
@@ -654,5 +724,100 @@ within = "1d"
             users(&h.release_all()),
             [(1, "y".into()), (EventTime::MAX, "z".into())]
         );
+    }
+}
+
+#[cfg(test)]
+mod shared_ids {
+    use super::*;
+    use crate::config::Config;
+
+    fn activator() -> Activator {
+        let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "2026-01-01T00:00:00Z"
+[campaign.trigger]
+event = "Added To Cart"
+[campaign.goal]
+event = "Charged"
+within = "1d"
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email", "phone"]
+remove_on_goal = true
+"#;
+        Activator::new(&Config::parse(text, Vec::new()).unwrap().campaigns)
+    }
+
+    fn ids(email: u8, phone: u8) -> Ids {
+        Ids {
+            email: Some([email; 32]),
+            phone: Some([phone; 32]),
+        }
+    }
+
+    fn qualify(a: &mut Activator, user: &str, ids: Ids) -> Step {
+        a.step_qualification(&Qualification {
+            campaign: 0,
+            user: user.into(),
+            at: 1,
+            trigger_ts: 1,
+            ids,
+        })
+    }
+
+    fn convert(a: &mut Activator, user: &str) -> Step {
+        a.step_conversion(&Conversion {
+            campaign: 0,
+            user: user.into(),
+            ts: 2,
+        })
+    }
+
+    #[test]
+    fn a_removal_deletes_only_the_ids_no_member_still_holds() {
+        let mut a = activator();
+        // a and b share the email; each has their own phone.
+        assert_eq!(qualify(&mut a, "a", ids(1, 2)).op.unwrap().ids, ids(1, 2));
+        assert_eq!(qualify(&mut a, "b", ids(1, 3)).op.unwrap().ids, ids(1, 3));
+        let gone = convert(&mut a, "a");
+        assert_eq!(
+            gone.decision.unwrap().ids,
+            ids(1, 2),
+            "the decision names the user's ids"
+        );
+        let op = gone.op.unwrap();
+        assert_eq!(
+            (op.action, op.ids),
+            (
+                Action::Delete,
+                Ids {
+                    email: None,
+                    phone: Some([2; 32])
+                }
+            )
+        );
+        // Sent again after a restart: still only what nobody holds.
+        assert_eq!(convert(&mut a, "a").op.unwrap().ids.email, None);
+        // The last holder leaves: the email goes too.
+        assert_eq!(convert(&mut a, "b").op.unwrap().ids, ids(1, 3));
+    }
+
+    #[test]
+    fn restored_members_hold_their_ids() {
+        let mut a = activator();
+        let member = |outcome| Decided {
+            outcome,
+            ids: ids(1, 2),
+            at: 1,
+            converted_at: None,
+        };
+        a.restore(0, "a".into(), member(Outcome::Exported));
+        a.restore(0, "r".into(), member(Outcome::Removed));
+        qualify(&mut a, "b", ids(1, 2));
+        assert_eq!(convert(&mut a, "b").op, None, "a still holds both ids");
     }
 }

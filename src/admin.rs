@@ -13,9 +13,10 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 pub use crate::clock::{SystemClock, WallClock};
@@ -112,57 +113,68 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
     g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
+/// A labelled family: one metric per label set.
+fn family<S: EncodeLabelSet, M: EncodeMetric>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    series: impl IntoIterator<Item = (S, M)>,
+) -> std::fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, kind)?;
+    for (labels, metric) in series {
+        metric.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 impl Collector for StageCollector {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let d = &self.detect;
         let a = &self.activate;
         let totals = d.totals();
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_source_records",
-                "Well-formed records consumed, by kind (event, profile, other: Segment alias/group)",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for (kind, n) in [
-                ("event", totals.events),
-                ("profile", totals.profiles),
-                ("other", totals.other),
-            ] {
-                ConstCounter::new(n).encode(m.encode_family(&[("kind", kind)])?)?;
-            }
-        }
+        let kinds = [
+            ("event", totals.events),
+            ("profile", totals.profiles),
+            ("other", totals.other),
+        ];
+        family(
+            &mut e,
+            "remarket_source_records",
+            "Well-formed records consumed, by kind (event, profile, other: Segment alias/group)",
+            MetricType::Counter,
+            kinds.map(|(kind, n)| ([("kind", kind)], ConstCounter::new(n))),
+        )?;
         // Every reason from the start at 0 (so that `increase()` sees the first of each).
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_source_malformed",
-                "Malformed records (dead-lettered), by reason",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for r in Malformed::ALL.iter().filter(|r| **r != Malformed::Late) {
-                let n = totals.by_reason[*r as usize];
-                ConstCounter::new(n).encode(m.encode_family(&[("reason", r.as_str())])?)?;
-            }
-        }
+        let by_reason = |r: &Malformed| {
+            (
+                [("reason", r.as_str())],
+                ConstCounter::new(totals.by_reason[*r as usize]),
+            )
+        };
+        family(
+            &mut e,
+            "remarket_source_malformed",
+            "Malformed records (dead-lettered), by reason",
+            MetricType::Counter,
+            Malformed::ALL
+                .iter()
+                .filter(|r| **r != Malformed::Late)
+                .map(by_reason),
+        )?;
         counter(
             &mut e,
             "remarket_source_late",
             "Records behind the watermark (dead-lettered)",
             totals.late_dropped,
         )?;
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_source_dead_letters",
-                "Records dead-lettered, by reason",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for r in Malformed::ALL {
-                let n = totals.by_reason[r as usize];
-                ConstCounter::new(n).encode(m.encode_family(&[("reason", r.as_str())])?)?;
-            }
-        }
+        family(
+            &mut e,
+            "remarket_source_dead_letters",
+            "Records dead-lettered, by reason",
+            MetricType::Counter,
+            Malformed::ALL.iter().map(by_reason),
+        )?;
         counter(
             &mut e,
             "remarket_detect_qualifications",
@@ -181,95 +193,87 @@ impl Collector for StageCollector {
             "Times consumption of qualified records paused because the TikTok sink was full",
             a.pauses.load(Ordering::Relaxed),
         )?;
-        {
-            let by_outcome = a
-                .by_outcome
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let mut m = e.encode_descriptor(
-                "remarket_activate_decisions",
-                "Decisions made, by campaign and outcome",
-                None,
-                prometheus_client::metrics::MetricType::Counter,
-            )?;
-            for ((campaign, outcome), n) in &by_outcome {
-                let labels = [("campaign", campaign.as_str()), ("outcome", outcome)];
-                ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
-            }
-        }
+        let by_outcome = a
+            .by_outcome
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        family(
+            &mut e,
+            "remarket_activate_decisions",
+            "Decisions made, by campaign and outcome",
+            MetricType::Counter,
+            by_outcome.iter().map(|((campaign, outcome), n)| {
+                (
+                    [("campaign", campaign.as_str()), ("outcome", outcome)],
+                    ConstCounter::new(*n),
+                )
+            }),
+        )?;
         let gauges = d
             .partitions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_detect_users",
-                "Users with state, per owned input partition",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (p, g) in &gauges {
-                let labels = [("partition", p.to_string())];
-                ConstGauge::new(g.users as i64).encode(m.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let now_ms = self.clock.now_ms();
-            let mut m = e.encode_descriptor(
-                "remarket_detect_watermark_lag_seconds",
-                "Wall clock minus the event-time watermark, per owned input partition",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (p, g) in &gauges {
-                if let Some(w) = g.watermark {
-                    let lag = (i128::from(now_ms) - i128::from(w)) as f64 / 1000.0;
-                    let labels = [("partition", p.to_string())];
-                    ConstGauge::new(lag).encode(m.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_detect_watermark_seconds",
-                "The event-time watermark (Unix seconds), per owned input partition",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (p, g) in &gauges {
-                if let Some(w) = g.watermark {
-                    let labels = [("partition", p.to_string())];
-                    ConstGauge::new(w as f64 / 1000.0).encode(m.encode_family(&labels)?)?;
-                }
-            }
-        }
+        let partition = |p: &i32| [("partition", p.to_string())];
+        family(
+            &mut e,
+            "remarket_detect_users",
+            "Users with state, per owned input partition",
+            MetricType::Gauge,
+            gauges
+                .iter()
+                .map(|(p, g)| (partition(p), ConstGauge::new(g.users as i64))),
+        )?;
+        let now_ms = self.clock.now_ms();
+        let watermarks = || {
+            gauges
+                .iter()
+                .filter_map(|(p, g)| g.watermark.map(|w| (p, w)))
+        };
+        family(
+            &mut e,
+            "remarket_detect_watermark_lag_seconds",
+            "Wall clock minus the event-time watermark, per owned input partition",
+            MetricType::Gauge,
+            watermarks().map(|(p, w)| {
+                let lag = (i128::from(now_ms) - i128::from(w)) as f64 / 1000.0;
+                (partition(p), ConstGauge::new(lag))
+            }),
+        )?;
+        family(
+            &mut e,
+            "remarket_detect_watermark_seconds",
+            "The event-time watermark (Unix seconds), per owned input partition",
+            MetricType::Gauge,
+            watermarks().map(|(p, w)| (partition(p), ConstGauge::new(w as f64 / 1000.0))),
+        )?;
         gauge(
             &mut e,
             "remarket_ready",
             "1 when /readyz answers 200 (start-up over, both stages restored an assignment)",
             i64::from(not_ready(&self.startup, d, a).is_empty()),
         )?;
-        {
-            let mut m = e.encode_descriptor(
-                "remarket_kafka_consumer_lag",
-                "Records between the consumer's position and the end of the partition \
-                 (librdkafka statistics, every 5 s)",
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (group, lag) in self.groups.iter().zip([d.lag.get(), a.lag.get()]) {
-                for ((topic, p), n) in lag {
-                    let labels = [
-                        ("group", group.clone()),
-                        ("topic", topic),
-                        ("partition", p.to_string()),
-                    ];
-                    ConstGauge::new(n).encode(m.encode_family(&labels)?)?;
-                }
-            }
-        }
+        let lags: Vec<_> = self.groups.iter().zip([d.lag.get(), a.lag.get()]).collect();
+        family(
+            &mut e,
+            "remarket_kafka_consumer_lag",
+            "Records between the consumer's position and the end of the partition \
+             (librdkafka statistics, every 5 s)",
+            MetricType::Gauge,
+            lags.iter().flat_map(|(group, lag)| {
+                lag.iter().map(|((topic, p), n)| {
+                    (
+                        [
+                            ("group", (*group).clone()),
+                            ("topic", topic.clone()),
+                            ("partition", p.to_string()),
+                        ],
+                        ConstGauge::new(*n),
+                    )
+                })
+            }),
+        )?;
         gauge(
             &mut e,
             "remarket_detect_assigned_partitions",

@@ -24,7 +24,7 @@ use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
 use crate::output::{self, OutDir, Summary, Totals};
-use crate::sink::{AudienceOp, AudienceSink, SinkReport};
+use crate::sink::{AudienceOp, AudienceSink, SinkError, SinkReport};
 use crate::source::replay::ReplaySource;
 use crate::source::{Source, SourceItem};
 
@@ -184,6 +184,7 @@ pub fn detect(
             let r = w.join().expect("a shard thread panicked");
             out.output.qualifications.extend(r.output.qualifications);
             out.output.conversions.extend(r.output.conversions);
+            out.output.runs.extend(r.output.runs);
             out.totals.custom_props_dropped += r.output.custom_props_dropped;
             for (p, n) in out.pending.iter_mut().zip(r.pending) {
                 *p += n;
@@ -197,7 +198,7 @@ pub fn detect(
 /// Decides over a whole detect output, exactly: the [`Holdback`] of `run` releasing it all
 /// at once — qualifications in `(at, user_id)` order (so the target cap is exact whatever the
 /// shard count), then conversions in time order.
-pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<CampaignCounts>) {
+pub fn activate_all(config: &Config, output: Output) -> Activated {
     let campaigns = &config.campaigns;
     let mut hold = Holdback::default();
     for q in output.qualifications {
@@ -209,22 +210,43 @@ pub fn activate_all(config: &Config, output: Output) -> (Vec<Decision>, Vec<Camp
     let released = hold.release_all();
     let mut act = Activator::new(campaigns);
     let mut decisions = Vec::with_capacity(released.qualifications.len());
+    let mut ops = Vec::new();
     // As `run` applies them; a recording holds each qualification once, so nothing is sent
     // again here.
-    decisions.extend(
-        released
-            .qualifications
-            .iter()
-            .filter_map(|(q, ())| act.step_qualification(q).decision),
-    );
-    decisions.extend(
-        released
-            .conversions
-            .iter()
-            .filter_map(|(c, ())| act.step_conversion(c).decision),
-    );
+    let steps = released
+        .qualifications
+        .iter()
+        .map(|(q, ())| act.step_qualification(q))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(
+            released
+                .conversions
+                .iter()
+                .map(|(c, ())| act.step_conversion(c))
+                .collect::<Vec<_>>(),
+        );
+    for step in steps {
+        decisions.extend(step.decision);
+        ops.extend(step.op);
+    }
     output::sort_decisions(&mut decisions, campaigns);
-    (decisions, act.into_counts())
+    Activated {
+        decisions,
+        ops,
+        counts: act.into_counts(),
+    }
+}
+
+/// What [`activate_all`] decided.
+#[derive(Debug)]
+pub struct Activated {
+    /// Sorted by `(at, campaign, user_id, outcome)`.
+    pub decisions: Vec<Decision>,
+    /// The audience ops, in the order activate applied them (the order a sink must keep per
+    /// hashed id: a delete of an id some other member still holds is never among them).
+    pub ops: Vec<AudienceOp>,
+    pub counts: Vec<CampaignCounts>,
 }
 
 /// Options of `remarket replay`.
@@ -245,6 +267,9 @@ pub struct ReplayReport {
     pub decisions: usize,
     pub users: usize,
     pub sink: SinkReport,
+    /// Users the sink could not deliver (listed in `sink-failed.jsonl`): the replay wrote
+    /// every output, and `remarket replay` exits 1 after its table.
+    pub sink_failure: Option<SinkError>,
 }
 
 /// The engine's result over a whole recording, before anything is written.
@@ -253,6 +278,8 @@ pub struct Replayed {
     pub totals: Totals,
     /// Sorted by `(at, campaign, user_id, outcome)`.
     pub decisions: Vec<Decision>,
+    /// The audience ops, in application order (see [`Activated::ops`]).
+    pub ops: Vec<AudienceOp>,
     /// Per campaign, `pending` filled in.
     pub counts: Vec<CampaignCounts>,
     pub users: usize,
@@ -310,13 +337,27 @@ pub fn execute_lines(
     }
     let mut totals = result.totals;
     totals.blank_lines = source.lines().blank_lines();
-    let (decisions, mut counts) = activate_all(config, result.output);
+    // Every shard executes each scheduled run: count distinct ones.
+    let runs: std::collections::BTreeSet<(crate::model::CampaignIdx, EventTime)> =
+        result.output.runs.iter().copied().collect();
+    let Activated {
+        decisions,
+        ops,
+        mut counts,
+    } = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
+    }
+    let rules = Rules::compile(&config.campaigns, &config.schema);
+    for (i, c) in counts.iter_mut().enumerate() {
+        if rules.rules[i].schedule.is_some() {
+            c.runs = Some(runs.iter().filter(|(r, _)| usize::from(*r) == i).count() as u64);
+        }
     }
     Ok(Replayed {
         totals,
         decisions,
+        ops,
         counts,
         users: result.users,
     })
@@ -337,8 +378,8 @@ pub fn replay(
 /// [`replay`] into `out`, a directory this process already owns (`opts.out_dir` is not read):
 /// lock it before starting a sink that writes there (the TikTok sink's `audiences.json`).
 /// The output files appear together at the end (see [`crate::output::dir`]): a replay that
-/// fails before then leaves the previous ones as they were. When the sink fails, the set is
-/// still written, then the sink's error returned.
+/// fails before then leaves the previous ones as they were. Users the sink could not deliver
+/// do not stop the set from being written (see [`ReplayReport::sink_failure`]).
 pub fn replay_into(
     config: &Config,
     inputs: &[PathBuf],
@@ -369,12 +410,22 @@ pub fn replay_into(
     }
 
     output::write_decisions(set.decisions(), &replayed.decisions, &config.campaigns)?;
-    for d in &replayed.decisions {
-        if let Some(op) = AudienceOp::from_decision(d) {
-            sink.send(op)?;
-        }
+    for op in replayed.ops {
+        sink.send(op)?;
     }
-    let sink_report = sink.finish();
+    // Users the sink could not deliver are reported after the outputs are written: the
+    // decisions stand, and the table says what was done.
+    let (sink_report, sink_failure) = match sink.finish() {
+        Ok(report) => (report, None),
+        Err(SinkError::Failed { report, path }) => {
+            let failure = SinkError::Failed {
+                report: report.clone(),
+                path,
+            };
+            (report, Some(failure))
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     let summary = Summary::new(&replayed.totals, &config.campaigns, &replayed.counts);
     let w = set.summary();
@@ -385,7 +436,8 @@ pub fn replay_into(
         summary,
         decisions: replayed.decisions.len(),
         users: replayed.users,
-        sink: sink_report?,
+        sink: sink_report,
+        sink_failure,
     })
 }
 

@@ -1,49 +1,24 @@
 //! Service configuration: the TOML file of DESIGN §3, layered with `REMARKET__SECTION__KEY`
-//! environment overrides, parsed into raw serde types and validated into [`Config`].
+//! environment overrides, read field by field and validated into [`Config`].
 //!
-//! Validation never stops at the first problem: every section and every campaign sub-table is
-//! deserialised on its own, and every semantic check runs, so `check-config` can list *all*
-//! problems, each with its campaign id and field.
+//! Validation never stops at the first problem: every field of every section and campaign is
+//! read on its own (see [`crate::problems`]) and every semantic check runs, so `check-config`
+//! lists *all* problems, each with its campaign id and full field path. Values that cannot
+//! work are refused here rather than failing later: durations have a range per key (past it
+//! a value is a typo, as `"100y"` of lateness), `tiktok.qps` is in [`QPS`] (a rate of
+//! `1e-300` overflowed the rate limiter's window, `1e-5` waited a day between requests), and
+//! names past what a [`Schema`] can intern are problems, not panics.
 
 pub use crate::duration;
 pub use crate::event::Format;
 pub use crate::problems::{ConfigError, Problems};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Deserialize;
-
-use crate::campaign::{self, Campaign, RawCampaign};
+use crate::campaign::{self, Campaign, Names};
 use crate::event::Schema;
-use duration::HumanDuration;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    format: Option<Format>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEngine {
-    allowed_lateness: Option<HumanDuration>,
-    idle_timeout: Option<HumanDuration>,
-    shards: Option<i64>,
-    max_custom_props: Option<i64>,
-    max_future: Option<HumanDuration>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTikTok {
-    base_url: Option<String>,
-    access_token_file: Option<PathBuf>,
-    access_token_env: Option<String>,
-    qps: Option<f64>,
-    max_batch: Option<i64>,
-    linger: Option<HumanDuration>,
-    drain_grace: Option<HumanDuration>,
-}
+use crate::problems::{Reader, Table};
+use duration::{HumanDuration, Range};
 
 /// `[source]`: how records are decoded.
 #[derive(Debug, Clone)]
@@ -106,6 +81,9 @@ pub struct TikTokSettings {
     /// On shutdown, how long `run`'s sink may deliver what it holds (keep it below the pod's
     /// `terminationGracePeriodSeconds`); what it cannot is re-sent after the restart.
     pub drain_grace: HumanDuration,
+    /// How long `replay` retries one batch before reporting its users as failed (`run` retries
+    /// until TikTok answers, its input paused meanwhile).
+    pub retry_for: HumanDuration,
 }
 
 /// A validated configuration.
@@ -126,9 +104,30 @@ pub struct Config {
 /// TikTok's limit on ids per mapping request.
 pub const TIKTOK_MAX_BATCH: usize = 10_000;
 
+/// `tiktok.qps`: from one request per 100 s to 10,000 per second (TikTok grants apps tens).
+pub const QPS: std::ops::RangeInclusive<f64> = 0.01..=10_000.0;
+
+const MS_HOUR: i64 = 3_600_000;
+const MS_DAY: i64 = 24 * MS_HOUR;
+
+/// `engine.allowed_lateness`: records are held this long for reordering.
+pub const ALLOWED_LATENESS: Range = Range::new("0s", 0, "1d", MS_DAY);
+/// `engine.idle_timeout`.
+pub const IDLE_TIMEOUT: Range = Range::new("1ms", 1, "1d", MS_DAY);
+/// `engine.max_future`.
+pub const MAX_FUTURE: Range = Range::new("1ms", 1, "30d", 30 * MS_DAY);
+/// `tiktok.linger`, `tiktok.drain_grace`, `kafka.commit_interval`.
+pub const SHORT: Range = Range::new("1ms", 1, "1h", MS_HOUR);
+/// `tiktok.retry_for`.
+pub const RETRY_FOR: Range = Range::new("1s", 1_000, "7d", 7 * MS_DAY);
+
+const SECTIONS: &[&str] = &[
+    "source", "engine", "tiktok", "kafka", "http", "segment", "campaign",
+];
+
 impl Config {
     /// Reads `path` and applies the process environment's `REMARKET__…` overrides.
-    pub fn load(path: &Path) -> anyhow::Result<Config> {
+    pub fn load(path: &std::path::Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         Ok(Config::parse(&text, std::env::vars())?)
@@ -150,104 +149,47 @@ impl Config {
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
         let overrides = apply_env_overrides(&mut root, env.iter().cloned(), &mut problems);
-
-        fn section<T: Default + for<'de> Deserialize<'de>>(
-            root: &mut toml::Table,
-            name: &str,
-            problems: &mut Problems,
-        ) -> T {
-            match root.remove(name).map(toml::Value::try_into::<T>) {
-                None => T::default(),
-                Some(Ok(t)) => t,
-                Some(Err(e)) => {
-                    problems.service(name, e.message().trim().to_owned());
-                    T::default()
-                }
-            }
-        }
-        for (name, spec) in SECTIONS {
-            if let Some(v) = root.get_mut(*name) {
-                strip_unknown(v, spec, name, None, &mut problems);
-            }
-        }
-        let source: RawSource = section(&mut root, "source", &mut problems);
-        let engine: RawEngine = section(&mut root, "engine", &mut problems);
-        let tiktok: RawTikTok = section(&mut root, "tiktok", &mut problems);
-        let kafka_raw: Option<RawKafka> = match root.remove("kafka") {
-            None => None,
-            Some(v) => match v.try_into::<RawKafka>() {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    problems.service("kafka", e.message().trim().to_owned());
-                    None
-                }
-            },
-        };
-        let http: RawHttp = section(&mut root, "http", &mut problems);
-        let raw_campaigns = root.remove("campaign");
-        for key in root.keys() {
+        for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
             problems.service(key, "unknown section");
         }
+        let empty = toml::Value::Table(toml::Table::new());
+        let section = |name: &str, keys: &[&str], problems: &mut Problems| {
+            let v = root.get(name).unwrap_or(&empty);
+            Reader::new(problems, None).table(name.to_owned(), v, keys)
+        };
+        let source = section("source", &["format"], &mut problems)
+            .and_then(|t| read_source(&t, &mut problems));
+        let engine = section("engine", ENGINE_KEYS, &mut problems)
+            .and_then(|t| read_engine(&t, &mut problems));
+        let tiktok = section("tiktok", TIKTOK_KEYS, &mut problems)
+            .and_then(|t| read_tiktok(&t, &mut problems));
+        let kafka = match root.get("kafka") {
+            None => None,
+            Some(_) => section("kafka", KAFKA_KEYS, &mut problems)
+                .and_then(|t| read_kafka(&t, &env, &mut problems)),
+        };
+        let http =
+            section("http", &["listen"], &mut problems).and_then(|t| read_http(&t, &mut problems));
 
-        let engine = validate_engine(engine, &mut problems);
-        let kafka = kafka_raw.and_then(|k| validate_kafka(k, &env, &mut problems));
-        let http = validate_http(http, &mut problems);
-        let tiktok = validate_tiktok(tiktok, &mut problems);
-
-        let mut schema = Schema::default();
-        let mut campaigns = Vec::new();
-        match raw_campaigns {
-            None => problems.service("campaign", "at least one [[campaign]] is required"),
-            Some(toml::Value::Array(items)) => {
-                for (i, mut item) in items.into_iter().enumerate() {
-                    let label = match item.get("id") {
-                        Some(toml::Value::String(id)) => id.clone(),
-                        _ => format!("#{}", i + 1),
-                    };
-                    strip_unknown(&mut item, &CAMPAIGN, "", Some(&label), &mut problems);
-                    match RawCampaign::deserialize(item) {
-                        Ok(raw) => {
-                            if let Some(c) = campaign::validate(raw, i, &mut schema, &mut problems)
-                            {
-                                campaigns.push(c);
-                            }
-                        }
-                        Err(e) => problems.push(ConfigError {
-                            campaign: Some(format!("#{}", i + 1)),
-                            field: "(table)".into(),
-                            message: e.message().trim().to_owned(),
-                        }),
-                    }
-                }
-            }
-            Some(_) => problems.service("campaign", "must be an array of tables [[campaign]]"),
-        }
-        let mut seen = std::collections::HashSet::new();
-        for c in &campaigns {
-            if !seen.insert(c.id.as_str()) {
-                problems.push(ConfigError {
-                    campaign: Some(c.id.clone()),
-                    field: "id".into(),
-                    message: "duplicate campaign id".into(),
-                });
-            }
-        }
-        if campaigns.len() > usize::from(u16::MAX) {
-            problems.service("campaign", "at most 65535 campaigns");
-        }
         // Every canonical property and identifier is kept, whether or not a loaded campaign
         // reads it, and some custom ones: state restored after a restart with a new campaign
-        // holds the profile a replay with that campaign would have built.
+        // holds the profile a replay with that campaign would have built. Interned first, so
+        // that they always fit.
+        let mut schema = Schema::default();
         schema.keep_profile(engine.as_ref().map_or(0, |e| e.max_custom_props));
+        let campaigns = read_campaigns(
+            root.get("campaign"),
+            root.get("segment"),
+            &mut schema,
+            &mut problems,
+        );
 
         if !problems.is_empty() {
             name_overrides(&mut problems, &overrides);
             return Err(problems);
         }
         Ok(Config {
-            source: SourceSettings {
-                format: source.format.unwrap_or_default(),
-            },
+            source: source.expect("no problems"),
             engine: engine.expect("no problems"),
             tiktok: tiktok.expect("no problems"),
             kafka,
@@ -258,246 +200,401 @@ impl Config {
     }
 }
 
-fn validate_engine(e: RawEngine, problems: &mut Problems) -> Option<EngineSettings> {
-    let before = problems.len();
-    let allowed_lateness = e.allowed_lateness.unwrap_or_else(|| dur("5s"));
-    let idle_timeout = e.idle_timeout.unwrap_or_else(|| dur("30s"));
-    if idle_timeout.as_millis() <= 0 {
-        problems.service("engine.idle_timeout", "must be > 0");
-    }
-    let shards = match e.shards.unwrap_or(0) {
-        n @ 0..=1024 => n as usize,
-        _ => {
-            problems.service("engine.shards", "must be in 0..=1024 (0 = one per core)");
-            0
+/// Every `[[campaign]]`. A campaign's problems are labelled with its id, `#N` (its place)
+/// when it has no string id, and `id (#N)` when another campaign has the same id, so that the
+/// problems of each copy stay apart.
+fn read_campaigns(
+    v: Option<&toml::Value>,
+    segments: Option<&toml::Value>,
+    schema: &mut Schema,
+    problems: &mut Problems,
+) -> Vec<Campaign> {
+    let mut names = Names::new(schema);
+    let segments = read_segments(segments, &mut names, problems);
+    let items = match v {
+        None => {
+            problems.service("campaign", "at least one [[campaign]] is required");
+            return Vec::new();
+        }
+        Some(toml::Value::Array(items)) if items.is_empty() => {
+            problems.service("campaign", "at least one [[campaign]] is required");
+            return Vec::new();
+        }
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => {
+            problems.service("campaign", "must be an array of tables [[campaign]]");
+            return Vec::new();
         }
     };
-    let max_future = e.max_future.unwrap_or_else(|| dur("1h"));
-    if max_future.as_millis() <= 0 {
-        problems.service("engine.max_future", "must be > 0");
+    if items.len() > usize::from(u16::MAX) {
+        problems.service("campaign", "at most 65535 campaigns");
     }
-    let max_custom_props = match e.max_custom_props.unwrap_or(16) {
-        n @ 0..=64 => n as u8,
-        _ => {
-            problems.service("engine.max_custom_props", "must be in 0..=64");
-            0
+    let ids: Vec<Option<&str>> = items
+        .iter()
+        .map(|c| c.get("id").and_then(toml::Value::as_str))
+        .collect();
+    let mut count = std::collections::HashMap::<&str, Vec<usize>>::new();
+    for (i, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            count.entry(id).or_default().push(i);
         }
-    };
-    (problems.len() == before).then_some(EngineSettings {
-        allowed_lateness,
-        idle_timeout,
-        shards,
-        max_custom_props,
-        max_future,
-    })
-}
-
-fn validate_tiktok(t: RawTikTok, problems: &mut Problems) -> Option<TikTokSettings> {
-    let before = problems.len();
-    let base_url = t
-        .base_url
-        .unwrap_or_else(|| "https://business-api.tiktok.com".into());
-    if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-        problems.service("tiktok.base_url", "must start with http:// or https://");
     }
-    let token = match (t.access_token_file, t.access_token_env) {
-        (Some(_), Some(_)) => {
-            problems.service(
-                "tiktok.access_token_file",
-                "set access_token_file or access_token_env, not both",
+    let mut campaigns = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let copies = ids[i].map_or(&[][..], |id| &count[id][..]);
+        let label = match ids[i] {
+            None => format!("#{}", i + 1),
+            Some(id) if copies.len() > 1 => format!("{id} (#{})", i + 1),
+            Some(id) => id.to_owned(),
+        };
+        if !item.is_table() {
+            Reader::new(problems, Some(label))
+                .err("[[campaign]]", crate::problems::type_error("a table", item));
+            continue;
+        }
+        if copies.len() > 1 && copies[0] != i {
+            let first = copies[0] + 1;
+            Reader::new(problems, Some(label.clone())).err(
+                "id",
+                format!("duplicate campaign id: [[campaign]] #{first} has it too"),
             );
-            TokenSource::None
         }
-        (Some(f), None) => TokenSource::File(f),
-        (None, Some(v)) => TokenSource::Env(v),
-        (None, None) => TokenSource::None,
+        if let Some(c) = campaign::validate(item, label, &mut names, &segments, problems) {
+            campaigns.push(c);
+        }
+    }
+    campaigns
+}
+
+/// Every `[[segment]]`, by id (problems labelled `segment ID`).
+fn read_segments(
+    v: Option<&toml::Value>,
+    names: &mut Names,
+    problems: &mut Problems,
+) -> std::collections::BTreeMap<String, campaign::Segment> {
+    let mut out = std::collections::BTreeMap::new();
+    let items = match v {
+        None => return out,
+        Some(toml::Value::Array(items)) => items,
+        Some(_) => {
+            problems.service("segment", "must be an array of tables [[segment]]");
+            return out;
+        }
     };
-    let qps = t.qps.unwrap_or(10.0);
-    if !(qps > 0.0 && qps.is_finite()) {
-        problems.service("tiktok.qps", "must be > 0");
+    for (i, item) in items.iter().enumerate() {
+        let label = match item.get("id").and_then(toml::Value::as_str) {
+            Some(id) => format!("segment {id}"),
+            None => format!("segment #{}", i + 1),
+        };
+        if let Some(s) = campaign::validate_segment(item, label.clone(), names, problems) {
+            if out.contains_key(&s.id) {
+                Reader::new(problems, Some(label)).err("id", "duplicate segment id");
+            } else {
+                out.insert(s.id.clone(), s);
+            }
+        }
     }
-    let max_batch = t.max_batch.unwrap_or(TIKTOK_MAX_BATCH as i64);
-    if !(1..=TIKTOK_MAX_BATCH as i64).contains(&max_batch) {
-        problems.service("tiktok.max_batch", "must be in 1..=10000 (TikTok's limit)");
-    }
-    let linger = t.linger.unwrap_or_else(|| dur("5s"));
-    if linger.as_millis() <= 0 {
-        problems.service("tiktok.linger", "must be > 0");
-    }
-    let drain_grace = t.drain_grace.unwrap_or_else(|| dur("20s"));
-    if drain_grace.as_millis() <= 0 {
-        problems.service("tiktok.drain_grace", "must be > 0");
-    }
-    (problems.len() == before).then_some(TikTokSettings {
-        base_url,
-        token,
-        qps,
-        max_batch: max_batch as usize,
-        linger,
-        drain_grace,
-    })
+    out
 }
 
-/// The shape of a config table, for reporting every unknown key (serde would stop at the
-/// first one of each table).
-enum Spec {
-    Leaf,
-    Table(&'static [(&'static str, Spec)]),
-    ArrayOf(&'static Spec),
-}
-
-const CONDITIONS: Spec = Spec::ArrayOf(&Spec::Table(&[
-    ("prop", Spec::Leaf),
-    ("op", Spec::Leaf),
-    ("value", Spec::Leaf),
-]));
-const DURATION_EVENT: Spec = Spec::Table(&[("event", Spec::Leaf), ("within", Spec::Leaf)]);
-const CAMPAIGN: Spec = Spec::Table(&[
-    ("id", Spec::Leaf),
-    ("name", Spec::Leaf),
-    ("ad_account", Spec::Leaf),
-    ("start", Spec::Leaf),
-    ("end", Spec::Leaf),
-    (
-        "trigger",
-        Spec::Table(&[
-            ("event", Spec::Leaf),
-            ("where", CONDITIONS),
-            ("inaction", DURATION_EVENT),
-        ]),
-    ),
-    (
-        "who",
-        Spec::Table(&[
-            ("where", CONDITIONS),
-            ("control_group", Spec::Leaf),
-            ("target_cap", Spec::Leaf),
-        ]),
-    ),
-    (
-        "what",
-        Spec::Table(&[
-            (
-                "audience",
-                Spec::Table(&[
-                    (
-                        "new",
-                        Spec::Table(&[("name", Spec::Leaf), ("description", Spec::Leaf)]),
-                    ),
-                    ("existing", Spec::Leaf),
-                ]),
-            ),
-            ("identifiers", Spec::Leaf),
-            ("remove_on_goal", Spec::Leaf),
-        ]),
-    ),
-    ("goal", DURATION_EVENT),
-]);
-const SECTIONS: &[(&str, Spec)] = &[
-    (
-        "kafka",
-        Spec::Table(&[
-            ("brokers", Spec::Leaf),
-            ("group_prefix", Spec::Leaf),
-            ("events_topic", Spec::Leaf),
-            ("profiles_topic", Spec::Leaf),
-            ("topic_prefix", Spec::Leaf),
-            ("partitions", Spec::Leaf),
-            ("replication", Spec::Leaf),
-            ("commit_interval", Spec::Leaf),
-            ("client", Spec::Leaf),
-        ]),
-    ),
-    ("http", Spec::Table(&[("listen", Spec::Leaf)])),
-    ("source", Spec::Table(&[("format", Spec::Leaf)])),
-    (
-        "engine",
-        Spec::Table(&[
-            ("allowed_lateness", Spec::Leaf),
-            ("idle_timeout", Spec::Leaf),
-            ("shards", Spec::Leaf),
-            ("max_custom_props", Spec::Leaf),
-            ("max_future", Spec::Leaf),
-        ]),
-    ),
-    (
-        "tiktok",
-        Spec::Table(&[
-            ("base_url", Spec::Leaf),
-            ("access_token_file", Spec::Leaf),
-            ("access_token_env", Spec::Leaf),
-            ("qps", Spec::Leaf),
-            ("max_batch", Spec::Leaf),
-            ("linger", Spec::Leaf),
-            ("drain_grace", Spec::Leaf),
-        ]),
-    ),
+const ENGINE_KEYS: &[&str] = &[
+    "allowed_lateness",
+    "idle_timeout",
+    "shards",
+    "max_custom_props",
+    "max_future",
+];
+const TIKTOK_KEYS: &[&str] = &[
+    "base_url",
+    "access_token_file",
+    "access_token_env",
+    "qps",
+    "max_batch",
+    "linger",
+    "drain_grace",
+    "retry_for",
+];
+const KAFKA_KEYS: &[&str] = &[
+    "brokers",
+    "group_prefix",
+    "events_topic",
+    "profiles_topic",
+    "topic_prefix",
+    "partitions",
+    "replication",
+    "commit_interval",
+    "client",
 ];
 
-/// Removes and reports every key `spec` does not know, at any depth.
-fn strip_unknown(
-    v: &mut toml::Value,
-    spec: &Spec,
-    path: &str,
-    campaign: Option<&str>,
-    problems: &mut Problems,
-) {
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_owned()
-        } else {
-            format!("{path}.{k}")
+fn read_source(t: &Table, problems: &mut Problems) -> Option<SourceSettings> {
+    let mut r = Reader::new(problems, None);
+    let format = match r.get::<String>(t, "format").optional()?.as_deref() {
+        None | Some("native") => Format::Native,
+        Some("segment") => Format::Segment,
+        Some("clevertap") => Format::Clevertap,
+        Some(other) => {
+            r.err(
+                &t.at("format"),
+                format!("unknown format {other:?} (native, segment or clevertap)"),
+            );
+            return None;
         }
     };
-    match (spec, v) {
-        (Spec::Table(keys), toml::Value::Table(t)) => {
-            let unknown: Vec<String> = t
-                .keys()
-                .filter(|k| !keys.iter().any(|(n, _)| n == k))
-                .cloned()
-                .collect();
-            for k in unknown {
-                t.remove(&k);
-                problems.push(ConfigError {
-                    campaign: campaign.map(str::to_owned),
-                    field: join(&k),
-                    message: "unknown field".into(),
-                });
+    Some(SourceSettings { format })
+}
+
+/// Integer `key` of `t` in `range` (`what` describes it in the message).
+fn int_in(
+    r: &mut Reader,
+    t: &Table,
+    key: &str,
+    default: i64,
+    range: std::ops::RangeInclusive<i64>,
+    what: &str,
+) -> Option<i64> {
+    let n = r.get::<i64>(t, key).or(default)?;
+    if !range.contains(&n) {
+        r.err(&t.at(key), format!("must be in {what}"));
+        return None;
+    }
+    Some(n)
+}
+
+/// Duration `key` of `t` in `range`, `default` when absent.
+fn duration_or(
+    r: &mut Reader,
+    t: &Table,
+    key: &str,
+    range: Range,
+    default: &str,
+) -> Option<HumanDuration> {
+    r.duration(t, key, range).or(dur(default))
+}
+
+fn read_engine(t: &Table, problems: &mut Problems) -> Option<EngineSettings> {
+    let mut r = Reader::new(problems, None);
+    let allowed_lateness = duration_or(&mut r, t, "allowed_lateness", ALLOWED_LATENESS, "5s");
+    let idle_timeout = duration_or(&mut r, t, "idle_timeout", IDLE_TIMEOUT, "30s");
+    let shards = int_in(
+        &mut r,
+        t,
+        "shards",
+        0,
+        0..=1024,
+        "0..=1024 (0 = one per core)",
+    );
+    let max_future = duration_or(&mut r, t, "max_future", MAX_FUTURE, "1h");
+    let max_custom_props = int_in(&mut r, t, "max_custom_props", 16, 0..=64, "0..=64");
+    Some(EngineSettings {
+        allowed_lateness: allowed_lateness?,
+        idle_timeout: idle_timeout?,
+        shards: shards? as usize,
+        max_custom_props: max_custom_props? as u8,
+        max_future: max_future?,
+    })
+}
+
+fn read_tiktok(t: &Table, problems: &mut Problems) -> Option<TikTokSettings> {
+    let mut r = Reader::new(problems, None);
+    let base_url = r
+        .get::<String>(t, "base_url")
+        .or("https://business-api.tiktok.com".into())
+        .and_then(|u| match check_base_url(&u) {
+            Ok(()) => Some(u),
+            Err(e) => {
+                r.err(&t.at("base_url"), e);
+                None
             }
-            for (k, sub) in keys.iter() {
-                if let Some(child) = t.get_mut(*k) {
-                    strip_unknown(child, sub, &join(k), campaign, problems);
-                }
-            }
+        });
+    let file = r.get::<String>(t, "access_token_file").optional();
+    let env = r.get::<String>(t, "access_token_env").optional();
+    if file.as_ref().is_some_and(|f| f.as_deref() == Some("")) {
+        r.err(
+            &t.at("access_token_file"),
+            "is empty (a path to the token file)",
+        );
+    }
+    if let Some(Some(name)) = &env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            r.err(
+                &t.at("access_token_env"),
+                "must be the name of an environment variable (not empty, no '=')",
+            );
         }
-        (Spec::ArrayOf(item), toml::Value::Array(a)) => {
-            for (i, x) in a.iter_mut().enumerate() {
-                strip_unknown(x, item, &format!("{path}[{i}]"), campaign, problems);
-            }
+    }
+    let token = match (file, env) {
+        (Some(Some(_)), Some(Some(_))) => {
+            r.err(
+                &t.at("access_token_file"),
+                "set access_token_file or access_token_env, not both",
+            );
+            None
         }
-        _ => {}
+        (Some(Some(f)), Some(None)) => Some(TokenSource::File(PathBuf::from(f))),
+        (Some(None), Some(Some(v))) => Some(TokenSource::Env(v)),
+        (Some(None), Some(None)) => Some(TokenSource::None),
+        _ => None,
+    };
+    let qps = r.get::<f64>(t, "qps").or(10.0).and_then(|q| {
+        if QPS.contains(&q) {
+            Some(q)
+        } else {
+            r.err(
+                &t.at("qps"),
+                format!(
+                    "must be from {} to {} requests per second",
+                    QPS.start(),
+                    QPS.end()
+                ),
+            );
+            None
+        }
+    });
+    let max_batch = int_in(
+        &mut r,
+        t,
+        "max_batch",
+        TIKTOK_MAX_BATCH as i64,
+        1..=TIKTOK_MAX_BATCH as i64,
+        "1..=10000 (TikTok's limit)",
+    );
+    let linger = duration_or(&mut r, t, "linger", SHORT, "5s");
+    let drain_grace = duration_or(&mut r, t, "drain_grace", SHORT, "20s");
+    let retry_for = duration_or(&mut r, t, "retry_for", RETRY_FOR, "15m");
+    Some(TikTokSettings {
+        base_url: base_url?,
+        token: token?,
+        qps: qps?,
+        max_batch: max_batch? as usize,
+        linger: linger?,
+        drain_grace: drain_grace?,
+        retry_for: retry_for?,
+    })
+}
+
+/// An absolute `http`/`https` URL with a host, which API paths are appended to (so no query
+/// or fragment). The URL is not repeated: it could hold credentials.
+fn check_base_url(u: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(u).map_err(|e| format!("not an absolute URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "must be an http:// or https:// URL, not {}:",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment (API paths are appended to it)".into());
+    }
+    Ok(())
+}
+
+fn read_kafka(
+    t: &Table,
+    env: &[(String, String)],
+    problems: &mut Problems,
+) -> Option<KafkaSettings> {
+    let mut r = Reader::new(problems, None);
+    let before = r.count();
+    let brokers = r.get::<String>(t, "brokers").or(String::new());
+    if brokers.as_ref().is_some_and(|b| b.trim().is_empty()) {
+        r.err(&t.at("brokers"), "missing (host:port[,host:port…])");
+    }
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 200
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    let mut name = |key: &str, default: &str| -> Option<String> {
+        let v = r.get::<String>(t, key).or(default.to_owned())?;
+        if !name_ok(&v) {
+            r.err(
+                &t.at(key),
+                "must be a Kafka name: [A-Za-z0-9._-], 1 to 200 characters",
+            );
+        }
+        Some(v)
+    };
+    let group_prefix = name("group_prefix", "remarket");
+    let events_topic = name("events_topic", "events");
+    let profiles_topic = name("profiles_topic", "profiles");
+    let topic_prefix = name("topic_prefix", "remarket");
+    let partitions = int_in(
+        &mut r,
+        t,
+        "partitions",
+        0,
+        0..=10_000,
+        "0..=10000 (0 = as the events topic)",
+    );
+    let replication = int_in(&mut r, t, "replication", 1, 1..=32, "1..=32");
+    // Kafka Streams commits every 30 s. 5 s bounds what a crash re-reads while a user
+    // touched several times within it is written to the changelog once.
+    let commit_interval = duration_or(&mut r, t, "commit_interval", SHORT, "5s");
+    let client = match t.t.get("client") {
+        None => Some(Vec::new()),
+        Some(toml::Value::Table(c)) => Some(
+            c.iter()
+                .filter_map(|(key, v)| {
+                    Some((
+                        key.clone(),
+                        client_value(key, v.clone(), env, r.problems())?,
+                    ))
+                })
+                .collect(),
+        ),
+        Some(v) => {
+            r.err(&t.at("client"), crate::problems::type_error("a table", v));
+            None
+        }
+    };
+    if r.count() > before {
+        return None;
+    }
+    Some(KafkaSettings {
+        brokers: brokers?,
+        group_prefix: group_prefix?,
+        events_topic: events_topic?,
+        profiles_topic: profiles_topic?,
+        topic_prefix: topic_prefix?,
+        partitions: partitions? as i32,
+        replication: replication? as i32,
+        commit_interval: commit_interval?,
+        client: client?,
+    })
+}
+
+fn read_http(t: &Table, problems: &mut Problems) -> Option<HttpSettings> {
+    let mut r = Reader::new(problems, None);
+    let text = r.get::<String>(t, "listen").or("0.0.0.0:9898".into())?;
+    match text.parse() {
+        Ok(listen) => Some(HttpSettings { listen }),
+        Err(_) => {
+            r.err(&t.at("listen"), format!("not a socket address: {text:?}"));
+            None
+        }
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKafka {
-    brokers: Option<String>,
-    group_prefix: Option<String>,
-    events_topic: Option<String>,
-    profiles_topic: Option<String>,
-    topic_prefix: Option<String>,
-    partitions: Option<i64>,
-    replication: Option<i64>,
-    commit_interval: Option<HumanDuration>,
-    #[serde(default)]
-    client: std::collections::BTreeMap<String, toml::Value>,
+fn dur(s: &str) -> HumanDuration {
+    HumanDuration::parse(s).expect("valid default duration")
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    listen: Option<String>,
+/// Says which environment variable set a field that has a problem: `engine.shards: must be
+/// in 0..=1024 (set by REMARKET__ENGINE__SHARDS)`.
+fn name_overrides(problems: &mut Problems, overrides: &[Override]) {
+    for p in problems.0.iter_mut().filter(|p| p.campaign.is_none()) {
+        for o in overrides {
+            let field = format!("{}.{}", o.section, o.key);
+            let within = p.field.strip_prefix(&field);
+            if within.is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '['])) {
+                p.message = format!("{} (set by {})", p.message, o.var);
+            }
+        }
+    }
 }
 
 /// `[kafka]`: brokers, consumer groups and topics of `run`.
@@ -643,118 +740,11 @@ pub struct HttpSettings {
     pub listen: std::net::SocketAddr,
 }
 
-fn validate_kafka(
-    k: RawKafka,
-    env: &[(String, String)],
-    problems: &mut Problems,
-) -> Option<KafkaSettings> {
-    let before = problems.len();
-    let brokers = k.brokers.unwrap_or_default();
-    if brokers.trim().is_empty() {
-        problems.service("kafka.brokers", "missing (host:port[,host:port…])");
-    }
-    let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 200
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    };
-    let mut name = |field: &str, v: Option<String>, default: &str| -> String {
-        let v = v.unwrap_or_else(|| default.to_owned());
-        if !name_ok(&v) {
-            problems.service(
-                field,
-                "must be a Kafka name: [A-Za-z0-9._-], 1 to 200 characters",
-            );
-        }
-        v
-    };
-    let group_prefix = name("kafka.group_prefix", k.group_prefix, "remarket");
-    let events_topic = name("kafka.events_topic", k.events_topic, "events");
-    let profiles_topic = name("kafka.profiles_topic", k.profiles_topic, "profiles");
-    let topic_prefix = name("kafka.topic_prefix", k.topic_prefix, "remarket");
-    let partitions = match k.partitions.unwrap_or(0) {
-        n @ 0..=10_000 => n as i32,
-        _ => {
-            problems.service(
-                "kafka.partitions",
-                "must be in 0..=10000 (0 = as the events topic)",
-            );
-            0
-        }
-    };
-    let replication = match k.replication.unwrap_or(1) {
-        n @ 1..=32 => n as i32,
-        _ => {
-            problems.service("kafka.replication", "must be in 1..=32");
-            1
-        }
-    };
-    // Kafka Streams commits every 30 s. 5 s bounds what a crash re-reads while a user
-    // touched several times within it is written to the changelog once.
-    let commit_interval = k.commit_interval.unwrap_or_else(|| dur("5s"));
-    if commit_interval.as_millis() <= 0 {
-        problems.service("kafka.commit_interval", "must be > 0");
-    }
-    let client = k
-        .client
-        .into_iter()
-        .filter_map(|(key, v)| Some((key.clone(), client_value(&key, v, env, problems)?)))
-        .collect();
-    (problems.len() == before).then_some(KafkaSettings {
-        brokers,
-        group_prefix,
-        events_topic,
-        profiles_topic,
-        topic_prefix,
-        partitions,
-        replication,
-        commit_interval,
-        client,
-    })
-}
-
-fn validate_http(h: RawHttp, problems: &mut Problems) -> Option<HttpSettings> {
-    let text = h.listen.unwrap_or_else(|| "0.0.0.0:9898".into());
-    match text.parse() {
-        Ok(listen) => Some(HttpSettings { listen }),
-        Err(_) => {
-            problems.service("http.listen", format!("not a socket address: {text:?}"));
-            None
-        }
-    }
-}
-
-fn dur(s: &str) -> HumanDuration {
-    HumanDuration::parse(s).expect("valid default duration")
-}
-
-/// Says which environment variable set a field that has a problem: `engine.shards: must be
-/// in 0..=1024 (set by REMARKET__ENGINE__SHARDS)`. A section-wide type error names neither
-/// field nor key, only the value: it is matched by the value, and given the field.
-fn name_overrides(problems: &mut Problems, overrides: &[Override]) {
-    for p in problems.0.iter_mut().filter(|p| p.campaign.is_none()) {
-        for o in overrides {
-            let field = format!("{}.{}", o.section, o.key);
-            let exact = p.field == field;
-            let by_value = p.field == o.section
-                && (p.message.contains(&format!("`{}`", o.key))
-                    || p.message.contains(&format!("\"{}\"", o.raw))
-                    || p.message.contains(&format!(" {},", o.raw)));
-            if exact || by_value {
-                p.field = field;
-                p.message = format!("{} (set by {})", p.message, o.var);
-            }
-        }
-    }
-}
-
 /// An environment override that was applied.
 struct Override {
     section: String,
     key: String,
     var: String,
-    raw: String,
 }
 
 /// Applies `REMARKET__SECTION__KEY=value` overrides to the service sections, and returns them
@@ -800,7 +790,6 @@ fn apply_env_overrides(
                     section: section.clone(),
                     key: field.clone(),
                     var: key.clone(),
-                    raw: raw.clone(),
                 });
             }
             _ => problems.service(section, "must be a table"),

@@ -7,6 +7,7 @@
 //! A shard's users can be exported and restored ([`snapshot`]), so state can move with its
 //! partition.
 
+pub mod past;
 pub mod router;
 pub mod shard;
 pub mod snapshot;
@@ -36,11 +37,28 @@ pub struct Rule {
     pub start: EventTime,
     pub end: EventTime,
     pub trigger_conditions: Vec<Condition>,
+    /// `trigger.inaction.where`: only such an inaction event closes windows.
+    pub inaction_conditions: Vec<Condition>,
+    /// `trigger.inaction.match`: an inaction event closes only the windows whose trigger had
+    /// its values of these properties.
+    pub inaction_match: Vec<PropId>,
     /// 0 for a live single-event trigger.
     pub within: i64,
     pub who: Vec<Condition>,
     pub goal_within: Option<i64>,
     pub identifiers: Identifiers,
+    /// Behaviour rules (indices into [`Rules::past`]) that must hold at `at`, with `who`.
+    pub past: Vec<u16>,
+    /// A past-behaviour campaign's runs (it has no trigger then).
+    pub schedule: Option<crate::campaign::schedule::Schedule>,
+}
+
+impl Rule {
+    /// The first scheduled run after `t`, if the campaign is scheduled and has one.
+    pub fn next_run(&self, t: EventTime) -> Option<EventTime> {
+        let end = (self.end < EventTime::MAX).then_some(self.end);
+        self.schedule.as_ref()?.next_after(t, self.start, end)
+    }
 }
 
 /// The campaigns compiled for the detect stage, with an index from event to campaign roles.
@@ -50,6 +68,8 @@ pub struct Rules {
     /// `by_event[event id]` = the campaigns that event matters to, and how.
     pub by_event: Vec<SmallVec<[(CampaignIdx, Role); 2]>>,
     pub has_email: Option<PropId>,
+    /// `email_unsubscribed`, `sms_unsubscribed`: `false` for a user who never set them.
+    pub unsubscribed: [Option<PropId>; 2],
     pub has_phone: Option<PropId>,
     /// Property names by id and campaign ids by index, for state snapshots that survive a
     /// config change.
@@ -59,6 +79,10 @@ pub struct Rules {
     /// ([`state::Interner::custom_prop`]); at most `max_custom_props` a user.
     pub custom_base: PropId,
     pub max_custom_props: u8,
+    /// Every behaviour rule of every campaign (and of the segments they use).
+    pub past: Vec<past::PastRule>,
+    /// `past_by_event[event id]` = the behaviour rules that count that event.
+    pub past_by_event: Vec<SmallVec<[u16; 2]>>,
 }
 
 impl Rules {
@@ -72,38 +96,96 @@ impl Rules {
             by_event[id].push((c as CampaignIdx, role));
         };
         let mut rules = Vec::with_capacity(campaigns.len());
+        let mut past_specs = Vec::new();
         for (i, c) in campaigns.iter().enumerate() {
-            if let Some(ina) = &c.trigger.inaction {
-                add(&ina.event, i, Role::Inaction);
+            if let Some(t) = &c.trigger {
+                if let Some(ina) = &t.inaction {
+                    add(&ina.event, i, Role::Inaction);
+                }
+                add(&t.event, i, Role::Trigger);
             }
-            add(&c.trigger.event, i, Role::Trigger);
             if let Some(g) = &c.goal {
                 add(&g.event, i, Role::Goal);
             }
             rules.push(Rule {
                 start: c.start,
                 end: c.end,
-                trigger_conditions: c.trigger.conditions.clone(),
+                trigger_conditions: c
+                    .trigger
+                    .as_ref()
+                    .map_or_else(Vec::new, |t| t.conditions.clone()),
+                inaction_conditions: c
+                    .trigger
+                    .as_ref()
+                    .and_then(|t| t.inaction.as_ref())
+                    .map_or_else(Vec::new, |i| i.conditions.clone()),
+                inaction_match: c
+                    .trigger
+                    .as_ref()
+                    .and_then(|t| t.inaction.as_ref())
+                    .map_or_else(Vec::new, |i| i.match_props.clone()),
                 within: c.within_ms(),
                 who: c.who.conditions.clone(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
                 identifiers: c.what.identifiers,
+                past: Vec::new(),
+                schedule: c.schedule.clone(),
             });
+            let tz = c.zone();
+            for (n, spec) in c.who.past.iter().enumerate() {
+                past_specs.push((i as CampaignIdx, format!("{}#{n}", c.id), spec, tz.clone()));
+            }
         }
         for roles in &mut by_event {
             // Inaction first: an event that both closes and opens keeps its own new window.
             roles.sort_by_key(|&(c, r)| (r != Role::Inaction, c));
         }
-        Rules {
+        let mut compiled = Rules {
             rules,
             by_event,
+            unsubscribed: crate::event::UNSUBSCRIBED.map(|name| schema.prop(name)),
             has_email: schema.prop(HAS_EMAIL),
             has_phone: schema.prop(HAS_PHONE),
             prop_names: schema.prop_names().to_vec(),
             campaign_ids: campaigns.iter().map(|c| c.id.clone()).collect(),
             custom_base: PropId::try_from(schema.prop_names().len()).expect("fewer than 65536"),
             max_custom_props: schema.max_custom_props,
+            past: Vec::new(),
+            past_by_event: Vec::new(),
+        };
+        for (c, key, spec, tz) in past_specs {
+            let rule = past::PastRule {
+                key,
+                negated: spec.negated,
+                event: schema.event(&spec.event).expect("interned at validation"),
+                conditions: spec.conditions.clone(),
+                agg: spec.agg.clone(),
+                range: spec.range,
+                tz,
+            };
+            compiled.add_past(c, rule);
         }
+        compiled
+    }
+
+    /// Adds behaviour rule `rule` to campaign `c` (the config compiles them; tests add their
+    /// own).
+    pub fn add_past(&mut self, c: CampaignIdx, rule: past::PastRule) {
+        let idx = u16::try_from(self.past.len()).expect("fewer than 65536 behaviour rules");
+        let ev = usize::from(rule.event);
+        if self.past_by_event.len() <= ev {
+            self.past_by_event.resize(ev + 1, SmallVec::new());
+        }
+        self.past_by_event[ev].push(idx);
+        self.past.push(rule);
+        self.rules[usize::from(c)].past.push(idx);
+    }
+
+    /// The behaviour rules that count `event`.
+    pub fn past_of(&self, event: EventId) -> &[u16] {
+        self.past_by_event
+            .get(usize::from(event))
+            .map_or(&[], |v| v.as_slice())
     }
 
     pub fn roles(&self, event: EventId) -> &[(CampaignIdx, Role)] {

@@ -160,8 +160,33 @@ pub const CANONICAL_PROPS: [&str; 12] = [
     "sms_unsubscribed",
 ];
 
+/// Distinct property names, and distinct event names, a schema holds at most: ids are 16 bits,
+/// and the id after the last property name is where a shard's custom properties begin.
+pub const MAX_NAMES: u16 = u16::MAX;
+
 /// Pseudo-property names derived from identifiers.
 pub const HAS_EMAIL: &str = "has_email";
+
+/// Gender in one vocabulary whatever the format wrote: `M`, `male`, `Male`, `man` → `male`;
+/// `F`, `female`, `woman` → `female`; `O`, `other` → `other`; any other value trimmed and
+/// lowercased. Applied to profile values and to conditions on `gender` alike.
+pub fn canonical_gender(s: &str) -> CompactString {
+    let t = s.trim();
+    let is = |words: &[&str]| words.iter().any(|w| t.eq_ignore_ascii_case(w));
+    if is(&["m", "male", "man"]) {
+        "male".into()
+    } else if is(&["f", "female", "woman"]) {
+        "female".into()
+    } else if is(&["o", "other"]) {
+        "other".into()
+    } else {
+        t.to_lowercase().into()
+    }
+}
+
+/// Reachability flags a user who never set them has as `false` (CleverTap's default: a
+/// user is subscribed until they opt out).
+pub const UNSUBSCRIBED: [&str; 2] = ["email_unsubscribed", "sms_unsubscribed"];
 pub const HAS_PHONE: &str = "has_phone";
 
 impl Schema {
@@ -169,31 +194,39 @@ impl Schema {
     /// profile properties per user.
     pub fn keep_profile(&mut self, max_custom: u8) {
         for name in CANONICAL_PROPS {
-            self.intern_prop(name);
+            // Called on a schema with room for them (the config interns them first).
+            self.intern_prop(name)
+                .expect("room for the canonical properties");
         }
         self.wants_email = true;
         self.wants_phone = true;
         self.max_custom_props = max_custom;
     }
 
-    pub fn intern_prop(&mut self, name: &str) -> PropId {
+    /// The id of property `name`, interned if new; `None` once [`MAX_NAMES`] are interned.
+    pub fn intern_prop(&mut self, name: &str) -> Option<PropId> {
         if let Some(&id) = self.prop_ids.get(name) {
-            return id;
+            return Some(id);
         }
-        let id = PropId::try_from(self.props.len()).expect("more than 65535 property names");
+        let id = PropId::try_from(self.props.len())
+            .ok()
+            .filter(|&id| id < MAX_NAMES)?;
         self.props.push(name.to_owned());
         self.prop_ids.insert(name.to_owned(), id);
-        id
+        Some(id)
     }
 
-    pub fn intern_event(&mut self, name: &str) -> EventId {
+    /// The id of event `name`, interned if new; `None` once [`MAX_NAMES`] are interned.
+    pub fn intern_event(&mut self, name: &str) -> Option<EventId> {
         if let Some(&id) = self.event_ids.get(name) {
-            return id;
+            return Some(id);
         }
-        let id = EventId::try_from(self.events.len()).expect("more than 65535 event names");
+        let id = EventId::try_from(self.events.len())
+            .ok()
+            .filter(|&id| id < MAX_NAMES)?;
         self.events.push(name.to_owned());
         self.event_ids.insert(name.to_owned(), id);
-        id
+        Some(id)
     }
 
     pub fn prop(&self, name: &str) -> Option<PropId> {

@@ -81,6 +81,10 @@ pub struct GenerateArgs {
     /// 0 = plain JSON lines; N > 0 = `kcat -C -J` envelopes over N partitions
     #[arg(long, default_value_t = 0)]
     pub partitions: u32,
+    /// days the events span (users come back across days, for behaviour rules over days);
+    /// 0 = about 3 days × sqrt(events / 1M)
+    #[arg(long, default_value_t = 0)]
+    pub days: u32,
 }
 
 /// Record format of the generated lines (DESIGN.md §2).
@@ -136,6 +140,7 @@ pub fn generate(args: &GenerateArgs, out: &mut impl Write) -> io::Result<Generat
         users,
         args.events,
         first_session,
+        args.days,
     );
     let mut reorder = Reorder::new(stream(args.seed, 3), args.disorder_ms);
     for _ in 0..args.events {

@@ -192,6 +192,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out.display()
                 );
             }
+            if let Some(failure) = report.sink_failure {
+                return Err(failure.into());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => {
@@ -205,12 +208,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         c.campaigns.len()
                     );
                     for c in &c.campaigns {
-                        let kind = match &c.trigger.inaction {
-                            Some(i) => format!(
-                                "{:?} not followed by {:?} within {}",
-                                c.trigger.event, i.event, i.within
-                            ),
-                            None => format!("on {:?}", c.trigger.event),
+                        let kind = match (&c.trigger, &c.schedule) {
+                            (Some(t), _) => match &t.inaction {
+                                Some(i) => format!(
+                                    "{:?} not followed by {:?} within {}",
+                                    t.event, i.event, i.within
+                                ),
+                                None => format!("on {:?}", t.event),
+                            },
+                            (None, Some(s)) => {
+                                let end = (c.end < i64::MAX).then_some(c.end);
+                                let runs: Vec<i64> = s.runs(c.start, end).take(3).collect();
+                                let first = runs
+                                    .first()
+                                    .and_then(|t| jiff::Timestamp::from_millisecond(*t).ok())
+                                    .map_or("none".into(), |t| t.to_string());
+                                format!(
+                                    "past behaviour ({} rule(s)), first run {first}",
+                                    c.who.past.len()
+                                )
+                            }
+                            (None, None) => String::new(),
                         };
                         println!("  {}: {kind}", c.id);
                     }

@@ -59,6 +59,8 @@ pub struct Output {
     pub conversions: Vec<Conversion>,
     /// Custom profile properties dropped over `engine.max_custom_props`.
     pub custom_props_dropped: u64,
+    /// Scheduled runs executed, as `(campaign, run time)` (every shard executes each run).
+    pub runs: Vec<(CampaignIdx, EventTime)>,
 }
 
 /// The outcome of a decision. Declaration order is the sort order of `decisions.jsonl` ties.

@@ -14,11 +14,11 @@
 //!   dead-letter path.
 //!
 //! Partitioning and co-partitioning: without `--keep-partitions` (and for plain lines always),
-//! librdkafka's default partitioner (`consistent_random`: CRC32 of the key) picks the partition.
-//! Events and profiles are co-partitioned — a user's records land on the same partition number in
-//! both topics — when both topics have the same partition count and both are produced by this
-//! command (or any client using the same partitioner). Java clients hash with murmur2; pass
-//! `-X partitioner=murmur2_random` to match topics they produce.
+//! the partition is picked as Kafka's Java producer does (`partitioner=murmur2_random`:
+//! murmur2 of the key, random without one; librdkafka's own default is CRC32). Events and
+//! profiles are co-partitioned — a user's records land on the same partition number in both
+//! topics — when both topics have the same partition count and their producers hash alike
+//! (this command, Java clients, Kafka Streams); `-X partitioner=...` overrides it.
 //!
 //! Delivery: one idempotent producer (`enable.idempotence=true`, so `acks=all` and no reordering
 //! or duplicates on retry; tansu 0.6 grants producer ids), `linger.ms=5`. Lines are sent in file

@@ -20,8 +20,10 @@ pub use crate::model::{Action, AudienceOp};
 pub enum SinkError {
     #[error("sink not available: {0}")]
     Unavailable(String),
-    #[error("TikTok refused {0} user(s) for good; they are listed in {1}")]
-    Failed(u64, String),
+    /// Some users could not be delivered (refused for good, or retried for `tiktok.retry_for`);
+    /// the rest was, as `report` says.
+    #[error("TikTok refused {} user(s) for good; they are listed in {path}", .report.failed)]
+    Failed { report: SinkReport, path: String },
     #[error(transparent)]
     Audience(#[from] audiences::AudienceError),
     #[error(transparent)]

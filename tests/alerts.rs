@@ -1,4 +1,4 @@
-//! The alert rules: `promtool check rules` and `promtool test rules` (deploy/alerts_test.yml has
+//! The alert rules (deploy/base): `promtool check rules` and `promtool test rules` (alerts_test.yml has
 //! cases for every alert, the first failure of a new series and the fully stalled sink among
 //! them), every alert has a test, and the PrometheusRule copy equals the rules file.
 

@@ -84,12 +84,60 @@ identifiers = ["email"]
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
         "4 configuration problem(s)",
-        "engine: invalid duration",
+        "engine.allowed_lateness: invalid duration",
         "campaign one: who.control_group",
         "campaign one: what.identifiers",
         "campaign two: ad_account",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// A campaign block with trigger `a`, inaction `b`, goal `g` (events) and `conditions`.
+fn campaign_toml(id: &str, a: &str, b: &str, g: &str, conditions: &str) -> String {
+    format!(
+        "[[campaign]]\nid = {id:?}\nname = \"n\"\nad_account = \"1\"\n\
+         start = \"2026-01-01T00:00:00Z\"\n[campaign.trigger]\nevent = {a:?}\n\
+         where = [{conditions}]\n[campaign.trigger.inaction]\nevent = {b:?}\nwithin = \"1h\"\n\
+         [campaign.what]\naudience = {{ existing = \"5\" }}\nidentifiers = [\"email\"]\n\
+         [campaign.goal]\nevent = {g:?}\nwithin = \"1d\"\n"
+    )
+}
+
+/// Property and event names are 16-bit ids: past 65,535 of either, `check-config` reports a
+/// problem and exits 1 (it panicked, exit 101).
+#[test]
+fn check_config_reports_too_many_names_as_a_problem_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let props: Vec<String> = (0..65_536)
+        .map(|i| format!("{{ prop = \"p{i}\", op = \"exists\" }}"))
+        .collect();
+    let many_props = campaign_toml("props", "A", "B", "G", &props.join(", "));
+    let many_events: String = (0..21_846)
+        .map(|i| {
+            let e = |k: &str| format!("{k}{i}");
+            campaign_toml(&format!("c{i}"), &e("a"), &e("b"), &e("g"), "")
+        })
+        .collect();
+    for (name, text, want) in [
+        (
+            "props.toml",
+            many_props,
+            "campaign props: trigger.where[65523].prop: more than 65535 distinct property names",
+        ),
+        (
+            "events.toml",
+            many_events,
+            "campaign c21845: trigger.event: more than 65535 distinct event names",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = remarket(&["check-config", "--config", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("1 configuration problem(s)"), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
     }
 }
 

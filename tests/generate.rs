@@ -19,6 +19,7 @@ fn args(format: Format, users: u64, events: u64, seed: u64) -> GenerateArgs {
         malformed_pct: 0.0,
         disorder_ms: 2000,
         partitions: 0,
+        days: 0,
     }
 }
 
@@ -495,4 +496,34 @@ fn bad_arguments_are_rejected() {
     let (out, stats) = run(&args(Format::Native, 0, 0, 1));
     assert!(out.is_empty());
     assert_eq!(stats, GenerateStats::default());
+}
+
+/// `--days 30`: the events span 30 days and users come back across them (behaviour rules
+/// over days have something to count).
+#[test]
+fn days_spreads_the_events_and_users_return_across_days() {
+    let mut a = args(Format::Native, 200, 20_000, 3);
+    a.days = 30;
+    let (out, _) = run(&a);
+    let mut days_of: HashMap<String, HashSet<i64>> = HashMap::new();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for line in lines(&out) {
+        let v: Value = serde_json::from_slice(line).unwrap();
+        if v.get("event").is_none() {
+            continue;
+        }
+        let ts = v["ts"].as_i64().unwrap();
+        lo = lo.min(ts);
+        hi = hi.max(ts);
+        let user = v["user_id"].as_str().unwrap().to_owned();
+        days_of.entry(user).or_default().insert(ts / 86_400_000);
+    }
+    let span = (hi - lo) as f64 / 86_400_000.0;
+    assert!((27.0..=31.0).contains(&span), "{span} days");
+    let returning = days_of.values().filter(|d| d.len() >= 5).count();
+    assert!(
+        returning * 2 > days_of.len(),
+        "{returning} of {} users on 5+ days",
+        days_of.len()
+    );
 }

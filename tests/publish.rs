@@ -26,6 +26,7 @@ fn recording(dir: &Path, format: Format, partitions: u32, malformed_pct: f64) ->
         malformed_pct,
         disorder_ms: 2000,
         partitions,
+        days: 0,
     };
     let mut out = Vec::new();
     generate(&args, &mut out).unwrap();

@@ -123,6 +123,11 @@ fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: 
         2,
         "both target caps bind: {capped:?}"
     );
+    let past = &report.summary.campaigns["viewed-not-bought"];
+    assert!(
+        past.exported > 0 && past.runs == Some(3),
+        "the past-behaviour campaign runs and exports: {past:?}"
+    );
     let want: Vec<Members> = held(&sim.sim).into_values().collect();
     let total = want.iter().map(|m| m.len()).sum();
     // Two capped campaigns hold CAP users each (an email and a phone id apiece, mostly).
@@ -152,8 +157,19 @@ fn config_text(url: &str, token_file: &Path, brokers: &str, max_batch: u32) -> S
         .replace("target_cap = 10000", &format!("target_cap = {CAP}"))
         .replace("target_cap = 300", &format!("target_cap = {CAP}"));
     let text = text.replace("idle_timeout = \"30s\"", "idle_timeout = \"1s\"");
+    // A past-behaviour campaign too (its runs inside the recording's span, which the final
+    // markers pass in both runtimes), into the existing audience so the audience count stays.
+    let past = format!(
+        "\n[[campaign]]\nid = \"viewed-not-bought\"\nname = \"Viewed, no purchase\"\n\
+         ad_account = \"{ADV_A}\"\nstart = \"2026-11-01T00:00:00Z\"\n\
+         [campaign.schedule]\n\
+         at = [\"2026-11-02T01:00:00Z\", \"2026-11-02T02:30:00Z\", \"2026-11-02T04:00:00Z\"]\n\
+         [campaign.who]\npast = [{{ did = \"Product Viewed\", in_last = \"1d\" }}, \
+         {{ did_not = \"Charged\", in_last = \"1d\" }}]\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n"
+    );
     format!(
-        "{text}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+        "{text}{past}\n[kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
          profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
          \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
          \"batch.num.messages\" = \"1\"\n{}\
@@ -382,6 +398,16 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                 c.committed_offsets(tpl, Duration::from_secs(5))
             );
         }
+        // Every log of the test (the kills' too) stays for a post-mortem.
+        if let Ok(dir) = std::fs::read_dir(s.dir.path()) {
+            for e in dir.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "log") {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    let _ = std::fs::copy(&path, format!("/tmp/run-kafka-all-{name}"));
+                }
+            }
+        }
         for name in ["first", "last", name] {
             let log = std::fs::read_to_string(s.dir.path().join(format!("{name}.log")))
                 .unwrap_or_default();
@@ -424,6 +450,19 @@ fn finish_and_check(s: &Setup, sim: &Sim, config: &Path, name: &str) {
                             if text.contains(&user) {
                                 eprintln!("  {topic}/{p}@{off}: {text}");
                             }
+                        }
+                    }
+                    // The user's state snapshots and every checkpoint record, in log order.
+                    let bare = user.trim_matches('"');
+                    for (key, payload, p, off, ts) in
+                        kafka::consume_all(s.cluster.bootstrap(), "remarket.changelog")
+                    {
+                        let key =
+                            String::from_utf8_lossy(key.as_deref().unwrap_or(&[])).into_owned();
+                        if key.contains(bare) || !key.starts_with('u') {
+                            let text = String::from_utf8_lossy(payload.as_deref().unwrap_or(&[]));
+                            let text: String = text.chars().take(300).collect();
+                            eprintln!("  changelog/{p}@{off} ts={ts:?} key={key:?}: {text}");
                         }
                     }
                 }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -246,7 +247,10 @@ fn permanent_refusals_keep_the_users() {
     let rec = recording(dir.path(), 400, 3_000, 4);
     let out = dir.path().join("out");
     let (result, sink) = replay(&config, &rec, &out);
-    let err = result.expect_err("refused users make the replay fail");
+    let report = result.expect("the replay writes its outputs");
+    let err = report.sink_failure.expect("refused users are reported");
+    assert!(out.join("summary.json").exists() && out.join("decisions.jsonl").exists());
+    assert_eq!(report.sink.failed, err_count(&err));
     let failed = std::fs::read_to_string(out.join("sink-failed.jsonl")).unwrap();
     let n = failed.lines().count() as u64;
     assert!(n > 0);
@@ -407,6 +411,7 @@ fn a_tiktok_outage_pushes_back_on_the_producer() {
             client,
             Arc::new(RateLimiter::new(100.0)),
             vec![Target {
+                campaign: "c".into(),
                 advertiser: ADV_A.into(),
                 audience_id: EXISTING.into(),
                 email: true,
@@ -515,5 +520,166 @@ fn a_forgotten_audience_is_recreated_by_replay_and_explained_to_run() {
         fresh.sim.audiences().len(),
         1,
         "nothing created: only the existing audience"
+    );
+}
+
+/// Households of three share one email and one phone, and converters are removed: an id
+/// stays while one member holds it, and TikTok's final state is the same whatever the batch
+/// size, and under faults — the ids of the current members.
+#[test]
+fn shared_identifiers_stay_while_one_member_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording_shared(dir.path(), 1200, 9_000, 17, 3);
+    let mut finals = Vec::new();
+    for (max_batch, faults) in [
+        (10_000, None),
+        (20, None),
+        (1, None),
+        (
+            20,
+            Some("rate@mapping:50002=0.2,rate@mapping:http504=0.1,seed:5"),
+        ),
+    ] {
+        let sim = Sim::start(TOKEN, |a| a.faults = faults.map(str::to_owned));
+        let run = dir
+            .path()
+            .join(format!("run-{max_batch}-{}", faults.is_some()));
+        std::fs::create_dir_all(&run).unwrap();
+        let config = setup(&run, &sim, 1000, max_batch);
+        let out = run.join("out");
+        let (result, _sink) = replay(&config, &rec, &out);
+        let report = result.expect("replay");
+        assert_eq!(report.sink.failed, 0);
+        let want = expected(&out, &audiences_of(&out));
+        // Some removed user shared an id with a member who stays: the case under test.
+        let text = std::fs::read_to_string(out.join("decisions.jsonl")).unwrap();
+        let removed_ids: BTreeSet<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|d| d["outcome"] == "removed")
+            .flat_map(|d| {
+                d["ids"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let kept: usize = want
+            .values()
+            .flatten()
+            .filter(|(_, id)| removed_ids.contains(id))
+            .count();
+        assert!(kept > 0, "no removed user shared an id with a member");
+        assert_eq!(
+            held(&sim.sim),
+            want,
+            "max_batch {max_batch}, faults {faults:?}"
+        );
+        finals.push(held(&sim.sim).into_values().collect::<Vec<_>>());
+    }
+    assert!(finals.windows(2).all(|w| w[0] == w[1]));
+}
+
+fn err_count(e: &SinkError) -> u64 {
+    match e {
+        SinkError::Failed { report, .. } => report.failed,
+        other => panic!("{other}"),
+    }
+}
+
+/// TikTok answers every mapping with a server error: `replay --sink tiktok` retries each batch
+/// for `tiktok.retry_for`, then reports its users as failed — it ends, writes every output
+/// and its table, and exits 1.
+#[test]
+fn retries_end_at_retry_for_and_the_replay_still_reports() {
+    let sim = Sim::start(TOKEN, |a| a.faults = Some("rate@mapping:50002=1".into()));
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path(), &sim, 50, 10_000);
+    let config = dir.path().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[tiktok]\n", "[tiktok]\nretry_for = \"2s\"\n"),
+    )
+    .unwrap();
+    let rec = recording(dir.path(), 300, 2_000, 6);
+    let out = dir.path().join("out");
+    let done = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args(["replay", "--quiet", "--sink", "tiktok", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .arg(&rec)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("user(s) for good"), "{stderr}");
+    assert!(out.join("summary.json").exists(), "the summary is written");
+    let failed = std::fs::read_to_string(out.join("sink-failed.jsonl")).unwrap();
+    let exported = std::fs::read_to_string(out.join("decisions.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"exported\""))
+        .count();
+    assert!(exported > 0);
+    // Every exported user's add failed (no delete: removals wait for their adds, and fail too).
+    let adds = failed.lines().filter(|l| l.contains("\"add\"")).count();
+    assert_eq!(adds, exported, "{failed}");
+    for line in failed.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["code"], -1);
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("last answer: server"),
+            "{line}"
+        );
+    }
+    assert!(held(&sim.sim).is_empty());
+}
+
+/// TikTok allows 5 requests a second while `tiktok.qps` is 10: the sink halves its rate on
+/// throttle answers and climbs back in quiet windows, so few requests are throttled (before
+/// adaptive rates, 456 of 824 were), the server never sees more than `qps` in a second, and
+/// the audience is exact.
+#[test]
+fn throttles_slow_the_sink_down() {
+    let sim = Sim::start(TOKEN, |a| a.qps = Some(5.0));
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 10, 8);
+    let rec = recording(dir.path(), 1000, 8_000, 12);
+    let out = dir.path().join("out");
+    let (result, sink) = replay(&config, &rec, &out);
+    let report = result.expect("replay");
+    assert_eq!(report.sink.failed, 0);
+    assert_eq!(held(&sim.sim), expected(&out, &audiences_of(&out)));
+    let mappings: Vec<_> = sim
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("segment/mapping/"))
+        .collect();
+    let throttled = mappings
+        .iter()
+        .filter(|r| matches!(r.code, Some(40100 | 40133)))
+        .count();
+    eprintln!(
+        "{throttled} of {} mapping requests throttled",
+        mappings.len()
+    );
+    assert!(mappings.len() > 60, "{}", mappings.len());
+    assert!(
+        throttled * 5 < mappings.len(),
+        "{throttled} of {} throttled",
+        mappings.len()
+    );
+    assert!(max_requests_per_second(&sim.sim) <= 10);
+    assert!(
+        requests(&sink, Endpoint::Mapping, Outcome::Throttled) > 0,
+        "the server did throttle"
     );
 }

@@ -49,6 +49,25 @@ impl Op {
             _ => return None,
         })
     }
+
+    /// The operator as the config writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Between => "between",
+            Op::In => "in",
+            Op::NotIn => "not_in",
+            Op::Contains => "contains",
+            Op::StartsWith => "starts_with",
+            Op::Exists => "exists",
+            Op::NotExists => "not_exists",
+        }
+    }
 }
 
 /// A comparable constant from the config.

@@ -30,6 +30,8 @@ pub struct Shard {
     slots: Vec<Option<Record>>,
     free: Vec<u32>,
     timers: Vec<VecDeque<(EventTime, u32)>>,
+    /// Per campaign, its next scheduled run (`None`: not scheduled, or no more runs).
+    runs: Vec<Option<EventTime>>,
     watermark: EventTime,
     inaction_now: InactionNow,
     strings: Interner,
@@ -45,6 +47,11 @@ pub struct Shard {
 impl Shard {
     pub fn new(rules: std::sync::Arc<Rules>) -> Shard {
         let n = rules.rules.len();
+        let runs = rules
+            .rules
+            .iter()
+            .map(|r| r.next_run(EventTime::MIN))
+            .collect();
         Shard {
             rules,
             index: HashTable::new(),
@@ -53,6 +60,7 @@ impl Shard {
             slots: Vec::new(),
             free: Vec::new(),
             timers: vec![VecDeque::new(); n],
+            runs,
             watermark: EventTime::MIN,
             inaction_now: InactionNow::default(),
             strings: Interner::default(),
@@ -88,11 +96,19 @@ impl Shard {
         self.buffer.push(Reverse((ts, seq, slot)));
     }
 
-    /// Moves the watermark to `wm`: applies due records and fires due timers in order.
+    /// Moves the watermark to `wm`: applies due records, fires due timers and executes due
+    /// scheduled runs in order (at one instant: records, then timers, then runs).
     pub fn advance(&mut self, wm: EventTime) {
         loop {
             let rec_ts = self.buffer.peek().map(|b| b.0 .0).filter(|&t| t <= wm);
             let timer = self.next_timer().filter(|&(d, _)| d <= wm);
+            let run = self.next_run().filter(|&(r, _)| r <= wm);
+            if let Some((r, c)) = run {
+                if rec_ts.is_none_or(|t| r < t) && timer.is_none_or(|(d, _)| r < d) {
+                    self.execute_run(c, r);
+                    continue;
+                }
+            }
             match (rec_ts, timer) {
                 (Some(t), Some((d, c))) if d < t => self.fire(c),
                 (Some(_), _) => {
@@ -110,6 +126,26 @@ impl Shard {
 
     pub fn watermark(&self) -> EventTime {
         self.watermark
+    }
+
+    fn next_run(&self) -> Option<(EventTime, CampaignIdx)> {
+        self.runs
+            .iter()
+            .enumerate()
+            .filter_map(|(c, r)| r.map(|r| (r, c as CampaignIdx)))
+            .min()
+    }
+
+    /// A scheduled run of campaign `c` at `r`: every user the shard knows is evaluated.
+    fn execute_run(&mut self, c: CampaignIdx, r: EventTime) {
+        let rule = &self.rules.rules[usize::from(c)];
+        for user in &self.users {
+            if let Some(q) = user.evaluate(&self.rules, &self.strings, c, r) {
+                self.out.qualifications.push(q);
+            }
+        }
+        self.out.runs.push((c, r));
+        self.runs[usize::from(c)] = rule.next_run(r);
     }
 
     fn next_timer(&self) -> Option<(EventTime, CampaignIdx)> {
@@ -179,6 +215,11 @@ impl Shard {
     /// Whether a record for an unknown user needs state: a profile patch, or a trigger event.
     fn creates_state(rules: &Rules, rec: &Record) -> bool {
         rec.profile.as_ref().is_some_and(|p| !p.is_empty())
+            || rec
+                .event
+                .as_ref()
+                .and_then(|e| e.id)
+                .is_some_and(|id| !rules.past_of(id).is_empty())
             || rec.event.as_ref().and_then(|e| e.id).is_some_and(|id| {
                 rules
                     .roles(id)
@@ -356,6 +397,13 @@ impl Shard {
             self.timers[usize::from(c)].push_back((d, slot));
         }
         self.watermark = watermark;
+        // Runs at or before the restored watermark were executed before the snapshot.
+        self.runs = self
+            .rules
+            .rules
+            .iter()
+            .map(|r| r.next_run(watermark))
+            .collect();
         placed
     }
 

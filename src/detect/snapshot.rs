@@ -29,6 +29,8 @@ pub enum SnapCampaign {
     Open(Vec<EventTime>),
     Qualified(EventTime),
     Done,
+    /// Open windows with their `inaction.match` keys (only when some key is not 0).
+    OpenKeyed(Vec<(EventTime, u64)>),
 }
 
 /// One user's detect state.
@@ -43,12 +45,36 @@ pub struct UserSnapshot {
     pub phone_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub campaigns: Vec<(String, SnapCampaign)>,
+    /// Behaviour rules' day buckets, by rule key (`campaign#n`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past: Vec<(String, Vec<SnapBucket>)>,
+}
+
+/// One day's figures of a behaviour rule: `(day, count, numbers, sum, min, max)`.
+pub type SnapBucket = (i32, u32, u32, f64, f64, f64);
+
+pub(crate) fn bucket_to_snap(b: &super::past::Bucket) -> SnapBucket {
+    (b.day, b.count, b.numbers, b.sum, b.min, b.max)
+}
+
+pub(crate) fn bucket_from_snap(s: &SnapBucket) -> super::past::Bucket {
+    super::past::Bucket {
+        day: s.0,
+        count: s.1,
+        numbers: s.2,
+        sum: s.3,
+        min: s.4,
+        max: s.5,
+    }
 }
 
 impl SnapCampaign {
     pub(crate) fn from_state(s: &CampState) -> SnapCampaign {
         match s {
-            CampState::Open(w) => SnapCampaign::Open(w.to_vec()),
+            CampState::Open(w) if w.iter().all(|x| x.1 == 0) => {
+                SnapCampaign::Open(w.iter().map(|x| x.0).collect())
+            }
+            CampState::Open(w) => SnapCampaign::OpenKeyed(w.to_vec()),
             CampState::Qualified { at } => SnapCampaign::Qualified(*at),
             CampState::Done => SnapCampaign::Done,
         }
@@ -56,7 +82,8 @@ impl SnapCampaign {
 
     pub(crate) fn to_state(&self) -> CampState {
         match self {
-            SnapCampaign::Open(w) => CampState::Open(w.iter().copied().collect()),
+            SnapCampaign::Open(w) => CampState::Open(w.iter().map(|&t| (t, 0)).collect()),
+            SnapCampaign::OpenKeyed(w) => CampState::Open(w.iter().copied().collect()),
             SnapCampaign::Qualified(at) => CampState::Qualified { at: *at },
             SnapCampaign::Done => CampState::Done,
         }
@@ -70,8 +97,10 @@ impl SnapCampaign {
 // is not repeated. Values written as JSON by earlier versions (they start with `{`) still
 // decode, so a changelog survives an upgrade.
 
-/// First byte of a binary snapshot (JSON starts with `{`).
+/// First byte of a binary snapshot (JSON starts with `{`). V2 adds behaviour rules' buckets
+/// after the campaigns; V1 values (no buckets) still decode.
 const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Wire<'a> {
@@ -81,14 +110,36 @@ pub(crate) struct Wire<'a> {
     pub phone: Option<[u8; 32]>,
     #[serde(borrow)]
     pub campaigns: Vec<(&'a str, SnapCampaign)>,
+    #[serde(borrow)]
+    pub past: Vec<(&'a str, Vec<SnapBucket>)>,
+}
+
+/// V1's layout: [`Wire`] without `past`.
+#[derive(Deserialize)]
+struct WireV1<'a> {
+    #[serde(borrow)]
+    profile: Vec<(&'a str, WireValue<'a>)>,
+    email: Option<[u8; 32]>,
+    phone: Option<[u8; 32]>,
+    #[serde(borrow)]
+    campaigns: Vec<(&'a str, SnapCampaign)>,
 }
 
 /// The binary form of a changelog value, borrowed from it; `None` when it is not binary.
 pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotError> {
+    let err = |e: postcard::Error| SnapshotError(e.to_string());
     match value.first() {
-        Some(&FORMAT_V1) => postcard::from_bytes(&value[1..])
-            .map(Some)
-            .map_err(|e| SnapshotError(e.to_string())),
+        Some(&FORMAT_V2) => postcard::from_bytes(&value[1..]).map(Some).map_err(err),
+        Some(&FORMAT_V1) => {
+            let v1: WireV1 = postcard::from_bytes(&value[1..]).map_err(err)?;
+            Ok(Some(Wire {
+                profile: v1.profile,
+                email: v1.email,
+                phone: v1.phone,
+                campaigns: v1.campaigns,
+                past: Vec::new(),
+            }))
+        }
         _ => Ok(None),
     }
 }
@@ -104,20 +155,23 @@ pub(crate) enum WireValue<'a> {
 /// `Wire` borrowed from live state, for encoding a user without building a [`UserSnapshot`]
 /// first: the same bytes (`P` yields `(&str, WireValue)`, `C` yields `(&str, CampRef)`).
 #[derive(Serialize)]
-#[serde(bound(serialize = "Seq<P>: Serialize, Seq<C>: Serialize"))]
-pub(crate) struct WireRef<'a, P, C> {
+#[serde(bound(serialize = "Seq<P>: Serialize, Seq<C>: Serialize, Seq<B>: Serialize"))]
+pub(crate) struct WireRef<'a, P, C, B> {
     pub profile: Seq<P>,
     pub email: Option<&'a [u8; 32]>,
     pub phone: Option<&'a [u8; 32]>,
     pub campaigns: Seq<C>,
+    pub past: Seq<B>,
 }
 
 /// [`SnapCampaign`] borrowed (same variants, same order, so the same bytes).
 #[derive(Serialize)]
-pub(crate) enum CampRef<'a> {
-    Open(&'a [EventTime]),
+#[serde(bound(serialize = "Seq<T>: Serialize, Seq<K>: Serialize"))]
+pub(crate) enum CampRef<T, K> {
+    Open(Seq<T>),
     Qualified(EventTime),
     Done,
+    OpenKeyed(Seq<K>),
 }
 
 /// A sequence serialised straight from an iterator (its length known up front).
@@ -133,14 +187,15 @@ where
     }
 }
 
-impl<P, C> WireRef<'_, P, C>
+impl<P, C, B> WireRef<'_, P, C, B>
 where
     Seq<P>: Serialize,
     Seq<C>: Serialize,
+    Seq<B>: Serialize,
 {
     /// Appends the changelog encoding, as [`UserSnapshot::encode`] writes it, to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_V1);
+        out.push(FORMAT_V2);
         let buf = std::mem::take(out);
         *out = postcard::to_extend(self, buf).expect("a snapshot always serialises");
     }
@@ -181,8 +236,13 @@ impl UserSnapshot {
                 .iter()
                 .map(|(id, c)| (id.as_str(), c.clone()))
                 .collect(),
+            past: self
+                .past
+                .iter()
+                .map(|(k, b)| (k.as_str(), b.clone()))
+                .collect(),
         };
-        out.push(FORMAT_V1);
+        out.push(FORMAT_V2);
         let body = postcard::to_allocvec(&wire).expect("a snapshot always serialises");
         out.extend_from_slice(&body);
     }
@@ -191,7 +251,7 @@ impl UserSnapshot {
     /// earlier versions) for the user `user`.
     pub fn decode(user: &str, value: &[u8]) -> Result<UserSnapshot, SnapshotError> {
         match value.first() {
-            Some(&FORMAT_V1) => {
+            Some(&FORMAT_V1 | &FORMAT_V2) => {
                 let wire = decode_wire(value)?.expect("a binary value");
                 Ok(UserSnapshot {
                     user: user.to_owned(),
@@ -214,6 +274,11 @@ impl UserSnapshot {
                         .campaigns
                         .into_iter()
                         .map(|(id, c)| (id.to_owned(), c))
+                        .collect(),
+                    past: wire
+                        .past
+                        .into_iter()
+                        .map(|(k, b)| (k.to_owned(), b))
                         .collect(),
                 })
             }
@@ -252,7 +317,34 @@ mod tests {
                 ("viewed".into(), SnapCampaign::Qualified(-5)),
                 ("gone".into(), SnapCampaign::Done),
             ],
+            past: vec![("cart#0".into(), vec![(20_000, 3, 2, 12.5, 2.5, 10.0)])],
         }
+    }
+
+    /// A value written before behaviour rules existed decodes, with no buckets.
+    #[test]
+    fn version_1_values_still_decode() {
+        let mut snap = sample();
+        snap.past.clear();
+        let v1 = WireV1Ser {
+            profile: vec![("plan", WireValue::Str("gold"))],
+            email: None,
+            phone: None,
+            campaigns: vec![("gone", SnapCampaign::Done)],
+        };
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend(postcard::to_allocvec(&v1).unwrap());
+        let got = UserSnapshot::decode("u-1", &bytes).unwrap();
+        assert_eq!(got.campaigns, [("gone".to_owned(), SnapCampaign::Done)]);
+        assert!(got.past.is_empty());
+    }
+
+    #[derive(Serialize)]
+    struct WireV1Ser<'a> {
+        profile: Vec<(&'a str, WireValue<'a>)>,
+        email: Option<[u8; 32]>,
+        phone: Option<[u8; 32]>,
+        campaigns: Vec<(&'a str, SnapCampaign)>,
     }
 
     #[test]

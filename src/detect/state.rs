@@ -147,8 +147,9 @@ impl Prop {
 /// A campaign's progress for one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CampState {
-    /// Trigger times of windows still open (for a live trigger, until they fire at `tA`).
-    Open(SmallVec<[EventTime; 2]>),
+    /// Windows still open (for a live trigger, until they fire at `tA`): their trigger time
+    /// and `inaction.match` key (0 without `match`).
+    Open(SmallVec<[(EventTime, u64); 2]>),
     /// Qualified at `at`; waiting for a goal event until `at + goal.within`.
     Qualified { at: EventTime },
     /// Qualified, nothing more to track.
@@ -170,28 +171,71 @@ pub struct UserState {
     /// Hashed identifiers; boxed because many users never have any.
     ids: Option<Box<Ids>>,
     camps: Vec<CampEntry>,
+    /// Day buckets per behaviour rule (index into [`Rules::past`]); boxed, as most users of a
+    /// live-only config have none.
+    past: Option<Box<PastState>>,
 }
+
+/// A user's buckets per behaviour rule (index into [`Rules::past`]); behind one thin pointer
+/// in [`UserState`].
+#[derive(Debug, Clone, PartialEq, Default)]
+struct PastState(Vec<(u16, super::past::Buckets)>);
 
 /// Inaction events applied at the current event time, so that a trigger at the *same* time
 /// that arrives after its inaction event is still closed (`tA <= tB` is inclusive).
 #[derive(Debug, Default)]
 pub struct InactionNow {
     ts: EventTime,
-    seen: Vec<(UserId, CampaignIdx)>,
+    /// `(user, match key, campaign)` of the inaction events at `ts`.
+    seen: Vec<(UserId, u64, CampaignIdx)>,
 }
 
 impl InactionNow {
-    fn note(&mut self, ts: EventTime, user: &UserId, campaign: CampaignIdx) {
+    fn note(&mut self, ts: EventTime, user: &UserId, key: u64, campaign: CampaignIdx) {
         if ts != self.ts {
             self.ts = ts;
             self.seen.clear();
         }
-        self.seen.push((user.clone(), campaign));
+        self.seen.push((user.clone(), key, campaign));
     }
 
-    fn closed(&self, ts: EventTime, user: &UserId, campaign: CampaignIdx) -> bool {
-        ts == self.ts && self.seen.iter().any(|(u, c)| *c == campaign && u == user)
+    fn closed(&self, ts: EventTime, user: &UserId, key: u64, campaign: CampaignIdx) -> bool {
+        ts == self.ts
+            && self
+                .seen
+                .iter()
+                .any(|(u, k, c)| *c == campaign && *k == key && u == user)
     }
+}
+
+/// The `inaction.match` key of an event: a hash of its values of the `match` properties
+/// (0 without `match`). JSON-equal values hash alike; a missing property is its own value, so
+/// missing on both sides matches and missing on one side does not.
+fn match_key(props_to_match: &[PropId], props: &crate::event::Props) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if props_to_match.is_empty() {
+        return 0;
+    }
+    let mut h = rustc_hash::FxHasher::default();
+    for &p in props_to_match {
+        match event_prop(props, p) {
+            None => 0u8.hash(&mut h),
+            Some(ValueRef::Bool(b)) => (1u8, b).hash(&mut h),
+            Some(ValueRef::Num(n)) => (2u8, (n + 0.0).to_bits()).hash(&mut h),
+            Some(ValueRef::Str(s)) => (3u8, s).hash(&mut h),
+            Some(ValueRef::Other) => 4u8.hash(&mut h),
+        }
+    }
+    // 0 stays "no match": a real key that hashes to 0 becomes 1.
+    h.finish().max(1)
+}
+
+/// An event property (projected), as conditions read it.
+fn event_prop(props: &crate::event::Props, p: PropId) -> Option<ValueRef<'_>> {
+    props
+        .iter()
+        .find(|(k, _)| *k == p)
+        .and_then(|(_, v)| v.as_ref())
 }
 
 /// What a transition may touch besides the user's own state.
@@ -211,12 +255,60 @@ impl UserState {
             profile: Box::default(),
             ids: None,
             camps: Vec::new(),
+            past: None,
         }
     }
 
     /// No profile, no identifiers, no campaign progress: the state can be dropped.
     pub fn is_empty(&self) -> bool {
-        self.profile.is_empty() && self.ids.is_none() && self.camps.is_empty()
+        self.profile.is_empty()
+            && self.ids.is_none()
+            && self.camps.is_empty()
+            && self.past.is_none()
+    }
+
+    /// Behaviour rule `r`'s buckets, if the user has any.
+    pub fn buckets(&self, r: u16) -> Option<&super::past::Buckets> {
+        self.past
+            .as_deref()?
+            .0
+            .iter()
+            .find(|(i, _)| *i == r)
+            .map(|(_, b)| b)
+    }
+
+    /// Whether every behaviour rule of `rule` holds at `at`.
+    pub fn past_holds(&self, rules: &Rules, rule: &super::Rule, at: EventTime) -> bool {
+        rule.past
+            .iter()
+            .all(|&r| rules.past[usize::from(r)].holds(self.buckets(r), at))
+    }
+
+    /// Counts an event into the behaviour rules that look at it.
+    fn record_past(
+        &mut self,
+        rules: &Rules,
+        event: crate::event::EventId,
+        props: &crate::event::Props,
+        ts: EventTime,
+    ) {
+        for &r in rules.past_of(event) {
+            let rule = &rules.past[usize::from(r)];
+            let lookup = |p: PropId| event_prop(props, p);
+            if !rule.matches(lookup) {
+                continue;
+            }
+            let value = rule.value(lookup);
+            let past = &mut self.past.get_or_insert_with(Default::default).0;
+            let i = match past.iter().position(|(i, _)| *i == r) {
+                Some(i) => i,
+                None => {
+                    past.push((r, Default::default()));
+                    past.len() - 1
+                }
+            };
+            rule.record(&mut past[i].1, ts, value);
+        }
     }
 
     pub fn ids(&self) -> Ids {
@@ -236,10 +328,15 @@ impl UserState {
         if Some(id) == rules.has_phone {
             return Some(ValueRef::Bool(self.ids().phone.is_some()));
         }
-        self.profile
+        let value = self
+            .profile
             .iter()
             .find(|p| p.id == id)
-            .map(|p| p.get(strings))
+            .map(|p| p.get(strings));
+        if value.is_none() && rules.unsubscribed.contains(&Some(id)) {
+            return Some(ValueRef::Bool(false));
+        }
+        value
     }
 
     /// The state of a campaign, if the user has any.
@@ -267,14 +364,26 @@ impl UserState {
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
         let ts = rec.ts;
+        self.record_past(cx.rules, event_id, &ev.props, ts);
         for &(c, role) in cx.rules.roles(event_id) {
             let rule = &cx.rules.rules[usize::from(c)];
             match role {
                 Role::Inaction => {
-                    cx.inaction_now.note(ts, &self.id, c);
+                    let props = &ev.props;
+                    let lookup = |p: PropId| event_prop(props, p);
+                    if !all_hold(&rule.inaction_conditions, lookup) {
+                        continue;
+                    }
+                    cx.inaction_now
+                        .note(ts, &self.id, match_key(&rule.inaction_match, props), c);
                     if let Some(e) = self.entry(c) {
                         if let CampState::Open(w) = &mut e.state {
-                            w.clear();
+                            if rule.inaction_match.is_empty() {
+                                w.clear();
+                            } else {
+                                let key = match_key(&rule.inaction_match, props);
+                                w.retain(|x| x.1 != key);
+                            }
                         }
                     }
                     self.camps
@@ -285,16 +394,12 @@ impl UserState {
                         continue;
                     }
                     let props = &ev.props;
-                    let lookup = |p: PropId| {
-                        props
-                            .iter()
-                            .find(|(k, _)| *k == p)
-                            .and_then(|(_, v)| v.as_ref())
-                    };
+                    let lookup = |p: PropId| event_prop(props, p);
                     if !all_hold(&rule.trigger_conditions, lookup) {
                         continue;
                     }
-                    if rule.within > 0 && cx.inaction_now.closed(ts, &self.id, c) {
+                    let key = match_key(&rule.inaction_match, props);
+                    if rule.within > 0 && cx.inaction_now.closed(ts, &self.id, key, c) {
                         continue;
                     }
                     let entry = match self.camps.iter().position(|e| e.campaign == c) {
@@ -309,8 +414,8 @@ impl UserState {
                         }
                     };
                     if let CampState::Open(w) = &mut entry.state {
-                        if w.last() != Some(&ts) {
-                            w.push(ts);
+                        if !w.iter().rev().take_while(|x| x.0 == ts).any(|x| x.1 == key) {
+                            w.push((ts, key));
                             cx.timers.push((c, ts.saturating_add(rule.within)));
                         }
                     }
@@ -405,6 +510,30 @@ impl UserState {
         dropped
     }
 
+    /// A scheduled run of campaign `c` at `at`: the user qualifies when the Who filter and
+    /// every behaviour rule hold (slots of removed users, which are empty, never do).
+    pub fn evaluate(
+        &self,
+        rules: &Rules,
+        strings: &Interner,
+        c: CampaignIdx,
+        at: EventTime,
+    ) -> Option<Qualification> {
+        if self.is_empty() {
+            return None;
+        }
+        let rule = &rules.rules[usize::from(c)];
+        let holds = all_hold(&rule.who, |p| self.prop(rules, strings, p))
+            && self.past_holds(rules, rule, at);
+        holds.then(|| Qualification {
+            campaign: c,
+            user: self.id.clone(),
+            at,
+            trigger_ts: at,
+            ids: self.ids().chosen(rule.identifiers),
+        })
+    }
+
     /// Fires the timer of campaign `c` at `deadline` (the watermark passed it, and every record
     /// with `ts <= deadline` was applied).
     pub fn fire(&mut self, c: CampaignIdx, deadline: EventTime, cx: &mut Ctx) {
@@ -416,12 +545,15 @@ impl UserState {
             return;
         };
         let t_a = deadline.saturating_sub(rule.within);
-        if w.first() != Some(&t_a) {
+        // The oldest window opened at `tA` (a matched inaction may have closed others first).
+        let Some(at) = w.iter().position(|x| x.0 == t_a) else {
             return; // stale: the window was closed by an inaction event
-        }
-        w.remove(0);
+        };
+        w.remove(at);
         let (rules, strings) = (cx.rules, &*cx.strings);
-        if !all_hold(&rule.who, |p| self.prop(rules, strings, p)) {
+        if !all_hold(&rule.who, |p| self.prop(rules, strings, p))
+            || !self.past_holds(rules, rule, deadline)
+        {
             if matches!(&self.camps[i].state, CampState::Open(w) if w.is_empty()) {
                 self.camps.swap_remove(i);
             }
@@ -472,6 +604,15 @@ impl UserState {
                     (id, SnapCampaign::from_state(&e.state))
                 })
                 .collect(),
+            past: self
+                .past
+                .iter()
+                .flat_map(|p| p.0.iter())
+                .map(|(r, b)| {
+                    let key = rules.past[usize::from(*r)].key.clone();
+                    (key, b.iter().map(super::snapshot::bucket_to_snap).collect())
+                })
+                .collect(),
         }
     }
 
@@ -495,12 +636,25 @@ impl UserState {
             phone: ids.and_then(|i| i.phone.as_ref()),
             campaigns: Seq(self.camps.iter().map(|e| {
                 let c = match &e.state {
-                    CampState::Open(w) => CampRef::Open(w),
+                    CampState::Open(w) if w.iter().all(|x| x.1 == 0) => {
+                        CampRef::Open(Seq(w.iter().map(|x| x.0)))
+                    }
+                    CampState::Open(w) => CampRef::OpenKeyed(Seq(w.iter().copied())),
                     CampState::Qualified { at } => CampRef::Qualified(*at),
                     CampState::Done => CampRef::Done,
                 };
                 (rules.campaign_ids[usize::from(e.campaign)].as_str(), c)
             })),
+            past: Seq(self
+                .past
+                .as_deref()
+                .map_or(&[][..], |v| v.0.as_slice())
+                .iter()
+                .map(|(r, b)| {
+                    let key = rules.past[usize::from(*r)].key.as_str();
+                    let buckets = Seq(b.iter().map(super::snapshot::bucket_to_snap));
+                    (key, buckets)
+                })),
         }
         .encode(out);
     }
@@ -535,7 +689,8 @@ impl UserState {
             .campaigns
             .iter()
             .map(|(id, c)| (id.as_str(), c.to_state()));
-        Self::build(&snap.user, profile, ids, campaigns, rules, strings)
+        let past = snap.past.iter().map(|(k, b)| (k.as_str(), b.as_slice()));
+        Self::build(&snap.user, profile, ids, campaigns, past, rules, strings)
     }
 
     /// [`UserState::restore`] of [`UserSnapshot::decode`]`(user, value)`, without building the
@@ -565,7 +720,10 @@ impl UserState {
             phone: wire.phone,
         };
         let campaigns = wire.campaigns.iter().map(|(id, c)| (*id, c.to_state()));
-        Ok(Self::build(user, profile, ids, campaigns, rules, strings))
+        let past = wire.past.iter().map(|(k, b)| (*k, b.as_slice()));
+        Ok(Self::build(
+            user, profile, ids, campaigns, past, rules, strings,
+        ))
     }
 
     fn build<'a>(
@@ -573,6 +731,7 @@ impl UserState {
         profile: impl Iterator<Item = (&'a str, Value)>,
         ids: Ids,
         campaigns: impl Iterator<Item = (&'a str, CampState)>,
+        past: impl Iterator<Item = (&'a str, &'a [super::snapshot::SnapBucket])>,
         rules: &Rules,
         strings: &mut Interner,
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
@@ -604,13 +763,22 @@ impl UserState {
             let idx = idx as CampaignIdx;
             if let CampState::Open(w) = &state {
                 let within = rules.rules[usize::from(idx)].within;
-                timers.extend(w.iter().map(|t| (idx, t.saturating_add(within))));
+                timers.extend(w.iter().map(|t| (idx, t.0.saturating_add(within))));
             }
             u.camps.push(CampEntry {
                 campaign: idx,
                 state,
             });
         }
+        // Buckets of rules that no longer exist are dropped.
+        let buckets: Vec<(u16, super::past::Buckets)> = past
+            .filter_map(|(key, b)| {
+                let r = rules.past.iter().position(|p| p.key == key)?;
+                let b = b.iter().map(super::snapshot::bucket_from_snap).collect();
+                Some((r as u16, b))
+            })
+            .collect();
+        u.past = (!buckets.is_empty()).then(|| Box::new(PastState(buckets)));
         (u, timers)
     }
 }

@@ -478,7 +478,7 @@ enum Target {
     Phone(Option<u16>),
     /// CleverTap opt-in flag: stored negated as the `…_unsubscribed` property.
     OptIn(u16),
-    /// CleverTap gender letter, mapped to `male`/`female`/`other`.
+    /// Gender, in its canonical vocabulary ([`crate::event::canonical_gender`]).
     Gender(u16),
     Address,
     /// A custom profile property no campaign reads: kept by name.
@@ -529,7 +529,7 @@ fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
         {
             prop.map_or(Target::Skip, Target::OptIn)
         }
-        "gender" if keys == Keys::Clevertap => prop.map_or(Target::Skip, Target::Gender),
+        "gender" => prop.map_or(Target::Skip, Target::Gender),
         _ => prop.map_or(Target::Skip, Target::Prop),
     }
 }
@@ -625,12 +625,7 @@ impl<'de> Visitor<'de> for PropsSeed<'_> {
                 Target::Gender(id) => {
                     let v = match profile_value(&mut map, keys)? {
                         None => continue,
-                        Some(Value::Str(s)) => Value::Str(match s.as_str() {
-                            "M" | "m" => "male".into(),
-                            "F" | "f" => "female".into(),
-                            "O" | "o" => "other".into(),
-                            _ => s,
-                        }),
+                        Some(Value::Str(s)) => Value::Str(crate::event::canonical_gender(&s)),
                         Some(other) => other,
                     };
                     set(&mut self.out.props, id, v);
@@ -708,26 +703,26 @@ impl<'de> Visitor<'de> for OpSeed {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a property value or a CleverTap operation")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<Op, E> {
-        Ok(Op::Set(Value::Bool(v)))
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Op, E> {
+        ValueSeed.visit_bool(v).map(Op::Set)
     }
-    fn visit_i64<E>(self, v: i64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v as f64)))
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Op, E> {
+        ValueSeed.visit_i64(v).map(Op::Set)
     }
-    fn visit_u64<E>(self, v: u64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v as f64)))
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Op, E> {
+        ValueSeed.visit_u64(v).map(Op::Set)
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Op, E> {
-        Ok(Op::Set(Value::Num(v)))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Op, E> {
+        ValueSeed.visit_f64(v).map(Op::Set)
     }
-    fn visit_str<E>(self, v: &str) -> Result<Op, E> {
-        Ok(Op::Set(Value::Str(v.into())))
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Op, E> {
+        ValueSeed.visit_str(v).map(Op::Set)
     }
-    fn visit_unit<E>(self) -> Result<Op, E> {
-        Ok(Op::Set(Value::Null))
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Op, E> {
+        ValueSeed.visit_unit().map(Op::Set)
     }
-    fn visit_none<E>(self) -> Result<Op, E> {
-        Ok(Op::Set(Value::Null))
+    fn visit_none<E: serde::de::Error>(self) -> Result<Op, E> {
+        ValueSeed.visit_none().map(Op::Set)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Op, A::Error> {
         ValueSeed.visit_seq(seq).map(Op::Set)

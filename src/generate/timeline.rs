@@ -85,8 +85,18 @@ pub(super) struct Timeline {
 }
 
 impl Timeline {
-    pub(super) fn new(mut rng: Rng, catalog: Catalog, users: u32, events: u64, first: u64) -> Self {
-        let span = 3.0 * DAY as f64 * (events as f64 / 1e6).sqrt();
+    pub(super) fn new(
+        mut rng: Rng,
+        catalog: Catalog,
+        users: u32,
+        events: u64,
+        first: u64,
+        days: u32,
+    ) -> Self {
+        let span = match days {
+            0 => 3.0 * DAY as f64 * (events as f64 / 1e6).sqrt(),
+            d => f64::from(d) * DAY as f64,
+        };
         let sessions = (events as f64 / EVENTS_PER_SESSION).max(1.0);
         let start_gap_mean = span / sessions;
         // A user comes back after about the time it takes to cycle through all users, kept

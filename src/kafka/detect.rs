@@ -102,6 +102,13 @@ struct Input {
     consumed: i64,
     /// Records below this offset were seen before the last restart.
     replay_until: i64,
+    /// Whether every record below `replay_until` was received again since the restore.
+    /// Until then the records between the group's committed offset and `replay_until` are
+    /// not in `buffered` yet, so no offset may be committed for this input: committing
+    /// `consumed` then would skip the ones a checkpoint had buffered (a trigger lost for
+    /// good when the process died before they were re-read — the crash test's missing
+    /// qualification).
+    caught_up: bool,
     last_seen: Instant,
     /// Pushed into the shard, in offset order: `(offset, ts)`. The front is the earliest
     /// record not applied yet once the applied ones (`ts <= W`) are popped off it; those
@@ -569,6 +576,7 @@ impl State {
                     topic,
                     consumed,
                     replay_until: consumed,
+                    caught_up: consumed == 0,
                     last_seen: now,
                     buffered: Default::default(),
                 }
@@ -604,7 +612,7 @@ impl State {
             return;
         };
         let inp = &mut task.inputs[i];
-        inp.consumed = inp.consumed.max(offset + 1);
+        inp.received(offset);
         inp.last_seen = self.now;
         let seen_before = offset < inp.replay_until;
         let decoder = Decoder::new(self.config.source.format, &self.config.schema);
@@ -789,8 +797,7 @@ impl State {
             };
             marks.push((p, serde_json::to_vec(&mark).expect("serialisable")));
             for inp in &task.inputs {
-                let commit = inp.buffered.front().map_or(inp.consumed, |&(o, _)| o);
-                if commit > 0 {
+                if let Some(commit) = inp.commit_offset() {
                     offsets.push((inp.topic.clone(), p, commit));
                 }
             }
@@ -893,6 +900,26 @@ fn merge_offsets(offsets: Offsets) -> Offsets {
     merged.into_iter().map(|((t, p), o)| (t, p, o)).collect()
 }
 
+impl Input {
+    /// Notes that the record at `offset` was received.
+    fn received(&mut self, offset: i64) {
+        self.consumed = self.consumed.max(offset + 1);
+        if offset + 1 >= self.replay_until {
+            self.caught_up = true;
+        }
+    }
+
+    /// The offset to commit: the earliest record not applied yet, else the next to read;
+    /// `None` before anything was consumed or while a restore's re-read is not through.
+    fn commit_offset(&self) -> Option<i64> {
+        if !self.caught_up {
+            return None;
+        }
+        let commit = self.buffered.front().map_or(self.consumed, |&(o, _)| o);
+        (commit > 0).then_some(commit)
+    }
+}
+
 impl Task {
     fn wm_max(&self, i: usize) -> Option<EventTime> {
         self.wm.max_of(i)
@@ -966,6 +993,50 @@ mod tests {
     use super::*;
     use crate::config::duration::HumanDuration;
     use crate::config::KafkaSettings;
+
+    /// Restored from a checkpoint that had consumed up to offset 10 with records from 6 on
+    /// still buffered: until the re-read reaches offset 9 nothing is committed (committing 10
+    /// would lose 6..=9 if the process died before re-reading them).
+    #[test]
+    fn nothing_is_committed_before_a_restore_has_re_read_what_it_had_buffered() {
+        let mut inp = Input {
+            topic: "in".into(),
+            consumed: 10,
+            replay_until: 10,
+            caught_up: false,
+            last_seen: Instant::now(),
+            buffered: Default::default(),
+        };
+        assert_eq!(inp.commit_offset(), None, "right after the restore");
+        inp.received(6);
+        inp.buffered.push_back((6, 1_000));
+        inp.received(7);
+        assert_eq!(inp.commit_offset(), None, "offsets 8 and 9 not re-read yet");
+        inp.received(9);
+        assert_eq!(
+            inp.commit_offset(),
+            Some(6),
+            "the earliest record not applied"
+        );
+        inp.buffered.pop_front();
+        assert_eq!(inp.commit_offset(), Some(10));
+        inp.received(12);
+        assert_eq!(inp.commit_offset(), Some(13));
+
+        let fresh = Input {
+            topic: "in".into(),
+            consumed: 0,
+            replay_until: 0,
+            caught_up: true,
+            last_seen: Instant::now(),
+            buffered: Default::default(),
+        };
+        assert_eq!(
+            fresh.commit_offset(),
+            None,
+            "nothing consumed, nothing to commit"
+        );
+    }
 
     /// A crash between a checkpoint's snapshots and its checkpoint record: on restore, the
     /// snapshots written after the last checkpoint record are set aside (their records are

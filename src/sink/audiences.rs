@@ -35,6 +35,8 @@ pub fn tiktok_name(name: &str) -> String {
 /// Where one campaign's users go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// The campaign's id (for messages).
+    pub campaign: String,
     pub advertiser: String,
     pub audience_id: String,
     pub email: bool,
@@ -62,11 +64,14 @@ pub enum AudienceError {
         code: i64,
         message: String,
     },
-    #[error("campaign {campaign}: TikTok did not answer {what} after {attempts} attempts")]
+    #[error(
+        "campaign {campaign}: TikTok did not answer {what} after {attempts} attempts; last: {last}"
+    )]
     Unavailable {
         campaign: String,
         what: &'static str,
         attempts: u32,
+        last: String,
     },
     #[error("campaign {campaign}: audience {audience}, remembered in {store}, no longer exists at TikTok (deleted there, or a simulator restarted without its state); remove the campaign's entry from {store} to create a new audience — members already exported are not re-sent by `run`, so prefer a fresh consumer group or a replay")]
     Forgotten {
@@ -239,6 +244,7 @@ const SETUP_ATTEMPTS: u32 = 12;
 /// Calls TikTok with rate limiting and retries; `Err` on a permanent answer or when retries
 /// run out.
 async fn call<F, Fut>(
+    client: &Client,
     limiter: &RateLimiter,
     metrics: &SinkMetrics,
     endpoint: Endpoint,
@@ -253,8 +259,15 @@ where
     let backoff = Backoff::default();
     let mut rng = fastrand::Rng::new();
     for attempt in 0..SETUP_ATTEMPTS {
-        limiter.acquire().await;
-        match f().await {
+        let slot = limiter.acquire().await;
+        let answer = f().await;
+        drop(slot);
+        match &answer {
+            RetryAction::Retry(RetryReason::Throttled) => limiter.throttled(),
+            RetryAction::Retry(_) => {}
+            _ => limiter.succeeded(),
+        }
+        match answer {
             RetryAction::Ok(data) => {
                 metrics.request(endpoint, Outcome::Ok);
                 return Ok(data);
@@ -287,6 +300,7 @@ where
         campaign: campaign.to_owned(),
         what,
         attempts: SETUP_ATTEMPTS,
+        last: client.last_retry().unwrap_or_else(|| "no answer".into()),
     })
 }
 
@@ -323,9 +337,15 @@ async fn verify(
         audience: audience.to_owned(),
         advertiser: advertiser.to_owned(),
     };
-    let data = match call(limiter, metrics, Endpoint::Get, campaign, "get", || {
-        client.get_audience(advertiser, audience)
-    })
+    let data = match call(
+        client,
+        limiter,
+        metrics,
+        Endpoint::Get,
+        campaign,
+        "get",
+        || client.get_audience(advertiser, audience),
+    )
     .await
     {
         Ok(d) => d,
@@ -363,9 +383,15 @@ async fn find_by_name(
     let mut found = None;
     let mut page = 1u32;
     loop {
-        let data = call(limiter, metrics, Endpoint::List, campaign, "list", || {
-            client.list_audiences(advertiser, page)
-        })
+        let data = call(
+            client,
+            limiter,
+            metrics,
+            Endpoint::List,
+            campaign,
+            "list",
+            || client.list_audiences(advertiser, page),
+        )
         .await?;
         let empty = Vec::new();
         let list = data.get("list").and_then(Value::as_array).unwrap_or(&empty);
@@ -473,6 +499,7 @@ pub async fn resolve(
                                     audience_id
                                 } else {
                                     let data = call(
+                                        client,
                                         limiter,
                                         metrics,
                                         Endpoint::Audience,
@@ -513,6 +540,7 @@ pub async fn resolve(
             }
         };
         targets.push(Target {
+            campaign: c.id.clone(),
             advertiser: advertiser.to_owned(),
             audience_id,
             email: c.what.identifiers.email,

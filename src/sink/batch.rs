@@ -95,6 +95,11 @@ impl<K: Hash + Eq + Clone + Ord, T> Batcher<K, T> {
         self.open.values().map(|o| o.since + self.linger).min()
     }
 
+    /// Closes the open batch of `key`, if there is one.
+    pub fn flush_key(&mut self, key: &K) -> Option<Batch<K, T>> {
+        self.close(key)
+    }
+
     /// Closes every open batch, oldest first.
     pub fn flush_all(&mut self) -> Vec<Batch<K, T>> {
         let mut keys: Vec<(Instant, K)> = self

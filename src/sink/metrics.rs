@@ -106,6 +106,8 @@ pub struct SinkMetrics {
     pub batch_rows: Histogram,
     /// Seconds per request.
     pub request_seconds: Histogram,
+    /// The adaptive request rate in force (at most `tiktok.qps`; lowered on throttles).
+    pub rate_limit_qps: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for SinkMetrics {
@@ -125,6 +127,7 @@ impl SinkMetrics {
             request_seconds: Histogram::new([
                 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
+            rate_limit_qps: Gauge::default(),
         }
     }
 
@@ -161,6 +164,11 @@ impl SinkMetrics {
             "request_seconds",
             "Seconds per TikTok request",
             m.request_seconds.clone(),
+        );
+        r.register(
+            "rate_limit_qps",
+            "The adaptive TikTok request rate in force (at most tiktok.qps; halved on throttles)",
+            m.rate_limit_qps.clone(),
         );
         // Every known series exists from the start at 0, so that `increase()` sees the first
         // permanent failure (a series born at 1 has no increase).

@@ -39,7 +39,10 @@ impl ReplayTikTokSink {
             config,
             out_dir,
             token,
-            SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration()),
+            SinkSettings {
+                retry_for: Some(config.tiktok.retry_for.duration()),
+                ..SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration())
+            },
         )
     }
 
@@ -143,9 +146,9 @@ impl AudienceSink for ReplayTikTokSink {
             w.flush()
         };
         write().map_err(|e| SinkError::Unavailable(e.to_string()))?;
-        Err(SinkError::Failed(
-            outcome.failed.len() as u64,
-            self.failed_path.display().to_string(),
-        ))
+        Err(SinkError::Failed {
+            report: outcome.report,
+            path: self.failed_path.display().to_string(),
+        })
     }
 }

@@ -1,21 +1,25 @@
 //! The TikTok sink's dispatcher: audience ops in, mapping requests out.
 //!
 //! Stages, each its own type: [`Batcher`] (per campaign × action, `max_batch` users or
-//! `linger`) → ordering (a `delete` batch of a campaign waits until every `add` of that
-//! campaign that *arrived* before its last op was acknowledged, so a removal never overtakes
-//! the user's add, however the batches were cut) →
-//! concurrency cap (`max_in_flight` requests) → [`RateLimiter`] (`qps`) → request →
-//! [`classify`](super::retry::classify) → retry with backoff / split on 40011 / permanent.
+//! `linger`) → ordering (below) → concurrency cap (`max_in_flight` requests) →
+//! [`RateLimiter`] (`qps`) → request → [`classify`](super::retry::classify) → retry with
+//! backoff / split on 40011 / permanent.
 //!
 //! Memory is bounded: the input channel holds `max_batch` ops, at most `max_queued` closed
 //! batches wait for a request slot, and while they wait the dispatcher stops reading its input,
 //! so a TikTok outage pushes back on the producer instead of growing memory. Permanent
 //! failures are never dropped: the ops are kept and returned in [`SinkOutcome::failed`].
 //!
-//! Adds commute with adds and deletes with deletes, so those run concurrently. An add is not
-//! held back behind earlier deletes: once per user, a user is added before they are removed.
-//! (Two users sharing one hashed identifier, one of them removed, are the exception: the
-//! identifier's final state then depends on timing, as it would at TikTok anyway.)
+//! # Order
+//!
+//! An audience is a set of hashed ids, and the ops come from activate in the order it applied
+//! them (a delete only for ids no member holds any more). Adds commute with adds and deletes
+//! with deletes, so those run concurrently; an add and a delete *of one id* are applied in
+//! arrival order, whatever the batching: a batch waits until every earlier op of the other
+//! action that shares an id with one of its ops was answered. So that no two batches wait
+//! for each other, an op that shares an id with a pending op of the other action first
+//! closes the campaign's open batches: a batch then waits only for batches closed before it.
+//! TikTok's final state is a function of the ops alone.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,9 +34,10 @@ use super::audiences::{outcome_of, Target};
 use super::batch::{Batch, Batcher};
 use super::metrics::{self, Endpoint, Outcome, SinkMetrics};
 use super::ratelimit::RateLimiter;
-use super::retry::{Backoff, RetryAction};
+use super::retry::{Backoff, RetryAction, RetryReason};
 use super::tiktok::{Client, MapAction};
 use super::{Action, AudienceOp, SinkReport};
+use crate::identity::IdHash;
 use crate::model::{CampaignIdx, Ids};
 
 /// Tuning of the dispatcher.
@@ -44,6 +49,10 @@ pub struct SinkSettings {
     /// Closed batches waiting for a request slot before the input is no longer read.
     pub max_queued: usize,
     pub backoff: Backoff,
+    /// How long one batch is retried before its users are reported as failed (`replay`:
+    /// `tiktok.retry_for`); `None`: until it succeeds (`run`, where the input waits meanwhile
+    /// and nothing is lost).
+    pub retry_for: Option<Duration>,
 }
 
 impl SinkSettings {
@@ -54,6 +63,7 @@ impl SinkSettings {
             max_in_flight: 4,
             max_queued: 8,
             backoff: Backoff::default(),
+            retry_for: None,
         }
     }
 }
@@ -74,6 +84,38 @@ pub struct SinkOutcome {
 }
 
 type Key = (CampaignIdx, MapAction);
+/// One hashed id of one campaign's audience (`true` = email, `false` = phone).
+type IdKey = (CampaignIdx, bool, IdHash);
+
+/// Ops of one id not yet answered, by action.
+#[derive(Debug, Default)]
+struct PendingOps {
+    adds: BTreeSet<u64>,
+    deletes: BTreeSet<u64>,
+}
+
+impl PendingOps {
+    fn of(&mut self, action: MapAction) -> &mut BTreeSet<u64> {
+        match action {
+            MapAction::Add => &mut self.adds,
+            MapAction::Delete => &mut self.deletes,
+        }
+    }
+
+    fn other(&self, action: MapAction) -> &BTreeSet<u64> {
+        match action {
+            MapAction::Add => &self.deletes,
+            MapAction::Delete => &self.adds,
+        }
+    }
+}
+
+fn id_keys(campaign: CampaignIdx, ids: Ids) -> impl Iterator<Item = IdKey> {
+    ids.email
+        .map(|h| (campaign, true, h))
+        .into_iter()
+        .chain(ids.phone.map(|h| (campaign, false, h)))
+}
 /// An op, its arrival number, and the caller's token to acknowledge once TikTok accepted it.
 type Item = (u64, AudienceOp, Option<u64>);
 
@@ -83,10 +125,11 @@ struct Shared {
     targets: Vec<Target>,
     metrics: SinkMetrics,
     backoff: Backoff,
+    retry_for: Option<Duration>,
     inflight: Semaphore,
-    /// Per campaign: arrival numbers of adds not yet acknowledged (or refused).
-    pending_adds: Mutex<HashMap<CampaignIdx, BTreeSet<u64>>>,
-    adds_done: Notify,
+    /// Arrival numbers of the ops not yet answered, per campaign and hashed id.
+    pending: Mutex<HashMap<IdKey, PendingOps>>,
+    answered: Notify,
     requests: AtomicU64,
     retries: AtomicU64,
     adds: AtomicU64,
@@ -149,15 +192,17 @@ impl TikTokSink {
         acks: Option<mpsc::UnboundedSender<u64>>,
     ) -> TikTokSink {
         let (tx, rx) = mpsc::channel(settings.max_batch.max(1));
+        metrics.rate_limit_qps.set(limiter.rate());
         let shared = Arc::new(Shared {
             client,
             limiter,
             targets,
             metrics,
             backoff: settings.backoff.clone(),
+            retry_for: settings.retry_for,
             inflight: Semaphore::new(settings.max_in_flight.max(1)),
-            pending_adds: Mutex::new(HashMap::new()),
-            adds_done: Notify::new(),
+            pending: Mutex::new(HashMap::new()),
+            answered: Notify::new(),
             requests: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             adds: AtomicU64::new(0),
@@ -215,14 +260,22 @@ async fn dispatch(
                     shared.metrics.pending_users.inc();
                     let key = (op.campaign, map_action(op.action));
                     arrivals += 1;
-                    if key.1 == MapAction::Add {
-                        shared
-                            .pending_adds
-                            .lock()
-                            .expect("pending adds")
-                            .entry(op.campaign)
-                            .or_default()
-                            .insert(arrivals);
+                    let conflict = {
+                        let mut pending = shared.pending.lock().expect("pending ops");
+                        let mut conflict = false;
+                        for k in id_keys(op.campaign, op.ids) {
+                            let p = pending.entry(k).or_default();
+                            conflict |= !p.other(key.1).is_empty();
+                            p.of(key.1).insert(arrivals);
+                        }
+                        conflict
+                    };
+                    if conflict {
+                        for action in [MapAction::Add, MapAction::Delete] {
+                            if let Some(b) = batcher.flush_key(&(op.campaign, action)) {
+                                launch(b, &shared, &slots, &mut tasks).await;
+                            }
+                        }
                     }
                     if let Some(b) = batcher.push(key, (arrivals, op, token), Instant::now()) {
                         launch(b, &shared, &slots, &mut tasks).await;
@@ -285,38 +338,41 @@ async fn launch(
 
 async fn run_batch(shared: Arc<Shared>, batch: Batch<Key, Item>, _slot: OwnedSemaphorePermit) {
     let (campaign, action) = batch.key;
-    let last_arrival = batch.items.last().map_or(0, |(n, _, _)| *n);
-    if action == MapAction::Delete {
-        loop {
-            let notified = shared.adds_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let blocked = shared
-                .pending_adds
-                .lock()
-                .expect("pending adds")
-                .get(&campaign)
-                .is_some_and(|s| s.range(..last_arrival).next().is_some());
-            if !blocked {
-                break;
-            }
-            notified.await;
+    // Wait until every earlier op of the other action on one of these ids was answered.
+    loop {
+        let notified = shared.answered.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let blocked = {
+            let pending = shared.pending.lock().expect("pending ops");
+            batch.items.iter().any(|(n, op, _)| {
+                id_keys(campaign, op.ids).any(|k| {
+                    pending
+                        .get(&k)
+                        .is_some_and(|p| p.other(action).range(..*n).next().is_some())
+                })
+            })
+        };
+        if !blocked {
+            break;
         }
+        notified.await;
     }
     send_rows(&shared, campaign, action, &batch.items).await;
-    if action == MapAction::Add {
-        if let Some(s) = shared
-            .pending_adds
-            .lock()
-            .expect("pending adds")
-            .get_mut(&campaign)
-        {
-            for (n, _, _) in &batch.items {
-                s.remove(n);
+    {
+        let mut pending = shared.pending.lock().expect("pending ops");
+        for (n, op, _) in &batch.items {
+            for k in id_keys(campaign, op.ids) {
+                if let Some(p) = pending.get_mut(&k) {
+                    p.of(action).remove(n);
+                    if p.adds.is_empty() && p.deletes.is_empty() {
+                        pending.remove(&k);
+                    }
+                }
             }
         }
-        shared.adds_done.notify_waiters();
     }
+    shared.answered.notify_waiters();
 }
 
 /// Sends one batch until TikTok acknowledges it or refuses it for good; splits on 40011.
@@ -331,10 +387,12 @@ fn send_rows<'a>(
         let ids: Vec<Ids> = ops.iter().map(|(_, o, _)| o.ids).collect();
         let mut rng = fastrand::Rng::new();
         let mut attempt = 0u32;
+        let started = Instant::now();
         loop {
             let answer = {
                 let _permit = shared.inflight.acquire().await.expect("never closed");
-                shared.limiter.acquire().await;
+                // Held until the answer: see `RateLimiter`.
+                let _slot = shared.limiter.acquire().await;
                 let started = Instant::now();
                 let a = shared
                     .client
@@ -355,12 +413,18 @@ fn send_rows<'a>(
                 a
             };
             tracing::debug!(
-                campaign = %campaign,
+                campaign = %target.campaign,
                 action = action.as_str(),
                 users = ops.len(),
                 ok = matches!(answer, RetryAction::Ok(_)),
                 "mapping answer"
             );
+            match &answer {
+                RetryAction::Retry(RetryReason::Throttled) => shared.limiter.throttled(),
+                RetryAction::Retry(_) => {}
+                _ => shared.limiter.succeeded(),
+            }
+            shared.metrics.rate_limit_qps.set(shared.limiter.rate());
             match answer {
                 RetryAction::Ok(_) => {
                     shared.metrics.request(Endpoint::Mapping, Outcome::Ok);
@@ -389,17 +453,30 @@ fn send_rows<'a>(
                         .metrics
                         .request(Endpoint::Mapping, outcome_of(reason));
                     shared.retries.fetch_add(1, Ordering::Relaxed);
-                    if attempt == 3 || (attempt > 3 && attempt.is_multiple_of(10)) {
+                    let delay = shared.backoff.delay(attempt, reason, &mut rng);
+                    attempt = attempt.saturating_add(1);
+                    if let Some(limit) = shared.retry_for {
+                        if started.elapsed() + delay > limit {
+                            let message = format!(
+                                "retried for {} ({attempt} attempts, tiktok.retry_for); last answer: {}",
+                                humantime::format_duration(Duration::from_secs(
+                                    started.elapsed().as_secs()
+                                )),
+                                reason.as_str()
+                            );
+                            fail(shared, campaign, ops, RETRIES_EXHAUSTED, message);
+                            return;
+                        }
+                    }
+                    if attempt == 4 || (attempt > 4 && attempt % 10 == 1) {
                         tracing::warn!(
-                            campaign = %campaign,
+                            campaign = %target.campaign,
                             reason = reason.as_str(),
                             attempt,
                             users = ops.len(),
                             "TikTok mapping request still being retried"
                         );
                     }
-                    let delay = shared.backoff.delay(attempt, reason, &mut rng);
-                    attempt = attempt.saturating_add(1);
                     tokio::time::sleep(delay).await;
                 }
                 RetryAction::Split if ops.len() > 1 => {
@@ -428,6 +505,10 @@ fn send_rows<'a>(
     })
 }
 
+/// The `code` of users whose batch was retried for `retry_for` without success (not a
+/// TikTok code: TikTok's are positive).
+pub const RETRIES_EXHAUSTED: i64 = -1;
+
 fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message: String) {
     shared
         .metrics
@@ -435,7 +516,7 @@ fn fail(shared: &Shared, campaign: CampaignIdx, ops: &[Item], code: i64, message
     shared.metrics.failed_users.inc_by(ops.len() as u64);
     shared.metrics.pending_users.dec_by(ops.len() as i64);
     tracing::error!(
-        campaign = %campaign,
+        campaign = %shared.targets[usize::from(campaign)].campaign,
         code,
         users = ops.len(),
         "TikTok refused a mapping request for good; the users are kept as failed"

@@ -55,6 +55,8 @@ pub enum ClientError {
     TokenEnv(String),
     #[error("TikTok access token: cannot read {path}: {reason}")]
     TokenFile { path: PathBuf, reason: String },
+    #[error("TikTok access token from {0} is not a valid HTTP header value (a control character or a line break inside it?): a local configuration error, nothing was sent")]
+    TokenInvalid(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
 }
@@ -84,6 +86,21 @@ impl Token {
     }
 
     fn read(source: &TokenSource) -> Result<(Option<SystemTime>, Secret), ClientError> {
+        let (mtime, secret) = Self::read_raw(source)?;
+        // Checked here, so that a bad token is a configuration error at start (or a kept
+        // previous token on rotation), never an answer attributed to TikTok.
+        if reqwest::header::HeaderValue::from_str(secret.expose()).is_err() {
+            let from = match source {
+                TokenSource::Env(var) => format!("environment variable {var}"),
+                TokenSource::File(path) => path.display().to_string(),
+                TokenSource::None => "the configuration".into(),
+            };
+            return Err(ClientError::TokenInvalid(from));
+        }
+        Ok((mtime, secret))
+    }
+
+    fn read_raw(source: &TokenSource) -> Result<(Option<SystemTime>, Secret), ClientError> {
         match source {
             TokenSource::None => Err(ClientError::NoToken),
             TokenSource::Env(var) => match std::env::var(var) {
@@ -127,6 +144,21 @@ impl Token {
     }
 }
 
+/// An error and its sources, `: `-joined (reqwest's own text stops at "error sending request").
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// Mapping action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum MapAction {
@@ -149,6 +181,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Token,
+    last_retry: Mutex<Option<String>>,
 }
 
 impl Client {
@@ -162,7 +195,21 @@ impl Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
             token,
+            last_retry: Mutex::new(None),
         })
+    }
+
+    /// What the last retried answer was (a transport error's cause chain, or the answer's
+    /// class and HTTP status), for "did not answer after N attempts" messages.
+    pub fn last_retry(&self) -> Option<String> {
+        self.last_retry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn note(&self, what: String) {
+        *self.last_retry.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
     }
 
     fn url(&self, path: &str) -> String {
@@ -172,26 +219,43 @@ impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> RetryAction {
         let token = self.token.current();
         let Ok(mut value) = reqwest::header::HeaderValue::from_str(token.expose()) else {
+            // `Token` refuses such tokens when it reads them; only a `Token::fixed` gets here.
             return RetryAction::Permanent {
                 code: 0,
-                message: "the access token is not a valid header value".into(),
+                message: "the configured access token is not a valid HTTP header value (local \
+                          configuration error; nothing was sent)"
+                    .into(),
             };
         };
         // Marked sensitive, so no HTTP-layer debug output ever prints it.
         value.set_sensitive(true);
         let resp = req.header("Access-Token", value).send().await;
-        match resp {
+        // Transport errors keep their cause chain (connection refused, DNS, TLS, timeout): it
+        // names hosts and the request URL (advertiser and audience ids), never the token
+        // (a header) or user data (the body).
+        let action = match resp {
             Ok(r) => {
                 let status = r.status().as_u16();
                 match r.bytes().await {
-                    Ok(body) => super::retry::classify(status, &body),
-                    Err(_) => RetryAction::Retry(RetryReason::Transport),
+                    Ok(body) => {
+                        let action = super::retry::classify(status, &body);
+                        if let RetryAction::Retry(reason) = &action {
+                            self.note(format!("{} answer (HTTP {status})", reason.as_str()));
+                        }
+                        action
+                    }
+                    Err(e) => {
+                        self.note(format!("reading the answer: {}", causes(&e)));
+                        RetryAction::Retry(RetryReason::Transport)
+                    }
                 }
             }
-            // Timeouts, resets, refused connections. The error text is not kept: it is
-            // transport detail, never user data, but there is nothing to act on in it.
-            Err(_) => RetryAction::Retry(RetryReason::Transport),
-        }
+            Err(e) => {
+                self.note(causes(&e));
+                RetryAction::Retry(RetryReason::Transport)
+            }
+        };
+        action
     }
 
     /// `POST segment/audience/` create; `Ok(data)` carries `audience_id`.
@@ -290,6 +354,42 @@ pub fn mapping_body(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_that_is_no_header_value_is_a_local_configuration_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "canary-part-one\ncanary-part-two\n").unwrap();
+        let err = Token::load(&TokenSource::File(path.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid HTTP header value"), "{err}");
+        assert!(err.contains(&path.display().to_string()) && !err.contains("TikTok refused"));
+        assert!(!err.contains("canary"), "the token never appears: {err}");
+    }
+
+    /// A refused connection is retried, and its cause is kept for the final message.
+    #[tokio::test]
+    async fn transport_errors_keep_their_cause() {
+        // A port nobody listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = Client::new(
+            &format!("http://127.0.0.1:{port}"),
+            Token::fixed(Secret::new("t")),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(
+            client.get_audience("1", "2").await,
+            RetryAction::Retry(RetryReason::Transport)
+        );
+        let last = client.last_retry().unwrap();
+        assert!(last.to_lowercase().contains("connection refused"), "{last}");
+    }
 
     #[test]
     fn secret_debug_hides_the_value() {

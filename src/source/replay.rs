@@ -378,6 +378,7 @@ mod tests {
             malformed_pct: 2.0,
             disorder_ms: 3000,
             partitions: 3,
+            days: 0,
         };
         let mut data = Vec::new();
         generate(&args, &mut data).unwrap();

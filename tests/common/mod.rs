@@ -73,6 +73,12 @@ pub fn config_text(url: &str, token_file: &Path, qps: u32, max_batch: u32, linge
 /// A generated native recording whose users all have distinct emails and phones (so the
 /// expected membership is exact), written to `dir/recording.jsonl`.
 pub fn recording(dir: &Path, users: u64, events: u64, seed: u64) -> PathBuf {
+    recording_shared(dir, users, events, seed, 1)
+}
+
+/// As [`recording`], but users come in households of `household` that share one email and
+/// one phone (`u0`..`u{household-1}` the first, and so on).
+pub fn recording_shared(dir: &Path, users: u64, events: u64, seed: u64, household: u64) -> PathBuf {
     let args = GenerateArgs {
         users,
         events,
@@ -82,6 +88,7 @@ pub fn recording(dir: &Path, users: u64, events: u64, seed: u64) -> PathBuf {
         malformed_pct: 0.0,
         disorder_ms: 2000,
         partitions: 0,
+        days: 0,
     };
     let mut raw = Vec::new();
     generate(&args, &mut raw).unwrap();
@@ -89,7 +96,7 @@ pub fn recording(dir: &Path, users: u64, events: u64, seed: u64) -> PathBuf {
     for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let mut v: serde_json::Value = serde_json::from_slice(line).unwrap();
         if v["type"] == "profile" {
-            let user = v["user_id"].as_str().unwrap()[1..].parse::<u64>().unwrap();
+            let user = v["user_id"].as_str().unwrap()[1..].parse::<u64>().unwrap() / household;
             let props = v["props"].as_object_mut().unwrap();
             if props.get("email").is_some_and(|e| e.is_string()) {
                 props.insert("email".into(), format!("  User.{user}@Example.COM ").into());
@@ -113,30 +120,39 @@ pub fn recording(dir: &Path, users: u64, events: u64, seed: u64) -> PathBuf {
 /// `(id_type, id)` pairs.
 pub type Members = BTreeSet<(String, String)>;
 
-/// Expected members per audience id: the ids of `exported` decisions minus those of `removed`.
+/// Expected members per audience id: an audience is a set of hashed ids, so the ids of the
+/// users whose last decision is `exported` (an id another member still holds stays).
 pub fn expected(out: &Path, audience_of: &BTreeMap<String, String>) -> BTreeMap<String, Members> {
     let text = std::fs::read_to_string(out.join("decisions.jsonl")).unwrap();
-    let mut add: BTreeMap<String, Members> = BTreeMap::new();
-    let mut del: BTreeMap<String, Members> = BTreeMap::new();
+    let mut last: BTreeMap<(String, String), (bool, Members)> = BTreeMap::new();
     for line in text.lines() {
         let d: serde_json::Value = serde_json::from_str(line).unwrap();
-        let target = match d["outcome"].as_str().unwrap() {
-            "exported" => &mut add,
-            "removed" => &mut del,
+        let member = match d["outcome"].as_str().unwrap() {
+            "exported" => true,
+            "removed" => false,
             _ => continue,
         };
-        let audience = audience_of[d["campaign"].as_str().unwrap()].clone();
-        let set = target.entry(audience).or_default();
-        for (k, v) in d["ids"].as_object().unwrap() {
-            set.insert((k.clone(), v.as_str().unwrap().to_owned()));
+        let ids = d["ids"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let key = (
+            d["campaign"].as_str().unwrap().to_owned(),
+            d["user_id"].as_str().unwrap().to_owned(),
+        );
+        last.insert(key, (member, ids));
+    }
+    let mut want: BTreeMap<String, Members> = BTreeMap::new();
+    for ((campaign, _), (member, ids)) in last {
+        let set = want.entry(audience_of[&campaign].clone()).or_default();
+        if member {
+            set.extend(ids);
         }
     }
-    add.into_iter()
-        .map(|(aud, ids)| {
-            let gone = del.get(&aud).cloned().unwrap_or_default();
-            (aud, ids.difference(&gone).cloned().collect())
-        })
-        .collect()
+    want.retain(|_, m| !m.is_empty());
+    want
 }
 
 /// Campaign id → audience id, from the sample config and `out/audiences.json`.

@@ -62,7 +62,7 @@ pub fn run_promtool(
 }
 
 pub fn deploy_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base")
 }
 
 /// Every PromQL expression of the dashboard and the alert rules, named by where it is.

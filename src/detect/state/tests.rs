@@ -341,9 +341,10 @@ fn pending_counts_open_windows_without_decision() {
 }
 
 /// Layout budget: every tracked user has a `UserState`, every buffered record a `Record`.
+/// (80: 72 before behaviour rules' buckets, one thin pointer, `None` for live-only configs.)
 #[test]
 fn per_user_and_per_record_sizes_stay_within_budget() {
-    assert!(std::mem::size_of::<super::UserState>() <= 72);
+    assert!(std::mem::size_of::<super::UserState>() <= 80);
     assert!(std::mem::size_of::<Record>() <= 120);
     assert!(std::mem::size_of::<Value>() <= 24);
 }
@@ -428,5 +429,251 @@ fn clevertap_increments_apply_to_the_current_value_in_event_time_order() {
     assert_eq!(
         t.quals(10_000),
         vec![("a".into(), 4000), ("b".into(), 4000)]
+    );
+}
+
+/// "Unsubscribed email = No" matches users who never said either way (CleverTap's default:
+/// subscribed until they opt out); `gender = "Female"` matches every format's spelling.
+#[test]
+fn unset_unsubscribe_flags_are_false_and_gender_is_one_vocabulary() {
+    use crate::event::{decode::Decoder, Format};
+    let who = "[campaign.who]\nwhere = [\
+               { prop = \"email_unsubscribed\", op = \"=\", value = false }, \
+               { prop = \"gender\", op = \"=\", value = \"Female\" }]\n";
+    let mut t = T::new(&format!("{LIVE}{who}"));
+    let lines = [
+        // Never set the flag; each spells gender its own way.
+        (
+            Format::Native,
+            r#"{"user_id":"a","type":"profile","ts":1,"props":{"gender":"female"}}"#,
+        ),
+        (
+            Format::Native,
+            r#"{"user_id":"b","type":"profile","ts":1,"props":{"gender":" F "}}"#,
+        ),
+        (
+            Format::Segment,
+            r#"{"type":"identify","userId":"c","timestamp":"1970-01-01T00:00:00.001Z","traits":{"gender":"Female"}}"#,
+        ),
+        (
+            Format::Clevertap,
+            r#"{"type":"profile","identity":"d","ts":0,"profileData":{"Gender":"F"}}"#,
+        ),
+        // Opted out, or another gender: no.
+        (
+            Format::Native,
+            r#"{"user_id":"e","type":"profile","ts":1,"props":{"gender":"female","email_unsubscribed":true}}"#,
+        ),
+        (
+            Format::Native,
+            r#"{"user_id":"f","type":"profile","ts":1,"props":{"gender":"M"}}"#,
+        ),
+    ];
+    let recs: Vec<Record> = lines
+        .iter()
+        .map(|(f, l)| {
+            Decoder::new(*f, &t.cfg.schema)
+                .decode(l.as_bytes())
+                .unwrap()
+        })
+        .collect();
+    for r in recs {
+        t.push(r);
+    }
+    for u in ["a", "b", "c", "d", "e", "f"] {
+        t.ev(u, 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    }
+    let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, ["a", "b", "c", "d"]);
+}
+
+/// A live campaign filtered on past behaviour ("added to cart, and viewed a product at least
+/// twice in the last 7 days"): the rule is evaluated at `at` on what the user did before, and
+/// the buckets survive a snapshot round trip.
+#[test]
+fn live_campaigns_filter_on_past_behaviour_at_at() {
+    use crate::campaign::condition::{Condition, Op, Operand, Scalar};
+    use crate::detect::past::{Agg, PastRule, Range};
+    const DAY: i64 = 86_400_000;
+    let extra = "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+                 [campaign.who]\nwhere = [{ prop = \"x\", op = \"not_exists\" }]\n\
+                 [campaign.goal]\nevent = \"Product Viewed\"\nwithin = \"1ms\"\n";
+    let cfg = config(extra);
+    let mut rules = Rules::compile(&cfg.campaigns, &cfg.schema);
+    let viewed = cfg.schema.event("Product Viewed").unwrap();
+    rules.add_past(
+        0,
+        PastRule {
+            key: "c#0".into(),
+            negated: false,
+            event: viewed,
+            conditions: Vec::new(),
+            agg: Some((
+                Agg::Count,
+                None,
+                Condition {
+                    prop: 0,
+                    op: Op::Ge,
+                    operand: Operand::One(Scalar::Num(2.0)),
+                },
+            )),
+            range: Range::Last(7),
+            tz: jiff::tz::TimeZone::UTC,
+        },
+    );
+    let rules = Arc::new(rules);
+    let mut t = T {
+        shard: Shard::new(rules.clone()),
+        cfg,
+        seq: 0,
+    };
+    // Before the campaign's end (1970-01-02); the earlier days are before the epoch.
+    let t0 = DAY / 2;
+    t.profile("a", 0, &[("email", s("a@x.io"))])
+        .profile("b", 0, &[("email", s("b@x.io"))])
+        .profile("c", 0, &[("email", s("c@x.io"))]);
+    // a: two views in the week; b: one; c: two, but one 8 days back.
+    t.ev("a", t0 - 3 * DAY, "Product Viewed", &[])
+        .ev("a", t0 - DAY, "Product Viewed", &[])
+        .ev("b", t0 - DAY, "Product Viewed", &[])
+        .ev("c", t0 - 8 * DAY, "Product Viewed", &[])
+        .ev("c", t0 - DAY, "Product Viewed", &[]);
+    t.advance(t0 - 1);
+    let snaps = t.shard.snapshot();
+    for u in ["a", "b", "c"] {
+        t.ev(u, t0, "Added To Cart", &[]);
+    }
+    assert_eq!(t.quals(t0 + 10), vec![("a".into(), t0)]);
+
+    // Restored from snapshots, the same.
+    let mut restored = Shard::new(rules);
+    restored.restore(&snaps, t0 - 1);
+    t.shard = restored;
+    for u in ["a", "b", "c"] {
+        t.ev(u, t0, "Added To Cart", &[]);
+    }
+    assert_eq!(t.quals(t0 + 10), vec![("a".into(), t0)]);
+}
+
+/// A scheduled run at `R` fires when the watermark reaches it, after every record with
+/// `ts ≤ R` and before later ones, and evaluates every user the shard knows: here "viewed a
+/// product and did not buy in the last 7 days", daily at 00:00 UTC.
+#[test]
+fn scheduled_runs_evaluate_every_known_user_at_the_run_time() {
+    use crate::campaign::schedule::{Kind, Repeat, Schedule, Unit};
+    use crate::detect::past::{PastRule, Range};
+    const DAY: i64 = 86_400_000;
+    // (The trigger and goal only intern the events' names here; the config gives a scheduled
+    // campaign neither.)
+    let extra = "[campaign.trigger]\nevent = \"Charged\"\n\
+                 [campaign.goal]\nevent = \"Product Viewed\"\nwithin = \"1ms\"\n";
+    let cfg = config(extra);
+    let mut rules = Rules::compile(&cfg.campaigns, &cfg.schema);
+    let event = |name| cfg.schema.event(name).unwrap();
+    let rule = |negated, name| PastRule {
+        key: format!("c#{negated}"),
+        negated,
+        event: event(name),
+        conditions: Vec::new(),
+        agg: None,
+        range: Range::Last(7),
+        tz: jiff::tz::TimeZone::UTC,
+    };
+    rules.add_past(0, rule(false, "Product Viewed"));
+    rules.add_past(0, rule(true, "Charged"));
+    rules.rules[0].schedule = Some(Schedule {
+        tz: jiff::tz::TimeZone::UTC,
+        kind: Kind::Repeat(Repeat {
+            every: 1,
+            unit: Unit::Day,
+            time: jiff::civil::Time::midnight(),
+            weekdays: Vec::new(),
+            day: None,
+        }),
+        until: None,
+        runs: None,
+    });
+    let mut t = T {
+        shard: Shard::new(Arc::new(rules)),
+        cfg,
+        seq: 0,
+    };
+    // The campaign runs from 1970-01-01 to 1970-01-02: one run, at 00:00 of the 1st.
+    let r0 = 0;
+    t.profile("a", -3 * DAY, &[("email", s("a@x.io"))])
+        .profile("b", -3 * DAY, &[("email", s("b@x.io"))])
+        .profile("c", -3 * DAY, &[("email", s("c@x.io"))])
+        .profile("d", -3 * DAY, &[("email", s("d@x.io"))]);
+    t.ev("a", -2 * DAY, "Product Viewed", &[])
+        .ev("b", -2 * DAY, "Product Viewed", &[])
+        .ev("b", -DAY, "Charged", &[])
+        // At the run's instant: counts.
+        .ev("c", r0, "Product Viewed", &[])
+        // After it: does not.
+        .ev("d", r0 + 1, "Product Viewed", &[]);
+    assert!(
+        t.quals(r0 - 1).is_empty(),
+        "not before the watermark reaches the run"
+    );
+    let out = t.advance(DAY);
+    let mut got: Vec<_> = out
+        .qualifications
+        .iter()
+        .map(|q| (q.user.to_string(), q.at))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![("a".into(), r0), ("c".into(), r0)]);
+    assert_eq!(out.runs, vec![(0, r0)], "one run in [start, end)");
+}
+
+/// `trigger.inaction.where`: only an inaction event that satisfies it closes a window.
+#[test]
+fn only_an_inaction_event_matching_its_where_closes_windows() {
+    let mut t = T::new(
+        "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.trigger.inaction]\nevent = \"Charged\"\nwithin = \"30ms\"\n\
+         where = [{ prop = \"amount\", op = \">\", value = 0 }]\n",
+    );
+    t.ev("a", 100, "Added To Cart", &[])
+        .ev("a", 110, "Charged", &[("amount", Value::Num(0.0))]);
+    t.ev("b", 100, "Added To Cart", &[])
+        .ev("b", 110, "Charged", &[("amount", Value::Num(5.0))]);
+    t.ev("c", 100, "Added To Cart", &[])
+        .ev("c", 110, "Charged", &[]);
+    // a's and c's purchases do not count (zero, or no amount): their windows fire.
+    assert_eq!(t.quals(1000), vec![("a".into(), 130), ("c".into(), 130)]);
+}
+
+/// `trigger.inaction.match = ["sku"]`: a purchase closes only the cart windows of the same
+/// sku (a sku missing on both sides matches, on one side does not); windows survive a
+/// snapshot with their keys.
+#[test]
+fn a_matched_inaction_closes_only_the_windows_of_its_values() {
+    let mut t = T::new(
+        "[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.trigger.inaction]\nevent = \"Charged\"\nwithin = \"30ms\"\nmatch = [\"sku\"]\n",
+    );
+    t.ev("a", 100, "Added To Cart", &[("sku", s("p1"))])
+        .ev("a", 101, "Added To Cart", &[("sku", s("p2"))])
+        .ev("a", 110, "Charged", &[("sku", s("p1"))]);
+    t.ev("b", 100, "Added To Cart", &[])
+        .ev("b", 110, "Charged", &[]);
+    t.ev("c", 100, "Added To Cart", &[])
+        .ev("c", 110, "Charged", &[("sku", s("p1"))]);
+    // Two triggers at one instant with different skus are two windows.
+    t.ev("d", 100, "Added To Cart", &[("sku", s("p1"))])
+        .ev("d", 100, "Added To Cart", &[("sku", s("p2"))])
+        .ev("d", 120, "Charged", &[("sku", s("p2"))]);
+    t.advance(112);
+    let snaps = t.shard.snapshot();
+    let mut restored = Shard::new(Arc::new(Rules::compile(&t.cfg.campaigns, &t.cfg.schema)));
+    restored.restore(&snaps, 112);
+    t.shard = restored;
+    let mut got = t.quals(1000);
+    got.sort();
+    // a: p2's window (tA 101); c: a sku on one side only; d: p1's window.
+    assert_eq!(
+        got,
+        vec![("a".into(), 131), ("c".into(), 130), ("d".into(), 130)]
     );
 }

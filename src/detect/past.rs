@@ -1,0 +1,293 @@
+//! Behaviour rules over past days: `did` / `did_not` an event (with a `where` on its
+//! properties), or an aggregate of its events (`count`, `sum`, `avg`, `min`, `max` of a numeric
+//! property) compared with a value, over `in_last = "Nd"`, `between = ["Nd", "Md"]` or `"all"`.
+//!
+//! Ranges are whole days in the evaluating campaign's time zone, counted back from the day `D`
+//! that holds the evaluation instant `R`: `in_last = N` covers days `D−N+1 ..= D`,
+//! `between = [N, M]` covers `D−N ..= D−M`, `all` everything the user's state holds. Only
+//! events applied before the evaluation count (the shard applies records with `ts ≤ R` first).
+//!
+//! Per user and rule, only sparse day buckets (days without a matching event take no space)
+//! with the figures the rule needs, dropped once older than the rule's longest range; `all`
+//! keeps one running aggregate.
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use smallvec::SmallVec;
+
+use crate::campaign::condition::Condition;
+use crate::event::{EventId, EventTime, PropId, ValueRef};
+
+pub use crate::campaign::past::{Agg, Range};
+
+/// `(oldest, newest)` day offsets back from `D`, inclusive; `None` for `All`.
+fn days_back(range: Range) -> Option<(i32, i32)> {
+    match range {
+        Range::Last(n) => Some((i32::from(n) - 1, 0)),
+        Range::Between(n, m) => Some((i32::from(n), i32::from(m))),
+        Range::All => None,
+    }
+}
+
+/// One compiled behaviour rule.
+#[derive(Debug, Clone)]
+pub struct PastRule {
+    /// A stable name (`campaign-id#n`, `segment:id#n`): snapshots keep buckets by it.
+    pub key: String,
+    /// `did_not`.
+    pub negated: bool,
+    pub event: EventId,
+    /// On the event's properties.
+    pub conditions: Vec<Condition>,
+    /// `agg`, the numeric property it reads (`None` for `count`), and the comparison of the
+    /// aggregate (`op`/`value`, its `prop` unused).
+    pub agg: Option<(Agg, Option<PropId>, Condition)>,
+    pub range: Range,
+    /// Day boundaries.
+    pub tz: TimeZone,
+}
+
+/// The figures of one day (or of everything, for `all`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Days since 1970-01-01 in the rule's zone (`i32::MIN` for the `all` aggregate).
+    pub day: i32,
+    /// Matching events.
+    pub count: u32,
+    /// Matching events whose `prop` is a number, and their sum, min and max.
+    pub numbers: u32,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Bucket {
+    fn empty(day: i32) -> Bucket {
+        Bucket {
+            day,
+            count: 0,
+            numbers: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    fn add(&mut self, value: Option<f64>) {
+        self.count = self.count.saturating_add(1);
+        if let Some(v) = value {
+            self.numbers = self.numbers.saturating_add(1);
+            self.sum += v;
+            self.min = self.min.min(v);
+            self.max = self.max.max(v);
+        }
+    }
+
+    fn merge(&mut self, other: &Bucket) {
+        self.count = self.count.saturating_add(other.count);
+        self.numbers = self.numbers.saturating_add(other.numbers);
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+}
+
+/// One user's buckets for one rule, oldest day first.
+pub type Buckets = SmallVec<[Bucket; 2]>;
+
+/// The day (days since 1970-01-01) that holds `ts` in `tz`; a local midnight belongs to the
+/// new day.
+pub fn day_of(ts: EventTime, tz: &TimeZone) -> i32 {
+    let Ok(t) = Timestamp::from_millisecond(ts) else {
+        return if ts < 0 { i32::MIN + 1 } else { i32::MAX };
+    };
+    let date = tz.to_datetime(t).date();
+    let epoch = jiff::civil::date(1970, 1, 1);
+    date.since((jiff::Unit::Day, epoch))
+        .map_or(0, |s| s.get_days())
+}
+
+impl PastRule {
+    /// Whether an event of this rule's name counts (its `where` holds).
+    pub fn matches<'v>(&self, prop: impl Fn(PropId) -> Option<ValueRef<'v>>) -> bool {
+        self.conditions.iter().all(|c| c.eval(prop(c.prop)))
+    }
+
+    /// The number the rule aggregates, if the event carries one.
+    pub fn value<'v>(&self, prop: impl Fn(PropId) -> Option<ValueRef<'v>>) -> Option<f64> {
+        let (_, Some(p), _) = self.agg.as_ref()? else {
+            return None;
+        };
+        match prop(*p)? {
+            ValueRef::Num(n) if n.is_finite() => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Days of state this rule needs behind the newest (`None`: `all`, one aggregate).
+    pub fn keep_days(&self) -> Option<i32> {
+        days_back(self.range).map(|(oldest, _)| oldest)
+    }
+
+    /// Records a matching event at `ts` (with the aggregated number, if any) into `buckets`,
+    /// dropping days no evaluation from `ts` on can reach.
+    pub fn record(&self, buckets: &mut Buckets, ts: EventTime, value: Option<f64>) {
+        let Some(keep) = self.keep_days() else {
+            match buckets.first_mut() {
+                Some(b) => b.add(value),
+                None => {
+                    let mut b = Bucket::empty(i32::MIN);
+                    b.add(value);
+                    buckets.push(b);
+                }
+            }
+            return;
+        };
+        let day = day_of(ts, &self.tz);
+        match buckets.binary_search_by_key(&day, |b| b.day) {
+            Ok(i) => buckets[i].add(value),
+            Err(i) => {
+                let mut b = Bucket::empty(day);
+                b.add(value);
+                buckets.insert(i, b);
+            }
+        }
+        let newest = buckets.last().map_or(day, |b| b.day);
+        let cut = buckets.partition_point(|b| b.day < newest.saturating_sub(keep));
+        if cut > 0 {
+            buckets.drain(..cut);
+        }
+    }
+
+    /// Whether the rule holds at `at` for a user with `buckets` (`None`: never recorded).
+    pub fn holds(&self, buckets: Option<&Buckets>, at: EventTime) -> bool {
+        let mut total = Bucket::empty(0);
+        if let Some(buckets) = buckets {
+            match days_back(self.range) {
+                None => buckets.iter().for_each(|b| total.merge(b)),
+                Some((oldest, newest)) => {
+                    let d = day_of(at, &self.tz);
+                    let (lo, hi) = (d.saturating_sub(oldest), d.saturating_sub(newest));
+                    for b in buckets.iter().filter(|b| (lo..=hi).contains(&b.day)) {
+                        total.merge(b);
+                    }
+                }
+            }
+        }
+        let Some((agg, _, cmp)) = &self.agg else {
+            return (total.count > 0) != self.negated;
+        };
+        let value = match agg {
+            Agg::Count => f64::from(total.count),
+            Agg::Sum => total.sum,
+            Agg::Avg if total.numbers > 0 => total.sum / f64::from(total.numbers),
+            Agg::Min if total.numbers > 0 => total.min,
+            Agg::Max if total.numbers > 0 => total.max,
+            // avg, min, max of no values are false.
+            _ => return false,
+        };
+        cmp.eval(Some(ValueRef::Num(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::condition::{Op, Operand, Scalar};
+
+    const DAY: i64 = 86_400_000;
+    /// 2027-01-10T00:00:00Z.
+    const T0: i64 = 1_799_539_200_000;
+
+    fn cmp(op: Op, v: f64) -> Condition {
+        Condition {
+            prop: 0,
+            op,
+            operand: Operand::One(Scalar::Num(v)),
+        }
+    }
+
+    fn rule(range: Range, agg: Option<(Agg, Option<PropId>, Condition)>) -> PastRule {
+        PastRule {
+            key: "c#0".into(),
+            negated: false,
+            event: 0,
+            conditions: Vec::new(),
+            agg,
+            range,
+            tz: TimeZone::UTC,
+        }
+    }
+
+    #[test]
+    fn in_last_counts_whole_days_back_from_the_evaluation_day() {
+        let r = rule(Range::Last(7), None);
+        let mut b = Buckets::new();
+        r.record(&mut b, T0 - 7 * DAY + 1, None); // day D−7: outside 7 days
+        assert!(!r.holds(Some(&b), T0 + 10));
+        r.record(&mut b, T0 - 6 * DAY, None); // day D−6: inside
+        assert!(r.holds(Some(&b), T0 + 10));
+        // Evaluated a day later, D−6 became D−7.
+        assert!(!r.holds(Some(&b), T0 + DAY));
+        let not = PastRule { negated: true, ..r };
+        assert!(not.holds(None, T0), "did_not of nothing holds");
+        assert!(!not.holds(Some(&b), T0));
+    }
+
+    #[test]
+    fn between_and_aggregates() {
+        // Sum over days D−90 ..= D−31.
+        let r = rule(
+            Range::Between(90, 31),
+            Some((Agg::Sum, Some(1), cmp(Op::Gt, 100.0))),
+        );
+        let mut b = Buckets::new();
+        r.record(&mut b, T0 - 90 * DAY, Some(60.0)); // the oldest day in range
+        r.record(&mut b, T0 - 31 * DAY, Some(50.0)); // the newest
+        r.record(&mut b, T0 - 30 * DAY, Some(500.0)); // too recent
+        assert!(r.holds(Some(&b), T0), "60 + 50 > 100");
+        // A day later the oldest is out of range: 50 + 500 would hold, but D−30 became D−31…
+        assert!(r.holds(Some(&b), T0 + DAY), "50 + 500");
+        // …and a day earlier, only 60 is in range.
+        assert!(!r.holds(Some(&b), T0 - DAY), "60 alone");
+        let avg = rule(Range::All, Some((Agg::Avg, Some(1), cmp(Op::Lt, 10.0))));
+        assert!(!avg.holds(None, T0), "avg of no values is false");
+        let count = rule(Range::Last(30), Some((Agg::Count, None, cmp(Op::Lt, 2.0))));
+        assert!(count.holds(None, T0), "count of nothing is 0, and compared");
+        let min = rule(Range::Last(30), Some((Agg::Min, Some(1), cmp(Op::Le, 5.0))));
+        let mut m = Buckets::new();
+        min.record(&mut m, T0, None); // an event without the number: counted, not aggregated
+        assert!(!min.holds(Some(&m), T0));
+        min.record(&mut m, T0, Some(5.0));
+        min.record(&mut m, T0, Some(9.0));
+        assert!(min.holds(Some(&m), T0));
+    }
+
+    #[test]
+    fn old_days_are_dropped_and_all_keeps_one_aggregate() {
+        let r = rule(Range::Last(3), None);
+        let mut b = Buckets::new();
+        for d in 0..10 {
+            r.record(&mut b, T0 + d * DAY, None);
+        }
+        assert_eq!(b.len(), 3, "only the days a 3-day range can reach");
+        let all = rule(Range::All, Some((Agg::Count, None, cmp(Op::Ge, 10.0))));
+        let mut a = Buckets::new();
+        for d in 0..10 {
+            all.record(&mut a, T0 + d * 100 * DAY, None);
+        }
+        assert_eq!(a.len(), 1);
+        assert!(all.holds(Some(&a), T0));
+    }
+
+    #[test]
+    fn days_are_local_to_the_zone() {
+        let ny = TimeZone::get("America/New_York").unwrap();
+        // 2027-01-10T03:00Z is still the 9th in New York; 05:00Z is the 10th (midnight EST).
+        assert_eq!(
+            day_of(T0 + 3 * 3_600_000, &ny),
+            day_of(T0 - DAY, &TimeZone::UTC)
+        );
+        assert_eq!(day_of(T0 + 5 * 3_600_000, &ny), day_of(T0, &TimeZone::UTC));
+    }
+}
