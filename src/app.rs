@@ -213,20 +213,13 @@ pub fn activate_all(config: &Config, output: Output) -> Activated {
     let mut ops = Vec::new();
     // As `run` applies them; a recording holds each qualification once, so nothing is sent
     // again here.
-    let steps = released
-        .qualifications
-        .iter()
-        .map(|(q, ())| act.step_qualification(q))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .chain(
-            released
-                .conversions
-                .iter()
-                .map(|(c, ())| act.step_conversion(c))
-                .collect::<Vec<_>>(),
-        );
-    for step in steps {
+    for (q, ()) in &released.qualifications {
+        let step = act.step_qualification(q);
+        decisions.extend(step.decision);
+        ops.extend(step.op);
+    }
+    for (c, ()) in &released.conversions {
+        let step = act.step_conversion(c);
         decisions.extend(step.decision);
         ops.extend(step.op);
     }
@@ -348,9 +341,8 @@ pub fn execute_lines(
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
     }
-    let rules = Rules::compile(&config.campaigns, &config.schema);
-    for (i, c) in counts.iter_mut().enumerate() {
-        if rules.rules[i].schedule.is_some() {
+    for ((i, c), campaign) in counts.iter_mut().enumerate().zip(&config.campaigns) {
+        if campaign.schedule.is_some() {
             c.runs = Some(runs.iter().filter(|(r, _)| usize::from(*r) == i).count() as u64);
         }
     }
