@@ -23,11 +23,11 @@
 #          PARTITIONS (3), TIMEOUT_SECS (180), KEEP=1 keeps the temporary directory (logs,
 #          configs, the replay's output) instead of removing it.
 #
-# Markers: in `run`, a window closes when the watermark of every input partition passes it,
-# and a partition's watermark only moves with its records (max ts - allowed_lateness - 1 ms);
-# it does not follow the wall clock when input stops (planned, not yet implemented). A replay
-# instead ends by moving the watermark to the last record. One more record per partition,
-# hours later, makes both close the same windows, so `run` and `replay` agree exactly.
+# Markers: in `run`, a window closes when the watermark of every input partition passes it;
+# once the input is idle and drained the watermark follows the wall clock, which is far past
+# the sample's November 2026, so every window closes. A replay instead ends by moving the
+# watermark to the last record. One more record per partition, hours later, makes the replay
+# close the windows `run` closes, so `run` and `replay` agree exactly.
 set -euo pipefail
 
 REMARKET=${REMARKET:-remarket}

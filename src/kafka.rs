@@ -150,28 +150,57 @@ const FAST_FETCH: [(&str, &str); 2] = [
 /// of the partition, as librdkafka's statistics report it (every `statistics.interval.ms`),
 /// over all the stage's consumers (detect has one per worker).
 #[derive(Debug, Default)]
-pub struct Lag(std::sync::Mutex<BTreeMap<String, PartitionLag>>);
+pub struct Lag {
+    by_client: std::sync::Mutex<BTreeMap<String, PartitionLag>>,
+    /// Per client too, so that partitions it no longer fetches disappear.
+    ends: std::sync::Mutex<BTreeMap<String, PartitionEnds>>,
+}
 
 /// Lag per `(topic, partition)`.
 pub type PartitionLag = BTreeMap<(String, i32), i64>;
+
+/// [`Ends`] per `(topic, partition)`.
+pub type PartitionEnds = BTreeMap<(String, i32), Ends>;
+
+/// Where a partition stood at the last statistics: the broker's end of the log (the offset
+/// the next record written gets) and the group's committed offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ends {
+    pub high: i64,
+    pub committed: i64,
+}
 
 impl Lag {
     /// Replaces the figures of the consumer that sent `stats` (partitions it no longer owns
     /// disappear).
     pub fn update(&self, stats: &rdkafka::Statistics) {
-        let fresh: PartitionLag = stats
-            .topics
-            .iter()
-            .flat_map(|(topic, t)| {
+        let active = || {
+            stats.topics.iter().flat_map(|(topic, t)| {
                 t.partitions
                     .values()
-                    .filter(|p| {
-                        p.partition >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active"
-                    })
-                    .map(move |p| ((topic.clone(), p.partition), p.consumer_lag))
+                    .filter(|p| p.partition >= 0 && p.fetch_state == "active")
+                    .map(move |p| (topic, p))
+            })
+        };
+        let fresh: PartitionLag = active()
+            .filter(|(_, p)| p.consumer_lag >= 0)
+            .map(|(topic, p)| ((topic.clone(), p.partition), p.consumer_lag))
+            .collect();
+        let ends = active()
+            .filter(|(_, p)| p.hi_offset >= 0)
+            .map(|(topic, p)| {
+                let e = Ends {
+                    high: p.hi_offset,
+                    committed: p.committed_offset,
+                };
+                ((topic.clone(), p.partition), e)
             })
             .collect();
-        self.0
+        self.ends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stats.name.clone(), ends);
+        self.by_client
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(stats.name.clone(), fresh);
@@ -179,11 +208,18 @@ impl Lag {
 
     /// The current figures.
     pub fn get(&self) -> PartitionLag {
-        let by_client = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let by_client = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
         by_client
             .values()
             .flat_map(|m| m.iter().map(|(k, v)| (k.clone(), *v)))
             .collect()
+    }
+
+    /// Where `(topic, partition)` stood at the last statistics that reported it fetching.
+    pub fn ends(&self, topic: &str, partition: i32) -> Option<Ends> {
+        let by_client = self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (topic.to_owned(), partition);
+        by_client.values().find_map(|m| m.get(&key).copied())
     }
 }
 

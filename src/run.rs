@@ -33,7 +33,7 @@ pub struct Env {
     pub shutdown: Shutdown,
     /// The TikTok Marketing API client.
     pub client: Arc<Client>,
-    /// The wall clock of the gauges.
+    /// The wall clock: of the gauges, and the one an idle input's watermark follows.
     pub clock: Arc<dyn WallClock>,
 }
 
@@ -116,7 +116,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         activate_status.clone(),
         sink_metrics.clone(),
         [k.group("detect"), k.group("activate")],
-        clock,
+        clock.clone(),
         startup.clone(),
     );
     listener.set_nonblocking(true)?;
@@ -169,13 +169,20 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     let mut detect = Vec::with_capacity(workers);
     for worker in 0..workers {
         let (config, status, stop) = (config.clone(), detect_status.clone(), stop.clone());
-        let layout = layout.clone();
+        let (layout, clock) = (layout.clone(), clock.clone());
         detect.push(
             std::thread::Builder::new()
                 .name(format!("detect-{worker}"))
                 .spawn(move || {
                     // Any stage ending (an error, or stop) ends the others.
-                    let r = crate::kafka::detect::run(config, layout, status, stop.clone(), worker);
+                    let r = crate::kafka::detect::run(
+                        config,
+                        layout,
+                        status,
+                        stop.clone(),
+                        worker,
+                        clock,
+                    );
                     stop.store(true, Ordering::Relaxed);
                     r
                 })?,

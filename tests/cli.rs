@@ -42,7 +42,7 @@ fn check_config_accepts_the_sample() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 campaign(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 campaign(s)"));
 }
 
 #[test]

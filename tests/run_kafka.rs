@@ -123,7 +123,7 @@ fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: 
         2,
         "both target caps bind: {capped:?}"
     );
-    let past = &report.summary.campaigns["viewed-not-bought"];
+    let past = &report.summary.campaigns["viewed-in-runs"];
     assert!(
         past.exported > 0 && past.runs == Some(3),
         "the past-behaviour campaign runs and exports: {past:?}"
@@ -157,10 +157,18 @@ fn config_text(url: &str, token_file: &Path, brokers: &str, max_batch: u32) -> S
         .replace("target_cap = 10000", &format!("target_cap = {CAP}"))
         .replace("target_cap = 300", &format!("target_cap = {CAP}"));
     let text = text.replace("idle_timeout = \"30s\"", "idle_timeout = \"1s\"");
+    // Without the sample's daily campaign: once the input is drained, `run`'s watermark
+    // follows the wall clock (weeks past the recording) and would execute the daily runs up
+    // to the campaign's end, which a replay of the recording never reaches. This file's own
+    // scheduled campaign has its runs inside the recording's span.
+    let daily = text
+        .find("\n# Past behaviour, every morning")
+        .expect("the sample's daily campaign comes last");
+    let text = &text[..daily];
     // A past-behaviour campaign too (its runs inside the recording's span, which the final
     // markers pass in both runtimes), into the existing audience so the audience count stays.
     let past = format!(
-        "\n[[campaign]]\nid = \"viewed-not-bought\"\nname = \"Viewed, no purchase\"\n\
+        "\n[[campaign]]\nid = \"viewed-in-runs\"\nname = \"Viewed, no purchase\"\n\
          ad_account = \"{ADV_A}\"\nstart = \"2026-11-01T00:00:00Z\"\n\
          [campaign.schedule]\n\
          at = [\"2026-11-02T01:00:00Z\", \"2026-11-02T02:30:00Z\", \"2026-11-02T04:00:00Z\"]\n\
@@ -571,7 +579,6 @@ fn check_decision_times(s: &Setup) {
 
 /// `GET /metrics` of the run whose log is `log` (its address is logged at start).
 fn scrape(log: &Path) -> String {
-    use std::io::{Read, Write};
     let text = std::fs::read_to_string(log).unwrap();
     let addr = text
         .lines()
@@ -579,7 +586,13 @@ fn scrape(log: &Path) -> String {
         .and_then(|l| l.split("listen=").nth(1))
         .map(|a| a.trim().to_owned())
         .expect("the admin address is logged");
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    scrape_at(&addr)
+}
+
+/// `GET /metrics` of the admin server at `addr`.
+fn scrape_at(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
     write!(
         conn,
         "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -1059,8 +1072,13 @@ struct Running {
 
 impl Running {
     fn start(config: Config) -> Running {
+        let env = remarket::run::Env::from_config(&config).unwrap();
+        Running::start_in(config, env)
+    }
+
+    /// As [`Running::start`], in `env` (its shutdown replaced).
+    fn start_in(config: Config, mut env: remarket::run::Env) -> Running {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let mut env = remarket::run::Env::from_config(&config).unwrap();
         env.shutdown = Box::pin(async move {
             let _ = stopped.await;
         });
@@ -1081,4 +1099,152 @@ impl Running {
         drop(stop);
         r
     }
+}
+
+/// A wall clock the test moves.
+#[derive(Debug)]
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl remarket::clock::WallClock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The largest `remarket_detect_watermark_seconds` of a scrape, in ms (`None` before any).
+fn detect_watermark_ms(scrape: &str) -> Option<i64> {
+    scrape
+        .lines()
+        .filter(|l| l.starts_with("remarket_detect_watermark_seconds{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|s| (s * 1000.0).round() as i64)
+        .reduce(i64::min)
+}
+
+/// DESIGN.md §4: once every input partition is idle and drained, a task's watermark follows
+/// the wall clock, so a scheduled run fires at its time with no further input. The clock is
+/// injected: held half an hour before the run, the run has not fired although every
+/// partition's watermark is past the recording; moved past the run, TikTok ends holding what
+/// `replay` of the same records (plus a later record to carry its watermark past the run)
+/// exports.
+#[test]
+fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
+    const LATENESS_MS: i64 = 5_000;
+    let cluster = Cluster::start();
+    cluster.create_topic("events", PARTITIONS, &[]);
+    if cluster.is_mock() {
+        for t in ["changelog", "qualified", "decisions", "dead-letter"] {
+            cluster.create_topic(&format!("remarket.{t}"), PARTITIONS, &[]);
+        }
+        cluster.create_topic("remarket.audiences", 1, &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let rec = recording(dir.path(), 200, 2_000, 11);
+    let lines: Vec<String> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let last = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    // The run: the first whole minute an hour after the last record.
+    let run_at = (last / 60_000 + 61) * 60_000;
+    let run_text = jiff::Timestamp::from_millisecond(run_at)
+        .unwrap()
+        .to_string();
+    let config_text = |url: &str, brokers: &str| {
+        format!(
+            "[source]\nformat = \"native\"\n\
+             [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+             [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+             max_batch = 500\nlinger = \"100ms\"\n\
+             [[campaign]]\nid = \"viewed-not-bought\"\nname = \"Viewed, no purchase\"\n\
+             ad_account = \"{ADV_A}\"\nstart = \"2026-11-01T00:00:00Z\"\n\
+             [campaign.schedule]\nat = [\"{run_text}\"]\n\
+             [campaign.who]\npast = [{{ did = \"Product Viewed\", in_last = \"1d\" }}, \
+             {{ did_not = \"Charged\", in_last = \"1d\" }}]\n\
+             [campaign.what]\naudience = {{ new = {{ name = \"Viewed, no purchase\" }} }}\n\
+             identifiers = [\"email\"]\n\
+             [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+             profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+             \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n",
+            token = token_file.display().to_string(),
+        )
+    };
+
+    // What replay exports, with one more record carrying its watermark past the run.
+    let reference = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(&config_text(&reference.url, "127.0.0.1:9"), Vec::new()).unwrap();
+    let carried = dir.path().join("carried.jsonl");
+    let mut text = std::fs::read_to_string(&rec).unwrap();
+    text.push_str(&format!(
+        "{{\"user_id\":\"marker\",\"event\":\"Marker\",\"ts\":{}}}\n",
+        run_at + LATENESS_MS + 1_000
+    ));
+    std::fs::write(&carried, text).unwrap();
+    let out = dir.path().join("replay");
+    let mut sink = ReplayTikTokSink::start(&config, &out).unwrap();
+    let opts = ReplayOptions {
+        out_dir: out,
+        shards: 2,
+        progress: false,
+        now_ms: run_at + 3_600_000,
+    };
+    let report = app::replay(&config, &[carried], &opts, &mut sink).unwrap();
+    let summary = &report.summary.campaigns["viewed-not-bought"];
+    assert_eq!(summary.runs, Some(1), "{summary:?}");
+    assert!(summary.exported > 0, "{summary:?}");
+    let want: BTreeSet<Members> = held(&reference.sim).into_values().collect();
+
+    let producer = test_producer(cluster.bootstrap());
+    produce(&producer, &lines, None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let sim = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(&config_text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
+    let clock = Arc::new(ManualClock((run_at - 1_800_000).into()));
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.clock = clock.clone();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config, env);
+
+    let held_back = run_at - 1_800_000 - LATENESS_MS;
+    let reached = |at: i64| {
+        let s = scrape_at(&addr);
+        let parts = s
+            .lines()
+            .filter(|l| l.starts_with("remarket_detect_watermark_seconds{"))
+            .count();
+        parts == PARTITIONS as usize && detect_watermark_ms(&s).is_some_and(|w| w >= at)
+    };
+    assert!(
+        wait_for(&|| reached(held_back)),
+        "every partition's watermark follows the clock once idle: {:?}",
+        detect_watermark_ms(&scrape_at(&addr))
+    );
+    assert!(
+        detect_watermark_ms(&scrape_at(&addr)).unwrap() < run_at,
+        "not past the run yet"
+    );
+    let exported = |sim: &Sim| held(&sim.sim).values().map(|m| m.len()).sum::<usize>();
+    assert_eq!(exported(&sim), 0, "the run has not fired before its time");
+
+    clock.0.store(run_at + 60_000, Ordering::SeqCst);
+    assert!(
+        wait_for(&|| held(&sim.sim).into_values().collect::<BTreeSet<_>>() == want),
+        "TikTok holds what replay exported: {} of {} ids",
+        exported(&sim),
+        want.iter().map(|m| m.len()).sum::<usize>()
+    );
+    running.stop().unwrap();
 }

@@ -85,8 +85,8 @@ fn tiktok_holds_exactly_the_decisions_under_faults() {
     );
     assert_eq!(
         sim.sim.audiences().len(),
-        3,
-        "one existing + two created, no duplicate"
+        4,
+        "one existing + three created, no duplicate"
     );
     // The faults really happened, and the sink counted them.
     assert!(requests(&sink, Endpoint::Mapping, Outcome::Throttled) > 0);
@@ -119,7 +119,7 @@ fn a_second_run_reuses_audiences_and_converges() {
         "re-sent adds and deletes are idempotent"
     );
     assert_eq!(std::fs::read(out.join("audiences.json")).unwrap(), stored);
-    assert_eq!(sim.sim.audiences().len(), 3, "no audience created twice");
+    assert_eq!(sim.sim.audiences().len(), 4, "no audience created twice");
 }
 
 /// The binary, killed with SIGKILL while its requests are slowed down, then run again to the
@@ -176,7 +176,7 @@ fn restart_in_the_middle() {
     assert_eq!(held(&sim.sim), want);
     assert_eq!(
         sim.sim.audiences().len(),
-        3,
+        4,
         "no duplicate audience after the restart"
     );
 }
@@ -207,7 +207,7 @@ fn an_interrupted_create_is_adopted() {
     let rec = recording(dir.path(), 300, 2_000, 3);
     replay(&config, &rec, &out).0.unwrap();
     assert_eq!(audiences_of(&out)["cart-abandoners"], adopted.audience_id);
-    assert_eq!(sim.sim.audiences().len(), 3);
+    assert_eq!(sim.sim.audiences().len(), 4);
 }
 
 #[test]
@@ -479,7 +479,7 @@ fn a_forgotten_audience_is_recreated_by_replay_and_explained_to_run() {
     // (The simulator numbers audiences alike after a restart: the ids may repeat.)
     assert_eq!(after.len(), before.len());
     assert_eq!(held(&restarted.sim), expected(&out, &after));
-    assert_eq!(restarted.sim.audiences().len(), 3);
+    assert_eq!(restarted.sim.audiences().len(), 4);
 
     // `run` keeps its store on a topic; here the same entries through `with_persist`.
     let gone = remarket::sink::audiences::AudienceStore::open(&out.join("audiences.json"))

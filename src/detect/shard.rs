@@ -138,14 +138,14 @@ impl Shard {
 
     /// A scheduled run of campaign `c` at `r`: every user the shard knows is evaluated.
     fn execute_run(&mut self, c: CampaignIdx, r: EventTime) {
-        let rule = &self.rules.rules[usize::from(c)];
-        for user in &self.users {
-            if let Some(q) = user.evaluate(&self.rules, &self.strings, c, r) {
+        for slot in 0..self.users.len() {
+            if let Some(q) = self.users[slot].evaluate(&self.rules, &self.strings, c, r) {
                 self.out.qualifications.push(q);
+                self.mark_dirty(slot as u32);
             }
         }
         self.out.runs.push((c, r));
-        self.runs[usize::from(c)] = rule.next_run(r);
+        self.runs[usize::from(c)] = self.rules.rules[usize::from(c)].next_run(r);
     }
 
     fn next_timer(&self) -> Option<(EventTime, CampaignIdx)> {

@@ -511,21 +511,34 @@ impl UserState {
     }
 
     /// A scheduled run of campaign `c` at `at`: the user qualifies when the Who filter and
-    /// every behaviour rule hold (slots of removed users, which are empty, never do).
+    /// every behaviour rule hold (slots of removed users, which are empty, never do), once:
+    /// a user qualified at an earlier run is not evaluated again, and a qualified user waits
+    /// for the goal as a live campaign's does.
     pub fn evaluate(
-        &self,
+        &mut self,
         rules: &Rules,
         strings: &Interner,
         c: CampaignIdx,
         at: EventTime,
     ) -> Option<Qualification> {
-        if self.is_empty() {
+        if self.is_empty() || self.camps.iter().any(|e| e.campaign == c) {
             return None;
         }
         let rule = &rules.rules[usize::from(c)];
         let holds = all_hold(&rule.who, |p| self.prop(rules, strings, p))
             && self.past_holds(rules, rule, at);
-        holds.then(|| Qualification {
+        if !holds {
+            return None;
+        }
+        self.camps.reserve_exact(1);
+        self.camps.push(CampEntry {
+            campaign: c,
+            state: match rule.goal_within {
+                Some(_) => CampState::Qualified { at },
+                None => CampState::Done,
+            },
+        });
+        Some(Qualification {
             campaign: c,
             user: self.id.clone(),
             at,

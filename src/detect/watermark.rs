@@ -168,6 +168,12 @@ impl Watermarks {
         false
     }
 
+    /// The watermark is at least `w` from now on (an idle input following the wall clock):
+    /// records at or below it are late.
+    pub fn raise_floor(&mut self, w: EventTime) {
+        self.floor = self.floor.max(w);
+    }
+
     /// Partition `p` is idle: it no longer holds the watermark back (until its next record).
     pub fn deactivate(&mut self, p: usize) {
         self.set_active(p, false);

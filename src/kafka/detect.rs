@@ -42,6 +42,7 @@ use tokio::time::Instant;
 
 use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
+use crate::clock::WallClock;
 use crate::config::Config;
 use crate::detect::router::{route, Routed, Totals};
 use crate::detect::shard::Shard;
@@ -137,6 +138,8 @@ struct State {
     unwritten: std::collections::VecDeque<Unwritten>,
     /// The clock as of the current poll round.
     now: Instant,
+    /// The wall clock an idle task's watermark follows (DESIGN.md §4).
+    clock: Arc<dyn WallClock>,
     /// The router's counters (copied to the status every advance round).
     totals: Totals,
     /// This worker's number (its slot in the status).
@@ -355,6 +358,7 @@ pub fn run(
     status: Arc<DetectStatus>,
     stop: Arc<AtomicBool>,
     worker: usize,
+    clock: Arc<dyn WallClock>,
 ) -> anyhow::Result<()> {
     let k = super::settings(&config)?;
     let producer = super::producer(&k)?;
@@ -370,6 +374,7 @@ pub fn run(
         status,
         unwritten: Default::default(),
         now: Instant::now(),
+        clock,
         totals: Totals::default(),
         worker,
         pace: Pace {
@@ -651,11 +656,19 @@ impl State {
     fn advance_all(&mut self, idle: Duration) {
         self.status.report(self.worker, &self.totals);
         let now = self.now;
-        for task in self.tasks.values_mut() {
+        let lateness = self.config.engine.allowed_lateness.as_millis();
+        let mut wall = None;
+        for (&p, task) in self.tasks.iter_mut() {
             for (i, inp) in task.inputs.iter().enumerate() {
                 if now.duration_since(inp.last_seen) >= idle && task.wm.is_active(i) {
                     task.wm.deactivate(i);
                 }
+            }
+            if task.drained(p, &self.status.lag) {
+                // Every input is idle and the broker holds nothing more: the watermark follows
+                // the wall clock, so windows and scheduled runs fire when traffic stops.
+                let now_ms = *wall.get_or_insert_with(|| self.clock.now_ms());
+                task.wm.raise_floor(now_ms.saturating_sub(lateness));
             }
             let w = task.wm.current();
             if w <= task.shard.watermark() {
@@ -923,6 +936,18 @@ impl Input {
 impl Task {
     fn wm_max(&self, i: usize) -> Option<EventTime> {
         self.wm.max_of(i)
+    }
+
+    /// Whether every input of partition `p` is idle and read to the end the broker reported
+    /// at its last statistics, with nothing left to re-read after a restore. A partition
+    /// whose fetch is merely slow is not drained: records are waiting for it.
+    fn drained(&self, p: i32, lag: &super::Lag) -> bool {
+        self.inputs.iter().enumerate().all(|(i, inp)| {
+            !self.wm.is_active(i)
+                && lag.ends(&inp.topic, p).is_some_and(|e| {
+                    e.high <= inp.consumed && (inp.caught_up || e.high <= e.committed)
+                })
+        })
     }
 }
 

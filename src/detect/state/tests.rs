@@ -677,3 +677,68 @@ fn a_matched_inaction_closes_only_the_windows_of_its_values() {
         vec![("a".into(), 131), ("c".into(), 130), ("d".into(), 130)]
     );
 }
+
+/// A scheduled campaign decides once per user (a user qualified at one run is not qualified
+/// again at the next), and its goal is measured from the run that qualified the user.
+#[test]
+fn scheduled_runs_qualify_once_and_measure_the_goal_from_the_run() {
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let cfg = Config::parse(
+        r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+end = "1970-01-10T00:00:00Z"
+[campaign.schedule]
+at = ["1970-01-02T00:00:00Z", "1970-01-03T00:00:00Z"]
+[campaign.who]
+past = [{ did = "Product Viewed", in_last = "7d" }]
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+[campaign.goal]
+event = "Charged"
+within = "1d"
+"#,
+        Vec::new(),
+    )
+    .expect("valid test config");
+    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+    let mut t = T {
+        shard: Shard::new(rules),
+        cfg,
+        seq: 0,
+    };
+    for u in ["a", "b", "c"] {
+        t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
+    }
+    // a and b viewed before the first run; c only between the runs.
+    t.ev("a", HOUR, "Product Viewed", &[])
+        .ev("b", HOUR, "Product Viewed", &[])
+        .ev("c", DAY + HOUR, "Product Viewed", &[])
+        // a buys within a day of the first run, b later than that.
+        .ev("a", DAY + 2 * HOUR, "Charged", &[])
+        .ev("b", 2 * DAY + 2 * HOUR, "Charged", &[]);
+    let out = t.advance(5 * DAY);
+    let mut got: Vec<_> = out
+        .qualifications
+        .iter()
+        .map(|q| (q.user.to_string(), q.at))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![("a".into(), DAY), ("b".into(), DAY), ("c".into(), 2 * DAY)],
+        "a and b once, at the first run; c at the second"
+    );
+    let conv: Vec<_> = out
+        .conversions
+        .iter()
+        .map(|c| (c.user.to_string(), c.ts))
+        .collect();
+    assert_eq!(conv, vec![("a".into(), DAY + 2 * HOUR)]);
+    assert_eq!(out.runs, vec![(0, DAY), (0, 2 * DAY)]);
+}
