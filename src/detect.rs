@@ -44,7 +44,10 @@ pub struct Rule {
     pub inaction_match: Vec<PropId>,
     /// 0 for a live single-event trigger.
     pub within: i64,
+    /// `who.where` (with its segment's) on the user's profile…
     pub who: Vec<Condition>,
+    /// … and its conditions on app fields, which hold when one device satisfies them all.
+    pub who_app: Vec<Condition>,
     pub goal_within: Option<i64>,
     pub identifiers: Identifiers,
     /// Behaviour rules (indices into [`Rules::past`]) that must hold at `at`, with `who`.
@@ -71,6 +74,8 @@ pub struct Rules {
     /// `email_unsubscribed`, `sms_unsubscribed`: `false` for a user who never set them.
     pub unsubscribed: [Option<PropId>; 2],
     pub has_phone: Option<PropId>,
+    /// The app fields' ids ([`crate::event::APP_FIELDS`]): kept per device.
+    pub app_fields: [Option<PropId>; 5],
     /// Property names by id and campaign ids by index, for state snapshots that survive a
     /// config change.
     pub prop_names: Vec<String>,
@@ -97,6 +102,7 @@ impl Rules {
         };
         let mut rules = Vec::with_capacity(campaigns.len());
         let mut past_specs = Vec::new();
+        let app_fields = crate::event::APP_FIELDS.map(|name| schema.prop(name));
         for (i, c) in campaigns.iter().enumerate() {
             if let Some(t) = &c.trigger {
                 if let Some(ina) = &t.inaction {
@@ -125,7 +131,14 @@ impl Rules {
                     .and_then(|t| t.inaction.as_ref())
                     .map_or_else(Vec::new, |i| i.match_props.clone()),
                 within: c.within_ms(),
-                who: c.who.conditions.clone(),
+                who: (c.who.conditions.iter())
+                    .filter(|w| !app_fields.contains(&Some(w.prop)))
+                    .cloned()
+                    .collect(),
+                who_app: (c.who.conditions.iter())
+                    .filter(|w| app_fields.contains(&Some(w.prop)))
+                    .cloned()
+                    .collect(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
                 identifiers: c.what.identifiers,
                 past: Vec::new(),
@@ -146,6 +159,7 @@ impl Rules {
             unsubscribed: crate::event::UNSUBSCRIBED.map(|name| schema.prop(name)),
             has_email: schema.prop(HAS_EMAIL),
             has_phone: schema.prop(HAS_PHONE),
+            app_fields,
             prop_names: schema.prop_names().to_vec(),
             campaign_ids: campaigns.iter().map(|c| c.id.clone()).collect(),
             custom_base: PropId::try_from(schema.prop_names().len()).expect("fewer than 65536"),
@@ -186,6 +200,11 @@ impl Rules {
         self.past_by_event
             .get(usize::from(event))
             .map_or(&[], |v| v.as_slice())
+    }
+
+    /// Whether `p` is an app field (kept per device).
+    pub fn is_app_field(&self, p: PropId) -> bool {
+        self.app_fields.contains(&Some(p))
     }
 
     pub fn roles(&self, event: EventId) -> &[(CampaignIdx, Role)] {

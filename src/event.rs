@@ -91,6 +91,31 @@ pub struct ProfilePatch {
     pub custom: Vec<(CompactString, Value)>,
     pub email: IdUpdate,
     pub phone: IdUpdate,
+    /// The device the record came from ([`device_key`] of its device id), if it names one:
+    /// its app fields ([`APP_FIELDS`]) are that device's (DESIGN.md §3a).
+    pub device: Option<u64>,
+}
+
+/// The app fields, kept per device (DESIGN.md §3a); the other profile properties are the
+/// user's.
+pub const APP_FIELDS: [&str; 5] = [
+    "app_version",
+    "device_make",
+    "device_model",
+    "os_version",
+    "sdk_version",
+];
+
+/// A device id as state keeps it: FNV-1a 64 of its bytes (stable across versions, as it is
+/// written to the changelog), never 0 (the key of the default device, whose records name
+/// none).
+pub fn device_key(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.max(1)
 }
 
 impl ProfilePatch {

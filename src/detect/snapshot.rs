@@ -48,7 +48,14 @@ pub struct UserSnapshot {
     /// Behaviour rules' day buckets, by rule key (`campaign#n`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub past: Vec<(String, Vec<SnapBucket>)>,
+    /// Devices with their own app fields (DESIGN.md §3a), and the default device's last-seen
+    /// time (key 0, no fields) once there are others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<SnapDevice>,
 }
+
+/// A device: `(key, last seen, app fields)`.
+pub type SnapDevice = (u64, EventTime, Vec<(String, SnapValue)>);
 
 /// One day's figures of a behaviour rule: `(day, count, numbers, sum, min, max)`.
 pub type SnapBucket = (i32, u32, u32, f64, f64, f64);
@@ -98,9 +105,10 @@ impl SnapCampaign {
 // decode, so a changelog survives an upgrade.
 
 /// First byte of a binary snapshot (JSON starts with `{`). V2 adds behaviour rules' buckets
-/// after the campaigns; V1 values (no buckets) still decode.
+/// after the campaigns, V3 the devices after them; V1 and V2 values still decode.
 const FORMAT_V1: u8 = 1;
 const FORMAT_V2: u8 = 2;
+const FORMAT_V3: u8 = 3;
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Wire<'a> {
@@ -112,6 +120,24 @@ pub(crate) struct Wire<'a> {
     pub campaigns: Vec<(&'a str, SnapCampaign)>,
     #[serde(borrow)]
     pub past: Vec<(&'a str, Vec<SnapBucket>)>,
+    #[serde(borrow)]
+    pub devices: Vec<WireDevice<'a>>,
+}
+
+/// A device in [`Wire`]: `(key, last seen, app fields)`.
+pub(crate) type WireDevice<'a> = (u64, EventTime, Vec<(&'a str, WireValue<'a>)>);
+
+/// V2's layout: [`Wire`] without `devices`.
+#[derive(Deserialize)]
+struct WireV2<'a> {
+    #[serde(borrow)]
+    profile: Vec<(&'a str, WireValue<'a>)>,
+    email: Option<[u8; 32]>,
+    phone: Option<[u8; 32]>,
+    #[serde(borrow)]
+    campaigns: Vec<(&'a str, SnapCampaign)>,
+    #[serde(borrow)]
+    past: Vec<(&'a str, Vec<SnapBucket>)>,
 }
 
 /// V1's layout: [`Wire`] without `past`.
@@ -129,7 +155,18 @@ struct WireV1<'a> {
 pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotError> {
     let err = |e: postcard::Error| SnapshotError(e.to_string());
     match value.first() {
-        Some(&FORMAT_V2) => postcard::from_bytes(&value[1..]).map(Some).map_err(err),
+        Some(&FORMAT_V3) => postcard::from_bytes(&value[1..]).map(Some).map_err(err),
+        Some(&FORMAT_V2) => {
+            let v2: WireV2 = postcard::from_bytes(&value[1..]).map_err(err)?;
+            Ok(Some(Wire {
+                profile: v2.profile,
+                email: v2.email,
+                phone: v2.phone,
+                campaigns: v2.campaigns,
+                past: v2.past,
+                devices: Vec::new(),
+            }))
+        }
         Some(&FORMAT_V1) => {
             let v1: WireV1 = postcard::from_bytes(&value[1..]).map_err(err)?;
             Ok(Some(Wire {
@@ -138,6 +175,7 @@ pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotErro
                 phone: v1.phone,
                 campaigns: v1.campaigns,
                 past: Vec::new(),
+                devices: Vec::new(),
             }))
         }
         _ => Ok(None),
@@ -155,13 +193,17 @@ pub(crate) enum WireValue<'a> {
 /// `Wire` borrowed from live state, for encoding a user without building a [`UserSnapshot`]
 /// first: the same bytes (`P` yields `(&str, WireValue)`, `C` yields `(&str, CampRef)`).
 #[derive(Serialize)]
-#[serde(bound(serialize = "Seq<P>: Serialize, Seq<C>: Serialize, Seq<B>: Serialize"))]
-pub(crate) struct WireRef<'a, P, C, B> {
+#[serde(bound(
+    serialize = "Seq<P>: Serialize, Seq<C>: Serialize, Seq<B>: Serialize, Seq<D>: Serialize"
+))]
+pub(crate) struct WireRef<'a, P, C, B, D> {
     pub profile: Seq<P>,
     pub email: Option<&'a [u8; 32]>,
     pub phone: Option<&'a [u8; 32]>,
     pub campaigns: Seq<C>,
     pub past: Seq<B>,
+    /// `(key, seen, Seq<(&str, WireValue)>)` per device.
+    pub devices: Seq<D>,
 }
 
 /// [`SnapCampaign`] borrowed (same variants, same order, so the same bytes).
@@ -187,15 +229,16 @@ where
     }
 }
 
-impl<P, C, B> WireRef<'_, P, C, B>
+impl<P, C, B, D> WireRef<'_, P, C, B, D>
 where
     Seq<P>: Serialize,
     Seq<C>: Serialize,
     Seq<B>: Serialize,
+    Seq<D>: Serialize,
 {
     /// Appends the changelog encoding, as [`UserSnapshot::encode`] writes it, to `out`.
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.push(FORMAT_V2);
+        out.push(FORMAT_V3);
         let buf = std::mem::take(out);
         *out = postcard::to_extend(self, buf).expect("a snapshot always serialises");
     }
@@ -212,23 +255,41 @@ fn hash_of(hex_text: &Option<String>) -> Option<[u8; 32]> {
     Some(out)
 }
 
+fn to_wire(props: &[(String, SnapValue)]) -> Vec<(&str, WireValue<'_>)> {
+    props
+        .iter()
+        .map(|(name, v)| {
+            let v = match v {
+                SnapValue::Bool(b) => WireValue::Bool(*b),
+                SnapValue::Num(n) => WireValue::Num(*n),
+                SnapValue::Str(s) => WireValue::Str(s),
+                SnapValue::Other(_) => WireValue::Other,
+            };
+            (name.as_str(), v)
+        })
+        .collect()
+}
+
+fn from_wire(props: Vec<(&str, WireValue<'_>)>) -> Vec<(String, SnapValue)> {
+    props
+        .into_iter()
+        .map(|(name, v)| {
+            let v = match v {
+                WireValue::Bool(b) => SnapValue::Bool(b),
+                WireValue::Num(n) => SnapValue::Num(n),
+                WireValue::Str(s) => SnapValue::Str(s.to_owned()),
+                WireValue::Other => SnapValue::Other(Vec::new()),
+            };
+            (name.to_owned(), v)
+        })
+        .collect()
+}
+
 impl UserSnapshot {
     /// Appends the changelog encoding of this snapshot (without the user id) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let wire = Wire {
-            profile: self
-                .profile
-                .iter()
-                .map(|(name, v)| {
-                    let v = match v {
-                        SnapValue::Bool(b) => WireValue::Bool(*b),
-                        SnapValue::Num(n) => WireValue::Num(*n),
-                        SnapValue::Str(s) => WireValue::Str(s),
-                        SnapValue::Other(_) => WireValue::Other,
-                    };
-                    (name.as_str(), v)
-                })
-                .collect(),
+            profile: to_wire(&self.profile),
             email: hash_of(&self.email_sha256),
             phone: hash_of(&self.phone_sha256),
             campaigns: self
@@ -241,8 +302,13 @@ impl UserSnapshot {
                 .iter()
                 .map(|(k, b)| (k.as_str(), b.clone()))
                 .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|(key, seen, props)| (*key, *seen, to_wire(props)))
+                .collect(),
         };
-        out.push(FORMAT_V2);
+        out.push(FORMAT_V3);
         let body = postcard::to_allocvec(&wire).expect("a snapshot always serialises");
         out.extend_from_slice(&body);
     }
@@ -251,23 +317,11 @@ impl UserSnapshot {
     /// earlier versions) for the user `user`.
     pub fn decode(user: &str, value: &[u8]) -> Result<UserSnapshot, SnapshotError> {
         match value.first() {
-            Some(&FORMAT_V1 | &FORMAT_V2) => {
+            Some(&FORMAT_V1 | &FORMAT_V2 | &FORMAT_V3) => {
                 let wire = decode_wire(value)?.expect("a binary value");
                 Ok(UserSnapshot {
                     user: user.to_owned(),
-                    profile: wire
-                        .profile
-                        .into_iter()
-                        .map(|(name, v)| {
-                            let v = match v {
-                                WireValue::Bool(b) => SnapValue::Bool(b),
-                                WireValue::Num(n) => SnapValue::Num(n),
-                                WireValue::Str(s) => SnapValue::Str(s.to_owned()),
-                                WireValue::Other => SnapValue::Other(Vec::new()),
-                            };
-                            (name.to_owned(), v)
-                        })
-                        .collect(),
+                    profile: from_wire(wire.profile),
                     email_sha256: wire.email.as_ref().map(crate::identity::to_hex),
                     phone_sha256: wire.phone.as_ref().map(crate::identity::to_hex),
                     campaigns: wire
@@ -279,6 +333,11 @@ impl UserSnapshot {
                         .past
                         .into_iter()
                         .map(|(k, b)| (k.to_owned(), b))
+                        .collect(),
+                    devices: wire
+                        .devices
+                        .into_iter()
+                        .map(|(key, seen, props)| (key, seen, from_wire(props)))
                         .collect(),
                 })
             }
@@ -318,7 +377,40 @@ mod tests {
                 ("gone".into(), SnapCampaign::Done),
             ],
             past: vec![("cart#0".into(), vec![(20_000, 3, 2, 12.5, 2.5, 10.0)])],
+            devices: vec![
+                (0, 1_790_000_000_000, Vec::new()),
+                (
+                    77,
+                    1_790_000_000_500,
+                    vec![("app_version".into(), SnapValue::Str("5.10.1".into()))],
+                ),
+            ],
         }
+    }
+
+    /// A value written before devices existed decodes, with none.
+    #[test]
+    fn version_2_values_still_decode() {
+        #[derive(Serialize)]
+        struct WireV2Ser<'a> {
+            profile: Vec<(&'a str, WireValue<'a>)>,
+            email: Option<[u8; 32]>,
+            phone: Option<[u8; 32]>,
+            campaigns: Vec<(&'a str, SnapCampaign)>,
+            past: Vec<(&'a str, Vec<SnapBucket>)>,
+        }
+        let v2 = WireV2Ser {
+            profile: vec![("plan", WireValue::Str("gold"))],
+            email: None,
+            phone: None,
+            campaigns: vec![("gone", SnapCampaign::Done)],
+            past: vec![("cart#0", vec![(20_000, 3, 2, 12.5, 2.5, 10.0)])],
+        };
+        let mut bytes = vec![FORMAT_V2];
+        bytes.extend(postcard::to_allocvec(&v2).unwrap());
+        let got = UserSnapshot::decode("u-1", &bytes).unwrap();
+        assert_eq!(got.past.len(), 1);
+        assert!(got.devices.is_empty());
     }
 
     /// A value written before behaviour rules existed decodes, with no buckets.
@@ -326,6 +418,7 @@ mod tests {
     fn version_1_values_still_decode() {
         let mut snap = sample();
         snap.past.clear();
+        snap.devices.clear();
         let v1 = WireV1Ser {
             profile: vec![("plan", WireValue::Str("gold"))],
             email: None,

@@ -171,15 +171,33 @@ pub struct UserState {
     /// Hashed identifiers; boxed because many users never have any.
     ids: Option<Box<Ids>>,
     camps: Vec<CampEntry>,
-    /// Day buckets per behaviour rule (index into [`Rules::past`]); boxed, as most users of a
-    /// live-only config have none.
-    past: Option<Box<PastState>>,
+    /// Day buckets per behaviour rule and devices; boxed, as most users have neither.
+    extra: Option<Box<Extra>>,
 }
 
-/// A user's buckets per behaviour rule (index into [`Rules::past`]); behind one thin pointer
-/// in [`UserState`].
+/// What few users have, behind one thin pointer in [`UserState`].
 #[derive(Debug, Clone, PartialEq, Default)]
-struct PastState(Vec<(u16, super::past::Buckets)>);
+struct Extra {
+    /// Buckets per behaviour rule (index into [`Rules::past`]).
+    past: Vec<(u16, super::past::Buckets)>,
+    /// Devices whose records named them, with their app fields, and — once there is one — the
+    /// default device (key 0, its fields in the profile) with its last-seen time. Empty while
+    /// no record named a device: the profile's app fields are then the user's one device.
+    devices: Vec<Device>,
+}
+
+/// A device's app fields (DESIGN.md §3a).
+#[derive(Debug, Clone, PartialEq)]
+struct Device {
+    /// [`crate::event::device_key`] of its id; 0 = the default device.
+    key: u64,
+    /// The latest `ts` of a record that set its app fields.
+    seen: EventTime,
+    fields: SmallVec<[Prop; 2]>,
+}
+
+/// Devices kept per user, the default one included; the least recently seen goes first.
+pub const MAX_DEVICES: usize = 8;
 
 /// Inaction events applied at the current event time, so that a trigger at the *same* time
 /// that arrives after its inaction event is still closed (`tA <= tB` is inclusive).
@@ -255,7 +273,7 @@ impl UserState {
             profile: Box::default(),
             ids: None,
             camps: Vec::new(),
-            past: None,
+            extra: None,
         }
     }
 
@@ -264,14 +282,14 @@ impl UserState {
         self.profile.is_empty()
             && self.ids.is_none()
             && self.camps.is_empty()
-            && self.past.is_none()
+            && self.extra.is_none()
     }
 
     /// Behaviour rule `r`'s buckets, if the user has any.
     pub fn buckets(&self, r: u16) -> Option<&super::past::Buckets> {
-        self.past
+        self.extra
             .as_deref()?
-            .0
+            .past
             .iter()
             .find(|(i, _)| *i == r)
             .map(|(_, b)| b)
@@ -299,7 +317,7 @@ impl UserState {
                 continue;
             }
             let value = rule.value(lookup);
-            let past = &mut self.past.get_or_insert_with(Default::default).0;
+            let past = &mut self.extra.get_or_insert_with(Default::default).past;
             let i = match past.iter().position(|(i, _)| *i == r) {
                 Some(i) => i,
                 None => {
@@ -308,6 +326,104 @@ impl UserState {
                 }
             };
             rule.record(&mut past[i].1, ts, value);
+        }
+    }
+
+    /// The devices records named (see [`Extra::devices`]).
+    fn devices(&self) -> &[Device] {
+        self.extra.as_deref().map_or(&[], |e| e.devices.as_slice())
+    }
+
+    /// Whether campaign `rule`'s Who holds: its profile conditions on the profile, its
+    /// app-field conditions all on one device (DESIGN.md §3a). A user whose records never
+    /// named a device has one, the default, whose app fields are in the profile (an empty
+    /// one if none is set: `not_exists` holds there, the other operators do not).
+    pub fn who_holds(&self, rules: &Rules, strings: &Interner, rule: &super::Rule) -> bool {
+        if !all_hold(&rule.who, |p| self.prop(rules, strings, p)) {
+            return false;
+        }
+        if rule.who_app.is_empty() {
+            return true;
+        }
+        let devices = self.devices();
+        let default = devices.is_empty() || devices.iter().any(|d| d.key == 0);
+        (default && all_hold(&rule.who_app, |p| self.prop(rules, strings, p)))
+            || devices.iter().filter(|d| d.key != 0).any(|d| {
+                all_hold(&rule.who_app, |p| {
+                    d.fields.iter().find(|f| f.id == p).map(|f| f.get(strings))
+                })
+            })
+    }
+
+    /// Applies a record's app fields to device `key` at `ts` (creating it, and dropping the
+    /// least recently seen device beyond [`MAX_DEVICES`]).
+    fn merge_device<'v>(
+        &mut self,
+        key: u64,
+        ts: EventTime,
+        fields: impl Iterator<Item = (PropId, &'v Value)>,
+        rules: &Rules,
+        strings: &mut Interner,
+    ) {
+        let has_default = self.profile.iter().any(|p| rules.is_app_field(p.id));
+        let devices = &mut self.extra.get_or_insert_with(Default::default).devices;
+        if has_default && !devices.iter().any(|d| d.key == 0) {
+            // Its last record is older than any seen from now on.
+            devices.push(Device {
+                key: 0,
+                seen: EventTime::MIN,
+                fields: SmallVec::new(),
+            });
+        }
+        let i = match devices.iter().position(|d| d.key == key) {
+            Some(i) => i,
+            None => {
+                devices.push(Device {
+                    key,
+                    seen: ts,
+                    fields: SmallVec::new(),
+                });
+                devices.len() - 1
+            }
+        };
+        let d = &mut devices[i];
+        d.seen = d.seen.max(ts);
+        for (k, v) in fields {
+            let pos = d.fields.iter().position(|f| f.id == k);
+            let added;
+            let v = match v {
+                Value::Add(n) => {
+                    let base = match pos.map(|i| d.fields[i].get(strings)) {
+                        Some(ValueRef::Num(c)) => c,
+                        _ => 0.0,
+                    };
+                    added = Value::Num(base + n);
+                    &added
+                }
+                v => v,
+            };
+            match (pos, Prop::new(k, v, strings)) {
+                (Some(i), Some(n)) => d.fields[i] = n,
+                (Some(i), None) => {
+                    d.fields.swap_remove(i);
+                }
+                (None, Some(n)) => d.fields.push(n),
+                (None, None) => {}
+            }
+        }
+        let mut dropped_default = false;
+        while devices.len() > MAX_DEVICES {
+            let oldest = (0..devices.len())
+                .min_by_key(|&i| (devices[i].seen, devices[i].key))
+                .expect("not empty");
+            dropped_default |= devices.swap_remove(oldest).key == 0;
+        }
+        if dropped_default {
+            let kept: Vec<Prop> = (self.profile.iter())
+                .filter(|p| !rules.is_app_field(p.id))
+                .copied()
+                .collect();
+            self.profile = kept.into_boxed_slice();
         }
     }
 
@@ -359,7 +475,7 @@ impl UserState {
     /// Applies one record at its event time `ts`.
     pub fn apply(&mut self, rec: &Record, cx: &mut Ctx) {
         if let Some(p) = &rec.profile {
-            cx.out.custom_props_dropped += self.merge_profile(p, cx.rules, cx.strings);
+            cx.out.custom_props_dropped += self.merge_profile(p, rec.ts, cx.rules, cx.strings);
         }
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
@@ -443,8 +559,29 @@ impl UserState {
     }
 
     /// Merges a profile patch; returns the custom properties dropped (over the limit).
-    fn merge_profile(&mut self, p: &ProfilePatch, rules: &Rules, strings: &mut Interner) -> u64 {
+    fn merge_profile(
+        &mut self,
+        p: &ProfilePatch,
+        ts: EventTime,
+        rules: &Rules,
+        strings: &mut Interner,
+    ) -> u64 {
         let (base, max) = (rules.custom_base, usize::from(rules.max_custom_props));
+        let sets_app = p.props.iter().any(|(k, _)| rules.is_app_field(*k));
+        // A named device's app fields are its own; the default device's are in the profile.
+        let device = p.device.filter(|_| sets_app);
+        if let Some(key) = device {
+            let app = p.props.iter().filter(|(k, _)| rules.is_app_field(*k));
+            self.merge_device(key, ts, app.map(|(k, v)| (*k, v)), rules, strings);
+        } else if sets_app {
+            if let Some(d) = self
+                .extra
+                .as_deref_mut()
+                .and_then(|e| e.devices.iter_mut().find(|d| d.key == 0))
+            {
+                d.seen = d.seen.max(ts);
+            }
+        }
         let mut dropped = 0u64;
         let mut custom: SmallVec<[(PropId, &Value); 4]> = SmallVec::new();
         for (name, v) in &p.custom {
@@ -456,7 +593,10 @@ impl UserState {
         // In place when only values change; rebuilt (exactly sized) when the set of
         // properties changes, which is rare after a user's first profile.
         let mut grown: Option<SmallVec<[Prop; 8]>> = None;
-        let patch = p.props.iter().map(|(k, v)| (*k, v)).chain(custom);
+        let patch = (p.props.iter())
+            .filter(|(k, _)| device.is_none() || !rules.is_app_field(*k))
+            .map(|(k, v)| (*k, v))
+            .chain(custom);
         for (k, v) in patch {
             let props: &mut [Prop] = match &mut grown {
                 Some(g) => g,
@@ -525,8 +665,7 @@ impl UserState {
             return None;
         }
         let rule = &rules.rules[usize::from(c)];
-        let holds = all_hold(&rule.who, |p| self.prop(rules, strings, p))
-            && self.past_holds(rules, rule, at);
+        let holds = self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at);
         if !holds {
             return None;
         }
@@ -564,9 +703,7 @@ impl UserState {
         };
         w.remove(at);
         let (rules, strings) = (cx.rules, &*cx.strings);
-        if !all_hold(&rule.who, |p| self.prop(rules, strings, p))
-            || !self.past_holds(rules, rule, deadline)
-        {
+        if !self.who_holds(rules, strings, rule) || !self.past_holds(rules, rule, deadline) {
             if matches!(&self.camps[i].state, CampState::Open(w) if w.is_empty()) {
                 self.camps.swap_remove(i);
             }
@@ -594,18 +731,11 @@ impl UserState {
         let ids = self.ids();
         UserSnapshot {
             user: self.id.to_string(),
-            profile: self
-                .profile
+            profile: snap_props(&self.profile, rules, strings),
+            devices: self
+                .devices()
                 .iter()
-                .map(|p| {
-                    let v = match p.get(strings) {
-                        ValueRef::Bool(b) => SnapValue::Bool(b),
-                        ValueRef::Num(n) => SnapValue::Num(n),
-                        ValueRef::Str(s) => SnapValue::Str(s.to_owned()),
-                        ValueRef::Other => SnapValue::Other(Vec::new()),
-                    };
-                    (strings.prop_name(rules, p.id).to_owned(), v)
-                })
+                .map(|d| (d.key, d.seen, snap_props(&d.fields, rules, strings)))
                 .collect(),
             email_sha256: ids.email.as_ref().map(crate::identity::to_hex),
             phone_sha256: ids.phone.as_ref().map(crate::identity::to_hex),
@@ -618,9 +748,9 @@ impl UserState {
                 })
                 .collect(),
             past: self
-                .past
+                .extra
                 .iter()
-                .flat_map(|p| p.0.iter())
+                .flat_map(|e| e.past.iter())
                 .map(|(r, b)| {
                     let key = rules.past[usize::from(*r)].key.clone();
                     (key, b.iter().map(super::snapshot::bucket_to_snap).collect())
@@ -633,17 +763,13 @@ impl UserState {
     /// [`UserSnapshot::encode`] writes), without building the snapshot: no copies of names,
     /// no hex round trip of the identifiers.
     pub fn encode_snapshot(&self, rules: &Rules, strings: &Interner, out: &mut Vec<u8>) {
-        use super::snapshot::{CampRef, Seq, WireRef, WireValue};
+        use super::snapshot::{CampRef, Seq, WireRef};
         let ids = self.ids.as_deref();
         WireRef {
-            profile: Seq(self.profile.iter().map(|p| {
-                let v = match p.get(strings) {
-                    ValueRef::Bool(b) => WireValue::Bool(b),
-                    ValueRef::Num(n) => WireValue::Num(n),
-                    ValueRef::Str(s) => WireValue::Str(s),
-                    ValueRef::Other => WireValue::Other,
-                };
-                (strings.prop_name(rules, p.id), v)
+            profile: Seq(self.profile.iter().map(|p| wire_prop(p, rules, strings))),
+            devices: Seq(self.devices().iter().map(|d| {
+                let fields = Seq(d.fields.iter().map(|p| wire_prop(p, rules, strings)));
+                (d.key, d.seen, fields)
             })),
             email: ids.and_then(|i| i.email.as_ref()),
             phone: ids.and_then(|i| i.phone.as_ref()),
@@ -659,9 +785,9 @@ impl UserState {
                 (rules.campaign_ids[usize::from(e.campaign)].as_str(), c)
             })),
             past: Seq(self
-                .past
+                .extra
                 .as_deref()
-                .map_or(&[][..], |v| v.0.as_slice())
+                .map_or(&[][..], |v| v.past.as_slice())
                 .iter()
                 .map(|(r, b)| {
                     let key = rules.past[usize::from(*r)].key.as_str();
@@ -703,7 +829,22 @@ impl UserState {
             .iter()
             .map(|(id, c)| (id.as_str(), c.to_state()));
         let past = snap.past.iter().map(|(k, b)| (k.as_str(), b.as_slice()));
-        Self::build(&snap.user, profile, ids, campaigns, past, rules, strings)
+        let value = |v: &SnapValue| match v {
+            SnapValue::Bool(b) => Value::Bool(*b),
+            SnapValue::Num(n) => Value::Num(*n),
+            SnapValue::Str(s) => Value::Str(s.as_str().into()),
+            SnapValue::Other(_) => Value::Other,
+        };
+        let devices = snap.devices.iter().map(|(key, seen, props)| {
+            let props = props.iter().map(|(n, v)| (n.as_str(), value(v))).collect();
+            (*key, *seen, props)
+        });
+        let parts = Parts {
+            ids,
+            past: past.collect(),
+            devices: devices.collect(),
+        };
+        Self::build(&snap.user, profile, campaigns, parts, rules, strings)
     }
 
     /// [`UserState::restore`] of [`UserSnapshot::decode`]`(user, value)`, without building the
@@ -734,20 +875,33 @@ impl UserState {
         };
         let campaigns = wire.campaigns.iter().map(|(id, c)| (*id, c.to_state()));
         let past = wire.past.iter().map(|(k, b)| (*k, b.as_slice()));
-        Ok(Self::build(
-            user, profile, ids, campaigns, past, rules, strings,
-        ))
+        let value = |v: &WireValue| match v {
+            WireValue::Bool(b) => Value::Bool(*b),
+            WireValue::Num(n) => Value::Num(*n),
+            WireValue::Str(s) => Value::Str((*s).into()),
+            WireValue::Other => Value::Other,
+        };
+        let devices = wire.devices.iter().map(|(key, seen, props)| {
+            let props = props.iter().map(|(n, v)| (*n, value(v))).collect();
+            (*key, *seen, props)
+        });
+        let parts = Parts {
+            ids,
+            past: past.collect(),
+            devices: devices.collect(),
+        };
+        Ok(Self::build(user, profile, campaigns, parts, rules, strings))
     }
 
     fn build<'a>(
         user: &str,
         profile: impl Iterator<Item = (&'a str, Value)>,
-        ids: Ids,
         campaigns: impl Iterator<Item = (&'a str, CampState)>,
-        past: impl Iterator<Item = (&'a str, &'a [super::snapshot::SnapBucket])>,
+        parts: Parts<'a>,
         rules: &Rules,
         strings: &mut Interner,
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
+        let Parts { ids, past, devices } = parts;
         let mut u = UserState::new(UserId::from(user));
         let mut props: Vec<Prop> = Vec::new();
         let mut custom = 0u8;
@@ -785,15 +939,75 @@ impl UserState {
         }
         // Buckets of rules that no longer exist are dropped.
         let buckets: Vec<(u16, super::past::Buckets)> = past
+            .into_iter()
             .filter_map(|(key, b)| {
                 let r = rules.past.iter().position(|p| p.key == key)?;
                 let b = b.iter().map(super::snapshot::bucket_from_snap).collect();
                 Some((r as u16, b))
             })
             .collect();
-        u.past = (!buckets.is_empty()).then(|| Box::new(PastState(buckets)));
+        // App fields by name (those this version does not know are dropped).
+        let devices: Vec<Device> = devices
+            .into_iter()
+            .map(|(key, seen, props)| {
+                let fields = props
+                    .into_iter()
+                    .filter_map(|(name, v)| {
+                        let id = rules.prop_names.iter().position(|n| n == name)? as PropId;
+                        rules.is_app_field(id).then(|| Prop::new(id, &v, strings))?
+                    })
+                    .collect();
+                Device { key, seen, fields }
+            })
+            .collect();
+        if !buckets.is_empty() || !devices.is_empty() {
+            u.extra = Some(Box::new(Extra {
+                past: buckets,
+                devices,
+            }));
+        }
         (u, timers)
     }
+}
+
+/// What [`UserState::build`] restores besides the profile and the campaigns.
+struct Parts<'a> {
+    ids: Ids,
+    past: Vec<(&'a str, &'a [super::snapshot::SnapBucket])>,
+    devices: Vec<NamedDevice<'a>>,
+}
+
+/// A device by its fields' names: `(key, seen, fields)`.
+type NamedDevice<'a> = (u64, EventTime, Vec<(&'a str, Value)>);
+
+fn snap_props(props: &[Prop], rules: &Rules, strings: &Interner) -> Vec<(String, SnapValue)> {
+    props
+        .iter()
+        .map(|p| {
+            let v = match p.get(strings) {
+                ValueRef::Bool(b) => SnapValue::Bool(b),
+                ValueRef::Num(n) => SnapValue::Num(n),
+                ValueRef::Str(s) => SnapValue::Str(s.to_owned()),
+                ValueRef::Other => SnapValue::Other(Vec::new()),
+            };
+            (strings.prop_name(rules, p.id).to_owned(), v)
+        })
+        .collect()
+}
+
+fn wire_prop<'s>(
+    p: &Prop,
+    rules: &'s Rules,
+    strings: &'s Interner,
+) -> (&'s str, super::snapshot::WireValue<'s>) {
+    use super::snapshot::WireValue;
+    let v = match p.get(strings) {
+        ValueRef::Bool(b) => WireValue::Bool(b),
+        ValueRef::Num(n) => WireValue::Num(n),
+        ValueRef::Str(s) => WireValue::Str(s),
+        ValueRef::Other => WireValue::Other,
+    };
+    (strings.prop_name(rules, p.id), v)
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use fields::{Fields, TopLevel};
 pub(crate) use fields::{SeenKeys, StrCow};
 
 use super::Format;
-use super::{Event, EventTime, IdUpdate, ProfilePatch, Props, Record, Schema, UserId, Value};
+use super::{
+    device_key, Event, EventTime, IdUpdate, ProfilePatch, Props, Record, Schema, UserId, Value,
+};
 use super::{HAS_EMAIL, HAS_PHONE};
 use crate::identity;
 
@@ -36,6 +38,9 @@ pub enum Malformed {
     DuplicateKey,
     MissingUserId,
     InvalidUserId,
+    /// A device id (native `device_id`, Segment `context.device.id`, CleverTap `objectId` as
+    /// the device) that is not a string or an integer.
+    InvalidDeviceId,
     MissingEvent,
     InvalidEvent,
     MissingTs,
@@ -51,7 +56,7 @@ pub enum Malformed {
 }
 
 impl Malformed {
-    pub const ALL: [Malformed; 16] = [
+    pub const ALL: [Malformed; 17] = [
         Malformed::Oversize,
         Malformed::InvalidUtf8,
         Malformed::InvalidJson,
@@ -59,6 +64,7 @@ impl Malformed {
         Malformed::DuplicateKey,
         Malformed::MissingUserId,
         Malformed::InvalidUserId,
+        Malformed::InvalidDeviceId,
         Malformed::MissingEvent,
         Malformed::InvalidEvent,
         Malformed::MissingTs,
@@ -79,6 +85,7 @@ impl Malformed {
             Malformed::DuplicateKey => "duplicate_key",
             Malformed::MissingUserId => "missing_user_id",
             Malformed::InvalidUserId => "invalid_user_id",
+            Malformed::InvalidDeviceId => "invalid_device_id",
             Malformed::MissingEvent => "missing_event",
             Malformed::InvalidEvent => "invalid_event",
             Malformed::MissingTs => "missing_ts",
@@ -214,6 +221,19 @@ impl<'s> Decoder<'s> {
         str_field(v, Malformed::MissingUserId, Malformed::InvalidUserId).map(|s| UserId::from(&*s))
     }
 
+    /// A device id ([`device_key`] of it): a string or an integer, as user ids are; `None`
+    /// when absent, `null` or empty.
+    fn device(v: Option<&RawValue>) -> Result<Option<u64>, Malformed> {
+        match is_null(v) {
+            None => Ok(None),
+            Some(_) => match Self::user(v) {
+                Ok(id) => Ok(Some(device_key(&id))),
+                Err(Malformed::MissingUserId) => Ok(None),
+                Err(_) => Err(Malformed::InvalidDeviceId),
+            },
+        }
+    }
+
     fn event(&self, name: Option<&RawValue>, props: Option<&RawValue>) -> Result<Event, Malformed> {
         let name = str_field(name, Malformed::MissingEvent, Malformed::InvalidEvent)?;
         self.event_named(&name, props)
@@ -271,12 +291,16 @@ impl<'s> Decoder<'s> {
                 event: Some(self.event(f.event, f.props)?),
                 profile: None,
             }),
-            Some("profile") => Ok(Record {
-                user,
-                ts,
-                event: None,
-                profile: Some(Box::new(self.profile(f.props, Keys::Profile)?)),
-            }),
+            Some("profile") => {
+                let mut patch = self.profile(f.props, Keys::Profile)?;
+                patch.device = Self::device(f.device_id)?;
+                Ok(Record {
+                    user,
+                    ts,
+                    event: None,
+                    profile: Some(Box::new(patch)),
+                })
+            }
             Some(_) => Err(Malformed::UnknownType),
         }
     }
@@ -361,6 +385,8 @@ impl<'s> Decoder<'s> {
             manufacturer: Option<&'a RawValue>,
             #[serde(borrow)]
             model: Option<&'a RawValue>,
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
         }
         #[derive(Deserialize)]
         struct Context<'a> {
@@ -387,7 +413,10 @@ impl<'s> Decoder<'s> {
             city: Option<&'a RawValue>,
         }
         let ctx: Context = serde_json::from_str(raw.get()).map_err(|_| Malformed::InvalidProps)?;
-        let mut patch = ProfilePatch::default();
+        let mut patch = ProfilePatch {
+            device: Self::device(ctx.device.as_ref().and_then(|d| d.id))?,
+            ..ProfilePatch::default()
+        };
         // `context.traits` first: what the call itself says about device and place wins.
         if let Some(t) = is_null(ctx.traits) {
             self.props(t, Keys::SegmentTraits, &mut patch)?;
@@ -422,7 +451,10 @@ impl<'s> Decoder<'s> {
 
     /// A CleverTap record: the user is `identity`, else `objectId` (CleverTap's own id of the
     /// profile), else `FBID`, else `GPID` — the identifiers CleverTap's upload API accepts,
-    /// in that order of precedence; `ts` is in seconds.
+    /// in that order of precedence; `ts` is in seconds. A profile record's `objectId` is also
+    /// its device: the CleverTap ID identifies a device (an app install; "Set CleverTap ID —
+    /// unique device identifiers", https://developer.clevertap.com/docs/set-clevertap-id), so
+    /// a user identified by `identity` who uses two phones has two.
     fn clevertap(&self, f: &Fields, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         let id = [f.identity, f.object_id, f.fbid, f.gpid]
             .into_iter()
@@ -441,12 +473,16 @@ impl<'s> Decoder<'s> {
                 event: Some(self.event(f.evt_name, f.evt_data)?),
                 profile: None,
             }),
-            Some("profile") => Ok(Record {
-                user,
-                ts,
-                event: None,
-                profile: Some(Box::new(self.profile(f.profile_data, Keys::Clevertap)?)),
-            }),
+            Some("profile") => {
+                let mut patch = self.profile(f.profile_data, Keys::Clevertap)?;
+                patch.device = Self::device(f.object_id)?;
+                Ok(Record {
+                    user,
+                    ts,
+                    event: None,
+                    profile: Some(Box::new(patch)),
+                })
+            }
             Some(_) => Err(Malformed::UnknownType),
         }
     }

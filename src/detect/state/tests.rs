@@ -67,8 +67,22 @@ impl T {
     }
 
     fn profile(&mut self, user: &str, ts: i64, props: &[(&str, Value)]) -> &mut Self {
+        self.profile_on(user, ts, None, props)
+    }
+
+    /// A profile update from device `device` (`None`: a record naming no device).
+    fn profile_on(
+        &mut self,
+        user: &str,
+        ts: i64,
+        device: Option<&str>,
+        props: &[(&str, Value)],
+    ) -> &mut Self {
         let schema = &self.cfg.schema;
-        let mut patch = ProfilePatch::default();
+        let mut patch = ProfilePatch {
+            device: device.map(crate::event::device_key),
+            ..ProfilePatch::default()
+        };
         for (k, v) in props {
             if *k == "email" {
                 patch.email = match v {
@@ -741,4 +755,115 @@ within = "1d"
         .collect();
     assert_eq!(conv, vec![("a".into(), DAY + 2 * HOUR)]);
     assert_eq!(out.runs, vec![(0, DAY), (0, 2 * DAY)]);
+}
+
+/// DESIGN.md §3a devices: app-field conditions hold on one device together, the other
+/// conditions on the profile; a record naming no device updates the default device; a user
+/// with no device has one empty device; beyond 8 devices the least recently seen goes; all
+/// of it survives a snapshot round trip.
+#[test]
+fn app_field_conditions_hold_on_one_device_together() {
+    let who = |conds: &str| {
+        format!("{LIVE}[campaign.who]\nwhere = [{conds}, {{ prop = \"age\", op = \">\", value = 20 }}]\n")
+    };
+    let apple_new = "{ prop = \"device_make\", op = \"=\", value = \"Apple\" }, \
+                     { prop = \"app_version\", op = \">=\", value = \"5.10\" }";
+    let mut t = T::new(&who(apple_new));
+    let age = ("age", Value::Num(30.0));
+    // a: an old iPhone and a new Samsung: no one device is both.
+    t.profile("a", 0, &[("email", s("a@x.io")), age.clone()])
+        .profile_on(
+            "a",
+            1,
+            Some("ios-1"),
+            &[("device_make", s("Apple")), ("app_version", s("5.2"))],
+        )
+        .profile_on(
+            "a",
+            2,
+            Some("and-1"),
+            &[("device_make", s("Samsung")), ("app_version", s("5.12"))],
+        );
+    // b: the same, then the iPhone's app is upgraded.
+    t.profile("b", 0, &[("email", s("b@x.io")), age.clone()])
+        .profile_on(
+            "b",
+            1,
+            Some("ios-1"),
+            &[("device_make", s("Apple")), ("app_version", s("5.2"))],
+        )
+        .profile_on(
+            "b",
+            2,
+            Some("and-1"),
+            &[("device_make", s("Samsung")), ("app_version", s("5.12"))],
+        )
+        .profile_on("b", 3, Some("ios-1"), &[("app_version", s("5.10.1"))]);
+    // c: no device id in its records: the profile's app fields are its one device.
+    t.profile("c", 0, &[("email", s("c@x.io")), age.clone()])
+        .profile(
+            "c",
+            1,
+            &[("device_make", s("Apple")), ("app_version", s("6.0"))],
+        );
+    // d: the default device (an old iPhone), and a named new one that is not an Apple.
+    t.profile("d", 0, &[("email", s("d@x.io")), age.clone()])
+        .profile(
+            "d",
+            1,
+            &[("device_make", s("Apple")), ("app_version", s("5.0"))],
+        )
+        .profile_on(
+            "d",
+            2,
+            Some("and-1"),
+            &[("device_make", s("Samsung")), ("app_version", s("6.0"))],
+        );
+    let snaps_at = 10;
+    t.advance(snaps_at);
+    let snaps = t.shard.snapshot();
+    for u in ["a", "b", "c", "d"] {
+        t.ev(u, 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    }
+    let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, ["b", "c"]);
+    // The same after a restore.
+    let mut restored = Shard::new(Arc::new(Rules::compile(&t.cfg.campaigns, &t.cfg.schema)));
+    restored.restore(&snaps, snaps_at);
+    t.shard = restored;
+    for u in ["a", "b", "c", "d"] {
+        t.ev(u, 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    }
+    let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, ["b", "c"], "restored");
+
+    // No device at all: one empty device, where only `not_exists` holds.
+    let mut t = T::new(&who("{ prop = \"app_version\", op = \"not_exists\" }"));
+    t.profile("e", 0, &[("email", s("e@x.io")), age.clone()]);
+    t.profile("f", 0, &[("email", s("f@x.io")), age.clone()])
+        .profile_on("f", 1, Some("ios-1"), &[("app_version", s("1.0"))]);
+    t.ev("e", 100, "Added To Cart", &[("price", Value::Num(10.0))])
+        .ev("f", 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+    let got: Vec<String> = t.quals(1000).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(got, ["e"]);
+}
+
+#[test]
+fn beyond_eight_devices_the_least_recently_seen_is_dropped() {
+    let who = |v: &str| {
+        format!("{LIVE}[campaign.who]\nwhere = [{{ prop = \"app_version\", op = \"=\", value = \"{v}\" }}]\n")
+    };
+    for (version, kept) in [("1.0", false), ("2.0", true), ("9.0", true), ("0.1", false)] {
+        let mut t = T::new(&who(version));
+        // The default device first (0.1), then nine named ones, 1.0 to 9.0: the 9th named one
+        // drops the default (not seen since named devices came), the 10th drops 1.0's.
+        t.profile("a", 0, &[("email", s("a@x.io")), ("app_version", s("0.1"))]);
+        for n in 1..=9 {
+            let id = format!("dev-{n}");
+            t.profile_on("a", n, Some(&id), &[("app_version", s(&format!("{n}.0")))]);
+        }
+        t.profile_on("a", 20, Some("dev-2"), &[("os_version", s("17"))]);
+        t.ev("a", 100, "Added To Cart", &[("price", Value::Num(10.0))]);
+        assert_eq!(!t.quals(1000).is_empty(), kept, "app_version {version}");
+    }
 }

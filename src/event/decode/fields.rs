@@ -46,6 +46,8 @@ pub(super) struct Fields<'a> {
     pub object_id: Option<&'a RawValue>,
     pub fbid: Option<&'a RawValue>,
     pub gpid: Option<&'a RawValue>,
+    /// Native `device_id` (of a profile update).
+    pub device_id: Option<&'a RawValue>,
 }
 
 /// A parsed top level: its fields, and whether some key occurred twice.
@@ -77,6 +79,7 @@ impl<'a> Fields<'a> {
             "objectId" => (16, &mut self.object_id),
             "FBID" => (17, &mut self.fbid),
             "GPID" => (18, &mut self.gpid),
+            "device_id" => (19, &mut self.device_id),
             _ => return None,
         })
     }

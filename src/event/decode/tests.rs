@@ -621,3 +621,54 @@ fn the_verdict_does_not_depend_on_what_campaigns_read() {
         "the cases include malformed ones: {malformed}"
     );
 }
+
+/// The device a record's app fields belong to (DESIGN.md §3a): native `device_id` on a profile
+/// update, Segment `context.device.id` (the spec's Common Fields example), CleverTap's
+/// `objectId` (the CleverTap ID, a device's id). Records naming none have `None`; a device id
+/// that is neither a string nor an integer is `invalid_device_id`.
+#[test]
+fn records_name_their_device() {
+    use crate::event::device_key;
+    let cfg = config();
+    let native = Decoder::new(Format::Native, &cfg.schema);
+    let r = native
+        .decode(br#"{"user_id":"u1","type":"profile","ts":1,"device_id":"ios-1","props":{"app_version":"5.10"}}"#)
+        .unwrap();
+    assert_eq!(r.profile.unwrap().device, Some(device_key("ios-1")));
+    let r = native
+        .decode(br#"{"user_id":"u1","type":"profile","ts":1,"props":{"app_version":"5.10"}}"#)
+        .unwrap();
+    assert_eq!(r.profile.unwrap().device, None);
+    let r = native
+        .decode(br#"{"user_id":"u1","type":"profile","ts":1,"device_id":42,"props":{}}"#)
+        .unwrap();
+    assert_eq!(r.profile.unwrap().device, Some(device_key("42")));
+    assert_eq!(
+        native
+            .decode(br#"{"user_id":"u1","type":"profile","ts":1,"device_id":{"a":1},"props":{}}"#),
+        Err(Malformed::InvalidDeviceId)
+    );
+    assert_eq!(Malformed::InvalidDeviceId.as_str(), "invalid_device_id");
+
+    let cfg = segment_config();
+    let segment = Decoder::new(Format::Segment, &cfg.schema);
+    let r = segment
+        .decode(br#"{"type":"track","userId":507,"event":"Viewed Home Page","timestamp":"2015-02-23T22:28:55.111Z","context":{"app":{"version":"545"},"device":{"id":"B5372DB0-C21E-11E4-8DFC-AA07A5B093DB","manufacturer":"Apple","model":"iPhone7,2","type":"ios"}}}"#)
+        .unwrap();
+    assert_eq!(
+        r.profile.unwrap().device,
+        Some(device_key("B5372DB0-C21E-11E4-8DFC-AA07A5B093DB"))
+    );
+    assert_eq!(
+        segment.decode(br#"{"type":"track","userId":"u","event":"E","timestamp":1,"context":{"device":{"id":true}}}"#),
+        Err(Malformed::InvalidDeviceId)
+    );
+
+    let cfg = config();
+    let clevertap = Decoder::new(Format::Clevertap, &cfg.schema);
+    let r = clevertap
+        .decode(br#"{"identity":"u1","objectId":"__g1234abcd","type":"profile","ts":1795860000,"profileData":{"Email":"x@y.z"}}"#)
+        .unwrap();
+    assert_eq!(r.user, "u1");
+    assert_eq!(r.profile.unwrap().device, Some(device_key("__g1234abcd")));
+}
