@@ -81,6 +81,8 @@ struct Gates {
     target_cap: Option<u64>,
     identifiers: crate::campaign::Identifiers,
     remove_on_goal: bool,
+    /// `false`: a scheduled campaign decides at every run that qualifies a user.
+    once_per_user: bool,
 }
 
 /// The activate stage's state.
@@ -92,6 +94,9 @@ pub struct Activator {
     /// An audience is a set of ids: two users may share one (households, test accounts), and
     /// an id is deleted only when its last holder leaves.
     holders: Vec<Holders>,
+    /// Per campaign, the users ever exported: what `target_cap` counts (with a decision per
+    /// run, `counts.exported` counts decisions).
+    exported_users: Vec<u64>,
 }
 
 /// Current members per hashed id of one audience (`true` = email, `false` = phone).
@@ -158,11 +163,13 @@ impl Activator {
                     target_cap: c.who.target_cap,
                     identifiers: c.what.identifiers,
                     remove_on_goal: c.what.remove_on_goal,
+                    once_per_user: c.once_per_user,
                 })
                 .collect(),
             decided: vec![HashMap::new(); campaigns.len()],
             counts: vec![CampaignCounts::default(); campaigns.len()],
             holders: vec![Holders::default(); campaigns.len()],
+            exported_users: vec![0; campaigns.len()],
         }
     }
 
@@ -177,6 +184,9 @@ impl Activator {
         }
         let prev = self.decided[c].insert(user, decided);
         debug_assert!(prev.is_none(), "one record per user");
+        if matches!(outcome, Outcome::Exported | Outcome::Removed) {
+            self.exported_users[c] += 1;
+        }
         match outcome {
             Outcome::Exported | Outcome::Removed => counts.exported += 1,
             Outcome::Control => counts.control += 1,
@@ -201,13 +211,19 @@ impl Activator {
         self.decided[usize::from(campaign)].get(user).copied()
     }
 
-    /// Decides one qualification; `None` if the user already had a decision.
+    /// Decides one qualification; `None` if the user already had a decision — with
+    /// `once_per_user = false`, a decision at this `at` or later (a qualification re-read).
     pub fn qualify(&mut self, q: &Qualification) -> Option<Decision> {
         let c = usize::from(q.campaign);
         let campaign = &self.campaigns[c];
-        if self.decided[c].contains_key(&q.user) {
+        let prev = self.decided[c].get(&q.user).copied();
+        if prev.is_some_and(|p| campaign.once_per_user || q.at <= p.at) {
             return None;
         }
+        // Exported before (and not unreachable since): `target_cap` counted them already.
+        let member = prev.is_some_and(|p| p.outcome == Outcome::Exported);
+        let exported_before =
+            prev.is_some_and(|p| matches!(p.outcome, Outcome::Exported | Outcome::Removed));
         let counts = &mut self.counts[c];
         let ids = q.ids.chosen(campaign.identifiers);
         let outcome = if ids.is_empty() {
@@ -216,18 +232,29 @@ impl Activator {
         } else if in_control_group(&campaign.id, &q.user, campaign.control_group) {
             counts.control += 1;
             Outcome::Control
-        } else if campaign
-            .target_cap
-            .is_some_and(|cap| counts.exported >= cap)
+        } else if !exported_before
+            && campaign
+                .target_cap
+                .is_some_and(|cap| self.exported_users[c] >= cap)
         {
             counts.capped += 1;
             Outcome::Capped
         } else {
             counts.exported += 1;
-            self.holders[c].join(ids);
             Outcome::Exported
         };
         counts.qualified += 1;
+        // A member decided again holds its new ids (sync = "add": the old ones stay at
+        // TikTok, but no longer keep an id another member's removal would delete).
+        if member {
+            self.holders[c].leave(prev.map(|p| p.ids).unwrap_or_default());
+        }
+        if outcome == Outcome::Exported {
+            self.holders[c].join(ids);
+            if !exported_before {
+                self.exported_users[c] += 1;
+            }
+        }
         self.decided[c].insert(
             q.user.clone(),
             Decided {
@@ -584,6 +611,74 @@ mod tests {
             .iter()
             .map(|(q, _)| (q.at, q.user.to_string()))
             .collect()
+    }
+
+    /// `once_per_user = false`: a decision at every run that qualifies the user (a re-read
+    /// one decides nothing), `target_cap` counting distinct exported users, each decision
+    /// converting once.
+    #[test]
+    fn a_decision_per_run_with_once_per_user_false() {
+        let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+once_per_user = false
+[campaign.schedule]
+at = ["1970-01-02T00:00:00Z"]
+[campaign.who]
+target_cap = 1
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+[campaign.goal]
+event = "Charged"
+within = "1d"
+"#;
+        let config = crate::config::Config::parse(text, Vec::new()).unwrap();
+        let mut act = Activator::new(&config.campaigns);
+        let with_email = |user: &str, at: EventTime, e: u8| {
+            let mut q = q(user, at);
+            q.ids.email = Some([e; 32]);
+            q
+        };
+        let outcome = |d: Option<Decision>| d.map(|d| d.outcome);
+        assert_eq!(
+            outcome(act.qualify(&with_email("a", 10, 1))),
+            Some(Outcome::Exported)
+        );
+        assert_eq!(
+            outcome(act.qualify(&with_email("b", 10, 2))),
+            Some(Outcome::Capped)
+        );
+        assert_eq!(act.qualify(&with_email("a", 10, 1)), None, "run 1 re-read");
+        // Run 2: `a` again (not capped: counted once), `b` still capped.
+        let again = act
+            .qualify(&with_email("a", 20, 3))
+            .expect("a decision per run");
+        assert_eq!(
+            (again.outcome, again.ids.email),
+            (Outcome::Exported, Some([3; 32]))
+        );
+        assert_eq!(
+            outcome(act.qualify(&with_email("b", 20, 2))),
+            Some(Outcome::Capped)
+        );
+        let conv = |ts| Conversion {
+            campaign: 0,
+            user: "a".into(),
+            ts,
+        };
+        act.convert(&conv(25));
+        act.convert(&conv(26));
+        let c = &act.counts()[0];
+        assert_eq!(
+            (c.qualified, c.exported, c.capped, c.conversions.exported),
+            (4, 2, 2, 1),
+            "counts of decision lines; one conversion of run 2's decision"
+        );
+        assert_eq!(act.decided(0, "a").map(|d| d.at), Some(20));
     }
 
     #[test]

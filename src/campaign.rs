@@ -46,6 +46,9 @@ pub struct Campaign {
     pub who: Who,
     pub what: What,
     pub goal: Option<Goal>,
+    /// `once_per_user`: one decision per user (`true`, the default) or, for a scheduled
+    /// campaign, one per run in which the user qualifies.
+    pub once_per_user: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -647,10 +650,11 @@ pub(crate) fn validate(
             "a campaign has [campaign.trigger] or [campaign.schedule], not both",
         );
     }
-    if r.get::<bool>(&t, "once_per_user").or(true) == Some(false) {
+    let once_per_user = r.get::<bool>(&t, "once_per_user").or(true);
+    if once_per_user == Some(false) && matches!(&schedule, Some(None)) {
         r.err(
             "once_per_user",
-            "false (a decision per run) is not supported yet",
+            "false (a decision per run) needs [campaign.schedule]: a live campaign decides once per user",
         );
     }
     let who = match r.sub(
@@ -711,6 +715,7 @@ pub(crate) fn validate(
         who: who?,
         what: what?,
         goal: goal?,
+        once_per_user: once_per_user.unwrap_or(true),
     })
 }
 

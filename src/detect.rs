@@ -54,6 +54,8 @@ pub struct Rule {
     pub past: Vec<u16>,
     /// A past-behaviour campaign's runs (it has no trigger then).
     pub schedule: Option<crate::campaign::schedule::Schedule>,
+    /// `false`: a scheduled campaign qualifies a user at every run that finds them.
+    pub once_per_user: bool,
 }
 
 impl Rule {
@@ -143,6 +145,7 @@ impl Rules {
                 identifiers: c.what.identifiers,
                 past: Vec::new(),
                 schedule: c.schedule.clone(),
+                once_per_user: c.once_per_user,
             });
             let tz = c.zone();
             for (n, spec) in c.who.past.iter().enumerate() {

@@ -707,3 +707,36 @@ fn every_wrong_field_of_one_table_is_reported() {
         ]
     );
 }
+
+/// `once_per_user = false` (a decision per run) is for scheduled campaigns; on a live one it
+/// is a problem naming the field.
+#[test]
+fn once_per_user_false_needs_a_schedule() {
+    let per_run = PAST.replace(
+        "id = \"viewed-not-bought\"\n",
+        "id = \"viewed-not-bought\"\nonce_per_user = false\n",
+    );
+    assert_ne!(per_run, PAST);
+    let c = Config::parse(&per_run, Vec::new()).unwrap();
+    assert!(!c.campaigns[0].once_per_user);
+    assert!(Config::parse(PAST, Vec::new()).unwrap().campaigns[0].once_per_user);
+    let live = r#"
+[[campaign]]
+id = "live"
+name = "Live"
+ad_account = "1"
+start = "2026-11-01T00:00:00Z"
+once_per_user = false
+[campaign.trigger]
+event = "Added To Cart"
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+"#;
+    let got = problems_of(live);
+    assert!(
+        got.iter()
+            .any(|p| p.contains("live") && p.contains("once_per_user") && p.contains("schedule")),
+        "{got:#?}"
+    );
+}

@@ -651,9 +651,9 @@ impl UserState {
     }
 
     /// A scheduled run of campaign `c` at `at`: the user qualifies when the Who filter and
-    /// every behaviour rule hold (slots of removed users, which are empty, never do), once:
-    /// a user qualified at an earlier run is not evaluated again, and a qualified user waits
-    /// for the goal as a live campaign's does.
+    /// every behaviour rule hold (slots of removed users, which are empty, never do), once
+    /// (a user qualified at an earlier run is not evaluated again) or, with `once_per_user =
+    /// false`, at every run; a qualified user waits for the goal as a live campaign's does.
     pub fn evaluate(
         &mut self,
         rules: &Rules,
@@ -661,22 +661,26 @@ impl UserState {
         c: CampaignIdx,
         at: EventTime,
     ) -> Option<Qualification> {
-        if self.is_empty() || self.camps.iter().any(|e| e.campaign == c) {
-            return None;
-        }
         let rule = &rules.rules[usize::from(c)];
-        let holds = self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at);
-        if !holds {
+        let entry = self.camps.iter().position(|e| e.campaign == c);
+        if self.is_empty() || (entry.is_some() && rule.once_per_user) {
             return None;
         }
-        self.camps.reserve_exact(1);
-        self.camps.push(CampEntry {
-            campaign: c,
-            state: match rule.goal_within {
-                Some(_) => CampState::Qualified { at },
-                None => CampState::Done,
-            },
-        });
+        if !(self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at)) {
+            return None;
+        }
+        // With `once_per_user = false` each run's decision waits for the goal anew.
+        let state = match rule.goal_within {
+            Some(_) => CampState::Qualified { at },
+            None => CampState::Done,
+        };
+        match entry {
+            Some(i) => self.camps[i].state = state,
+            None => {
+                self.camps.reserve_exact(1);
+                self.camps.push(CampEntry { campaign: c, state });
+            }
+        }
         Some(Qualification {
             campaign: c,
             user: self.id.clone(),

@@ -692,13 +692,10 @@ fn a_matched_inaction_closes_only_the_windows_of_its_values() {
     );
 }
 
-/// A scheduled campaign decides once per user (a user qualified at one run is not qualified
-/// again at the next), and its goal is measured from the run that qualified the user.
-#[test]
-fn scheduled_runs_qualify_once_and_measure_the_goal_from_the_run() {
-    const HOUR: i64 = 3_600_000;
-    const DAY: i64 = 24 * HOUR;
-    let cfg = Config::parse(
+/// Two runs (1970-01-02 and -03) of "viewed a product in the last 7 days", a goal of
+/// `Charged` within a day; `extra` goes at the top of the campaign.
+fn per_run_config(extra: &str) -> String {
+    format!(
         r#"
 [[campaign]]
 id = "c"
@@ -706,20 +703,29 @@ name = "C"
 ad_account = "1"
 start = "1970-01-01T00:00:00Z"
 end = "1970-01-10T00:00:00Z"
+{extra}
 [campaign.schedule]
 at = ["1970-01-02T00:00:00Z", "1970-01-03T00:00:00Z"]
 [campaign.who]
-past = [{ did = "Product Viewed", in_last = "7d" }]
+past = [{{ did = "Product Viewed", in_last = "7d" }}]
 [campaign.what]
-audience = { existing = "9" }
+audience = {{ existing = "9" }}
 identifiers = ["email"]
 [campaign.goal]
 event = "Charged"
 within = "1d"
-"#,
-        Vec::new(),
+"#
     )
-    .expect("valid test config");
+}
+
+/// A scheduled campaign decides once per user (a user qualified at one run is not qualified
+/// again at the next), and its goal is measured from the run that qualified the user; with
+/// `once_per_user = false`, a decision at every run, each waiting for the goal anew.
+#[test]
+fn scheduled_runs_qualify_once_and_measure_the_goal_from_the_run() {
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let cfg = Config::parse(&per_run_config(""), Vec::new()).expect("valid test config");
     let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
     let mut t = T {
         shard: Shard::new(rules),
@@ -755,6 +761,51 @@ within = "1d"
         .collect();
     assert_eq!(conv, vec![("a".into(), DAY + 2 * HOUR)]);
     assert_eq!(out.runs, vec![(0, DAY), (0, 2 * DAY)]);
+
+    let cfg = Config::parse(&per_run_config("once_per_user = false"), Vec::new()).unwrap();
+    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+    let mut t = T {
+        shard: Shard::new(rules),
+        cfg,
+        seq: 0,
+    };
+    for u in ["a", "b", "c"] {
+        t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
+    }
+    t.ev("a", HOUR, "Product Viewed", &[])
+        .ev("b", HOUR, "Product Viewed", &[])
+        .ev("c", DAY + HOUR, "Product Viewed", &[])
+        .ev("a", DAY + 2 * HOUR, "Charged", &[])
+        .ev("b", 2 * DAY + 2 * HOUR, "Charged", &[]);
+    let out = t.advance(5 * DAY);
+    let mut got: Vec<_> = out
+        .qualifications
+        .iter()
+        .map(|q| (q.user.to_string(), q.at))
+        .collect();
+    got.sort();
+    let want: Vec<(String, i64)> = vec![
+        ("a".into(), DAY),
+        ("a".into(), 2 * DAY),
+        ("b".into(), DAY),
+        ("b".into(), 2 * DAY),
+        ("c".into(), 2 * DAY),
+    ];
+    assert_eq!(got, want, "every run that finds them");
+    let mut conv: Vec<_> = out
+        .conversions
+        .iter()
+        .map(|c| (c.user.to_string(), c.ts))
+        .collect();
+    conv.sort();
+    assert_eq!(
+        conv,
+        vec![
+            ("a".into(), DAY + 2 * HOUR),
+            ("b".into(), 2 * DAY + 2 * HOUR)
+        ],
+        "a converts run 1's decision, b run 2's"
+    );
 }
 
 /// DESIGN.md §3a devices: app-field conditions hold on one device together, the other
