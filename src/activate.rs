@@ -83,6 +83,9 @@ struct Gates {
     remove_on_goal: bool,
     /// `false`: a scheduled campaign decides at every run that qualifies a user.
     once_per_user: bool,
+    /// `sync = "mirror"`: members who no longer qualify are removed; non-members go through
+    /// the gates at every run.
+    mirror: bool,
 }
 
 /// The activate stage's state.
@@ -164,6 +167,7 @@ impl Activator {
                     identifiers: c.what.identifiers,
                     remove_on_goal: c.what.remove_on_goal,
                     once_per_user: c.once_per_user,
+                    mirror: c.what.mirror,
                 })
                 .collect(),
             decided: vec![HashMap::new(); campaigns.len()],
@@ -212,12 +216,20 @@ impl Activator {
     }
 
     /// Decides one qualification; `None` if the user already had a decision — with
-    /// `once_per_user = false`, a decision at this `at` or later (a qualification re-read).
+    /// `once_per_user = false`, a decision at this `at` or later (a qualification re-read);
+    /// with `sync = "mirror"`, also for a member (still one). A qualification that `leaves`
+    /// is [`Activator::leave`]'s.
     pub fn qualify(&mut self, q: &Qualification) -> Option<Decision> {
         let c = usize::from(q.campaign);
         let campaign = &self.campaigns[c];
+        if q.leaves {
+            return None;
+        }
         let prev = self.decided[c].get(&q.user).copied();
-        if prev.is_some_and(|p| campaign.once_per_user || q.at <= p.at) {
+        let per_run = !campaign.once_per_user || campaign.mirror;
+        if prev.is_some_and(|p| {
+            !per_run || q.at <= p.at || (campaign.mirror && p.outcome == Outcome::Exported)
+        }) {
             return None;
         }
         // Exported before (and not unreachable since): `target_cap` counted them already.
@@ -277,6 +289,26 @@ impl Activator {
         })
     }
 
+    /// Mirror: a member who no longer qualifies at run `q.at` is removed (a `removed`
+    /// decision at `q.at`); `None` for anyone else, and for a removal seen again.
+    pub fn leave(&mut self, q: &Qualification) -> Option<Decision> {
+        let c = usize::from(q.campaign);
+        let d = self.decided[c].get_mut(&q.user)?;
+        if !q.leaves || d.outcome != Outcome::Exported || q.at <= d.at {
+            return None;
+        }
+        d.outcome = Outcome::Removed;
+        d.at = q.at;
+        self.counts[c].removed += 1;
+        Some(Decision {
+            campaign: q.campaign,
+            user: q.user.clone(),
+            at: q.at,
+            outcome: Outcome::Removed,
+            ids: d.ids,
+        })
+    }
+
     /// Counts a conversion; returns a `removed` decision when the campaign removes converters.
     pub fn convert(&mut self, conv: &Conversion) -> Option<Decision> {
         let c = usize::from(conv.campaign);
@@ -312,6 +344,9 @@ impl Activator {
     /// re-read after a restart, when the add decided before may never have been acknowledged;
     /// TikTok adds are idempotent, so sending it again loses nothing and duplicates nothing.
     pub fn step_qualification(&mut self, q: &Qualification) -> Step {
+        if q.leaves {
+            return self.step_leave(q);
+        }
         if let Some(d) = self.qualify(q) {
             let op = AudienceOp::from_decision(&d);
             return Step {
@@ -321,8 +356,29 @@ impl Activator {
         }
         let op = self
             .decided(q.campaign, &q.user)
-            .filter(|d| d.outcome == Outcome::Exported)
+            .filter(|d| d.outcome == Outcome::Exported && q.at <= d.at)
             .map(|d| resend(q.campaign, &q.user, Action::Add, d.ids));
+        Step { decision: None, op }
+    }
+
+    /// A mirror run's `leaves` as a runtime applies it: the `removed` decision and the delete
+    /// of the ids no other member holds, or — for a removal seen again — that delete again.
+    fn step_leave(&mut self, q: &Qualification) -> Step {
+        let idx = usize::from(q.campaign);
+        if let Some(d) = self.leave(q) {
+            let gone = self.holders[idx].leave(d.ids);
+            let op = (!gone.is_empty()).then(|| resend(q.campaign, &q.user, Action::Delete, gone));
+            return Step {
+                decision: Some(d),
+                op,
+            };
+        }
+        let op = self
+            .decided(q.campaign, &q.user)
+            .filter(|d| d.outcome == Outcome::Removed && d.at == q.at)
+            .map(|d| self.holders[idx].unheld(d.ids))
+            .filter(|gone| !gone.is_empty())
+            .map(|gone| resend(q.campaign, &q.user, Action::Delete, gone));
         Step { decision: None, op }
     }
 
@@ -418,6 +474,28 @@ impl<T> Released<T> {
     pub fn is_empty(&self) -> bool {
         self.qualifications.is_empty() && self.conversions.is_empty()
     }
+
+    /// Qualifications and conversions merged in time order, as the detect stage made them: a
+    /// conversion at `ts` before any qualification at `at >= ts` (records come before runs at
+    /// one instant), qualifications in their `(at, user_id)` order. A user's earlier decision
+    /// converts before a later run decides them again, or removes them (`once_per_user =
+    /// false`, mirror).
+    pub fn into_time_order(self) -> impl Iterator<Item = Item<T>> {
+        let mut qs = self.qualifications.into_iter().peekable();
+        let mut cs = self.conversions.into_iter().peekable();
+        std::iter::from_fn(move || match (qs.peek(), cs.peek()) {
+            (Some((q, _)), Some((c, _))) if c.ts <= q.at => cs.next().map(Item::Conversion),
+            (Some(_), _) => qs.next().map(Item::Qualification),
+            (None, _) => cs.next().map(Item::Conversion),
+        })
+    }
+}
+
+/// One released item (see [`Released::into_time_order`]).
+#[derive(Debug)]
+pub enum Item<T> {
+    Qualification((Qualification, T)),
+    Conversion((Conversion, T)),
 }
 
 impl<T> Default for Holdback<T> {
@@ -603,6 +681,7 @@ mod tests {
             at,
             trigger_ts: at,
             ids: Ids::default(),
+            leaves: false,
         }
     }
 
@@ -679,6 +758,103 @@ within = "1d"
             "counts of decision lines; one conversion of run 2's decision"
         );
         assert_eq!(act.decided(0, "a").map(|d| d.at), Some(20));
+    }
+
+    /// Released items are applied in time order: a conversion before a later run's
+    /// qualification of the same user (else a run that removes or decides the user again
+    /// would lose the earlier decision's conversion), one at a run's instant before the run.
+    #[test]
+    fn released_items_come_in_time_order() {
+        let mut hold: Holdback<()> = Holdback::default();
+        for (user, at) in [("a", 10), ("b", 10), ("a", 20), ("b", 30)] {
+            hold.hold_qualification(q(user, at), ());
+        }
+        for (user, ts) in [("a", 15), ("b", 20), ("b", 31)] {
+            let c = Conversion {
+                campaign: 0,
+                user: user.into(),
+                ts,
+            };
+            hold.hold_conversion(c, ());
+        }
+        let order: Vec<String> = hold
+            .release_all()
+            .into_time_order()
+            .map(|i| match i {
+                Item::Qualification((q, ())) => format!("q {} {}", q.user, q.at),
+                Item::Conversion((c, ())) => format!("c {} {}", c.user, c.ts),
+            })
+            .collect();
+        assert_eq!(
+            order,
+            ["q a 10", "q b 10", "c a 15", "c b 20", "q a 20", "q b 30", "c b 31"]
+        );
+    }
+
+    /// `sync = "mirror"`: a member still qualifying at a later run is left alone (no decision,
+    /// no op); one who no longer qualifies is `removed` with a delete of the ids no other
+    /// member holds (a removal seen again sends that delete again); a removed user who
+    /// qualifies again is exported again; a non-member goes through the gates at every run.
+    #[test]
+    fn mirror_runs_remove_who_no_longer_qualifies() {
+        let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+[campaign.schedule]
+at = ["1970-01-02T00:00:00Z"]
+[campaign.who]
+target_cap = 2
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+sync = "mirror"
+"#;
+        let config = crate::config::Config::parse(text, Vec::new()).unwrap();
+        let mut act = Activator::new(&config.campaigns);
+        let qual = |user: &str, at: EventTime, e: u8, leaves: bool| {
+            let mut q = q(user, at);
+            q.ids.email = Some([e; 32]);
+            q.leaves = leaves;
+            q
+        };
+        let outcome = |s: &Step| s.decision.as_ref().map(|d| d.outcome);
+        // Run 1: a and b (sharing an email) exported, c capped.
+        for (u, e) in [("a", 1), ("b", 1)] {
+            let s = act.step_qualification(&qual(u, 10, e, false));
+            assert_eq!(outcome(&s), Some(Outcome::Exported));
+        }
+        assert_eq!(
+            outcome(&act.step_qualification(&qual("c", 10, 3, false))),
+            Some(Outcome::Capped)
+        );
+        // Run 2: a still qualifies (nothing), b leaves (removed; a still holds the email:
+        // no delete), c goes through the gates again (capped again).
+        let s = act.step_qualification(&qual("a", 20, 1, false));
+        assert!(s.decision.is_none() && s.op.is_none(), "{s:?}");
+        let s = act.step_qualification(&qual("b", 20, 1, true));
+        assert_eq!(outcome(&s), Some(Outcome::Removed));
+        assert!(s.op.is_none(), "a holds the shared email: {s:?}");
+        assert_eq!(
+            outcome(&act.step_qualification(&qual("c", 20, 3, false))),
+            Some(Outcome::Capped)
+        );
+        // Run 3: a leaves: its email goes; seen again, the delete again.
+        let s = act.step_qualification(&qual("a", 30, 1, true));
+        assert_eq!(outcome(&s), Some(Outcome::Removed));
+        let delete = s.op.expect("the last holder left: a delete");
+        assert_eq!(delete.action, Action::Delete);
+        let again = act.step_qualification(&qual("a", 30, 1, true));
+        assert!(again.decision.is_none());
+        assert_eq!(again.op.map(|o| o.action), Some(Action::Delete));
+        // Run 4: b qualifies again: exported again (counted once by the cap).
+        let s = act.step_qualification(&qual("b", 40, 1, false));
+        assert_eq!(outcome(&s), Some(Outcome::Exported));
+        assert_eq!(s.op.map(|o| o.action), Some(Action::Add));
+        let c = &act.counts()[0];
+        assert_eq!((c.exported, c.capped, c.removed), (3, 2, 2));
     }
 
     #[test]
@@ -861,6 +1037,7 @@ remove_on_goal = true
             at: 1,
             trigger_ts: 1,
             ids,
+            leaves: false,
         })
     }
 

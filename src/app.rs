@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 
-use crate::activate::{Activator, CampaignCounts, Decision, Holdback};
+use crate::activate::{Activator, CampaignCounts, Decision, Holdback, Item};
 use crate::config::Config;
 use crate::detect::router::{route, Routed};
 use crate::detect::shard::Shard;
@@ -213,13 +213,11 @@ pub fn activate_all(config: &Config, output: Output) -> Activated {
     let mut ops = Vec::new();
     // As `run` applies them; a recording holds each qualification once, so nothing is sent
     // again here.
-    for (q, ()) in &released.qualifications {
-        let step = act.step_qualification(q);
-        decisions.extend(step.decision);
-        ops.extend(step.op);
-    }
-    for (c, ()) in &released.conversions {
-        let step = act.step_conversion(c);
+    for item in released.into_time_order() {
+        let step = match item {
+            Item::Qualification((q, ())) => act.step_qualification(&q),
+            Item::Conversion((c, ())) => act.step_conversion(&c),
+        };
         decisions.extend(step.decision);
         ops.extend(step.op);
     }

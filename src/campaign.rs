@@ -96,6 +96,8 @@ pub struct What {
     pub audience: Audience,
     pub identifiers: Identifiers,
     pub remove_on_goal: bool,
+    /// `sync = "mirror"`: each run also removes members who no longer qualify.
+    pub mirror: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -651,6 +653,7 @@ pub(crate) fn validate(
         );
     }
     let once_per_user = r.get::<bool>(&t, "once_per_user").or(true);
+    let live = matches!(&schedule, Some(None));
     if once_per_user == Some(false) && matches!(&schedule, Some(None)) {
         r.err(
             "once_per_user",
@@ -699,6 +702,12 @@ pub(crate) fn validate(
         if w.remove_on_goal {
             r.err("what.remove_on_goal", "needs a [campaign.goal]");
         }
+    }
+    if live && what.as_ref().is_some_and(|w| w.mirror) {
+        r.err(
+            "what.sync",
+            "\"mirror\" needs [campaign.schedule]: the audience follows each run",
+        );
     }
 
     if r.count() > before {
@@ -894,14 +903,17 @@ fn validate_what(t: &Table, names: &mut Names, r: &mut Reader) -> Option<What> {
         }
     }
     let remove_on_goal = r.get::<bool>(t, "remove_on_goal").or(false);
-    match r.get::<String>(t, "sync").or("add".into()).as_deref() {
-        Some("add") | None => {}
-        Some("mirror") => r.err(&t.at("sync"), "\"mirror\" is not supported yet"),
-        Some(other) => r.err(
-            &t.at("sync"),
-            format!("unknown sync {other:?} (add or mirror)"),
-        ),
-    }
+    let mirror = match r.get::<String>(t, "sync").or("add".into()).as_deref() {
+        Some("add") | None => false,
+        Some("mirror") => true,
+        Some(other) => {
+            r.err(
+                &t.at("sync"),
+                format!("unknown sync {other:?} (add or mirror)"),
+            );
+            false
+        }
+    };
     names.schema.wants_email |= identifiers.email;
     names.schema.wants_phone |= identifiers.phone;
     if r.count() > before {
@@ -911,6 +923,7 @@ fn validate_what(t: &Table, names: &mut Names, r: &mut Reader) -> Option<What> {
         audience: audience?,
         identifiers,
         remove_on_goal: remove_on_goal?,
+        mirror,
     })
 }
 

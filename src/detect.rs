@@ -56,6 +56,9 @@ pub struct Rule {
     pub schedule: Option<crate::campaign::schedule::Schedule>,
     /// `false`: a scheduled campaign qualifies a user at every run that finds them.
     pub once_per_user: bool,
+    /// `sync = "mirror"`: every run also tells which users qualified at the previous one and
+    /// do not any more.
+    pub mirror: bool,
 }
 
 impl Rule {
@@ -146,6 +149,7 @@ impl Rules {
                 past: Vec::new(),
                 schedule: c.schedule.clone(),
                 once_per_user: c.once_per_user,
+                mirror: c.what.mirror,
             });
             let tz = c.zone();
             for (n, spec) in c.who.past.iter().enumerate() {

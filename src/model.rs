@@ -42,6 +42,9 @@ pub struct Qualification {
     pub trigger_ts: EventTime,
     /// The campaign's chosen identifiers the user had at `at` (empty: unreachable).
     pub ids: Ids,
+    /// `sync = "mirror"`: the user qualified at the campaign's previous run and does not at
+    /// this one (a member gets a `removed` decision).
+    pub leaves: bool,
 }
 
 /// A qualified user did the goal event within the goal window.

@@ -667,7 +667,7 @@ fn every_past_behaviour_problem_is_reported_with_its_field() {
         (edit("in_last = \"7d\"", "in_last = \"401d\""), "at most 400"),
         (edit("[\"90d\", \"31d\"]", "[\"31d\", \"90d\"]"), "who.past[2].between"),
         (edit("{ did_not = \"Charged\", in_last = \"30d\" }", "{ did_not = \"Charged\", agg = \"count\", op = \"=\", value = 0, in_last = \"30d\" }"), "who.past[1].agg: did_not takes no agg"),
-        (edit("identifiers = [\"email\"]", "identifiers = [\"email\"]\nsync = \"mirror\""), "what.sync"),
+        (edit("identifiers = [\"email\"]", "identifiers = [\"email\"]\nsync = \"mirrored\""), "what.sync: unknown sync"),
         (edit("runs = 10", "runs = 10\nuntil = \"2027-01-01T00:00:00Z\""), "until or runs"),
     ];
     for (text, want) in cases {
@@ -708,10 +708,10 @@ fn every_wrong_field_of_one_table_is_reported() {
     );
 }
 
-/// `once_per_user = false` (a decision per run) is for scheduled campaigns; on a live one it
-/// is a problem naming the field.
+/// `once_per_user = false` (a decision per run) and `sync = "mirror"` are for scheduled
+/// campaigns; on a live one each is a problem naming the field.
 #[test]
-fn once_per_user_false_needs_a_schedule() {
+fn once_per_user_false_and_mirror_need_a_schedule() {
     let per_run = PAST.replace(
         "id = \"viewed-not-bought\"\n",
         "id = \"viewed-not-bought\"\nonce_per_user = false\n",
@@ -737,6 +737,26 @@ identifiers = ["email"]
     assert!(
         got.iter()
             .any(|p| p.contains("live") && p.contains("once_per_user") && p.contains("schedule")),
+        "{got:#?}"
+    );
+    // Mirror, too, is for scheduled campaigns.
+    let mirror = PAST.replace(
+        "identifiers = [\"email\"]",
+        "identifiers = [\"email\"]\nsync = \"mirror\"",
+    );
+    assert!(
+        Config::parse(&mirror, Vec::new()).unwrap().campaigns[0]
+            .what
+            .mirror
+    );
+    let live_mirror = live.replace("once_per_user = false\n", "").replace(
+        "identifiers = [\"email\"]",
+        "identifiers = [\"email\"]\nsync = \"mirror\"",
+    );
+    let got = problems_of(&live_mirror);
+    assert!(
+        got.iter()
+            .any(|p| p.contains("what.sync") && p.contains("schedule")),
         "{got:#?}"
     );
 }

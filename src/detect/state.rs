@@ -653,7 +653,9 @@ impl UserState {
     /// A scheduled run of campaign `c` at `at`: the user qualifies when the Who filter and
     /// every behaviour rule hold (slots of removed users, which are empty, never do), once
     /// (a user qualified at an earlier run is not evaluated again) or, with `once_per_user =
-    /// false`, at every run; a qualified user waits for the goal as a live campaign's does.
+    /// false` or `sync = "mirror"`, at every run; a qualified user waits for the goal as a live
+    /// campaign's does. Mirror: a user qualified at the previous run who does not qualify now
+    /// is returned with `leaves`.
     pub fn evaluate(
         &mut self,
         rules: &Rules,
@@ -663,11 +665,21 @@ impl UserState {
     ) -> Option<Qualification> {
         let rule = &rules.rules[usize::from(c)];
         let entry = self.camps.iter().position(|e| e.campaign == c);
-        if self.is_empty() || (entry.is_some() && rule.once_per_user) {
+        if self.is_empty() || (entry.is_some() && rule.once_per_user && !rule.mirror) {
             return None;
         }
         if !(self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at)) {
-            return None;
+            // Mirror: qualified at the previous run, not at this one.
+            let i = entry.filter(|_| rule.mirror)?;
+            self.camps.swap_remove(i);
+            return Some(Qualification {
+                campaign: c,
+                user: self.id.clone(),
+                at,
+                trigger_ts: at,
+                ids: self.ids().chosen(rule.identifiers),
+                leaves: true,
+            });
         }
         // With `once_per_user = false` each run's decision waits for the goal anew.
         let state = match rule.goal_within {
@@ -687,6 +699,7 @@ impl UserState {
             at,
             trigger_ts: at,
             ids: self.ids().chosen(rule.identifiers),
+            leaves: false,
         })
     }
 
@@ -723,6 +736,7 @@ impl UserState {
             at: deadline,
             trigger_ts: t_a,
             ids: self.ids().chosen(rule.identifiers),
+            leaves: false,
         });
     }
 }

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::read_to_end;
 use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, parse_ids, Qualified};
-use crate::activate::{Activator, Decided, Held, Holdback, Outcome, Released};
+use crate::activate::{Activator, Decided, Held, Holdback, Item, Outcome, Released};
 use crate::config::Config;
 use crate::detect::{CampaignIdx, Conversion, Qualification};
 use crate::sink::service::{TikTokSink, TrySend};
@@ -488,6 +488,7 @@ impl State {
                 trigger_ts,
                 email_sha256,
                 phone_sha256,
+                leaves,
             } => {
                 let Some(&c) = self.campaign_ids.get(&campaign) else {
                     return Vec::new();
@@ -498,6 +499,7 @@ impl State {
                     at,
                     trigger_ts,
                     ids: parse_ids(&email_sha256, &phone_sha256),
+                    leaves,
                 };
                 match part.hold.hold_qualification(qual, offset) {
                     Held::Held => *part.held.entry(offset).or_default() += 1,
@@ -522,11 +524,11 @@ impl State {
             }
         }
         let mut ops = Vec::new();
-        for (q, o) in now.qualifications {
-            self.decide(p, o, &q, &mut ops);
-        }
-        for (c, o) in now.conversions {
-            self.convert(p, o, &c, &mut ops);
+        for item in now.into_time_order() {
+            match item {
+                Item::Qualification((q, o)) => self.decide(p, o, &q, &mut ops),
+                Item::Conversion((c, o)) => self.convert(p, o, &c, &mut ops),
+            }
         }
         let part = self.parts.get_mut(&p).expect("present");
         for &(o, _) in &ops {

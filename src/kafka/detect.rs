@@ -695,6 +695,7 @@ impl State {
                     trigger_ts: q.trigger_ts,
                     email_sha256,
                     phone_sha256,
+                    leaves: q.leaves,
                 };
                 produce(
                     &self.producer,

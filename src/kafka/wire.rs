@@ -21,6 +21,9 @@ pub enum Qualified {
         email_sha256: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         phone_sha256: Option<String>,
+        /// `sync = "mirror"`: the user no longer qualifies at this run.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        leaves: bool,
     },
     Conversion {
         campaign: String,

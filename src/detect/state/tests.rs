@@ -918,3 +918,46 @@ fn beyond_eight_devices_the_least_recently_seen_is_dropped() {
         assert_eq!(!t.quals(1000).is_empty(), kept, "app_version {version}");
     }
 }
+
+/// `sync = "mirror"`: each run qualifies who qualifies, and tells who qualified at the
+/// previous run and no longer does (`leaves`); activate turns that into `removed`.
+#[test]
+fn mirror_runs_tell_who_no_longer_qualifies() {
+    const DAY: i64 = 86_400_000;
+    let text = per_run_config("")
+        .replace(
+            "{ did = \"Product Viewed\", in_last = \"7d\" }",
+            "{ did_not = \"Charged\", in_last = \"7d\" }",
+        )
+        .replace(
+            "identifiers = [\"email\"]",
+            "identifiers = [\"email\"]\nsync = \"mirror\"",
+        );
+    let cfg = Config::parse(&text, Vec::new()).unwrap();
+    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+    let mut t = T {
+        shard: Shard::new(rules),
+        cfg,
+        seq: 0,
+    };
+    for u in ["a", "b"] {
+        t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
+    }
+    // b buys between the two runs.
+    t.ev("b", DAY + 1, "Charged", &[]);
+    let out = t.advance(5 * DAY);
+    let got: Vec<_> = out
+        .qualifications
+        .iter()
+        .map(|q| (q.user.to_string(), q.at, q.leaves))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), DAY, false),
+            ("b".into(), DAY, false),
+            ("a".into(), 2 * DAY, false),
+            ("b".into(), 2 * DAY, true),
+        ]
+    );
+}
