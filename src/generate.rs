@@ -12,6 +12,9 @@
 //!   10–90 minutes after the cart, so there are both abandoned carts and late purchases);
 //!   up to min(users, 5000) sessions run at once and a user comes back hours later;
 //! - about 1% of records are profile updates (new city, app upgrade, a property set to `null`);
+//! - each user has one device, `d<n>`: every record that sets app fields names it (native
+//!   `device_id`, Segment `context.device.id`, CleverTap `objectId`), so the app fields are
+//!   that device's in every format; product events carry `product_id`, `sku` and `price`;
 //! - the timeline spans about 3 days × sqrt(events / 1M): hours for tests, days for 1M events.
 //!
 //! Invariants (checked by `tests/generate.rs`):

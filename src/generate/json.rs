@@ -48,6 +48,13 @@ pub(super) fn push_user(buf: &mut Vec<u8>, user: u32) {
     buf.push(b'"');
 }
 
+/// A user's device id, `"d<n>"` (each generated user has one device).
+pub(super) fn push_device(buf: &mut Vec<u8>, user: u32) {
+    buf.extend_from_slice(b"\"d");
+    push_u64(buf, u64::from(user));
+    buf.push(b'"');
+}
+
 pub(super) fn push_str(buf: &mut Vec<u8>, s: &str) {
     push_json_string(buf, s.as_bytes());
 }

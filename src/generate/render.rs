@@ -10,8 +10,8 @@ use std::io::{self, Write};
 use fastrand::Rng;
 
 use super::json::{
-    bool_field, close, push_cents, push_iso_ms, push_json_string, push_key, push_str, push_u64,
-    push_user, str_field, u64_field, user_id,
+    bool_field, close, push_cents, push_device, push_iso_ms, push_json_string, push_key, push_str,
+    push_u64, push_user, str_field, u64_field, user_id,
 };
 use super::people::{
     Body, Nullable, People, Update, UserDevice, APP_VERSIONS, DEVICES, GENDERS, LOCATIONS, PLANS,
@@ -242,7 +242,9 @@ fn render_event(
         push_str(buf, os);
         buf.extend_from_slice(b",\"version\":");
         push_str(buf, os_versions[dev.os as usize]);
-        buf.extend_from_slice(b"},\"device\":{\"manufacturer\":");
+        buf.extend_from_slice(b"},\"device\":{\"id\":");
+        push_device(buf, rec.user);
+        buf.extend_from_slice(b",\"manufacturer\":");
         push_str(buf, make);
         buf.extend_from_slice(b",\"model\":");
         push_str(buf, model);
@@ -276,6 +278,8 @@ fn product_fields(buf: &mut Vec<u8>, catalog: Catalog, product: u32) {
     let (category, cents) = catalog.item(product);
     buf.extend_from_slice(b"\"product_id\":\"p");
     push_u64(buf, u64::from(product));
+    buf.extend_from_slice(b"\",\"sku\":\"SKU-");
+    push_u64(buf, u64::from(product));
     buf.extend_from_slice(b"\",");
     str_field(buf, "category", category);
     push_key(buf, "price");
@@ -287,6 +291,8 @@ fn product_fields(buf: &mut Vec<u8>, catalog: Catalog, product: u32) {
 fn render_profile(buf: &mut Vec<u8>, fmt: Format, user: u32, ts: u64, body: Body<'_>) {
     let start = buf.len();
     buf.push(b'{');
+    // Records that set app fields name the user's device (DESIGN.md §3a).
+    let sets_app = matches!(body, Body::Full(_) | Body::Update(Update::AppVersion(_)));
     let props_key = match fmt {
         Format::Native => {
             push_key(buf, "user_id");
@@ -294,6 +300,11 @@ fn render_profile(buf: &mut Vec<u8>, fmt: Format, user: u32, ts: u64, body: Body
             buf.push(b',');
             str_field(buf, "type", "profile");
             ts_field(buf, fmt, ts, false);
+            if sets_app {
+                push_key(buf, "device_id");
+                push_device(buf, user);
+                buf.push(b',');
+            }
             "props"
         }
         Format::Segment => {
@@ -302,6 +313,11 @@ fn render_profile(buf: &mut Vec<u8>, fmt: Format, user: u32, ts: u64, body: Body
             push_user(buf, user);
             buf.push(b',');
             ts_field(buf, fmt, ts, false);
+            if sets_app {
+                buf.extend_from_slice(b"\"context\":{\"device\":{\"id\":");
+                push_device(buf, user);
+                buf.extend_from_slice(b"}},");
+            }
             "traits"
         }
         Format::Clevertap => {
@@ -310,6 +326,12 @@ fn render_profile(buf: &mut Vec<u8>, fmt: Format, user: u32, ts: u64, body: Body
             buf.push(b',');
             str_field(buf, "type", "profile");
             ts_field(buf, fmt, ts, false);
+            if sets_app {
+                // The CleverTap ID: the device's id.
+                push_key(buf, "objectId");
+                push_device(buf, user);
+                buf.push(b',');
+            }
             "profileData"
         }
     };
