@@ -102,7 +102,83 @@ fn state_bytes_per_user(all: bool) {
     std::hint::black_box(&shard);
 }
 
+/// Net heap bytes of a shard holding `users` users, each with a profile and three active days
+/// of `Product Viewed` and `App Launched`, under a scheduled campaign with the first `rules` of
+/// two behaviour rules (its run far after the records, so nothing fires).
+fn past_state_bytes(users: u64, rules: usize) -> i64 {
+    let all = [
+        r#"{ did = "Product Viewed", in_last = "7d" }"#,
+        r#"{ did = "App Launched", agg = "count", op = ">=", value = 2, in_last = "14d" }"#,
+    ];
+    let past = all[..rules].join(", ");
+    let text = format!(
+        r#"
+[[campaign]]
+id = "p"
+name = "P"
+ad_account = "1"
+start = "2026-11-01T00:00:00Z"
+[campaign.schedule]
+at = ["2027-06-01T00:00:00Z"]
+[campaign.who]
+past = [{past}]
+[campaign.what]
+audience = {{ existing = "9" }}
+identifiers = ["email"]
+"#
+    );
+    let cfg = Config::parse(&text, Vec::new()).unwrap();
+    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+    let decoder = Decoder::new(cfg.source.format, &cfg.schema);
+    const DAY: i64 = 86_400_000;
+    let t0: i64 = 1_793_577_600_000; // 2026-11-02
+    let region = Region::new(GLOBAL);
+    let mut shard = Shard::new(rules);
+    let mut seq = 0;
+    let mut push = |shard: &mut Shard, line: String| {
+        seq += 1;
+        shard.push(seq, decoder.decode(line.as_bytes()).unwrap());
+    };
+    for u in 0..users {
+        let line = format!(
+            r#"{{"user_id":"u{u}","type":"profile","ts":{t0},"props":{{"email":"u{u}@example.com"}}}}"#
+        );
+        push(&mut shard, line);
+    }
+    for day in 0..3 {
+        for u in 0..users {
+            for event in ["Product Viewed", "App Launched"] {
+                let ts = t0 + day * DAY + 1000;
+                let line =
+                    format!(r#"{{"user_id":"u{u}","event":"{event}","ts":{ts},"props":{{}}}}"#);
+                push(&mut shard, line);
+            }
+        }
+        shard.advance(t0 + day * DAY + 2000);
+    }
+    let stats = region.change();
+    let net = stats.bytes_allocated as i64 - stats.bytes_deallocated as i64;
+    std::hint::black_box(&shard);
+    drop(shard);
+    net
+}
+
+/// Bytes per (user, behaviour rule) with three active days: the state of two rules, and of
+/// one, over none.
+fn past_bytes_per_user_rule() {
+    const USERS: u64 = 200_000;
+    let base = past_state_bytes(USERS, 0);
+    for rules in [1, 2] {
+        let with = past_state_bytes(USERS, rules);
+        println!(
+            "state/(user, rule), three active days: {:.1} bytes ({rules} rule(s), {USERS} users)",
+            (with - base) as f64 / (USERS as f64 * rules as f64)
+        );
+    }
+}
+
 fn main() {
     state_bytes_per_user(false);
     state_bytes_per_user(true);
+    past_bytes_per_user_rule();
 }

@@ -92,8 +92,110 @@ impl Bucket {
     }
 }
 
-/// One user's buckets for one rule, oldest day first.
-pub type Buckets = SmallVec<[Bucket; 2]>;
+/// One user's days for one rule, oldest first, packed into 8-byte cells: per day the day and
+/// its count (`day << 32 | count`), then only the figures the rule's aggregate needs (`sum`:
+/// the sum; `avg`: the count of numbers and the sum; `min` / `max`: that extreme). A
+/// `did` / `did_not` / `count` rule takes 8 bytes a day.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Buckets(Box<[u64]>);
+
+/// How a rule's days are packed (see [`Buckets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl Layout {
+    fn stride(self) -> usize {
+        match self {
+            Layout::Count => 1,
+            Layout::Avg => 3,
+            Layout::Sum | Layout::Min | Layout::Max => 2,
+        }
+    }
+}
+
+fn head(day: i32, count: u32) -> u64 {
+    (u64::from(day as u32) << 32) | u64::from(count)
+}
+
+fn head_day(cell: u64) -> i32 {
+    (cell >> 32) as u32 as i32
+}
+
+impl Buckets {
+    pub fn new() -> Buckets {
+        Buckets::default()
+    }
+
+    /// The days, unpacked (figures the layout does not keep are those of no numbers).
+    pub fn days(&self, layout: Layout) -> impl ExactSizeIterator<Item = Bucket> + Clone + '_ {
+        self.0.chunks_exact(layout.stride()).map(move |c| {
+            let mut b = Bucket::empty(head_day(c[0]));
+            b.count = c[0] as u32;
+            let f = |i: usize| f64::from_bits(c[i]);
+            match layout {
+                Layout::Count => {}
+                Layout::Sum => b.sum = f(1),
+                Layout::Avg => (b.numbers, b.sum) = (c[1] as u32, f(2)),
+                Layout::Min => b.min = f(1),
+                Layout::Max => b.max = f(1),
+            }
+            if matches!(layout, Layout::Min | Layout::Max) {
+                b.numbers = u32::from(b.min.is_finite() || b.max.is_finite());
+            }
+            b
+        })
+    }
+
+    /// Packs `days` (oldest first) in `layout`.
+    pub fn pack(layout: Layout, days: impl IntoIterator<Item = Bucket>) -> Buckets {
+        let mut cells = Vec::new();
+        for b in days {
+            cells.push(head(b.day, b.count));
+            match layout {
+                Layout::Count => {}
+                Layout::Sum => cells.push(b.sum.to_bits()),
+                Layout::Avg => cells.extend([u64::from(b.numbers), b.sum.to_bits()]),
+                Layout::Min => cells.push(b.min.to_bits()),
+                Layout::Max => cells.push(b.max.to_bits()),
+            }
+        }
+        Buckets(cells.into_boxed_slice())
+    }
+
+    /// Adds an event (with its number, if any) to `day` in place; `false` if the day is not
+    /// there.
+    fn add_to(&mut self, layout: Layout, day: i32, value: Option<f64>) -> bool {
+        let Some(c) = self
+            .0
+            .chunks_exact_mut(layout.stride())
+            .find(|c| head_day(c[0]) == day)
+        else {
+            return false;
+        };
+        let count = (c[0] as u32).saturating_add(1);
+        c[0] = head(day, count);
+        if let Some(v) = value {
+            let f = |x: u64| f64::from_bits(x);
+            match layout {
+                Layout::Count => {}
+                Layout::Sum => c[1] = (f(c[1]) + v).to_bits(),
+                Layout::Avg => {
+                    c[1] = c[1].saturating_add(1);
+                    c[2] = (f(c[2]) + v).to_bits();
+                }
+                Layout::Min => c[1] = f(c[1]).min(v).to_bits(),
+                Layout::Max => c[1] = f(c[1]).max(v).to_bits(),
+            }
+        }
+        true
+    }
+}
 
 /// The day (days since 1970-01-01) that holds `ts` in `tz`; a local midnight belongs to the
 /// new day.
@@ -129,47 +231,56 @@ impl PastRule {
         days_back(self.range).map(|(oldest, _)| oldest)
     }
 
+    /// How this rule's days are packed.
+    pub fn layout(&self) -> Layout {
+        match &self.agg {
+            None | Some((Agg::Count, ..)) => Layout::Count,
+            Some((Agg::Sum, ..)) => Layout::Sum,
+            Some((Agg::Avg, ..)) => Layout::Avg,
+            Some((Agg::Min, ..)) => Layout::Min,
+            Some((Agg::Max, ..)) => Layout::Max,
+        }
+    }
+
     /// Records a matching event at `ts` (with the aggregated number, if any) into `buckets`,
-    /// dropping days no evaluation from `ts` on can reach.
+    /// dropping days no evaluation from `ts` on can reach. A day already there is updated in
+    /// place; a new one repacks the user's few days.
     pub fn record(&self, buckets: &mut Buckets, ts: EventTime, value: Option<f64>) {
-        let Some(keep) = self.keep_days() else {
-            match buckets.first_mut() {
-                Some(b) => b.add(value),
-                None => {
-                    let mut b = Bucket::empty(i32::MIN);
-                    b.add(value);
-                    buckets.push(b);
-                }
-            }
-            return;
+        let layout = self.layout();
+        let keep = self.keep_days();
+        let day = match keep {
+            Some(_) => day_of(ts, &self.tz),
+            // `all`: one running aggregate.
+            None => i32::MIN,
         };
-        let day = day_of(ts, &self.tz);
-        match buckets.binary_search_by_key(&day, |b| b.day) {
-            Ok(i) => buckets[i].add(value),
-            Err(i) => {
-                let mut b = Bucket::empty(day);
-                b.add(value);
-                buckets.insert(i, b);
-            }
+        if buckets.add_to(layout, day, value) {
+            return;
         }
-        let newest = buckets.last().map_or(day, |b| b.day);
-        let cut = buckets.partition_point(|b| b.day < newest.saturating_sub(keep));
-        if cut > 0 {
-            buckets.drain(..cut);
+        let mut days: SmallVec<[Bucket; 4]> = buckets.days(layout).collect();
+        let mut b = Bucket::empty(day);
+        b.add(value);
+        let at = days.partition_point(|x| x.day < day);
+        days.insert(at, b);
+        if let Some(keep) = keep {
+            let newest = days.last().map_or(day, |b| b.day);
+            let cut = days.partition_point(|b| b.day < newest.saturating_sub(keep));
+            days.drain(..cut);
         }
+        *buckets = Buckets::pack(layout, days);
     }
 
     /// Whether the rule holds at `at` for a user with `buckets` (`None`: never recorded).
     pub fn holds(&self, buckets: Option<&Buckets>, at: EventTime) -> bool {
         let mut total = Bucket::empty(0);
         if let Some(buckets) = buckets {
+            let days = buckets.days(self.layout());
             match days_back(self.range) {
-                None => buckets.iter().for_each(|b| total.merge(b)),
+                None => days.for_each(|b| total.merge(&b)),
                 Some((oldest, newest)) => {
                     let d = day_of(at, &self.tz);
                     let (lo, hi) = (d.saturating_sub(oldest), d.saturating_sub(newest));
-                    for b in buckets.iter().filter(|b| (lo..=hi).contains(&b.day)) {
-                        total.merge(b);
+                    for b in days.filter(|b| (lo..=hi).contains(&b.day)) {
+                        total.merge(&b);
                     }
                 }
             }
@@ -270,13 +381,17 @@ mod tests {
         for d in 0..10 {
             r.record(&mut b, T0 + d * DAY, None);
         }
-        assert_eq!(b.len(), 3, "only the days a 3-day range can reach");
+        assert_eq!(
+            b.days(r.layout()).count(),
+            3,
+            "only the days a 3-day range can reach"
+        );
         let all = rule(Range::All, Some((Agg::Count, None, cmp(Op::Ge, 10.0))));
         let mut a = Buckets::new();
         for d in 0..10 {
             all.record(&mut a, T0 + d * 100 * DAY, None);
         }
-        assert_eq!(a.len(), 1);
+        assert_eq!(a.days(all.layout()).count(), 1);
         assert!(all.holds(Some(&a), T0));
     }
 

@@ -52,6 +52,13 @@ pub struct UserSnapshot {
     /// time (key 0, no fields) once there are others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<SnapDevice>,
+    /// The device whose app fields are in `profile` (0: records that named none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A device: `(key, last seen, app fields)`.
@@ -122,6 +129,7 @@ pub(crate) struct Wire<'a> {
     pub past: Vec<(&'a str, Vec<SnapBucket>)>,
     #[serde(borrow)]
     pub devices: Vec<WireDevice<'a>>,
+    pub device: u64,
 }
 
 /// A device in [`Wire`]: `(key, last seen, app fields)`.
@@ -165,6 +173,7 @@ pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotErro
                 campaigns: v2.campaigns,
                 past: v2.past,
                 devices: Vec::new(),
+                device: 0,
             }))
         }
         Some(&FORMAT_V1) => {
@@ -176,6 +185,7 @@ pub(crate) fn decode_wire(value: &[u8]) -> Result<Option<Wire<'_>>, SnapshotErro
                 campaigns: v1.campaigns,
                 past: Vec::new(),
                 devices: Vec::new(),
+                device: 0,
             }))
         }
         _ => Ok(None),
@@ -204,6 +214,7 @@ pub(crate) struct WireRef<'a, P, C, B, D> {
     pub past: Seq<B>,
     /// `(key, seen, Seq<(&str, WireValue)>)` per device.
     pub devices: Seq<D>,
+    pub device: u64,
 }
 
 /// [`SnapCampaign`] borrowed (same variants, same order, so the same bytes).
@@ -307,6 +318,7 @@ impl UserSnapshot {
                 .iter()
                 .map(|(key, seen, props)| (*key, *seen, to_wire(props)))
                 .collect(),
+            device: self.device,
         };
         out.push(FORMAT_V3);
         let body = postcard::to_allocvec(&wire).expect("a snapshot always serialises");
@@ -339,6 +351,7 @@ impl UserSnapshot {
                         .into_iter()
                         .map(|(key, seen, props)| (key, seen, from_wire(props)))
                         .collect(),
+                    device: wire.device,
                 })
             }
             Some(b'{') => {
@@ -385,6 +398,7 @@ mod tests {
                     vec![("app_version".into(), SnapValue::Str("5.10.1".into()))],
                 ),
             ],
+            device: 12,
         }
     }
 

@@ -13,6 +13,7 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use super::past::Buckets;
 use super::snapshot::{SnapCampaign, SnapValue, UserSnapshot};
 use super::{CampaignIdx, Conversion, Ids, Output, Qualification, Role, Rules};
 use crate::campaign::condition::all_hold;
@@ -170,26 +171,30 @@ pub struct UserState {
     profile: Box<[Prop]>,
     /// Hashed identifiers; boxed because many users never have any.
     ids: Option<Box<Ids>>,
-    camps: Vec<CampEntry>,
+    /// Boxed slice, not `Vec`: entries come and go rarely, and 8 bytes a user count.
+    camps: Box<[CampEntry]>,
     /// Day buckets per behaviour rule and devices; boxed, as most users have neither.
     extra: Option<Box<Extra>>,
+    /// The device whose app fields are those in `profile` ([`crate::event::device_key`];
+    /// 0: records that named none). Most users have one device: it costs no more.
+    device: u64,
 }
 
 /// What few users have, behind one thin pointer in [`UserState`].
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Extra {
     /// Buckets per behaviour rule (index into [`Rules::past`]).
-    past: Vec<(u16, super::past::Buckets)>,
-    /// Devices whose records named them, with their app fields, and — once there is one — the
-    /// default device (key 0, its fields in the profile) with its last-seen time. Empty while
-    /// no record named a device: the profile's app fields are then the user's one device.
+    past: Vec<(u16, Buckets)>,
+    /// The user's other devices (besides [`UserState::device`], whose app fields are in the
+    /// profile) with their app fields, and — once there is one — an entry for the profile's
+    /// device (its key, no fields) with its last-seen time. Empty for a user with one device.
     devices: Vec<Device>,
 }
 
 /// A device's app fields (DESIGN.md §3a).
 #[derive(Debug, Clone, PartialEq)]
 struct Device {
-    /// [`crate::event::device_key`] of its id; 0 = the default device.
+    /// [`crate::event::device_key`] of its id; 0 = records that named none.
     key: u64,
     /// The latest `ts` of a record that set its app fields.
     seen: EventTime,
@@ -272,8 +277,9 @@ impl UserState {
             id,
             profile: Box::default(),
             ids: None,
-            camps: Vec::new(),
+            camps: Box::default(),
             extra: None,
+            device: 0,
         }
     }
 
@@ -286,7 +292,7 @@ impl UserState {
     }
 
     /// Behaviour rule `r`'s buckets, if the user has any.
-    pub fn buckets(&self, r: u16) -> Option<&super::past::Buckets> {
+    pub fn buckets(&self, r: u16) -> Option<&Buckets> {
         self.extra
             .as_deref()?
             .past
@@ -321,6 +327,7 @@ impl UserState {
             let i = match past.iter().position(|(i, _)| *i == r) {
                 Some(i) => i,
                 None => {
+                    past.reserve_exact(1);
                     past.push((r, Default::default()));
                     past.len() - 1
                 }
@@ -334,10 +341,27 @@ impl UserState {
         self.extra.as_deref().map_or(&[], |e| e.devices.as_slice())
     }
 
+    fn push_camp(&mut self, e: CampEntry) {
+        let mut v = std::mem::take(&mut self.camps).into_vec();
+        v.reserve_exact(1);
+        v.push(e);
+        self.camps = v.into_boxed_slice();
+    }
+
+    fn remove_camp(&mut self, i: usize) {
+        let mut v = std::mem::take(&mut self.camps).into_vec();
+        v.swap_remove(i);
+        self.camps = v.into_boxed_slice();
+    }
+
+    fn has_app_fields(&self, rules: &Rules) -> bool {
+        self.profile.iter().any(|p| rules.is_app_field(p.id))
+    }
+
     /// Whether campaign `rule`'s Who holds: its profile conditions on the profile, its
-    /// app-field conditions all on one device (DESIGN.md §3a). A user whose records never
-    /// named a device has one, the default, whose app fields are in the profile (an empty
-    /// one if none is set: `not_exists` holds there, the other operators do not).
+    /// app-field conditions all on one device (DESIGN.md §3a). The profile holds one device's
+    /// app fields; a user with no other device has that one (an empty one if no app field is
+    /// set: `not_exists` holds there, the other operators do not).
     pub fn who_holds(&self, rules: &Rules, strings: &Interner, rule: &super::Rule) -> bool {
         if !all_hold(&rule.who, |p| self.prop(rules, strings, p)) {
             return false;
@@ -345,18 +369,35 @@ impl UserState {
         if rule.who_app.is_empty() {
             return true;
         }
-        let devices = self.devices();
-        let default = devices.is_empty() || devices.iter().any(|d| d.key == 0);
-        (default && all_hold(&rule.who_app, |p| self.prop(rules, strings, p)))
-            || devices.iter().filter(|d| d.key != 0).any(|d| {
+        let mut others = self.devices().iter().filter(|d| d.key != self.device);
+        let profile_device = self.has_app_fields(rules) || others.clone().next().is_none();
+        (profile_device && all_hold(&rule.who_app, |p| self.prop(rules, strings, p)))
+            || others.any(|d| {
                 all_hold(&rule.who_app, |p| {
                     d.fields.iter().find(|f| f.id == p).map(|f| f.get(strings))
                 })
             })
     }
 
-    /// Applies a record's app fields to device `key` at `ts` (creating it, and dropping the
-    /// least recently seen device beyond [`MAX_DEVICES`]).
+    /// Whether a record from device `key` that sets app fields sets the profile's: it is the
+    /// profile's device, or the user has no device with app fields yet (the profile's becomes
+    /// `key`). Notes the profile device's last-seen time.
+    fn on_profile_device(&mut self, key: u64, ts: EventTime, rules: &Rules) -> bool {
+        let others = self.devices().iter().any(|d| d.key != self.device);
+        if key != self.device && (others || self.has_app_fields(rules)) {
+            return false;
+        }
+        self.device = key;
+        if let Some(e) = self.extra.as_deref_mut() {
+            if let Some(d) = e.devices.iter_mut().find(|d| d.key == key) {
+                d.seen = d.seen.max(ts);
+            }
+        }
+        true
+    }
+
+    /// Applies a record's app fields to device `key` at `ts`, not the profile's (creating it,
+    /// and dropping the least recently seen device beyond [`MAX_DEVICES`]).
     fn merge_device<'v>(
         &mut self,
         key: u64,
@@ -365,12 +406,13 @@ impl UserState {
         rules: &Rules,
         strings: &mut Interner,
     ) {
-        let has_default = self.profile.iter().any(|p| rules.is_app_field(p.id));
+        let (profile_device, profile_app) = (self.device, self.has_app_fields(rules));
         let devices = &mut self.extra.get_or_insert_with(Default::default).devices;
-        if has_default && !devices.iter().any(|d| d.key == 0) {
+        if profile_app && !devices.iter().any(|d| d.key == profile_device) {
             // Its last record is older than any seen from now on.
+            devices.reserve_exact(1);
             devices.push(Device {
-                key: 0,
+                key: profile_device,
                 seen: EventTime::MIN,
                 fields: SmallVec::new(),
             });
@@ -378,6 +420,7 @@ impl UserState {
         let i = match devices.iter().position(|d| d.key == key) {
             Some(i) => i,
             None => {
+                devices.reserve_exact(1);
                 devices.push(Device {
                     key,
                     seen: ts,
@@ -411,19 +454,26 @@ impl UserState {
                 (None, None) => {}
             }
         }
-        let mut dropped_default = false;
+        let mut dropped_profile_device = false;
         while devices.len() > MAX_DEVICES {
             let oldest = (0..devices.len())
                 .min_by_key(|&i| (devices[i].seen, devices[i].key))
                 .expect("not empty");
-            dropped_default |= devices.swap_remove(oldest).key == 0;
+            dropped_profile_device |= devices.swap_remove(oldest).key == profile_device;
         }
-        if dropped_default {
-            let kept: Vec<Prop> = (self.profile.iter())
+        if dropped_profile_device {
+            // The most recently seen other device's app fields move into the profile.
+            let newest = (0..devices.len())
+                .max_by_key(|&i| (devices[i].seen, devices[i].key))
+                .expect("devices beyond the limit remain");
+            let d = &mut devices[newest];
+            let moved = std::mem::take(&mut d.fields);
+            self.device = d.key;
+            let kept = (self.profile.iter())
                 .filter(|p| !rules.is_app_field(p.id))
                 .copied()
-                .collect();
-            self.profile = kept.into_boxed_slice();
+                .chain(moved);
+            self.profile = kept.collect::<Vec<Prop>>().into_boxed_slice();
         }
     }
 
@@ -502,8 +552,12 @@ impl UserState {
                             }
                         }
                     }
-                    self.camps
-                        .retain(|e| e.state != CampState::Open(SmallVec::new()));
+                    let closed = |e: &CampEntry| e.state == CampState::Open(SmallVec::new());
+                    if self.camps.iter().any(closed) {
+                        let mut v = std::mem::take(&mut self.camps).into_vec();
+                        v.retain(|e| !closed(e));
+                        self.camps = v.into_boxed_slice();
+                    }
                 }
                 Role::Trigger => {
                     if ts < rule.start || ts >= rule.end {
@@ -521,8 +575,7 @@ impl UserState {
                     let entry = match self.camps.iter().position(|e| e.campaign == c) {
                         Some(i) => &mut self.camps[i],
                         None => {
-                            self.camps.reserve_exact(1);
-                            self.camps.push(CampEntry {
+                            self.push_camp(CampEntry {
                                 campaign: c,
                                 state: CampState::Open(SmallVec::new()),
                             });
@@ -568,19 +621,12 @@ impl UserState {
     ) -> u64 {
         let (base, max) = (rules.custom_base, usize::from(rules.max_custom_props));
         let sets_app = p.props.iter().any(|(k, _)| rules.is_app_field(*k));
-        // A named device's app fields are its own; the default device's are in the profile.
-        let device = p.device.filter(|_| sets_app);
-        if let Some(key) = device {
+        // App fields are the profile's device's, or another device's own.
+        let key = p.device.unwrap_or(0);
+        let other = sets_app && !self.on_profile_device(key, ts, rules);
+        if other {
             let app = p.props.iter().filter(|(k, _)| rules.is_app_field(*k));
             self.merge_device(key, ts, app.map(|(k, v)| (*k, v)), rules, strings);
-        } else if sets_app {
-            if let Some(d) = self
-                .extra
-                .as_deref_mut()
-                .and_then(|e| e.devices.iter_mut().find(|d| d.key == 0))
-            {
-                d.seen = d.seen.max(ts);
-            }
         }
         let mut dropped = 0u64;
         let mut custom: SmallVec<[(PropId, &Value); 4]> = SmallVec::new();
@@ -594,7 +640,7 @@ impl UserState {
         // properties changes, which is rare after a user's first profile.
         let mut grown: Option<SmallVec<[Prop; 8]>> = None;
         let patch = (p.props.iter())
-            .filter(|(k, _)| device.is_none() || !rules.is_app_field(*k))
+            .filter(|(k, _)| !other || !rules.is_app_field(*k))
             .map(|(k, v)| (*k, v))
             .chain(custom);
         for (k, v) in patch {
@@ -671,7 +717,7 @@ impl UserState {
         if !(self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at)) {
             // Mirror: qualified at the previous run, not at this one.
             let i = entry.filter(|_| rule.mirror)?;
-            self.camps.swap_remove(i);
+            self.remove_camp(i);
             return Some(Qualification {
                 campaign: c,
                 user: self.id.clone(),
@@ -689,8 +735,7 @@ impl UserState {
         match entry {
             Some(i) => self.camps[i].state = state,
             None => {
-                self.camps.reserve_exact(1);
-                self.camps.push(CampEntry { campaign: c, state });
+                self.push_camp(CampEntry { campaign: c, state });
             }
         }
         Some(Qualification {
@@ -722,7 +767,7 @@ impl UserState {
         let (rules, strings) = (cx.rules, &*cx.strings);
         if !self.who_holds(rules, strings, rule) || !self.past_holds(rules, rule, deadline) {
             if matches!(&self.camps[i].state, CampState::Open(w) if w.is_empty()) {
-                self.camps.swap_remove(i);
+                self.remove_camp(i);
             }
             return;
         }
@@ -755,6 +800,7 @@ impl UserState {
                 .iter()
                 .map(|d| (d.key, d.seen, snap_props(&d.fields, rules, strings)))
                 .collect(),
+            device: self.device,
             email_sha256: ids.email.as_ref().map(crate::identity::to_hex),
             phone_sha256: ids.phone.as_ref().map(crate::identity::to_hex),
             campaigns: self
@@ -770,8 +816,10 @@ impl UserState {
                 .iter()
                 .flat_map(|e| e.past.iter())
                 .map(|(r, b)| {
-                    let key = rules.past[usize::from(*r)].key.clone();
-                    (key, b.iter().map(super::snapshot::bucket_to_snap).collect())
+                    let rule = &rules.past[usize::from(*r)];
+                    let days = b.days(rule.layout());
+                    let snap = days.map(|d| super::snapshot::bucket_to_snap(&d)).collect();
+                    (rule.key.clone(), snap)
                 })
                 .collect(),
         }
@@ -789,6 +837,7 @@ impl UserState {
                 let fields = Seq(d.fields.iter().map(|p| wire_prop(p, rules, strings)));
                 (d.key, d.seen, fields)
             })),
+            device: self.device,
             email: ids.and_then(|i| i.email.as_ref()),
             phone: ids.and_then(|i| i.phone.as_ref()),
             campaigns: Seq(self.camps.iter().map(|e| {
@@ -808,9 +857,10 @@ impl UserState {
                 .map_or(&[][..], |v| v.past.as_slice())
                 .iter()
                 .map(|(r, b)| {
-                    let key = rules.past[usize::from(*r)].key.as_str();
-                    let buckets = Seq(b.iter().map(super::snapshot::bucket_to_snap));
-                    (key, buckets)
+                    let rule = &rules.past[usize::from(*r)];
+                    let days = b.days(rule.layout());
+                    let buckets = Seq(days.map(|d| super::snapshot::bucket_to_snap(&d)));
+                    (rule.key.as_str(), buckets)
                 })),
         }
         .encode(out);
@@ -861,6 +911,7 @@ impl UserState {
             ids,
             past: past.collect(),
             devices: devices.collect(),
+            device: snap.device,
         };
         Self::build(&snap.user, profile, campaigns, parts, rules, strings)
     }
@@ -907,6 +958,7 @@ impl UserState {
             ids,
             past: past.collect(),
             devices: devices.collect(),
+            device: wire.device,
         };
         Ok(Self::build(user, profile, campaigns, parts, rules, strings))
     }
@@ -919,8 +971,14 @@ impl UserState {
         rules: &Rules,
         strings: &mut Interner,
     ) -> (UserState, Vec<(CampaignIdx, EventTime)>) {
-        let Parts { ids, past, devices } = parts;
+        let Parts {
+            ids,
+            past,
+            devices,
+            device,
+        } = parts;
         let mut u = UserState::new(UserId::from(user));
+        u.device = device;
         let mut props: Vec<Prop> = Vec::new();
         let mut custom = 0u8;
         for (name, v) in profile {
@@ -941,6 +999,7 @@ impl UserState {
         u.profile = props.into_boxed_slice();
         u.ids = (!ids.is_empty()).then(|| Box::new(ids));
         let mut timers = Vec::new();
+        let mut camps = Vec::new();
         for (cid, state) in campaigns {
             let Some(idx) = rules.campaign_ids.iter().position(|x| x == cid) else {
                 continue;
@@ -950,18 +1009,19 @@ impl UserState {
                 let within = rules.rules[usize::from(idx)].within;
                 timers.extend(w.iter().map(|t| (idx, t.0.saturating_add(within))));
             }
-            u.camps.push(CampEntry {
+            camps.push(CampEntry {
                 campaign: idx,
                 state,
             });
         }
+        u.camps = camps.into_boxed_slice();
         // Buckets of rules that no longer exist are dropped.
-        let buckets: Vec<(u16, super::past::Buckets)> = past
+        let buckets: Vec<(u16, Buckets)> = past
             .into_iter()
             .filter_map(|(key, b)| {
                 let r = rules.past.iter().position(|p| p.key == key)?;
-                let b = b.iter().map(super::snapshot::bucket_from_snap).collect();
-                Some((r as u16, b))
+                let days = b.iter().map(super::snapshot::bucket_from_snap);
+                Some((r as u16, Buckets::pack(rules.past[r].layout(), days)))
             })
             .collect();
         // App fields by name (those this version does not know are dropped).
@@ -993,6 +1053,7 @@ struct Parts<'a> {
     ids: Ids,
     past: Vec<(&'a str, &'a [super::snapshot::SnapBucket])>,
     devices: Vec<NamedDevice<'a>>,
+    device: u64,
 }
 
 /// A device by its fields' names: `(key, seen, fields)`.

@@ -355,7 +355,8 @@ fn pending_counts_open_windows_without_decision() {
 }
 
 /// Layout budget: every tracked user has a `UserState`, every buffered record a `Record`.
-/// (80: 72 before behaviour rules' buckets, one thin pointer, `None` for live-only configs.)
+/// (80: 72 before behaviour rules' buckets and devices, one thin pointer, `None` for most
+/// users; the profile device's key took the 8 bytes a boxed campaign slice saved.)
 #[test]
 fn per_user_and_per_record_sizes_stay_within_budget() {
     assert!(std::mem::size_of::<super::UserState>() <= 80);
