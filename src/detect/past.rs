@@ -199,14 +199,17 @@ impl Buckets {
 
 /// The day (days since 1970-01-01) that holds `ts` in `tz`; a local midnight belongs to the
 /// new day.
+///
+/// The local time is `ts` plus the zone's offset at `ts`, so the local day is that sum in
+/// whole days: one offset lookup, no calendar arithmetic (this runs for every event a rule
+/// counts).
 pub fn day_of(ts: EventTime, tz: &TimeZone) -> i32 {
     let Ok(t) = Timestamp::from_millisecond(ts) else {
         return if ts < 0 { i32::MIN + 1 } else { i32::MAX };
     };
-    let date = tz.to_datetime(t).date();
-    let epoch = jiff::civil::date(1970, 1, 1);
-    date.since((jiff::Unit::Day, epoch))
-        .map_or(0, |s| s.get_days())
+    let offset_ms = i64::from(tz.to_offset(t).seconds()) * 1000;
+    let day = (ts + offset_ms).div_euclid(86_400_000);
+    i32::try_from(day).unwrap_or(if day < 0 { i32::MIN + 1 } else { i32::MAX })
 }
 
 impl PastRule {
@@ -271,13 +274,23 @@ impl PastRule {
 
     /// Whether the rule holds at `at` for a user with `buckets` (`None`: never recorded).
     pub fn holds(&self, buckets: Option<&Buckets>, at: EventTime) -> bool {
+        self.holds_on(buckets, self.day(at))
+    }
+
+    /// The day of `at` in this rule's zone (what [`PastRule::holds_on`] takes).
+    pub fn day(&self, at: EventTime) -> i32 {
+        day_of(at, &self.tz)
+    }
+
+    /// [`PastRule::holds`] at an instant of day `d` ([`PastRule::day`]): a scheduled run
+    /// looks the day up once for every user it evaluates.
+    pub fn holds_on(&self, buckets: Option<&Buckets>, d: i32) -> bool {
         let mut total = Bucket::empty(0);
         if let Some(buckets) = buckets {
             let days = buckets.days(self.layout());
             match days_back(self.range) {
                 None => days.for_each(|b| total.merge(&b)),
                 Some((oldest, newest)) => {
-                    let d = day_of(at, &self.tz);
                     let (lo, hi) = (d.saturating_sub(oldest), d.saturating_sub(newest));
                     for b in days.filter(|b| (lo..=hi).contains(&b.day)) {
                         total.merge(&b);
@@ -404,5 +417,22 @@ mod tests {
             day_of(T0 - DAY, &TimeZone::UTC)
         );
         assert_eq!(day_of(T0 + 5 * 3_600_000, &ny), day_of(T0, &TimeZone::UTC));
+        // The calendar's count of days agrees, in zones and across DST changes.
+        let calendar = |ts: i64, tz: &TimeZone| {
+            let date = tz
+                .to_datetime(Timestamp::from_millisecond(ts).unwrap())
+                .date();
+            date.since((jiff::Unit::Day, jiff::civil::date(1970, 1, 1)))
+                .unwrap()
+                .get_days()
+        };
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        for tz in [&ny, &berlin, &TimeZone::UTC] {
+            for h in (-24 * 400..24 * 400).step_by(7) {
+                let ts = T0 + h * 3_600_000 + 59_999;
+                assert_eq!(day_of(ts, tz), calendar(ts, tz), "{ts}");
+            }
+            assert_eq!(day_of(-1, tz), calendar(-1, tz));
+        }
     }
 }

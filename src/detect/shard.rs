@@ -138,8 +138,14 @@ impl Shard {
 
     /// A scheduled run of campaign `c` at `r`: every user the shard knows is evaluated.
     fn execute_run(&mut self, c: CampaignIdx, r: EventTime) {
+        // Each rule's day of the run, once for every user.
+        let rule = &self.rules.rules[usize::from(c)];
+        let days: Vec<i32> = (rule.past.iter())
+            .map(|&p| self.rules.past[usize::from(p)].day(r))
+            .collect();
         for slot in 0..self.users.len() {
-            if let Some(q) = self.users[slot].evaluate(&self.rules, &self.strings, c, r) {
+            let user = &mut self.users[slot];
+            if let Some(q) = user.evaluate(&self.rules, &self.strings, c, r, &days) {
                 self.out.qualifications.push(q);
                 self.mark_dirty(slot as u32);
             }

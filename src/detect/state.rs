@@ -308,6 +308,13 @@ impl UserState {
             .all(|&r| rules.past[usize::from(r)].holds(self.buckets(r), at))
     }
 
+    /// [`UserState::past_holds`] with each rule's day of the instant given (`days[i]` for
+    /// `rule.past[i]`).
+    fn past_holds_on(&self, rules: &Rules, rule: &super::Rule, days: &[i32]) -> bool {
+        (rule.past.iter().zip(days))
+            .all(|(&r, &d)| rules.past[usize::from(r)].holds_on(self.buckets(r), d))
+    }
+
     /// Counts an event into the behaviour rules that look at it.
     fn record_past(
         &mut self,
@@ -708,13 +715,14 @@ impl UserState {
         strings: &Interner,
         c: CampaignIdx,
         at: EventTime,
+        days: &[i32],
     ) -> Option<Qualification> {
         let rule = &rules.rules[usize::from(c)];
         let entry = self.camps.iter().position(|e| e.campaign == c);
         if self.is_empty() || (entry.is_some() && rule.once_per_user && !rule.mirror) {
             return None;
         }
-        if !(self.who_holds(rules, strings, rule) && self.past_holds(rules, rule, at)) {
+        if !(self.who_holds(rules, strings, rule) && self.past_holds_on(rules, rule, days)) {
             // Mirror: qualified at the previous run, not at this one.
             let i = entry.filter(|_| rule.mirror)?;
             self.remove_camp(i);
