@@ -45,7 +45,7 @@ identifiers = ["email"]
         shard.push(seq, decoder.decode(line.as_bytes()).unwrap());
     };
     for u in 0..USERS {
-        let country = if u % 3 == 0 { "DE" } else { "FR" };
+        let country = if u.is_multiple_of(3) { "DE" } else { "FR" };
         let line = format!(
             r#"{{"user_id":"u{u}","type":"profile","ts":{T0},"props":{{"email":"u{u}@example.com","country":"{country}"}}}}"#
         );
@@ -54,7 +54,7 @@ identifiers = ["email"]
     for day in 0..3 {
         for u in 0..USERS {
             let ts = T0 + day * DAY + 1000;
-            let event = if (u + day as u64) % 5 == 0 {
+            let event = if (u + day as u64).is_multiple_of(5) {
                 "Charged"
             } else {
                 "Product Viewed"
