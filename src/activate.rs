@@ -366,12 +366,7 @@ impl Activator {
     fn step_leave(&mut self, q: &Qualification) -> Step {
         let idx = usize::from(q.campaign);
         if let Some(d) = self.leave(q) {
-            let gone = self.holders[idx].leave(d.ids);
-            let op = (!gone.is_empty()).then(|| resend(q.campaign, &q.user, Action::Delete, gone));
-            return Step {
-                decision: Some(d),
-                op,
-            };
+            return self.removal(d);
         }
         let op = self
             .decided(q.campaign, &q.user)
@@ -382,6 +377,17 @@ impl Activator {
         Step { decision: None, op }
     }
 
+    /// A `removed` decision as a runtime applies it: the member's ids leave, and those no
+    /// other member holds are deleted (none: no op).
+    fn removal(&mut self, d: Decision) -> Step {
+        let gone = self.holders[usize::from(d.campaign)].leave(d.ids);
+        let op = (!gone.is_empty()).then(|| resend(d.campaign, &d.user, Action::Delete, gone));
+        Step {
+            decision: Some(d),
+            op,
+        }
+    }
+
     /// One conversion as a runtime applies it: the `removed` decision it made, or — for a
     /// user already removed on this goal — the delete sent again (as for adds, above). A
     /// delete carries only the ids no other member holds (none: no op).
@@ -389,12 +395,7 @@ impl Activator {
         let idx = usize::from(c.campaign);
         let before = self.decided(c.campaign, &c.user);
         if let Some(d) = self.convert(c) {
-            let gone = self.holders[idx].leave(d.ids);
-            let op = (!gone.is_empty()).then(|| resend(c.campaign, &c.user, Action::Delete, gone));
-            return Step {
-                decision: Some(d),
-                op,
-            };
+            return self.removal(d);
         }
         let op = before
             .filter(|d| d.outcome == Outcome::Removed && d.converted())

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Interner, Prop};
 use crate::config::Config;
 use crate::detect::shard::Shard;
-use crate::detect::{Output, Rules};
+use crate::detect::{CampaignIdx, Output, Rules};
 use crate::event::{Event, IdUpdate, ProfilePatch, Record, Value, ValueRef};
 use crate::identity::hash_email;
 
@@ -726,65 +726,54 @@ within = "1d"
 fn scheduled_runs_qualify_once_and_measure_the_goal_from_the_run() {
     const HOUR: i64 = 3_600_000;
     const DAY: i64 = 24 * HOUR;
-    let cfg = Config::parse(&per_run_config(""), Vec::new()).expect("valid test config");
-    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
-    let mut t = T {
-        shard: Shard::new(rules),
-        cfg,
-        seq: 0,
+    // `(user, at)` of the qualifications, `(user, ts)` of the conversions, and the runs.
+    type Got = (
+        Vec<(String, i64)>,
+        Vec<(String, i64)>,
+        Vec<(CampaignIdx, i64)>,
+    );
+    let scenario = |extra: &str| -> Got {
+        let cfg = Config::parse(&per_run_config(extra), Vec::new()).expect("valid test config");
+        let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
+        let mut t = T {
+            shard: Shard::new(rules),
+            cfg,
+            seq: 0,
+        };
+        for u in ["a", "b", "c"] {
+            t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
+        }
+        // a and b viewed before the first run; c only between the runs.
+        t.ev("a", HOUR, "Product Viewed", &[])
+            .ev("b", HOUR, "Product Viewed", &[])
+            .ev("c", DAY + HOUR, "Product Viewed", &[])
+            // a buys within a day of the first run, b within a day of the second.
+            .ev("a", DAY + 2 * HOUR, "Charged", &[])
+            .ev("b", 2 * DAY + 2 * HOUR, "Charged", &[]);
+        let out = t.advance(5 * DAY);
+        let pairs = |v: Vec<(String, i64)>| {
+            let mut v = v;
+            v.sort();
+            v
+        };
+        let quals = out.qualifications.iter();
+        let convs = out.conversions.iter();
+        (
+            pairs(quals.map(|q| (q.user.to_string(), q.at)).collect()),
+            pairs(convs.map(|c| (c.user.to_string(), c.ts)).collect()),
+            out.runs,
+        )
     };
-    for u in ["a", "b", "c"] {
-        t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
-    }
-    // a and b viewed before the first run; c only between the runs.
-    t.ev("a", HOUR, "Product Viewed", &[])
-        .ev("b", HOUR, "Product Viewed", &[])
-        .ev("c", DAY + HOUR, "Product Viewed", &[])
-        // a buys within a day of the first run, b later than that.
-        .ev("a", DAY + 2 * HOUR, "Charged", &[])
-        .ev("b", 2 * DAY + 2 * HOUR, "Charged", &[]);
-    let out = t.advance(5 * DAY);
-    let mut got: Vec<_> = out
-        .qualifications
-        .iter()
-        .map(|q| (q.user.to_string(), q.at))
-        .collect();
-    got.sort();
+    let (quals, convs, runs) = scenario("");
     assert_eq!(
-        got,
+        quals,
         vec![("a".into(), DAY), ("b".into(), DAY), ("c".into(), 2 * DAY)],
         "a and b once, at the first run; c at the second"
     );
-    let conv: Vec<_> = out
-        .conversions
-        .iter()
-        .map(|c| (c.user.to_string(), c.ts))
-        .collect();
-    assert_eq!(conv, vec![("a".into(), DAY + 2 * HOUR)]);
-    assert_eq!(out.runs, vec![(0, DAY), (0, 2 * DAY)]);
+    assert_eq!(convs, vec![("a".into(), DAY + 2 * HOUR)]);
+    assert_eq!(runs, vec![(0, DAY), (0, 2 * DAY)]);
 
-    let cfg = Config::parse(&per_run_config("once_per_user = false"), Vec::new()).unwrap();
-    let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
-    let mut t = T {
-        shard: Shard::new(rules),
-        cfg,
-        seq: 0,
-    };
-    for u in ["a", "b", "c"] {
-        t.profile(u, 0, &[("email", s(&format!("{u}@x.io")))]);
-    }
-    t.ev("a", HOUR, "Product Viewed", &[])
-        .ev("b", HOUR, "Product Viewed", &[])
-        .ev("c", DAY + HOUR, "Product Viewed", &[])
-        .ev("a", DAY + 2 * HOUR, "Charged", &[])
-        .ev("b", 2 * DAY + 2 * HOUR, "Charged", &[]);
-    let out = t.advance(5 * DAY);
-    let mut got: Vec<_> = out
-        .qualifications
-        .iter()
-        .map(|q| (q.user.to_string(), q.at))
-        .collect();
-    got.sort();
+    let (quals, convs, _) = scenario("once_per_user = false");
     let want: Vec<(String, i64)> = vec![
         ("a".into(), DAY),
         ("a".into(), 2 * DAY),
@@ -792,15 +781,9 @@ fn scheduled_runs_qualify_once_and_measure_the_goal_from_the_run() {
         ("b".into(), 2 * DAY),
         ("c".into(), 2 * DAY),
     ];
-    assert_eq!(got, want, "every run that finds them");
-    let mut conv: Vec<_> = out
-        .conversions
-        .iter()
-        .map(|c| (c.user.to_string(), c.ts))
-        .collect();
-    conv.sort();
+    assert_eq!(quals, want, "every run that finds them");
     assert_eq!(
-        conv,
+        convs,
         vec![
             ("a".into(), DAY + 2 * HOUR),
             ("b".into(), 2 * DAY + 2 * HOUR)
