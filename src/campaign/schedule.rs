@@ -173,7 +173,13 @@ impl Schedule {
                 Box::new((0..).map(move |i: i64| ms(first) + i * step))
             }
             Unit::Day => {
-                let first_day = local_start.date();
+                // With `every > 1`, days count from the first occurrence at or after `start`:
+                // the start's day if its run time is not past yet, else the next day.
+                let start_day = local_start.date();
+                let first_day = match instant(tz, start_day.to_datetime(r.time)) {
+                    Some(t) if t >= start_ts => start_day,
+                    _ => start_day.tomorrow().unwrap_or(start_day),
+                };
                 Box::new(
                     (0..)
                         .filter_map(move |i: i64| {
@@ -425,6 +431,30 @@ mod tests {
         let s = schedule("UTC", Kind::Repeat(repeat(1, Unit::Week, "00:00")));
         let got = show(&s.tz, s.runs(t("2027-01-06T00:00:00Z"), None).take(2));
         assert_eq!(got, ["2027-01-06 00:00 +0000", "2027-01-13 00:00 +0000"]);
+    }
+
+    /// `every = 2` days counts from the first run at or after `start`, not from the start's day
+    /// (a start after the day's run time: the first run is the next day's).
+    #[test]
+    fn every_second_day_counts_from_the_first_run() {
+        let s = schedule("UTC", Kind::Repeat(repeat(2, Unit::Day, "06:00")));
+        let start = "2026-06-10T12:00:00Z"
+            .parse::<Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        let got: Vec<String> = s
+            .runs(start, None)
+            .take(3)
+            .map(|t| Timestamp::from_millisecond(t).unwrap().to_string())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "2026-06-11T06:00:00Z",
+                "2026-06-13T06:00:00Z",
+                "2026-06-15T06:00:00Z"
+            ]
+        );
     }
 
     #[test]
