@@ -62,18 +62,28 @@ fn setup_on(cluster: Cluster, users: u64, events: u64, seed: u64) -> Setup {
     setup_split(cluster, users, events, seed, 1.0)
 }
 
-fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: f64) -> Setup {
+/// The input topic, and on the mock broker (no CreateTopics) the internal topics up front.
+fn create_topics(cluster: &Cluster) {
     cluster.create_topic("events", PARTITIONS, &[]);
     if cluster.is_mock() {
-        // The mock broker has no CreateTopics: make the internal topics up front.
         for t in ["changelog", "qualified", "decisions", "dead-letter"] {
             cluster.create_topic(&format!("remarket.{t}"), PARTITIONS, &[]);
         }
         cluster.create_topic("remarket.audiences", 1, &[]);
     }
+}
+
+/// A temporary directory holding the simulator's token file: `(dir, token file)`.
+fn token_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
+    (dir, token_file)
+}
+
+fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: f64) -> Setup {
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
     let rec = recording(dir.path(), users, events, seed);
     let mut lines: Vec<String> = std::fs::read_to_string(&rec)
         .unwrap()
@@ -1131,16 +1141,8 @@ fn detect_watermark_ms(scrape: &str) -> Option<i64> {
 fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
     const LATENESS_MS: i64 = 5_000;
     let cluster = Cluster::start();
-    cluster.create_topic("events", PARTITIONS, &[]);
-    if cluster.is_mock() {
-        for t in ["changelog", "qualified", "decisions", "dead-letter"] {
-            cluster.create_topic(&format!("remarket.{t}"), PARTITIONS, &[]);
-        }
-        cluster.create_topic("remarket.audiences", 1, &[]);
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
     let rec = recording(dir.path(), 200, 2_000, 11);
     let lines: Vec<String> = std::fs::read_to_string(&rec)
         .unwrap()
