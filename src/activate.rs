@@ -16,6 +16,7 @@ use crate::campaign::Campaign;
 use crate::event::{EventTime, UserId};
 use crate::model::{Action, AudienceOp, CampaignIdx, Conversion, Ids, Qualification};
 pub use crate::model::{Decision, Outcome};
+use crate::report::Tally;
 
 /// Per-campaign counters of the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -55,8 +56,9 @@ pub fn in_control_group(campaign_id: &str, user_id: &str, percent: u8) -> bool {
 }
 
 /// What activate remembers of a decided user: the decision, with the time of the
-/// qualification it answered (kept through a conversion) and of the conversion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// qualification it answered (kept through a conversion) and of the conversion, and what the
+/// report counts of the user over every decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decided {
     /// `removed` once removed.
     pub outcome: Outcome,
@@ -65,6 +67,12 @@ pub struct Decided {
     pub at: EventTime,
     /// The conversion's `ts`, once converted.
     pub converted_at: Option<EventTime>,
+    /// Exported at some decision (`removed` since, or decided again, included).
+    pub ever_exported: bool,
+    /// Converted after some exported or control decision.
+    pub ever_converted: bool,
+    /// Revenue of the user's counted conversions (`goal.revenue_prop`).
+    pub revenue: f64,
 }
 
 impl Decided {
@@ -210,6 +218,33 @@ impl Activator {
         }
     }
 
+    /// What campaign `campaign`'s report counts (see [`crate::report`]): a user is in the
+    /// exported group once exported, in the control group when the latest decision is.
+    pub fn tally(&self, campaign: CampaignIdx) -> Tally {
+        let mut t = Tally::default();
+        for d in self.decided[usize::from(campaign)].values() {
+            let (users, converted, revenue) = if d.ever_exported {
+                (
+                    &mut t.users.exported,
+                    &mut t.converted.exported,
+                    &mut t.revenue.exported,
+                )
+            } else if d.outcome == Outcome::Control {
+                (
+                    &mut t.users.control,
+                    &mut t.converted.control,
+                    &mut t.revenue.control,
+                )
+            } else {
+                continue;
+            };
+            *users += 1;
+            *converted += u64::from(d.ever_converted);
+            *revenue += d.revenue;
+        }
+        t
+    }
+
     /// A user's decision, if there is one.
     pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<Decided> {
         self.decided[usize::from(campaign)].get(user).copied()
@@ -274,6 +309,9 @@ impl Activator {
                 ids,
                 at: q.at,
                 converted_at: None,
+                ever_exported: exported_before || outcome == Outcome::Exported,
+                ever_converted: prev.is_some_and(|p| p.ever_converted),
+                revenue: prev.map_or(0.0, |p| p.revenue),
             },
         );
         Some(Decision {
@@ -317,6 +355,10 @@ impl Activator {
             return None;
         }
         d.converted_at = Some(conv.ts);
+        if matches!(d.outcome, Outcome::Exported | Outcome::Control) {
+            d.ever_converted = true;
+            d.revenue += conv.revenue;
+        }
         let counts = &mut self.counts[c];
         match d.outcome {
             Outcome::Exported => {
@@ -749,6 +791,7 @@ within = "1d"
             campaign: 0,
             user: "a".into(),
             ts,
+            revenue: 0.0,
         };
         act.convert(&conv(25));
         act.convert(&conv(26));
@@ -775,6 +818,7 @@ within = "1d"
                 campaign: 0,
                 user: user.into(),
                 ts,
+                revenue: 0.0,
             };
             hold.hold_conversion(c, ());
         }
@@ -897,6 +941,7 @@ within = "1d"
             campaign: 0,
             user: "a".into(),
             ts: 9,
+            revenue: 0.0,
         };
         let removed = act.step_conversion(&conv);
         assert_eq!(removed.decision.map(|d| d.outcome), Some(Outcome::Removed));
@@ -976,6 +1021,7 @@ within = "1d"
             campaign: 0,
             user: "a".into(),
             ts: 11,
+            revenue: 0.0,
         };
         assert_eq!(h.hold_conversion(c, 4), Held::Held);
         h.report(0, 1, 11, true);
@@ -1047,6 +1093,7 @@ remove_on_goal = true
             campaign: 0,
             user: user.into(),
             ts: 2,
+            revenue: 0.0,
         })
     }
 
@@ -1087,6 +1134,9 @@ remove_on_goal = true
             ids: ids(1, 2),
             at: 1,
             converted_at: None,
+            ever_exported: true,
+            ever_converted: false,
+            revenue: 0.0,
         };
         a.restore(0, "a".into(), member(Outcome::Exported));
         a.restore(0, "r".into(), member(Outcome::Removed));

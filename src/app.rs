@@ -24,6 +24,7 @@ use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
 use crate::output::{self, OutDir, Summary, Totals};
+use crate::report::{Report, Tally};
 use crate::sink::{AudienceOp, AudienceSink, SinkError, SinkReport};
 use crate::source::replay::ReplaySource;
 use crate::source::{Source, SourceItem};
@@ -222,10 +223,14 @@ pub fn activate_all(config: &Config, output: Output) -> Activated {
         ops.extend(step.op);
     }
     output::sort_decisions(&mut decisions, campaigns);
+    let tallies = (0..campaigns.len())
+        .map(|c| act.tally(c as crate::model::CampaignIdx))
+        .collect();
     Activated {
         decisions,
         ops,
         counts: act.into_counts(),
+        tallies,
     }
 }
 
@@ -238,6 +243,8 @@ pub struct Activated {
     /// hashed id: a delete of an id some other member still holds is never among them).
     pub ops: Vec<AudienceOp>,
     pub counts: Vec<CampaignCounts>,
+    /// Per campaign, what its report counts.
+    pub tallies: Vec<Tally>,
 }
 
 /// Options of `remarket replay`.
@@ -273,6 +280,8 @@ pub struct Replayed {
     pub ops: Vec<AudienceOp>,
     /// Per campaign, `pending` filled in.
     pub counts: Vec<CampaignCounts>,
+    /// Per campaign, what its report counts.
+    pub tallies: Vec<Tally>,
     pub users: usize,
 }
 
@@ -335,6 +344,7 @@ pub fn execute_lines(
         decisions,
         ops,
         mut counts,
+        tallies,
     } = activate_all(config, result.output);
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
@@ -349,6 +359,7 @@ pub fn execute_lines(
         decisions,
         ops,
         counts,
+        tallies,
         users: result.users,
     })
 }
@@ -417,7 +428,16 @@ pub fn replay_into(
         Err(e) => return Err(e.into()),
     };
 
-    let summary = Summary::new(&replayed.totals, &config.campaigns, &replayed.counts);
+    let sizes = sink.audience_sizes();
+    let reports: Vec<Report> = (replayed.tallies.iter().enumerate())
+        .map(|(i, t)| t.report(sizes.get(i).copied().flatten()))
+        .collect();
+    let summary = Summary::new(
+        &replayed.totals,
+        &config.campaigns,
+        &replayed.counts,
+        &reports,
+    );
     let w = set.summary();
     serde_json::to_writer_pretty(&mut *w, &summary)?;
     w.write_all(b"\n")?;

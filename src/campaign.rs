@@ -104,6 +104,11 @@ pub struct What {
 pub struct Goal {
     pub event: String,
     pub within: HumanDuration,
+    /// `goal.where`: only a goal event satisfying these converts.
+    pub conditions: Vec<Condition>,
+    /// `goal.revenue_prop`: the (interned) event property whose number is the conversion's
+    /// revenue in the report.
+    pub revenue_prop: Option<u16>,
 }
 
 impl Campaign {
@@ -686,15 +691,27 @@ pub(crate) fn validate(
         Field::Bad => None,
         Field::Ok(w) => validate_what(&w, names, &mut r),
     };
-    let goal = match r.sub(&t, "goal", &["event", "within"]) {
+    let goal = match r.sub(&t, "goal", &["event", "within", "where", "revenue_prop"]) {
         Field::Absent => Some(None),
         Field::Bad => None,
         Field::Ok(g) => {
             let event = event_name(&g, names, &mut r);
             let within = within(&g, &mut r);
+            let conditions = conditions(&g, "where", names, &mut r);
+            let revenue_prop = match r.get::<String>(&g, "revenue_prop").optional() {
+                Some(Some(p)) if p.is_empty() => {
+                    r.err(&g.at("revenue_prop"), "a property name");
+                    None
+                }
+                Some(Some(p)) => names.prop(&mut r, &g.at("revenue_prop"), &p).map(Some),
+                Some(None) => Some(None),
+                None => None,
+            };
             Some(Some(Goal {
                 event: event?,
                 within: within?,
+                conditions: conditions?,
+                revenue_prop: revenue_prop?,
             }))
         }
     };

@@ -49,6 +49,10 @@ pub struct Rule {
     /// … and its conditions on app fields, which hold when one device satisfies them all.
     pub who_app: Vec<Condition>,
     pub goal_within: Option<i64>,
+    /// `goal.where`: only a goal event satisfying these converts.
+    pub goal_conditions: Vec<Condition>,
+    /// `goal.revenue_prop`: the goal event's property whose number is the revenue.
+    pub goal_revenue: Option<PropId>,
     pub identifiers: Identifiers,
     /// Behaviour rules (indices into [`Rules::past`]) that must hold at `at`, with `who`.
     pub past: Vec<u16>,
@@ -145,6 +149,11 @@ impl Rules {
                     .cloned()
                     .collect(),
                 goal_within: c.goal.as_ref().map(|g| g.within.as_millis()),
+                goal_conditions: c
+                    .goal
+                    .as_ref()
+                    .map_or_else(Vec::new, |g| g.conditions.clone()),
+                goal_revenue: c.goal.as_ref().and_then(|g| g.revenue_prop),
                 identifiers: c.what.identifiers,
                 past: Vec::new(),
                 schedule: c.schedule.clone(),

@@ -46,6 +46,7 @@ pub mod model;
 pub mod output;
 pub mod problems;
 pub mod publish;
+pub mod report;
 pub mod run;
 pub mod sink;
 pub mod source;

@@ -180,6 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     report.users
                 );
                 print!("{}", s.table());
+                print!("{}", s.reports());
                 let k = &report.sink;
                 if k.requests > 0 {
                     println!(

@@ -48,15 +48,17 @@ pub struct Qualification {
 }
 
 /// A qualified user did the goal event within the goal window.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conversion {
     pub campaign: CampaignIdx,
     pub user: UserId,
     pub ts: EventTime,
+    /// The goal event's `goal.revenue_prop` (0 without it, or when not a number).
+    pub revenue: f64,
 }
 
 /// What the detect stage emits.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Output {
     pub qualifications: Vec<Qualification>,
     pub conversions: Vec<Conversion>,

@@ -17,6 +17,7 @@ use crate::campaign::Campaign;
 use crate::detect::Ids;
 use crate::event::decode::Malformed;
 use crate::identity::to_hex;
+use crate::report::Report;
 
 #[derive(Serialize)]
 struct IdsJson {
@@ -88,7 +89,7 @@ pub struct Summary {
     pub other: u64,
     pub malformed: u64,
     pub late_dropped: u64,
-    pub campaigns: BTreeMap<String, CampaignCounts>,
+    pub campaigns: BTreeMap<String, CampaignSummary>,
     pub malformed_by_reason: BTreeMap<&'static str, u64>,
     /// Lines of only whitespace, skipped: records + malformed + blank_lines = input lines. An
     /// extension.
@@ -102,8 +103,28 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// One campaign in `summary.json`: DESIGN §5's counts and §9's `report`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignSummary {
+    #[serde(flatten)]
+    pub counts: CampaignCounts,
+    pub report: Report,
+}
+
+impl std::ops::Deref for CampaignSummary {
+    type Target = CampaignCounts;
+    fn deref(&self) -> &CampaignCounts {
+        &self.counts
+    }
+}
+
 impl Summary {
-    pub fn new(totals: &Totals, campaigns: &[Campaign], counts: &[CampaignCounts]) -> Summary {
+    pub fn new(
+        totals: &Totals,
+        campaigns: &[Campaign],
+        counts: &[CampaignCounts],
+        reports: &[Report],
+    ) -> Summary {
         Summary {
             records: totals.records,
             events: totals.events,
@@ -113,8 +134,14 @@ impl Summary {
             late_dropped: totals.late_dropped,
             campaigns: campaigns
                 .iter()
-                .zip(counts)
-                .map(|(c, n)| (c.id.clone(), n.clone()))
+                .zip(counts.iter().zip(reports))
+                .map(|(c, (n, r))| {
+                    let s = CampaignSummary {
+                        counts: n.clone(),
+                        report: r.clone(),
+                    };
+                    (c.id.clone(), s)
+                })
                 .collect(),
             malformed_by_reason: totals.reasons().map(|(r, n)| (r.as_str(), n)).collect(),
             blank_lines: totals.blank_lines,
@@ -151,6 +178,18 @@ impl Summary {
                 c.conversions.exported,
                 c.conversions.control
             ));
+        }
+        s
+    }
+
+    /// The campaigns' reports, as lines under [`table`](Self::table).
+    pub fn reports(&self) -> String {
+        let mut s = String::new();
+        for (id, c) in &self.campaigns {
+            for line in c.report.lines(id) {
+                s.push_str(&line);
+                s.push('\n');
+            }
         }
         s
     }

@@ -48,4 +48,9 @@ pub trait AudienceSink {
     fn send(&mut self, op: AudienceOp) -> Result<(), SinkError>;
     /// Delivers everything still buffered.
     fn finish(&mut self) -> Result<SinkReport, SinkError>;
+    /// After [`finish`](Self::finish): each campaign's audience size as TikTok reports it
+    /// (`None`: not known, as in a dry run, or TikTok did not answer).
+    fn audience_sizes(&mut self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
 }

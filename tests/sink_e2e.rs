@@ -67,12 +67,25 @@ fn tiktok_holds_exactly_the_decisions_under_faults() {
     assert!(report.sink.adds > 300, "{:?}", report.sink);
     assert!(report.sink.deletes > 0, "{:?}", report.sink);
 
-    let want = expected(&out, &audiences_of(&out));
+    let audience_of = audiences_of(&out);
+    let want = expected(&out, &audience_of);
     assert_eq!(
         held(&sim.sim),
         want,
         "TikTok's membership differs from the decisions"
     );
+    // The report shows the size TikTok reports: the members once there are 1,000, else 0.
+    for (campaign, c) in &report.summary.campaigns {
+        let n = want
+            .get(&audience_of[campaign])
+            .map_or(0, |m| m.len() as u64);
+        let size = if n >= 1000 { n } else { 0 };
+        assert_eq!(
+            c.report.audience_size,
+            Some(size),
+            "{campaign}: {n} members"
+        );
+    }
 
     let log = sim.sim.requests();
     assert!(

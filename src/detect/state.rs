@@ -600,14 +600,24 @@ impl UserState {
                     let Some(within) = rule.goal_within else {
                         continue;
                     };
+                    let props = &ev.props;
+                    let lookup = |p: PropId| event_prop(props, p);
+                    if !all_hold(&rule.goal_conditions, lookup) {
+                        continue;
+                    }
                     let Some(e) = self.entry(c) else { continue };
                     if let CampState::Qualified { at } = e.state {
                         if ts > at && ts <= at.saturating_add(within) {
                             e.state = CampState::Done;
+                            let revenue = match rule.goal_revenue.and_then(lookup) {
+                                Some(ValueRef::Num(n)) if n.is_finite() => n,
+                                _ => 0.0,
+                            };
                             cx.out.conversions.push(Conversion {
                                 campaign: c,
                                 user: self.id.clone(),
                                 ts,
+                                revenue,
                             });
                         } else if ts > at.saturating_add(within) {
                             e.state = CampState::Done;

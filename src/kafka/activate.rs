@@ -46,7 +46,7 @@ use crate::sink::AudienceOp;
 /// the qualification's time and a conversion adds `converted_at` (an extension).
 /// Records of earlier versions (`email_sha256`/`phone_sha256` at the top level, `converted`)
 /// still restore.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub campaign: String,
     pub user_id: String,
@@ -57,6 +57,9 @@ pub struct DecisionRecord {
     /// When the user converted (the goal event's `ts`); `at` stays the qualification's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub converted_at: Option<i64>,
+    /// The revenue of the user's counted conversions (`goal.revenue_prop`; the report's).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revenue: f64,
     /// Earlier versions' fields, read only.
     #[serde(default, skip_serializing)]
     pub email_sha256: Option<String>,
@@ -64,6 +67,10 @@ pub struct DecisionRecord {
     pub phone_sha256: Option<String>,
     #[serde(default, skip_serializing)]
     pub converted: bool,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// `ids` of a decision, as in `decisions.jsonl`.
@@ -389,6 +396,9 @@ impl State {
                     ids: d.ids(),
                     at: d.at,
                     converted_at,
+                    ever_exported: matches!(d.outcome, Outcome::Exported | Outcome::Removed),
+                    ever_converted: converted_at.is_some(),
+                    revenue: d.revenue,
                 },
             );
             n += 1;
@@ -426,6 +436,7 @@ impl State {
                 IdsRecord { email, phone }
             }),
             converted_at: d.converted_at,
+            revenue: d.revenue,
             email_sha256: None,
             phone_sha256: None,
             converted: false,
@@ -507,7 +518,12 @@ impl State {
                     Held::Now(q, o) => now.qualifications.push((q, o)),
                 }
             }
-            Qualified::Conversion { campaign, user, ts } => {
+            Qualified::Conversion {
+                campaign,
+                user,
+                ts,
+                revenue,
+            } => {
                 let Some(&c) = self.campaign_ids.get(&campaign) else {
                     return Vec::new();
                 };
@@ -515,6 +531,7 @@ impl State {
                     campaign: c,
                     user: user.as_str().into(),
                     ts,
+                    revenue,
                 };
                 match part.hold.hold_conversion(conv, offset) {
                     Held::Held => *part.held.entry(offset).or_default() += 1,

@@ -712,6 +712,7 @@ impl State {
                     campaign: campaign.clone(),
                     user: c.user.to_string(),
                     ts: c.ts,
+                    revenue: c.revenue,
                 };
                 produce(
                     &self.producer,

@@ -9,7 +9,7 @@ use crate::identity::to_hex;
 pub const CHECKPOINT_KEY: &[u8] = b"\0checkpoint";
 
 /// A record of the qualified topic (key: campaign id).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Qualified {
     Qualification {
@@ -29,6 +29,9 @@ pub enum Qualified {
         campaign: String,
         user: String,
         ts: i64,
+        /// The goal event's `goal.revenue_prop`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revenue: f64,
     },
     /// Detect partition `partition` (of `of`) has written every qualification and conversion
     /// with `at`/`ts <= watermark` (`idle`: its inputs are idle). Sent to every qualified
@@ -41,6 +44,10 @@ pub enum Qualified {
         #[serde(default)]
         idle: bool,
     },
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// Key of the watermark records on the qualified topic.

@@ -371,6 +371,33 @@ async fn verify(
     Ok(())
 }
 
+/// The size TikTok reports for `target`'s audience (`cover_num` of `get/`: matched users,
+/// 0 below 1,000).
+pub async fn audience_size(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    target: &Target,
+) -> Result<u64, AudienceError> {
+    let data = call(
+        client,
+        limiter,
+        metrics,
+        Endpoint::Get,
+        &target.campaign,
+        "get",
+        || client.get_audience(&target.advertiser, &target.audience_id),
+    )
+    .await?;
+    Ok(data
+        .get("list")
+        .and_then(|l| l.get(0))
+        .and_then(|x| x.get("audience_details"))
+        .and_then(|d| d.get("cover_num"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
+}
+
 /// The newest Partner audience of `advertiser` named exactly `name`, if any.
 async fn find_by_name(
     client: &Client,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::audiences::{resolve, AudienceStore, Target};
+use super::audiences::{audience_size, resolve, AudienceStore, Target};
 use super::metrics::SinkMetrics;
 use super::ratelimit::RateLimiter;
 use super::service::{SinkSettings, TikTokSink};
@@ -25,6 +25,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct ReplayTikTokSink {
     rt: tokio::runtime::Runtime,
     sink: Option<TikTokSink>,
+    client: Arc<Client>,
+    limiter: Arc<RateLimiter>,
     campaigns: Vec<String>,
     failed_path: PathBuf,
     pub metrics: SinkMetrics,
@@ -78,11 +80,19 @@ impl ReplayTikTokSink {
         ))?;
         let sink = {
             let _guard = rt.enter();
-            TikTokSink::start(client, limiter, targets.clone(), settings, metrics.clone())
+            TikTokSink::start(
+                client.clone(),
+                limiter.clone(),
+                targets.clone(),
+                settings,
+                metrics.clone(),
+            )
         };
         Ok(ReplayTikTokSink {
             rt,
             sink: Some(sink),
+            client,
+            limiter,
             campaigns: config.campaigns.iter().map(|c| c.id.clone()).collect(),
             failed_path: out_dir.join("sink-failed.jsonl"),
             metrics,
@@ -113,6 +123,27 @@ impl AudienceSink for ReplayTikTokSink {
         self.rt
             .block_on(sink.send(op))
             .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+
+    fn audience_sizes(&mut self) -> Vec<Option<u64>> {
+        self.targets
+            .iter()
+            .map(|t| {
+                let size = self.rt.block_on(audience_size(
+                    &self.client,
+                    &self.limiter,
+                    &self.metrics,
+                    t,
+                ));
+                match size {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!(campaign = %t.campaign, error = %e, "audience size not known");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn finish(&mut self) -> Result<SinkReport, SinkError> {

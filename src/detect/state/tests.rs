@@ -325,6 +325,44 @@ fn goal_counts_strictly_after_at_and_up_to_the_window() {
     assert_eq!(conv, vec![("in", 50), ("edge", 110)], "once per user");
 }
 
+/// `goal.where` skips goal events that fail it (a later one still converts), and
+/// `goal.revenue_prop` is the converting event's number (0 when missing or not a number).
+#[test]
+fn goal_where_filters_goal_events_and_revenue_is_the_converting_events() {
+    let goal = "[campaign.goal]\nevent = \"Charged\"\nwithin = \"100ms\"\n\
+                where = [{ prop = \"currency\", op = \"=\", value = \"USD\" }]\n\
+                revenue_prop = \"amount\"\n";
+    let mut t = T::new(&format!("{LIVE}{goal}"));
+    let buy = [("price", Value::Num(20.0))];
+    for u in ["eur-then-usd", "eur-only", "text-amount"] {
+        t.ev(u, 10, "Added To Cart", &buy);
+    }
+    let charged = |cur: &str, amount: Value| [("currency", s(cur)), ("amount", amount)];
+    t.ev(
+        "eur-then-usd",
+        20,
+        "Charged",
+        &charged("EUR", Value::Num(5.0)),
+    );
+    t.ev(
+        "eur-then-usd",
+        30,
+        "Charged",
+        &charged("USD", Value::Num(7.5)),
+    );
+    t.ev("eur-only", 20, "Charged", &charged("EUR", Value::Num(5.0)));
+    t.ev("text-amount", 20, "Charged", &charged("USD", s("12")));
+    let out = t.advance(1000);
+    let conv: Vec<_> = (out.conversions.iter())
+        .map(|c| (c.user.as_str(), c.ts, c.revenue))
+        .collect();
+    assert_eq!(
+        conv,
+        vec![("text-amount", 20, 0.0), ("eur-then-usd", 30, 7.5)],
+        "in time order"
+    );
+}
+
 #[test]
 fn records_of_one_user_at_equal_ts_keep_stream_order() {
     let who = "[campaign.who]\nwhere = [{ prop = \"city\", op = \"=\", value = \"B\" }]\n";
