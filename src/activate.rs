@@ -87,6 +87,8 @@ struct Gates {
     id: String,
     control_group: u8,
     target_cap: Option<u64>,
+    /// Raises of the cap in event time (see [`Campaign::cap_at`]).
+    cap_changes: Vec<(EventTime, Option<u64>)>,
     identifiers: crate::campaign::Identifiers,
     remove_on_goal: bool,
     /// `false`: a scheduled campaign decides at every run that qualifies a user.
@@ -163,6 +165,14 @@ impl Holders {
     }
 }
 
+impl Gates {
+    fn cap_at(&self, at: EventTime) -> Option<u64> {
+        (self.cap_changes.iter().rev())
+            .find(|(t, _)| *t <= at)
+            .map_or(self.target_cap, |(_, c)| *c)
+    }
+}
+
 impl Activator {
     pub fn new(campaigns: &[Campaign]) -> Self {
         Activator {
@@ -172,6 +182,7 @@ impl Activator {
                     id: c.id.clone(),
                     control_group: c.who.control_group,
                     target_cap: c.who.target_cap,
+                    cap_changes: c.cap_changes.clone(),
                     identifiers: c.what.identifiers,
                     remove_on_goal: c.what.remove_on_goal,
                     once_per_user: c.once_per_user,
@@ -281,7 +292,7 @@ impl Activator {
             Outcome::Control
         } else if !exported_before
             && campaign
-                .target_cap
+                .cap_at(q.at)
                 .is_some_and(|cap| self.exported_users[c] >= cap)
         {
             counts.capped += 1;

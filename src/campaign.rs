@@ -49,6 +49,12 @@ pub struct Campaign {
     /// `once_per_user`: one decision per user (`true`, the default) or, for a scheduled
     /// campaign, one per run in which the user qualifies.
     pub once_per_user: bool,
+    /// Published from the campaigns topic (DESIGN §9): triggers and runs count from this event
+    /// time on (the publish's `effective_at`); `EventTime::MIN` for a campaign of the config.
+    pub live_from: EventTime,
+    /// Later raises of `who.target_cap`, `(effective_at, cap)` in time order: a qualification
+    /// at `at` is capped by the last one at or before `at`.
+    pub cap_changes: Vec<(EventTime, Option<u64>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +118,13 @@ pub struct Goal {
 }
 
 impl Campaign {
+    /// The target cap in force for a qualification at `at`.
+    pub fn cap_at(&self, at: EventTime) -> Option<u64> {
+        (self.cap_changes.iter().rev())
+            .find(|(t, _)| *t <= at)
+            .map_or(self.who.target_cap, |(_, c)| *c)
+    }
+
     /// Whether the trigger is an event/inaction pair.
     pub fn within_ms(&self) -> i64 {
         self.trigger
@@ -742,6 +755,8 @@ pub(crate) fn validate(
         what: what?,
         goal: goal?,
         once_per_user: once_per_user.unwrap_or(true),
+        live_from: EventTime::MIN,
+        cap_changes: Vec::new(),
     })
 }
 

@@ -139,7 +139,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Problems> {
         let mut problems = Problems::default();
-        let mut root: toml::Table = match text.parse() {
+        let root: toml::Table = match text.parse() {
             Ok(t) => t,
             Err(e) => {
                 let e: toml::de::Error = e;
@@ -147,6 +147,15 @@ impl Config {
                 return Err(problems);
             }
         };
+        Config::parse_table(root, env)
+    }
+
+    /// [`Config::parse`] of a parsed TOML document (the campaign store adds its campaigns).
+    pub fn parse_table(
+        mut root: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problems> {
+        let mut problems = Problems::default();
         let env: Vec<(String, String)> = env.into_iter().collect();
         let overrides = apply_env_overrides(&mut root, env.iter().cloned(), &mut problems);
         for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {

@@ -34,6 +34,7 @@ pub enum Role {
 /// One campaign, compiled for the detect stage.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// `max(start, live_from)`: triggers and runs count from here.
     pub start: EventTime,
     pub end: EventTime,
     pub trigger_conditions: Vec<Condition>,
@@ -58,6 +59,10 @@ pub struct Rule {
     pub past: Vec<u16>,
     /// A past-behaviour campaign's runs (it has no trigger then).
     pub schedule: Option<crate::campaign::schedule::Schedule>,
+    /// The configured `start`: a schedule's repeats count from it.
+    pub anchor: EventTime,
+    /// Published at (see [`crate::campaign::Campaign::live_from`]).
+    pub live_from: EventTime,
     /// `false`: a scheduled campaign qualifies a user at every run that finds them.
     pub once_per_user: bool,
     /// `sync = "mirror"`: every run also tells which users qualified at the previous one and
@@ -69,7 +74,9 @@ impl Rule {
     /// The first scheduled run after `t`, if the campaign is scheduled and has one.
     pub fn next_run(&self, t: EventTime) -> Option<EventTime> {
         let end = (self.end < EventTime::MAX).then_some(self.end);
-        self.schedule.as_ref()?.next_after(t, self.start, end)
+        let s = self.schedule.as_ref()?;
+        // Runs are anchored at the configured start; those before publishing do not happen.
+        s.next_after(t.max(self.live_from.saturating_sub(1)), self.anchor, end)
     }
 }
 
@@ -123,7 +130,9 @@ impl Rules {
                 add(&g.event, i, Role::Goal);
             }
             rules.push(Rule {
-                start: c.start,
+                start: c.start.max(c.live_from),
+                anchor: c.start,
+                live_from: c.live_from,
                 end: c.end,
                 trigger_conditions: c
                     .trigger

@@ -50,4 +50,5 @@ pub mod report;
 pub mod run;
 pub mod sink;
 pub mod source;
+pub mod store;
 pub mod tiktok_sim;

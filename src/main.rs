@@ -54,6 +54,10 @@ enum Command {
         /// No progress bar, no summary table.
         #[arg(long)]
         quiet: bool,
+        /// A recording of the campaigns topic (`kcat -C -J` output, or the store's records as
+        /// JSON lines): its published campaigns join the config's, each from its publish time.
+        #[arg(long, value_name = "RECORDING")]
+        campaigns: Option<PathBuf>,
         /// Recorded topics: plain JSON lines or `kcat -C -J` output.
         #[arg(required = true)]
         recording: Vec<PathBuf>,
@@ -144,9 +148,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             shards,
             sink,
             quiet,
+            campaigns,
             recording,
         } => {
-            let config = load(&config)?;
+            let config = match campaigns {
+                None => load(&config)?,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).map_err(|e| {
+                        anyhow::anyhow!("cannot read campaigns {}: {e}", path.display())
+                    })?;
+                    let store = remarket::store::Store::read_recording(&text)
+                        .map_err(|e| anyhow::anyhow!("campaigns {}: {e}", path.display()))?;
+                    store.load_config(&config)?
+                }
+            };
             let opts = ReplayOptions {
                 out_dir: out.clone(),
                 now_ms: remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
