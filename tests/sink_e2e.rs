@@ -135,6 +135,23 @@ fn a_second_run_reuses_audiences_and_converges() {
     assert_eq!(sim.sim.audiences().len(), 4, "no audience created twice");
 }
 
+/// A replay into a fresh output folder (no `audiences.json`) finds the audiences the first
+/// created by name instead of creating them again.
+#[test]
+fn a_fresh_output_folder_reuses_the_audiences_by_name() {
+    let sim = Sim::start(TOKEN, |_| {});
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(dir.path(), &sim, 50, 200);
+    let rec = recording(dir.path(), 300, 2_000, 9);
+    let (first, second) = (dir.path().join("one"), dir.path().join("two"));
+    replay(&config, &rec, &first).0.unwrap();
+    let held_first = held(&sim.sim);
+    replay(&config, &rec, &second).0.unwrap();
+    assert_eq!(sim.sim.audiences().len(), 4, "no audience created twice");
+    assert_eq!(audiences_of(&first), audiences_of(&second));
+    assert_eq!(held(&sim.sim), held_first);
+}
+
 /// The binary, killed with SIGKILL while its requests are slowed down, then run again to the
 /// end: no duplicate audience, and the same membership as the decisions.
 #[test]

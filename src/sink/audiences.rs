@@ -7,7 +7,8 @@
 //!   allows duplicate names and every create makes a new audience, so the store records the
 //!   *intent* before creating: after a crash between TikTok's answer and the store write, the
 //!   next start finds the unfinished intent and adopts the newest `Partner` audience with that
-//!   exact name instead of creating a second one.
+//!   exact name instead of creating a second one. Every create is preceded by that lookup
+//!   (`dmp/custom_audience/list/`), so fresh output folders and replicas reuse the audience.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -495,15 +496,20 @@ pub async fn resolve(
                         ..
                     }) if advertiser_id == advertiser => id,
                     entry => {
+                        // Creating is idempotent by name: a fresh output folder, another
+                        // replica or an interrupted start finds the Partner audience that
+                        // exists under the campaign's name instead of making a second one.
                         let interrupted = entry.is_some_and(|e| e.audience_id.is_none());
-                        let adopted = if interrupted {
-                            find_by_name(client, limiter, metrics, &c.id, advertiser, &name).await?
-                        } else {
-                            None
-                        };
+                        let adopted =
+                            find_by_name(client, limiter, metrics, &c.id, advertiser, &name)
+                                .await?;
                         let id = match adopted {
                             Some(id) => {
-                                tracing::info!(campaign = %c.id, audience = %id, "adopted the audience an interrupted start created");
+                                if interrupted {
+                                    tracing::info!(campaign = %c.id, audience = %id, "adopted the audience an interrupted start created");
+                                } else {
+                                    tracing::info!(campaign = %c.id, audience = %id, "adopted the existing audience of the same name");
+                                }
                                 id
                             }
                             None => {
