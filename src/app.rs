@@ -394,12 +394,13 @@ pub fn replay_into(
     let bar = progress_bar(opts.progress);
     let shards = crate::config::resolve_workers(opts.shards);
     let dead = set.dead_letter();
+    let mode = config.engine.dead_letter;
     let replayed = execute_lines(
         config,
         recording,
         shards,
         opts.now_ms,
-        &mut |reason, src, line, raw| output::write_dead_letter(dead, reason, src, line, raw),
+        &mut |reason, src, line, raw| output::write_dead_letter(dead, mode, reason, src, line, raw),
         &mut |n| {
             if let Some(b) = &bar {
                 b.set_position(n);

@@ -42,6 +42,17 @@ pub struct EngineSettings {
     /// timestamp; for plain recorded lines the wall clock at replay) is dead-lettered as
     /// `future_ts` and does not move the watermark.
     pub max_future: HumanDuration,
+    /// What a dead letter keeps of its record.
+    pub dead_letter: DeadLetterMode,
+}
+
+/// `engine.dead_letter`: `raw` (the default) keeps the malformed record as it came, with the
+/// input's sensitivity; `redacted` keeps only its reason, position and SHA-256.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeadLetterMode {
+    #[default]
+    Raw,
+    Redacted,
 }
 
 impl EngineSettings {
@@ -312,6 +323,7 @@ const ENGINE_KEYS: &[&str] = &[
     "shards",
     "max_custom_props",
     "max_future",
+    "dead_letter",
 ];
 const TIKTOK_KEYS: &[&str] = &[
     "base_url",
@@ -394,7 +406,23 @@ fn read_engine(t: &Table, problems: &mut Problems) -> Option<EngineSettings> {
     );
     let max_future = duration_or(&mut r, t, "max_future", MAX_FUTURE, "1h");
     let max_custom_props = int_in(&mut r, t, "max_custom_props", 16, 0..=64, "0..=64");
+    let dead_letter = match r.get::<String>(t, "dead_letter").optional() {
+        None => None,
+        Some(None) => Some(DeadLetterMode::Raw),
+        Some(Some(m)) => match m.as_str() {
+            "raw" => Some(DeadLetterMode::Raw),
+            "redacted" => Some(DeadLetterMode::Redacted),
+            other => {
+                r.err(
+                    &t.at("dead_letter"),
+                    format!("unknown mode {other:?} (raw or redacted)"),
+                );
+                None
+            }
+        },
+    };
     Some(EngineSettings {
+        dead_letter: dead_letter?,
         allowed_lateness: allowed_lateness?,
         idle_timeout: idle_timeout?,
         shards: shards? as usize,

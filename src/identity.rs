@@ -31,7 +31,8 @@ fn as_prehashed(s: &str) -> Option<IdHash> {
     Some(out)
 }
 
-fn sha256(bytes: &[u8]) -> IdHash {
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> IdHash {
     Sha256::digest(bytes).into()
 }
 

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::activate::{CampaignCounts, Decision, Outcome};
 use crate::campaign::Campaign;
+use crate::config::DeadLetterMode;
 use crate::detect::Ids;
 use crate::event::decode::Malformed;
 use crate::identity::to_hex;
@@ -205,25 +206,31 @@ struct DeadLetterLine<'a> {
     /// The raw bytes when they are not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_base64: Option<String>,
+    /// `engine.dead_letter = "redacted"`: the SHA-256 of the bytes instead of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
 }
 
-/// Writes one dead-letter line: the reason, where it came from, and the original bytes.
+/// Writes one dead-letter line: the reason, where it came from, and the original bytes (or,
+/// redacted, their SHA-256 only).
 pub fn write_dead_letter(
     w: &mut impl Write,
+    mode: DeadLetterMode,
     reason: Malformed,
     source: &str,
     line: u64,
     raw: &[u8],
 ) -> io::Result<()> {
-    let text = std::str::from_utf8(raw).ok();
+    let redacted = mode == DeadLetterMode::Redacted;
+    let text = std::str::from_utf8(raw).ok().filter(|_| !redacted);
     let entry = DeadLetterLine {
         reason: reason.as_str(),
         source,
         line,
         raw: text,
-        raw_base64: text
-            .is_none()
+        raw_base64: (text.is_none() && !redacted)
             .then(|| base64::engine::general_purpose::STANDARD.encode(raw)),
+        sha256: redacted.then(|| crate::identity::to_hex(&crate::identity::sha256(raw))),
     };
     serde_json::to_writer(&mut *w, &entry)?;
     w.write_all(b"\n")

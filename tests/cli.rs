@@ -644,3 +644,56 @@ fn output_errors_name_the_file_and_keep_the_previous_outputs() {
         "{err}"
     );
 }
+
+/// `engine.dead_letter = "redacted"`: each dead letter keeps its reason and position and the
+/// SHA-256 of the line instead of it — the same lines as the raw mode's, one for one.
+#[test]
+fn redacted_dead_letters_keep_only_reason_position_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string("config/sample.toml").unwrap();
+    let redacted = sample.replace("[engine]\n", "[engine]\ndead_letter = \"redacted\"\n");
+    assert_ne!(redacted, sample);
+    let config = dir.path().join("redacted.toml");
+    std::fs::write(&config, redacted).unwrap();
+    let (raw_out, red_out) = (dir.path().join("raw"), dir.path().join("red"));
+    replay_sample(&raw_out, Path::new("config/sample-events.jsonl"));
+    let out = remarket(&[
+        "replay",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        red_out.to_str().unwrap(),
+        "config/sample-events.jsonl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = |d: &Path| -> Vec<serde_json::Value> {
+        String::from_utf8(read(d, "dead-letter.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (raw, red) = (lines(&raw_out), lines(&red_out));
+    assert_eq!(raw.len(), red.len());
+    assert!(!raw.is_empty());
+    let input = std::fs::read("config/sample-events.jsonl").unwrap();
+    let input: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+    for (a, b) in raw.iter().zip(&red) {
+        let keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["line", "reason", "sha256", "source"], "{b}");
+        assert_eq!(
+            (&a["reason"], &a["line"], &a["source"]),
+            (&b["reason"], &b["line"], &b["source"])
+        );
+        let line = input[b["line"].as_u64().unwrap() as usize - 1];
+        assert_eq!(
+            b["sha256"],
+            remarket::identity::to_hex(&remarket::identity::sha256(line))
+        );
+    }
+}

@@ -640,7 +640,15 @@ impl State {
                     offset,
                     key,
                 };
-                dead_letter(&self.producer, &self.dead_letter, &source, reason, payload);
+                let mode = self.config.engine.dead_letter;
+                dead_letter(
+                    &self.producer,
+                    &self.dead_letter,
+                    &source,
+                    reason,
+                    payload,
+                    mode,
+                );
                 return;
             }
             Routed::Skip => return,
@@ -973,14 +981,25 @@ struct Source<'a> {
 }
 
 /// A dead letter: the record as it came (its key kept, so it lands with its user's records),
-/// with headers `reason`, `source_topic`, `source_partition` and `source_offset`.
+/// with headers `reason`, `source_topic`, `source_partition` and `source_offset`. Redacted
+/// (`engine.dead_letter`), the value is `{"reason", "sha256"}` of the record and there is no
+/// key (it is the user id).
 fn dead_letter(
     producer: &super::StageProducer,
     topic: &str,
     source: &Source<'_>,
     reason: Malformed,
     payload: &[u8],
+    mode: crate::config::DeadLetterMode,
 ) {
+    let redacted = (mode == crate::config::DeadLetterMode::Redacted).then(|| {
+        let sha = crate::identity::to_hex(&crate::identity::sha256(payload));
+        serde_json::json!({"reason": reason.as_str(), "sha256": sha}).to_string()
+    });
+    let (key, payload) = match &redacted {
+        Some(r) => (None, r.as_bytes()),
+        None => (source.key, payload),
+    };
     let (partition, offset) = (source.partition.to_string(), source.offset.to_string());
     let headers = OwnedHeaders::new()
         .insert(Header {
@@ -1003,7 +1022,7 @@ fn dead_letter(
         producer,
         topic,
         Some(source.partition),
-        source.key,
+        key,
         Some(payload),
         Some(headers),
     );
