@@ -188,8 +188,12 @@ impl Config {
             Some(_) => section("kafka", KAFKA_KEYS, &mut problems)
                 .and_then(|t| read_kafka(&t, &env, &mut problems)),
         };
-        let http =
-            section("http", &["listen"], &mut problems).and_then(|t| read_http(&t, &mut problems));
+        let http = section(
+            "http",
+            &["listen", "admin_token_file", "admin_token_env"],
+            &mut problems,
+        )
+        .and_then(|t| read_http(&t, &mut problems));
 
         // Every canonical property and identifier is kept, whether or not a loaded campaign
         // reads it, and some custom ones: state restored after a restart with a new campaign
@@ -606,9 +610,40 @@ fn read_kafka(
 
 fn read_http(t: &Table, problems: &mut Problems) -> Option<HttpSettings> {
     let mut r = Reader::new(problems, None);
+    let file = r.get::<String>(t, "admin_token_file").optional();
+    let env = r.get::<String>(t, "admin_token_env").optional();
+    let admin_token = match (file, env) {
+        (Some(Some(_)), Some(Some(_))) => {
+            r.err(
+                &t.at("admin_token_file"),
+                "set admin_token_file or admin_token_env, not both",
+            );
+            None
+        }
+        (Some(Some(f)), Some(None)) if !f.is_empty() => Some(TokenSource::File(PathBuf::from(f))),
+        (Some(None), Some(Some(v))) if !v.is_empty() && !v.contains(['=', '\0']) => {
+            Some(TokenSource::Env(v))
+        }
+        (Some(None), Some(None)) => Some(TokenSource::None),
+        (Some(Some(_)), _) => {
+            r.err(&t.at("admin_token_file"), "must be a path");
+            None
+        }
+        (_, Some(Some(_))) => {
+            r.err(
+                &t.at("admin_token_env"),
+                "must be the name of an environment variable (not empty, no '=')",
+            );
+            None
+        }
+        _ => None,
+    };
     let text = r.get::<String>(t, "listen").or("0.0.0.0:9898".into())?;
     match text.parse() {
-        Ok(listen) => Some(HttpSettings { listen }),
+        Ok(listen) => Some(HttpSettings {
+            listen,
+            admin_token: admin_token?,
+        }),
         Err(_) => {
             r.err(&t.at("listen"), format!("not a socket address: {text:?}"));
             None
@@ -775,6 +810,9 @@ impl KafkaSettings {
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub listen: std::net::SocketAddr,
+    /// The admin API's bearer token (`admin_token_file` / `admin_token_env`); without one the
+    /// API under `/api/v1` answers 503 and `/metrics`, `/healthz`, `/readyz` stay open.
+    pub admin_token: TokenSource,
 }
 
 /// An environment override that was applied.

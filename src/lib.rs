@@ -32,6 +32,7 @@
 
 pub mod activate;
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod campaign;
 pub mod clock;
