@@ -25,9 +25,16 @@ use crate::kafka::activate::ActivateStatus;
 use crate::kafka::detect::DetectStatus;
 use crate::sink::metrics::SinkMetrics;
 
-/// What the service is doing before its stages run, for `/readyz` (`None` once they do).
+/// What the service is doing before its stages run, for `/readyz` (`None` once they do), and
+/// which set of campaigns the stages run.
 #[derive(Debug, Default)]
-pub struct Startup(std::sync::Mutex<Option<String>>);
+pub struct Startup(
+    std::sync::Mutex<Option<String>>,
+    /// Stage starts (1 at start, one more after each change of the published campaigns).
+    pub std::sync::atomic::AtomicU64,
+    /// Campaigns the running stages evaluate.
+    pub std::sync::atomic::AtomicU64,
+);
 
 impl Startup {
     /// Says what start-up waits for (shown by `/readyz`).
@@ -133,6 +140,19 @@ impl Collector for StageCollector {
         let d = &self.detect;
         let a = &self.activate;
         let totals = d.totals();
+        let pipelines = self.startup.1.load(std::sync::atomic::Ordering::SeqCst);
+        gauge(
+            &mut e,
+            "remarket_engine_generation",
+            "Stage starts: 1, then one more for each change of the published campaigns",
+            pipelines as i64,
+        )?;
+        gauge(
+            &mut e,
+            "remarket_engine_campaigns",
+            "Campaigns the running stages evaluate (config and published)",
+            self.startup.2.load(std::sync::atomic::Ordering::SeqCst) as i64,
+        )?;
         let kinds = [
             ("event", totals.events),
             ("profile", totals.profiles),

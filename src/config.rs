@@ -110,6 +110,9 @@ pub struct Config {
     pub campaigns: Vec<Campaign>,
     /// Names the campaigns refer to, interned.
     pub schema: Schema,
+    /// The TOML document as read (before environment overrides): the campaign store builds
+    /// the engine's config on it.
+    pub document: toml::Table,
 }
 
 /// TikTok's limit on ids per mapping request.
@@ -167,6 +170,7 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Problems> {
         let mut problems = Problems::default();
+        let document = root.clone();
         let env: Vec<(String, String)> = env.into_iter().collect();
         let overrides = apply_env_overrides(&mut root, env.iter().cloned(), &mut problems);
         for key in root.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -220,6 +224,7 @@ impl Config {
             http: http.expect("no problems"),
             campaigns,
             schema,
+            document,
         })
     }
 }

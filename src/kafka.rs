@@ -12,6 +12,7 @@
 
 pub mod activate;
 pub mod audiences;
+pub mod campaigns;
 pub mod detect;
 pub mod stage;
 pub mod wire;
@@ -591,11 +592,12 @@ pub async fn ensure_topics(
         events
     };
     let compact = [("cleanup.policy", "compact")];
-    let wanted: [TopicSpec; 5] = [
+    let wanted: [TopicSpec; 6] = [
         (k.topic("changelog"), events, &compact),
         (k.topic("qualified"), activate, &[]),
         (k.topic("decisions"), activate, &compact),
         (k.topic("audiences"), 1, &compact),
+        (k.topic("campaigns"), 1, &compact),
         (k.topic("dead-letter"), events, &[]),
     ];
     let mut missing = Vec::new();

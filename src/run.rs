@@ -92,14 +92,20 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     // The stages poll this flag between rounds; any stage ending sets it too. Start-up's
     // waits end on `stopped`.
     let stop = Arc::new(AtomicBool::new(false));
+    // The running pipeline's own flag (see the loop below).
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(AtomicBool::new(false))));
     let (stopped_tx, stopped) = tokio::sync::watch::channel(false);
     // First of all, so that a shutdown during start-up is a clean stop too.
     {
-        let stop = stop.clone();
+        let (stop, current) = (stop.clone(), current.clone());
         rt.spawn(async move {
             shutdown.await;
             tracing::info!("stopping: checkpointing state, flushing the sink, committing");
             stop.store(true, Ordering::Relaxed);
+            current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .store(true, Ordering::Relaxed);
             let _ = stopped_tx.send(true);
         });
     }
@@ -124,8 +130,34 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         let _guard = rt.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    tracing::info!(listen = %listener.local_addr()?, "admin http: /metrics /healthz /readyz");
-    let app = admin.router();
+    tracing::info!(listen = %listener.local_addr()?, "admin http: /metrics /healthz /readyz /api/v1");
+    // The admin API writes the campaign store through the campaigns topic once Kafka is
+    // there (503 before).
+    let shared = Arc::new(crate::kafka::campaigns::Shared::default());
+    let producer_cell: Arc<std::sync::OnceLock<Arc<crate::kafka::StageProducer>>> = Arc::default();
+    let persist: crate::api::Persist = {
+        let (k, shared, cell) = (k.clone(), shared.clone(), producer_cell.clone());
+        Arc::new(move |key: &str, doc: Option<&crate::store::Doc>| {
+            let producer = cell
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("kafka is not reachable yet"))?;
+            shared.writes.fetch_add(1, Ordering::SeqCst);
+            crate::kafka::campaigns::write(producer, &k, key, doc)
+        })
+    };
+    let admin_token = match &config.http.admin_token {
+        crate::config::TokenSource::None => None,
+        source => Some(Token::load(source)?.current()),
+    };
+    let api = crate::api::Api::new(
+        admin_token.as_ref().map(|t| t.expose()),
+        config.document.clone(),
+        shared.store.clone(),
+        persist,
+        Arc::new(|_: &str| None),
+        clock.clone(),
+    );
+    let app = admin.router().merge(api.router());
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin http server stopped");
@@ -156,6 +188,23 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         }
     };
     let layout = rt.block_on(ensure_topics(&k, existing))?;
+    startup.waiting("kafka: reading the campaigns topic");
+
+    // The campaign store: read to its end, then followed; the API writes through it.
+    let store = loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match crate::kafka::campaigns::read(&k) {
+            Ok(s) => break s,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "campaigns topic unreadable; retrying");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    };
+    *shared.store.lock().unwrap_or_else(|e| e.into_inner()) = store;
+    let _ = producer_cell.set(Arc::new(crate::kafka::producer(&k)?));
     startup.done();
     tracing::info!(
         brokers = %k.brokers,
@@ -163,7 +212,136 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         activate_partitions = layout.activate_partitions,
         "topics ready"
     );
+    {
+        let (k, shared, stop) = (k.clone(), shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("campaigns".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(e) = crate::kafka::campaigns::follow_once(&k, &shared) {
+                        tracing::warn!(error = %format!("{e:#}"), "campaigns topic unreadable");
+                    }
+                    std::thread::sleep(crate::kafka::campaigns::FOLLOW_EVERY);
+                }
+            })?;
+    }
 
+    // One pipeline per set of published campaigns: a publish, stop or cap raise ends the
+    // stages (they checkpoint and commit as at a shutdown) and starts them with the new set;
+    // state comes back from the changelogs.
+    loop {
+        let store = shared
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let fingerprint = published_fingerprint(&store);
+        let pipe_config = match store.config(&config.document, std::env::vars()) {
+            Ok(c) => Arc::new(c),
+            Err(p) => {
+                // Publishing validated it: only a change of the config file can do this.
+                tracing::error!(problems = %p, "the published campaigns do not fit the config; running the config's campaigns only");
+                config.clone()
+            }
+        };
+        let pipe_stop = Arc::new(AtomicBool::new(false));
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = pipe_stop.clone();
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let watcher = {
+            let (shared, stop, pipe_stop) = (shared.clone(), stop.clone(), pipe_stop.clone());
+            std::thread::Builder::new()
+                .name("reconfigure".into())
+                .spawn(move || {
+                    while !pipe_stop.load(Ordering::Relaxed) {
+                        let now = {
+                            let s = shared.store.lock().unwrap_or_else(|e| e.into_inner());
+                            published_fingerprint(&s)
+                        };
+                        if now != fingerprint || stop.load(Ordering::Relaxed) {
+                            if now != fingerprint {
+                                tracing::info!(
+                                    "published campaigns changed: restarting the stages with them"
+                                );
+                            }
+                            pipe_stop.store(true, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                })?
+        };
+        tracing::info!(
+            campaigns = pipe_config.campaigns.len(),
+            "starting the stages"
+        );
+        // Not ready until the new stages restored their partitions.
+        detect_status.ready.store(false, Ordering::SeqCst);
+        activate_status.ready.store(false, Ordering::SeqCst);
+        (startup.2).store(pipe_config.campaigns.len() as u64, Ordering::SeqCst);
+        (startup.1).fetch_add(1, Ordering::SeqCst);
+        let r = pipeline(Pipeline {
+            rt: &rt,
+            config: pipe_config,
+            k: &k,
+            layout: &layout,
+            stop: pipe_stop.clone(),
+            stopped: &stopped,
+            clock: &clock,
+            detect_status: &detect_status,
+            activate_status: &activate_status,
+            client: &client,
+            limiter: &limiter,
+            sink_metrics: &sink_metrics,
+        });
+        pipe_stop.store(true, Ordering::Relaxed);
+        let _ = watcher.join();
+        if r.is_err() || stop.load(Ordering::Relaxed) {
+            stop.store(true, Ordering::Relaxed);
+            return r;
+        }
+    }
+}
+
+/// What identifies the engine's campaign set: the published campaigns' docs.
+fn published_fingerprint(store: &crate::store::Store) -> String {
+    serde_json::to_string(&store.published()).expect("serialisable")
+}
+
+/// What one run of the stages takes.
+struct Pipeline<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    config: Arc<Config>,
+    k: &'a crate::config::KafkaSettings,
+    layout: &'a crate::kafka::Layout,
+    /// Ends this pipeline (shutdown, or a new campaign set).
+    stop: Arc<AtomicBool>,
+    /// The service's shutdown.
+    stopped: &'a tokio::sync::watch::Receiver<bool>,
+    clock: &'a Arc<dyn WallClock>,
+    detect_status: &'a Arc<DetectStatus>,
+    activate_status: &'a Arc<ActivateStatus>,
+    client: &'a Arc<Client>,
+    limiter: &'a Arc<RateLimiter>,
+    sink_metrics: &'a SinkMetrics,
+}
+
+/// Runs detect and activate with one campaign set until `p.stop`, then drains them.
+fn pipeline(p: Pipeline<'_>) -> anyhow::Result<()> {
+    let Pipeline {
+        rt,
+        config,
+        k,
+        layout,
+        stop,
+        stopped,
+        clock,
+        detect_status,
+        activate_status,
+        client,
+        limiter,
+        sink_metrics,
+    } = p;
     // `engine.shards` detect workers, each a member of the detect group.
     let workers = config.engine.workers();
     let mut detect = Vec::with_capacity(workers);
@@ -207,12 +385,12 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     };
     // Detect needs no audience: it restores and consumes while activate's audiences are
     // verified or created (which takes a TikTok round trip or more per campaign).
-    let mut store = crate::kafka::audiences::store(&k)?;
+    let mut store = crate::kafka::audiences::store(k)?;
     // TikTok may be slow or down: a stop meanwhile is a clean exit.
     let targets = rt.block_on(async {
         let mut stopped = stopped.clone();
         tokio::select! {
-            t = resolve(&client, &limiter, &sink_metrics, &config.campaigns, &mut store) => Some(t),
+            t = resolve(client, limiter, sink_metrics, &config.campaigns, &mut store) => Some(t),
             _ = stopped.wait_for(|s| *s) => None,
         }
     });
@@ -233,8 +411,8 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     let (sink, acks) = {
         let _guard = rt.enter();
         TikTokSink::start_tracked(
-            client,
-            limiter,
+            client.clone(),
+            limiter.clone(),
             targets,
             SinkSettings::new(config.tiktok.max_batch, config.tiktok.linger.duration()),
             sink_metrics.clone(),
@@ -243,7 +421,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     let activate = {
         let (config, status, stop, handle) = (
             config.clone(),
-            activate_status,
+            activate_status.clone(),
             stop.clone(),
             rt.handle().clone(),
         );

@@ -70,6 +70,7 @@ fn create_topics(cluster: &Cluster) {
             cluster.create_topic(&format!("remarket.{t}"), PARTITIONS, &[]);
         }
         cluster.create_topic("remarket.audiences", 1, &[]);
+        cluster.create_topic("remarket.campaigns", 1, &[]);
     }
 }
 
@@ -1248,5 +1249,282 @@ fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
         exported(&sim),
         want.iter().map(|m| m.len()).sum::<usize>()
     );
+    running.stop().unwrap();
+}
+
+/// A request to the admin API at `addr` with the bearer token: `(status, JSON body)`.
+fn api(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(
+                method.parse().unwrap(),
+                format!("http://{addr}/api/v1{path}"),
+            )
+            .bearer_auth("admin-secret");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
+
+/// The gauge `name` of a scrape.
+fn gauge_of(scrape: &str, name: &str) -> Option<i64> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+/// `/readyz` of `addr` answers 200.
+fn ready_at(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = write!(
+        conn,
+        "GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    );
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body.starts_with("HTTP/1.1 200")
+}
+
+/// A campaign created, published, stopped through the API of a running service: its audience
+/// fills from the events after publishing, gets nothing from those after the stop, and holds
+/// what `replay --campaigns` of the recorded campaigns topic and input gives; a second
+/// replica's API sees the campaign.
+#[test]
+fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
+    const LATENESS_MS: i64 = 5_000;
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
+    let rec = recording(dir.path(), 300, 3_000, 23);
+    let mut lines: Vec<(i64, String)> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let ts = serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap();
+            (ts, l.to_owned())
+        })
+        .collect();
+    lines.sort_by_key(|x| x.0);
+    // Stopped at the middle of the recording: the second half may add nobody.
+    let stop_at = lines[lines.len() / 2].0;
+    // Ten seconds of the input are left out before it, so that the clock can release the
+    // first half without making the second late.
+    const GAP_MS: i64 = 10_000;
+    // (The wall clock stays before the input: the watermark follows the records only.)
+    let first: Vec<_> = (lines
+        .iter()
+        .filter(|(ts, _)| *ts < stop_at - GAP_MS)
+        .cloned())
+    .collect();
+    let second: Vec<_> = (lines.iter().filter(|(ts, _)| *ts >= stop_at).cloned()).collect();
+    let lines: Vec<_> = first.iter().chain(&second).cloned().collect();
+    let last = lines.last().unwrap().0;
+    let text = |url: &str, brokers: &str| {
+        format!(
+            "[source]\nformat = \"native\"\n\
+             [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+             [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+             max_batch = 500\nlinger = \"100ms\"\n\
+             [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
+             start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
+             [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+             [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+             profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+             \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+            token = token_file.display().to_string(),
+            admin = dir.path().join("admin").display().to_string(),
+        )
+    };
+    let carts = serde_json::json!({
+        "id": "api-carts", "name": "Carts (API)", "ad_account": ADV_A,
+        "start": "2026-11-01T00:00:00Z",
+        "trigger": {"event": "Added To Cart"},
+        "what": {"audience": {"new": {"name": "Carts from the API", "description": "made in a test"}},
+                 "identifiers": ["email"]}
+    });
+
+    let sim = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(&text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
+    let clock = Arc::new(ManualClock((lines[0].0 - 60_000).into()));
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.clock = clock.clone();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config.clone(), env);
+    let generation = |n: i64| {
+        let s = scrape_at(&addr);
+        gauge_of(&s, "remarket_engine_generation") == Some(n) && ready_at(&addr)
+    };
+    assert!(wait_for(&|| generation(1)), "started");
+    assert_eq!(api(&addr, "GET", "/campaigns", None).0, 200);
+    let unauthorized = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        reqwest::get(format!("http://{addr}/api/v1/campaigns"))
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(unauthorized.as_u16(), 401);
+    let (status, body) = api(&addr, "POST", "/campaigns", Some(carts.clone()));
+    assert_eq!(status, 201, "{body}");
+    let mut bad = carts.clone();
+    bad["id"] = "bad".into();
+    bad["who"] = serde_json::json!({"control_group": 100});
+    assert_eq!(api(&addr, "POST", "/campaigns", Some(bad)).0, 422);
+    let publish = serde_json::json!({"effective_at": "2026-11-01T00:00:00Z"});
+    let (status, body) = api(&addr, "POST", "/campaigns/api-carts/publish", Some(publish));
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wait_for(&|| generation(2)),
+        "the stages restart with the published campaign"
+    );
+    assert_eq!(
+        gauge_of(&scrape_at(&addr), "remarket_engine_campaigns"),
+        Some(2)
+    );
+    let mut edit = carts.clone();
+    edit["trigger"]["event"] = "Charged".into();
+    assert_eq!(api(&addr, "PUT", "/campaigns/api-carts", Some(edit)).0, 409);
+
+    // The first half of the input, then a marker per partition in the gap carrying the
+    // watermark past it (and not past the second half): every qualification is released.
+    let producer = test_producer(cluster.bootstrap());
+    let half = |v: &[(i64, String)]| v.iter().map(|x| x.1.clone()).collect::<Vec<_>>();
+    let markers_at = |ts: i64| {
+        (0..PARTITIONS)
+            .map(|p| format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{ts}}}"#))
+            .collect::<Vec<_>>()
+    };
+    produce(&producer, &half(&first), None);
+    produce(&producer, &markers_at(stop_at - 1_000), None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // What replay gives with the recorded campaigns topic, for an input.
+    let reference = |input: &[(i64, String)], name: &str| -> BTreeSet<Members> {
+        let store = remarket::kafka::campaigns::read(config.kafka.as_ref().unwrap()).unwrap();
+        let docs: Vec<String> = (store.docs(remarket::store::Kind::Campaign))
+            .map(|d| serde_json::to_string(d).unwrap())
+            .collect();
+        let campaigns = dir.path().join(format!("{name}-campaigns.jsonl"));
+        std::fs::write(&campaigns, docs.join("\n")).unwrap();
+        let recorded =
+            remarket::store::Store::read_recording(&std::fs::read_to_string(&campaigns).unwrap())
+                .unwrap();
+        let input_path = dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&input_path, half(input).join("\n") + "\n").unwrap();
+        let r = Sim::start(TOKEN, |_| {});
+        let base: toml::Table = text(&r.url, "127.0.0.1:9").parse().unwrap();
+        let cfg = recorded.config(&base, Vec::new()).unwrap();
+        let out = dir.path().join(name);
+        let mut sink = ReplayTikTokSink::start(&cfg, &out).unwrap();
+        let opts = ReplayOptions {
+            out_dir: out,
+            shards: 2,
+            progress: false,
+            now_ms: last + 3_600_000,
+        };
+        app::replay(&cfg, &[input_path], &opts, &mut sink).unwrap();
+        held(&r.sim).into_values().collect()
+    };
+    let want_first = reference(&first, "first");
+    assert_eq!(want_first.len(), 2, "both audiences get members");
+    let holds =
+        |want: &BTreeSet<Members>| held(&sim.sim).into_values().collect::<BTreeSet<_>>() == *want;
+    assert!(
+        wait_for(&|| holds(&want_first)),
+        "TikTok holds what replay --campaigns exports"
+    );
+
+    // Stopped at the middle; the second half reaches the config's campaign only.
+    let stop = serde_json::json!({"effective_at": stop_at});
+    let (status, body) = api(&addr, "POST", "/campaigns/api-carts/stop", Some(stop));
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("stopped")),
+        "{body}"
+    );
+    assert!(
+        wait_for(&|| generation(3)),
+        "the stages restart with the stop"
+    );
+    produce(&producer, &half(&second), None);
+    produce(&producer, &markers_at(last + LATENESS_MS + 1_000), None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let want_all = reference(&lines, "all");
+    let sizes = |v: &BTreeSet<Members>| v.iter().map(|m| m.len()).collect::<Vec<_>>();
+    let ok = wait_for(&|| holds(&want_all));
+    if !ok {
+        let s = scrape_at(&addr);
+        for l in s.lines().filter(|l| {
+            l.contains("late")
+                || l.contains("records_total")
+                || l.contains("watermark")
+                || l.contains("decisions_total")
+        }) {
+            eprintln!("{l}");
+        }
+        eprintln!(
+            "first {:?} clock {} last {}",
+            sizes(&want_first),
+            clock.0.load(Ordering::SeqCst),
+            last
+        );
+    }
+    assert!(
+        ok,
+        "TikTok holds what replay --campaigns exports: {:?} vs {:?}",
+        sizes(&held(&sim.sim).into_values().collect()),
+        sizes(&want_all)
+    );
+    let api_members =
+        |set: &BTreeSet<Members>| set.iter().map(|m| m.len()).collect::<BTreeSet<_>>();
+    assert_ne!(
+        want_all, want_first,
+        "the second half adds to the config's campaign"
+    );
+    // The API campaign's audience is one of the two sets in both: unchanged by the second half.
+    assert_eq!(
+        want_all.intersection(&want_first).count(),
+        1,
+        "the stopped campaign's members stay as they were: {:?} vs {:?}",
+        api_members(&want_all),
+        api_members(&want_first)
+    );
+
+    // A second replica's API reads the campaign from the topic.
+    let config2 = Config::parse(&text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
+    let env2 = remarket::run::Env::from_config(&config2).unwrap();
+    let addr2 = env2.listener.local_addr().unwrap().to_string();
+    let second_replica = Running::start_in(config2, env2);
+    assert!(wait_for(&|| api(
+        &addr2,
+        "GET",
+        "/campaigns/api-carts",
+        None
+    )
+    .1["state"]
+        == "stopped"));
+    second_replica.stop().unwrap();
     running.stop().unwrap();
 }
