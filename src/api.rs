@@ -178,17 +178,7 @@ impl Api {
     /// Checks a definition the way `check-config` would, as if `doc` were published now (a
     /// draft must be publishable to be saved).
     fn validate(&self, store: &Store, doc: Doc) -> Result<(), ApiError> {
-        let mut virt = store.clone();
-        let key = crate::store::key(doc.kind, &doc.id);
-        let mut doc = doc;
-        if doc.kind == Kind::Campaign && doc.state == Stored::Draft {
-            doc.state = Stored::Published;
-            doc.published_at = Some(EventTime::MAX);
-        }
-        let value = serde_json::to_vec(&doc).expect("serialisable");
-        virt.apply(&key, Some(&value))
-            .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-        match virt.config(&self.inner.base, std::env::vars()) {
+        match store.check(&self.inner.base, &doc, std::env::vars()) {
             Ok(_) => Ok(()),
             Err(p) => Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,

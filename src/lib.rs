@@ -17,6 +17,9 @@
 //!   [`detect::shard`] (reorder buffer, timers), [`detect::watermark`].
 //! - [`activate`]: once-per-user, reachability, control group, target cap, goals → decisions;
 //!   [`activate::Holdback`] orders qualifications by `(at, user_id)` in both runtimes.
+//! - [`report`]: a campaign's report (rates, revenue, lift with its Katz interval).
+//! - [`store`]: the campaign store (definitions with their event-time lifecycle, §9's edit
+//!   rules) and the engine config it makes with the config file.
 //! - [`sink`]: the `AudienceSink` trait and its implementations.
 //! - [`output`]: `decisions.jsonl`, `summary.json`, `dead-letter.jsonl`; [`output::dir`]
 //!   locks `--out` and writes them as one set (temporary files, renamed at the end).
@@ -25,7 +28,8 @@
 //!   consumer-group runner ([`kafka::stage`]).
 //! - [`run`]: the `run` lifecycle: stages, sink, shutdown; its surroundings (listener,
 //!   shutdown future, TikTok client, clock) are injected ([`run::Env`]).
-//! - [`admin`]: the admin HTTP server: `/metrics` (one registry), `/healthz`, `/readyz`.
+//! - [`admin`]: the admin HTTP server: `/metrics` (one registry), `/healthz`, `/readyz`;
+//!   [`api`]: the admin API under `/api/v1`; [`campaigns_cli`]: `remarket campaigns …`.
 //! - [`publish`]: recorded topics into a Kafka topic (keys, partitions, timestamps kept).
 //! - [`generate`]: synthetic recordings for samples, tests and benches.
 //! - [`tiktok_sim`]: the TikTok Marketing API simulator (`remarket tiktok-sim`).
@@ -35,6 +39,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod campaign;
+pub mod campaigns_cli;
 pub mod clock;
 pub mod config;
 pub mod detect;

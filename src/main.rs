@@ -73,7 +73,13 @@ enum Command {
         /// The config file (TOML; REMARKET__SECTION__KEY variables override its service sections).
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Also a campaign file (one `[[campaign]]`, or its keys), checked as the admin API
+        /// would publish it alongside the config
+        #[arg(long, value_name = "FILE")]
+        campaign: Option<PathBuf>,
     },
+    /// Manage campaigns through a running service's admin API.
+    Campaigns(remarket::campaigns_cli::CampaignsArgs),
     /// Produce recorded topics into a Kafka topic, keeping keys, partitions and timestamps.
     Publish(remarket::publish::PublishArgs),
     /// Write a synthetic recording to stdout.
@@ -138,6 +144,34 @@ fn main() -> ExitCode {
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path)
+}
+
+/// `check-config --campaign FILE`: the config with the file's campaign added as if published.
+fn check_campaign_file(
+    config_text: &str,
+    file: &std::path::Path,
+) -> anyhow::Result<Result<Config, remarket::problems::Problems>> {
+    use remarket::store::{Doc, Kind, Store, Stored};
+    let base: toml::Table = match config_text.parse() {
+        Ok(b) => b,
+        Err(_) => return Ok(Config::parse(config_text, std::env::vars())),
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let definition = remarket::campaigns_cli::campaign_file(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let doc = Doc {
+        kind: Kind::Campaign,
+        id: definition["id"].as_str().unwrap_or("").to_owned(),
+        state: Stored::Draft,
+        definition,
+        published_at: None,
+        stopped_at: None,
+        published_cap: None,
+        cap_changes: Vec::new(),
+        updated_at: 0,
+    };
+    Ok(Store::default().check(&base, &doc, std::env::vars()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -213,10 +247,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig { config, campaign } => {
             let text = std::fs::read_to_string(&config)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", config.display()))?;
-            match Config::parse(&text, std::env::vars()) {
+            let parsed = match &campaign {
+                None => Config::parse(&text, std::env::vars()),
+                Some(file) => check_campaign_file(&text, file)?,
+            };
+            match parsed {
                 Ok(c) => {
                     println!(
                         "{}: ok, {} campaign(s)",
@@ -255,6 +293,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Campaigns(args) => {
+            remarket::campaigns_cli::run(&args)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Publish(args) => {
             remarket::publish::publish(&args)?;

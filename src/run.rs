@@ -154,7 +154,14 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         config.document.clone(),
         shared.store.clone(),
         persist,
-        Arc::new(|_: &str| None),
+        {
+            // Over the activate partitions this replica owns (all of them with one replica).
+            let status = activate_status.clone();
+            Arc::new(move |id: &str| {
+                let (tally, owned) = status.tally(id);
+                (owned > 0).then(|| tally.report(None))
+            })
+        },
         clock.clone(),
     );
     let app = admin.router().merge(api.router());

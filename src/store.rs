@@ -436,6 +436,24 @@ impl Store {
         v
     }
 
+    /// The engine's config as if `doc` (a draft campaign included) were published: every
+    /// problem `check-config` would list for it.
+    pub fn check(
+        &self,
+        base: &toml::Table,
+        doc: &Doc,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Problems> {
+        let mut virt = self.clone();
+        let mut doc = doc.clone();
+        if doc.kind == Kind::Campaign && doc.state == Stored::Draft {
+            doc.state = Stored::Published;
+            doc.published_at = Some(EventTime::MAX);
+        }
+        virt.docs.insert((doc.kind, doc.id.clone()), doc);
+        virt.config(base, env)
+    }
+
     /// The engine's config from the config file at `path` and this store.
     pub fn load_config(&self, path: &std::path::Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)

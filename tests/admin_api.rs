@@ -339,3 +339,68 @@ fn the_openapi_document_matches_the_routes() {
     }
     assert_eq!(operations, 13);
 }
+
+/// `remarket campaigns …` against the API: a TOML campaign file created and published, the
+/// list, and a refusal's message on stderr with exit 1; the token only from the environment.
+#[test]
+fn the_campaigns_command_drives_the_api() {
+    let s = start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wish.toml");
+    std::fs::write(
+        &file,
+        r#"id = "wish"
+name = "Wishlist"
+ad_account = "7178918106775994370"
+start = "2026-11-01T00:00:00Z"
+[trigger]
+event = "Added To Wishlist"
+[what]
+audience = { new = { name = "Wishlisters" } }
+identifiers = ["email"]
+"#,
+    )
+    .unwrap();
+    let api = s.url.trim_end_matches("/api/v1").to_owned();
+    let cli = |args: &[&str], token: Option<&str>| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_remarket"));
+        c.arg("campaigns").arg("--api").arg(&api).args(args);
+        c.env_remove("REMARKET_ADMIN_TOKEN");
+        if let Some(t) = token {
+            c.env("REMARKET_ADMIN_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let file = file.to_str().unwrap();
+    let out = cli(&["create", "-f", file], Some(TOKEN));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["state"], "draft");
+    let out = cli(
+        &["publish", "wish", "--at", "2026-11-03T00:00:00Z"],
+        Some(TOKEN),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&["list", "--state", "scheduled"], Some(TOKEN));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["campaigns"][0]["id"], "wish");
+    let out = cli(&["delete", "wish"], Some(TOKEN));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("409") && err.contains("stop it instead"),
+        "{err}"
+    );
+    let out = cli(&["list"], Some("wrong"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = cli(&["list"], None);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REMARKET_ADMIN_TOKEN"));
+}

@@ -697,3 +697,55 @@ fn redacted_dead_letters_keep_only_reason_position_and_hash() {
         );
     }
 }
+
+/// `check-config --campaign FILE` checks one campaign as the admin API would publish it with
+/// the config: the sample's segment is known, and every problem is listed.
+#[test]
+fn check_config_checks_a_single_campaign_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[campaign]]\nid = \"seg\"\nname = \"S\"\nad_account = \"1\"\nstart = \"2026-11-01T00:00:00Z\"\n\
+         [campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.who]\nsegment = \"reachable-shoppers\"\n\
+         [campaign.what]\naudience = { existing = \"9\" }\nidentifiers = [\"email\"]\n",
+    )
+    .unwrap();
+    let out = remarket(&[
+        "check-config",
+        "-c",
+        "config/sample.toml",
+        "--campaign",
+        good.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok, 5 campaign(s)"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "id = \"bad\"\nname = \"B\"\nad_account = \"1\"\nstart = \"soon\"\n\
+         [trigger]\nevent = \"Added To Cart\"\n[who]\nsegment = \"nope\"\ncontrol_group = 200\n\
+         [what]\naudience = { existing = \"9\" }\nidentifiers = [\"email\"]\n",
+    )
+    .unwrap();
+    let out = remarket(&[
+        "check-config",
+        "-c",
+        "config/sample.toml",
+        "--campaign",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["start", "who.segment", "who.control_group"] {
+        assert!(
+            err.contains(&format!("campaign bad: {field}:")),
+            "{field}: {err}"
+        );
+    }
+}

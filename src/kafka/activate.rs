@@ -112,6 +112,22 @@ pub struct ActivateStatus {
     pub ready: AtomicBool,
     /// Times consumption was paused because the TikTok sink was full.
     pub pauses: std::sync::atomic::AtomicU64,
+    /// Per owned partition, each campaign's report tally as of the last commit.
+    pub tallies: Mutex<BTreeMap<i32, BTreeMap<String, crate::report::Tally>>>,
+}
+
+impl ActivateStatus {
+    /// Campaign `id`'s tally over the partitions this replica owns, with how many it owns.
+    pub fn tally(&self, id: &str) -> (crate::report::Tally, usize) {
+        let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sum = crate::report::Tally::default();
+        for per in t.values() {
+            if let Some(x) = per.get(id) {
+                sum += *x;
+            }
+        }
+        (sum, t.len())
+    }
 }
 
 impl ActivateStatus {
@@ -198,6 +214,12 @@ impl Stage for State {
         for p in parts {
             self.parts.remove(p);
         }
+        (self
+            .status
+            .tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()))
+        .retain(|p, _| !parts.contains(p));
         // Not handed over, so not acknowledged: the next owner reads their records again.
         self.backlog.retain(|(p, _, _)| !parts.contains(p));
         self.status
@@ -256,6 +278,7 @@ impl Stage for State {
         if now.duration_since(self.last_commit) >= self.interval {
             self.last_commit = now;
             commit = self.offsets(None)?;
+            self.publish_tallies();
         }
         let backlogged = !self.backlog.is_empty();
         Ok(Round {
@@ -342,6 +365,24 @@ pub fn run(
 }
 
 impl State {
+    /// Each owned partition's report tallies, for the admin API's report route.
+    fn publish_tallies(&self) {
+        let campaigns = &self.config.campaigns;
+        let fresh: BTreeMap<i32, BTreeMap<String, crate::report::Tally>> = (self.parts.iter())
+            .map(|(p, part)| {
+                let per = (campaigns.iter().enumerate())
+                    .map(|(i, c)| (c.id.clone(), part.act.tally(i as CampaignIdx)))
+                    .collect();
+                (*p, per)
+            })
+            .collect();
+        *self
+            .status
+            .tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
     /// A token for one op of record `offset` of partition `p` (current assignment).
     fn track(&mut self, p: i32, offset: i64) -> u64 {
         let generation = self.parts.get(&p).map_or(0, |part| part.generation);
