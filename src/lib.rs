@@ -52,6 +52,7 @@ pub mod model;
 pub mod output;
 pub mod problems;
 pub mod publish;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod sink;

@@ -78,6 +78,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         campaign: Option<PathBuf>,
     },
+    /// Write live topics as a recording (`kcat -C -J` lines) that `replay` reads.
+    Record(remarket::record::RecordArgs),
     /// Manage campaigns through a running service's admin API.
     Campaigns(remarket::campaigns_cli::CampaignsArgs),
     /// Produce recorded topics into a Kafka topic, keeping keys, partitions and timestamps.
@@ -293,6 +295,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Record(args) => {
+            let n = remarket::record::record(&args)?;
+            eprintln!("recorded {n} records");
+            Ok(ExitCode::SUCCESS)
         }
         Command::Campaigns(args) => {
             remarket::campaigns_cli::run(&args)?;

@@ -1424,12 +1424,25 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
     let reference = |input: &[(i64, String)],
                      name: &str|
      -> (BTreeSet<Members>, serde_json::Value) {
-        let store = remarket::kafka::campaigns::read(config.kafka.as_ref().unwrap()).unwrap();
-        let docs: Vec<String> = (store.docs(remarket::store::Kind::Campaign))
-            .map(|d| serde_json::to_string(d).unwrap())
-            .collect();
+        // `remarket record` of the campaigns topic, as an incident would be recorded.
         let campaigns = dir.path().join(format!("{name}-campaigns.jsonl"));
-        std::fs::write(&campaigns, docs.join("\n")).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_remarket"))
+            .args([
+                "record",
+                "--brokers",
+                cluster.bootstrap(),
+                "--topic",
+                "remarket.campaigns",
+            ])
+            .arg("--out")
+            .arg(&campaigns)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let recorded =
             remarket::store::Store::read_recording(&std::fs::read_to_string(&campaigns).unwrap())
                 .unwrap();
@@ -1540,4 +1553,77 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
         == "stopped"));
     second_replica.stop().unwrap();
     running.stop().unwrap();
+}
+
+/// `remarket record` writes every partition's records as `kcat -J` lines, up to the end each
+/// had at start, and `--from`/`--to` select by Kafka timestamp.
+#[test]
+fn record_writes_the_topic_as_replay_reads_it() {
+    let cluster = Cluster::start();
+    cluster.create_topic("recorded", PARTITIONS, &[]);
+    let producer = test_producer(cluster.bootstrap());
+    let base = 1_793_577_600_000i64;
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                r#"{{"user_id":"u{i}","event":"E","ts":{}}}"#,
+                base + i * 1000
+            )
+        })
+        .collect();
+    for (i, l) in lines.iter().enumerate() {
+        let key = format!("u{i}");
+        let mut r = BaseRecord::to("recorded")
+            .key(&key)
+            .payload(l)
+            .timestamp(base + i as i64 * 1000);
+        while let Err((_, back)) = producer.send(r) {
+            r = back;
+            producer.poll(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let record = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let out = dir.path().join("rec.jsonl");
+        let o = Command::new(env!("CARGO_BIN_EXE_remarket"))
+            .args([
+                "record",
+                "--brokers",
+                cluster.bootstrap(),
+                "--topic",
+                "recorded",
+            ])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (std::fs::read_to_string(&out).unwrap().lines())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = record(&[]);
+    let payloads: BTreeSet<String> = (all.iter())
+        .map(|e| e["payload"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(payloads, lines.iter().cloned().collect());
+    let partitions: BTreeSet<i64> = all
+        .iter()
+        .map(|e| e["partition"].as_i64().unwrap())
+        .collect();
+    assert!(partitions.len() > 1, "{partitions:?}");
+    for e in &all {
+        let user = e["key"].as_str().unwrap();
+        assert!(e["payload"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"{user}\"")));
+    }
+    let iso = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+    let window = record(&["--from", &iso(base + 10_000), "--to", &iso(base + 20_000)]);
+    let mut got: Vec<i64> = window.iter().map(|e| e["ts"].as_i64().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, (10..20).map(|i| base + i * 1000).collect::<Vec<_>>());
 }
