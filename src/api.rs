@@ -277,15 +277,8 @@ fn view(def: &Value, state: CampaignState, managed: bool, doc: Option<&Doc>) -> 
 
 fn config_state(def: &Value, now: i64) -> CampaignState {
     let doc = Doc {
-        kind: Kind::Campaign,
-        id: String::new(),
         state: Stored::Published,
-        definition: def.clone(),
-        published_at: None,
-        stopped_at: None,
-        published_cap: None,
-        cap_changes: Vec::new(),
-        updated_at: 0,
+        ..Doc::draft(Kind::Campaign, String::new(), def.clone(), 0)
     };
     doc.state_at(now)
 }

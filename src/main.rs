@@ -153,7 +153,7 @@ fn check_campaign_file(
     config_text: &str,
     file: &std::path::Path,
 ) -> anyhow::Result<Result<Config, remarket::problems::Problems>> {
-    use remarket::store::{Doc, Kind, Store, Stored};
+    use remarket::store::{Doc, Kind, Store};
     let base: toml::Table = match config_text.parse() {
         Ok(b) => b,
         Err(_) => return Ok(Config::parse(config_text, std::env::vars())),
@@ -162,17 +162,8 @@ fn check_campaign_file(
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let definition = remarket::campaigns_cli::campaign_file(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let doc = Doc {
-        kind: Kind::Campaign,
-        id: definition["id"].as_str().unwrap_or("").to_owned(),
-        state: Stored::Draft,
-        definition,
-        published_at: None,
-        stopped_at: None,
-        published_cap: None,
-        cap_changes: Vec::new(),
-        updated_at: 0,
-    };
+    let id = definition["id"].as_str().unwrap_or("").to_owned();
+    let doc = Doc::draft(Kind::Campaign, id, definition, 0);
     Ok(Store::default().check(&base, &doc, std::env::vars()))
 }
 

@@ -111,6 +111,21 @@ fn ms(t: &str) -> Option<EventTime> {
 }
 
 impl Doc {
+    /// A new draft of `definition` (its id is `id`), changed at wall-clock `now`.
+    pub fn draft(kind: Kind, id: String, definition: Value, now: i64) -> Doc {
+        Doc {
+            kind,
+            id,
+            state: Stored::Draft,
+            definition,
+            published_at: None,
+            stopped_at: None,
+            published_cap: None,
+            cap_changes: Vec::new(),
+            updated_at: now,
+        }
+    }
+
     fn str_at<'a>(&'a self, path: &[&str]) -> Option<&'a str> {
         let mut v = &self.definition;
         for k in path {
@@ -274,18 +289,10 @@ impl Store {
                 kind.as_str()
             )));
         }
-        let doc = Doc {
-            kind,
-            id,
-            state: Stored::Draft,
-            definition,
-            published_at: None,
-            stopped_at: None,
-            published_cap: None,
-            cap_changes: Vec::new(),
-            updated_at: now,
-        };
-        Ok(self.docs.entry(k).or_insert(doc))
+        Ok(self
+            .docs
+            .entry(k)
+            .or_insert(Doc::draft(kind, id, definition, now)))
     }
 
     fn doc_mut(&mut self, kind: Kind, id: &str) -> Result<&mut Doc, Refused> {
