@@ -34,6 +34,8 @@ pub struct Startup(
     pub std::sync::atomic::AtomicU64,
     /// Campaigns the running stages evaluate.
     pub std::sync::atomic::AtomicU64,
+    /// Campaigns by state (the config's and the store's), as of the last look.
+    pub std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 );
 
 impl Startup {
@@ -152,6 +154,46 @@ impl Collector for StageCollector {
             "remarket_engine_campaigns",
             "Campaigns the running stages evaluate (config and published)",
             self.startup.2.load(std::sync::atomic::Ordering::SeqCst) as i64,
+        )?;
+        let states = (self.startup.3.lock().unwrap_or_else(|e| e.into_inner())).clone();
+        family(
+            &mut e,
+            "remarket_campaigns",
+            "Campaigns by state (draft, scheduled, running, completed, stopped)",
+            MetricType::Gauge,
+            states
+                .iter()
+                .map(|(s, n)| ([("state", *s)], ConstGauge::new(*n as i64))),
+        )?;
+        let tallies = a.tallies_by_campaign();
+        let group = |f: fn(&crate::report::Tally) -> (u64, u64)| {
+            tallies.iter().flat_map(move |(c, t)| {
+                let (x, y) = f(t);
+                [
+                    (
+                        [("campaign", c.as_str()), ("group", "exported")],
+                        ConstGauge::new(x as i64),
+                    ),
+                    (
+                        [("campaign", c.as_str()), ("group", "control")],
+                        ConstGauge::new(y as i64),
+                    ),
+                ]
+            })
+        };
+        family(
+            &mut e,
+            "remarket_campaign_users",
+            "Users with an exported / control decision, by campaign and group (the report's; the activate partitions this replica owns)",
+            MetricType::Gauge,
+            group(|t| (t.users.exported, t.users.control)),
+        )?;
+        family(
+            &mut e,
+            "remarket_campaign_conversions",
+            "Converted users, by campaign and group (the report's; the activate partitions this replica owns)",
+            MetricType::Gauge,
+            group(|t| (t.converted.exported, t.converted.control)),
         )?;
         let kinds = [
             ("event", totals.events),

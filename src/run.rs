@@ -221,6 +221,13 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     );
     {
         let (k, shared, stop) = (k.clone(), shared.clone(), stop.clone());
+        let (startup, clock) = (startup.clone(), clock.clone());
+        let config_defs: Vec<serde_json::Value> = match config.document.get("campaign") {
+            Some(toml::Value::Array(a)) => (a.iter())
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect(),
+            _ => Vec::new(),
+        };
         std::thread::Builder::new()
             .name("campaigns".into())
             .spawn(move || {
@@ -228,6 +235,9 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
                     if let Err(e) = crate::kafka::campaigns::follow_once(&k, &shared) {
                         tracing::warn!(error = %format!("{e:#}"), "campaigns topic unreadable");
                     }
+                    let states = (shared.store.lock().unwrap_or_else(|e| e.into_inner()))
+                        .states(&config_defs, clock.now_ms());
+                    *startup.3.lock().unwrap_or_else(|e| e.into_inner()) = states;
                     std::thread::sleep(crate::kafka::campaigns::FOLLOW_EVERY);
                 }
             })?;

@@ -433,6 +433,32 @@ impl Store {
         Ok(doc)
     }
 
+    /// Campaigns by state at `now`: those of the config (`config`: their tables as JSON, always
+    /// published) and the store's. Every state is listed, 0 included.
+    pub fn states(&self, config: &[Value], now: i64) -> BTreeMap<&'static str, u64> {
+        let mut m: BTreeMap<&'static str, u64> = [
+            State::Draft,
+            State::Scheduled,
+            State::Running,
+            State::Completed,
+            State::Stopped,
+        ]
+        .into_iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+        for def in config {
+            let doc = Doc {
+                state: Stored::Published,
+                ..Doc::draft(Kind::Campaign, String::new(), def.clone(), 0)
+            };
+            *m.entry(doc.state_at(now).as_str()).or_default() += 1;
+        }
+        for d in self.docs(Kind::Campaign) {
+            *m.entry(d.state_at(now).as_str()).or_default() += 1;
+        }
+        m
+    }
+
     /// The published (and stopped) campaigns in the engine's order: `(published_at, id)`.
     pub fn published(&self) -> Vec<&Doc> {
         let mut v: Vec<&Doc> = self

@@ -1538,6 +1538,22 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
         report()
     );
 
+    // The same figures on /metrics, and the campaigns by state.
+    let series = |name: &str| {
+        let s = scrape_at(&addr);
+        (s.lines())
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as i64)
+    };
+    let exported_users = want_report["users"]["exported"].as_i64();
+    assert!(wait_for(&|| {
+        series("remarket_campaigns{state=\"stopped\"}") == Some(1)
+            && series("remarket_campaigns{state=\"running\"}") == Some(1)
+            && series("remarket_campaign_users{campaign=\"api-carts\",group=\"exported\"}")
+                == exported_users
+    }));
+
     // A second replica's API reads the campaign from the topic.
     let config2 = Config::parse(&text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
     let env2 = remarket::run::Env::from_config(&config2).unwrap();

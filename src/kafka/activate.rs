@@ -117,6 +117,18 @@ pub struct ActivateStatus {
 }
 
 impl ActivateStatus {
+    /// Every campaign's tally over the partitions this replica owns.
+    pub fn tallies_by_campaign(&self) -> BTreeMap<String, crate::report::Tally> {
+        let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sum: BTreeMap<String, crate::report::Tally> = BTreeMap::new();
+        for per in t.values() {
+            for (c, x) in per {
+                *sum.entry(c.clone()).or_default() += *x;
+            }
+        }
+        sum
+    }
+
     /// Campaign `id`'s tally over the partitions this replica owns, with how many it owns.
     pub fn tally(&self, id: &str) -> (crate::report::Tally, usize) {
         let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
