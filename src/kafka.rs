@@ -8,7 +8,8 @@
 //! state snapshot, tombstone when it empties, plus one checkpoint record per partition),
 //! `<prefix>.qualified` (key campaign id), `<prefix>.decisions` (compacted, partitioned like
 //! qualified: key `campaign/user`), `<prefix>.audiences` (compacted, one partition: the
-//! audience each campaign writes to) and `<prefix>.dead-letter`.
+//! audience each campaign writes to), `<prefix>.campaigns` (compacted, one partition: the
+//! campaign store, [`campaigns`]) and `<prefix>.dead-letter`.
 
 pub mod activate;
 pub mod audiences;

@@ -537,8 +537,14 @@ fn check_decision_times(s: &Setup) {
         let removed = (v["outcome"] == "removed").then(|| v["converted_at"].as_i64().unwrap());
         got.insert(key, (v["at"].as_i64().unwrap(), removed));
     }
+    // Some generated workloads (the crash test's depends on its seed) have no converter
+    // among the capped exported users: then only the equality below is checked.
     let removed = got.values().filter(|(_, r)| r.is_some()).count();
-    assert!(removed > 0, "the workload removes converters");
+    let want_removed = want.values().filter(|(_, r)| r.is_some()).count();
+    if want_removed == 0 {
+        eprintln!("note: replay removed no converter in this workload");
+    }
+    assert_eq!(removed, want_removed, "removed users: run vs replay");
     let keys: BTreeSet<_> = got.keys().chain(want.keys()).collect();
     let differ: Vec<_> = keys
         .into_iter()
