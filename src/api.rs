@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::WallClock;
 use crate::event::EventTime;
-use crate::problems::{ConfigError, Problems};
+use crate::problems::ConfigError;
 use crate::report::Report;
 use crate::store::{Doc, Kind, Refused, State as CampaignState, Store, Stored};
 
@@ -56,8 +56,9 @@ struct Inner {
     token: Option<[u8; 32]>,
     /// The config file's document: the base of every engine config the store makes.
     base: toml::Table,
-    /// The config file's campaigns (read-only here): `(id, definition)`.
+    /// The config file's campaigns and segments (read-only here): `(id, definition)`.
     managed: Vec<(String, Value)>,
+    managed_segments: Vec<(String, Value)>,
     store: Arc<Mutex<Store>>,
     persist: Persist,
     reports: Reports,
@@ -117,7 +118,8 @@ impl Api {
         reports: Reports,
         clock: Arc<dyn WallClock>,
     ) -> Api {
-        let managed = match base.get("campaign") {
+        // `[[campaign]]` or `[[segment]]` tables of the config, by id.
+        let tables = |key: &str| match base.get(key) {
             Some(toml::Value::Array(a)) => a
                 .iter()
                 .filter_map(|c| {
@@ -127,11 +129,13 @@ impl Api {
                 .collect(),
             _ => Vec::new(),
         };
+        let (managed, managed_segments) = (tables("campaign"), tables("segment"));
         Api {
             inner: Arc::new(Inner {
                 token: token.map(|t| digest(t.as_bytes())),
                 base,
                 managed,
+                managed_segments,
                 store,
                 persist,
                 reports,
@@ -167,12 +171,17 @@ impl Api {
         self.inner.clock.now_ms()
     }
 
+    /// A campaign (or segment) of the config file.
+    fn managed_of(&self, kind: Kind, id: &str) -> Option<&Value> {
+        let list = match kind {
+            Kind::Campaign => &self.inner.managed,
+            Kind::Segment => &self.inner.managed_segments,
+        };
+        list.iter().find(|(m, _)| m == id).map(|(_, v)| v)
+    }
+
     fn managed(&self, id: &str) -> Option<&Value> {
-        self.inner
-            .managed
-            .iter()
-            .find(|(m, _)| m == id)
-            .map(|(_, v)| v)
+        self.managed_of(Kind::Campaign, id)
     }
 
     /// Checks a definition the way `check-config` would, as if `doc` were published now (a
@@ -375,18 +384,10 @@ fn read(api: &Api, kind: Kind, id: &str) -> Result<Value, ApiError> {
     let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
     match store.get(kind, id) {
         Some(d) => Ok(doc_view(d, now)),
-        None if kind == Kind::Segment => {
-            let managed = match api.inner.base.get("segment") {
-                Some(toml::Value::Array(a)) => a
-                    .iter()
-                    .find(|s| s.get("id").and_then(|v| v.as_str()) == Some(id))
-                    .cloned(),
-                _ => None,
-            };
-            managed
-                .map(|s| json!({"id": id, "managed_by": "config", "definition": s}))
-                .ok_or_else(|| Refused::NotFound(kind, id.to_owned()).into())
-        }
+        None if kind == Kind::Segment => api
+            .managed_of(kind, id)
+            .map(|s| json!({"id": id, "managed_by": "config", "definition": s}))
+            .ok_or_else(|| Refused::NotFound(kind, id.to_owned()).into()),
         None => Err(Refused::NotFound(kind, id.to_owned()).into()),
     }
 }
@@ -406,12 +407,7 @@ async fn get_segment(
 }
 
 fn read_only(api: &Api, kind: Kind, id: &str) -> Result<(), ApiError> {
-    let managed = match kind {
-        Kind::Campaign => api.managed(id).is_some(),
-        Kind::Segment => matches!(api.inner.base.get("segment"), Some(toml::Value::Array(a))
-            if a.iter().any(|s| s.get("id").and_then(|v| v.as_str()) == Some(id))),
-    };
-    if managed {
+    if api.managed_of(kind, id).is_some() {
         return Err(error(
             StatusCode::CONFLICT,
             format!(
@@ -548,13 +544,9 @@ async fn report(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<R
 }
 
 async fn list_segments(State(api): State<Api>) -> Json<Value> {
-    let mut all: Vec<Value> = match api.inner.base.get("segment") {
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .map(|s| json!({"id": s.get("id"), "managed_by": "config", "definition": s}))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let mut all: Vec<Value> = (api.inner.managed_segments.iter())
+        .map(|(id, s)| json!({"id": id, "managed_by": "config", "definition": s}))
+        .collect();
     let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
     all.extend(store.docs(Kind::Segment).map(|d| doc_view(d, 0)));
     Json(json!({ "segments": all }))
@@ -626,9 +618,4 @@ pub fn openapi_document() -> Value {
             }
         }
     })
-}
-
-/// Problems as the API's 422 body (for callers outside the API, e.g. the CLI).
-pub fn problems_json(p: &Problems) -> Value {
-    problems_body(&p.0)
 }

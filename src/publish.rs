@@ -128,7 +128,7 @@ impl fmt::Debug for PublishArgs {
     }
 }
 
-fn parse_property(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_property(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),

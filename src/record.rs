@@ -38,15 +38,8 @@ pub struct RecordArgs {
     #[arg(long, default_value = "30s")]
     pub timeout: humantime::Duration,
     /// Extra librdkafka consumer property KEY=VALUE (repeatable), e.g. security settings
-    #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[arg(short = 'X', long = "kafka-config", value_name = "KEY=VALUE", value_parser = crate::publish::parse_property)]
     pub kafka_config: Vec<(String, String)>,
-}
-
-fn parse_property(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
-    }
 }
 
 /// One line, as `kcat -C -J` writes it. Keys and payloads that are not UTF-8 are written

@@ -271,11 +271,19 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             std::thread::Builder::new()
                 .name("reconfigure".into())
                 .spawn(move || {
+                    // The store is looked at only after it changed (the API's writes and the
+                    // follower's replacements are counted).
+                    let mut seen = None;
+                    let mut now = fingerprint.clone();
                     while !pipe_stop.load(Ordering::Relaxed) {
-                        let now = {
+                        let changes = shared.changes();
+                        if seen != Some(changes) {
+                            seen = Some(changes);
+                            // The API holds the lock from its write until the change is
+                            // applied: what is read here includes every counted change.
                             let s = shared.store.lock().unwrap_or_else(|e| e.into_inner());
-                            published_fingerprint(&s)
-                        };
+                            now = published_fingerprint(&s);
+                        }
                         if now != fingerprint || stop.load(Ordering::Relaxed) {
                             if now != fingerprint {
                                 tracing::info!(

@@ -56,6 +56,16 @@ pub fn write(
 pub struct Shared {
     pub store: Arc<Mutex<Store>>,
     pub writes: std::sync::atomic::AtomicU64,
+    /// Times [`follow_once`] replaced the store.
+    pub replaced: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    /// Counts every change: the API's writes and the follower's replacements.
+    pub fn changes(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.writes.load(Ordering::SeqCst) + self.replaced.load(Ordering::SeqCst)
+    }
 }
 
 /// Reads the topic again and replaces the shared store with it, unless this replica changed
@@ -69,5 +79,6 @@ pub fn follow_once(k: &KafkaSettings, shared: &Shared) -> anyhow::Result<bool> {
         return Ok(false);
     }
     *store = read;
+    shared.replaced.fetch_add(1, Ordering::SeqCst);
     Ok(true)
 }
