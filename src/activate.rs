@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::campaign::Campaign;
 use crate::event::{EventTime, UserId};
-use crate::model::{Action, AudienceOp, CampaignIdx, Conversion, Ids, Qualification};
+use crate::model::{Action, AudienceOp, CampaignIdx, Conversion, Erasure, Ids, Qualification};
 pub use crate::model::{Decision, Outcome};
 use crate::report::Tally;
 
@@ -458,6 +458,22 @@ impl Activator {
         Step { decision: None, op }
     }
 
+    /// An erasure as a runtime applies it: the user's decision is forgotten (counts stay: they
+    /// hold no identity; the report no longer counts the user) and, for a member, the ids no
+    /// other member holds are deleted. A user with no decision: nothing. The target cap still
+    /// counts an erased member, so erasing never makes room for others.
+    pub fn step_erasure(&mut self, e: &Erasure) -> Step {
+        let c = usize::from(e.campaign);
+        let op = match self.decided[c].remove(&e.user) {
+            Some(d) if d.outcome == Outcome::Exported => {
+                let gone = self.holders[c].leave(d.ids);
+                (!gone.is_empty()).then(|| resend(e.campaign, &e.user, Action::Delete, gone))
+            }
+            _ => None,
+        };
+        Step { decision: None, op }
+    }
+
     pub fn counts(&self) -> &[CampaignCounts] {
         &self.counts
     }
@@ -514,6 +530,7 @@ pub struct Holdback<T> {
     upstream: Vec<Option<Upstream>>,
     qualifications: std::collections::BTreeMap<OrderKey, (Qualification, T)>,
     conversions: std::collections::BTreeMap<OrderKey, (Conversion, T)>,
+    erasures: std::collections::BTreeMap<OrderKey, (Erasure, T)>,
     released: EventTime,
 }
 
@@ -522,25 +539,50 @@ pub struct Holdback<T> {
 pub struct Released<T> {
     pub qualifications: Vec<(Qualification, T)>,
     pub conversions: Vec<(Conversion, T)>,
+    pub erasures: Vec<(Erasure, T)>,
+}
+
+impl<T> Default for Released<T> {
+    fn default() -> Self {
+        Released {
+            qualifications: Vec::new(),
+            conversions: Vec::new(),
+            erasures: Vec::new(),
+        }
+    }
 }
 
 impl<T> Released<T> {
     pub fn is_empty(&self) -> bool {
-        self.qualifications.is_empty() && self.conversions.is_empty()
+        self.qualifications.is_empty() && self.conversions.is_empty() && self.erasures.is_empty()
     }
 
-    /// Qualifications and conversions merged in time order, as the detect stage made them: a
-    /// conversion at `ts` before any qualification at `at >= ts` (records come before runs at
-    /// one instant), qualifications in their `(at, user_id)` order. A user's earlier decision
-    /// converts before a later run decides them again, or removes them (`once_per_user =
-    /// false`, mirror).
+    /// The tags of every item.
+    pub fn tags(&self) -> impl Iterator<Item = &T> {
+        let q = self.qualifications.iter().map(|(_, t)| t);
+        let c = self.conversions.iter().map(|(_, t)| t);
+        q.chain(c).chain(self.erasures.iter().map(|(_, t)| t))
+    }
+
+    /// Qualifications, conversions and erasures merged in time order, as the detect stage
+    /// made them: at one instant conversions (records), then erasures (records after the
+    /// goal events of their instant), then qualifications (timers and runs come after the
+    /// records of their instant); qualifications in their `(at, user_id)` order. A user's
+    /// earlier decision converts before a later run decides them again, or removes them
+    /// (`once_per_user = false`, mirror).
     pub fn into_time_order(self) -> impl Iterator<Item = Item<T>> {
         let mut qs = self.qualifications.into_iter().peekable();
         let mut cs = self.conversions.into_iter().peekable();
-        std::iter::from_fn(move || match (qs.peek(), cs.peek()) {
-            (Some((q, _)), Some((c, _))) if c.ts <= q.at => cs.next().map(Item::Conversion),
-            (Some(_), _) => qs.next().map(Item::Qualification),
-            (None, _) => cs.next().map(Item::Conversion),
+        let mut es = self.erasures.into_iter().peekable();
+        std::iter::from_fn(move || {
+            let c = cs.peek().map(|(c, _)| (c.ts, 0));
+            let e = es.peek().map(|(e, _)| (e.ts, 1));
+            let q = qs.peek().map(|(q, _)| (q.at, 2));
+            match [c, e, q].into_iter().flatten().min()?.1 {
+                0 => cs.next().map(Item::Conversion),
+                1 => es.next().map(Item::Erasure),
+                _ => qs.next().map(Item::Qualification),
+            }
         })
     }
 }
@@ -550,6 +592,7 @@ impl<T> Released<T> {
 pub enum Item<T> {
     Qualification((Qualification, T)),
     Conversion((Conversion, T)),
+    Erasure((Erasure, T)),
 }
 
 impl<T> Default for Holdback<T> {
@@ -558,6 +601,7 @@ impl<T> Default for Holdback<T> {
             upstream: Vec::new(),
             qualifications: Default::default(),
             conversions: Default::default(),
+            erasures: Default::default(),
             released: EventTime::MIN,
         }
     }
@@ -631,6 +675,20 @@ impl<T> Holdback<T> {
         }
     }
 
+    /// As [`Holdback::hold_qualification`], for an erasure.
+    pub fn hold_erasure(&mut self, e: Erasure, tag: T) -> Held<Erasure, T> {
+        if e.ts <= self.released {
+            return Held::Now(e, tag);
+        }
+        match self.erasures.entry((e.ts, e.user.clone(), e.campaign)) {
+            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((e, tag));
+                Held::Held
+            }
+        }
+    }
+
     /// Releases everything at or below [`Holdback::watermark`].
     pub fn release(&mut self) -> Released<T> {
         let w = self.watermark();
@@ -644,15 +702,13 @@ impl<T> Holdback<T> {
 
     fn release_through(&mut self, w: EventTime) -> Released<T> {
         if w <= self.released {
-            return Released {
-                qualifications: Vec::new(),
-                conversions: Vec::new(),
-            };
+            return Released::default();
         }
         self.released = w;
         Released {
             qualifications: take_through(&mut self.qualifications, w),
             conversions: take_through(&mut self.conversions, w),
+            erasures: take_through(&mut self.erasures, w),
         }
     }
 
@@ -667,7 +723,7 @@ impl<T> Holdback<T> {
 
     /// Items held.
     pub fn len(&self) -> usize {
-        self.qualifications.len() + self.conversions.len()
+        self.qualifications.len() + self.conversions.len() + self.erasures.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -677,7 +733,8 @@ impl<T> Holdback<T> {
     /// The tags of every held item.
     pub fn tags(&self) -> impl Iterator<Item = &T> {
         let q = self.qualifications.values().map(|(_, t)| t);
-        q.chain(self.conversions.values().map(|(_, t)| t))
+        let c = self.conversions.values().map(|(_, t)| t);
+        q.chain(c).chain(self.erasures.values().map(|(_, t)| t))
     }
 }
 
@@ -833,17 +890,31 @@ within = "1d"
             };
             hold.hold_conversion(c, ());
         }
+        for (user, ts) in [("a", 20), ("b", 5)] {
+            let e = Erasure {
+                campaign: 0,
+                user: user.into(),
+                ts,
+            };
+            assert_eq!(hold.hold_erasure(e.clone(), ()), Held::Held);
+            assert_eq!(hold.hold_erasure(e, ()), Held::Duplicate);
+        }
         let order: Vec<String> = hold
             .release_all()
             .into_time_order()
             .map(|i| match i {
                 Item::Qualification((q, ())) => format!("q {} {}", q.user, q.at),
                 Item::Conversion((c, ())) => format!("c {} {}", c.user, c.ts),
+                Item::Erasure((e, ())) => format!("e {} {}", e.user, e.ts),
             })
             .collect();
+        // At one instant: conversions, erasures, then qualifications (timers and runs).
         assert_eq!(
             order,
-            ["q a 10", "q b 10", "c a 15", "c b 20", "q a 20", "q b 30", "c b 31"]
+            [
+                "e b 5", "q a 10", "q b 10", "c a 15", "c b 20", "e a 20", "q a 20", "q b 30",
+                "c b 31"
+            ]
         );
     }
 
@@ -911,6 +982,63 @@ sync = "mirror"
         assert_eq!(s.op.map(|o| o.action), Some(Action::Add));
         let c = &act.counts()[0];
         assert_eq!((c.exported, c.capped, c.removed), (3, 2, 2));
+    }
+
+    #[test]
+    fn an_erasure_forgets_the_user_and_deletes_only_ids_nobody_else_holds() {
+        let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "1970-01-01T00:00:00Z"
+[campaign.trigger]
+event = "E"
+[campaign.who]
+target_cap = 3
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+"#;
+        let config = crate::config::Config::parse(text, Vec::new()).unwrap();
+        let mut act = Activator::new(&config.campaigns);
+        let qual = |user: &str, at: EventTime, e: u8| {
+            let mut q = q(user, at);
+            q.ids.email = Some([e; 32]);
+            q
+        };
+        let erase = |user: &str, ts: EventTime| Erasure {
+            campaign: 0,
+            user: user.into(),
+            ts,
+        };
+        // a and b share an email, c has its own.
+        for (u, e) in [("a", 1), ("b", 1), ("c", 2)] {
+            act.step_qualification(&qual(u, 10, e));
+        }
+        let s = act.step_erasure(&erase("a", 20));
+        assert!(
+            s.decision.is_none() && s.op.is_none(),
+            "b holds the email: {s:?}"
+        );
+        assert_eq!(act.decided(0, "a"), None, "a's decision is forgotten");
+        let s = act.step_erasure(&erase("c", 20));
+        let op = s.op.expect("c's email goes");
+        assert_eq!((op.action, op.ids.email), (Action::Delete, Some([2; 32])));
+        let s = act.step_erasure(&erase("b", 21));
+        assert_eq!(
+            s.op.map(|o| o.ids.email),
+            Some(Some([1; 32])),
+            "the last holder"
+        );
+        assert!(
+            act.step_erasure(&erase("b", 22)).op.is_none(),
+            "nothing left"
+        );
+        // The report forgets them; the cap still counts them.
+        assert_eq!(act.tally(0).users.exported, 0);
+        let s = act.step_qualification(&qual("d", 30, 4));
+        assert_eq!(s.decision.map(|d| d.outcome), Some(Outcome::Capped));
     }
 
     #[test]

@@ -239,6 +239,18 @@ impl Collector for StageCollector {
         )?;
         counter(
             &mut e,
+            "remarket_erasures",
+            "Erasure requests applied (input delete records, POST /api/v1/users/{id}/erase)",
+            totals.erasures,
+        )?;
+        counter(
+            &mut e,
+            "remarket_activate_erased_decisions",
+            "Decisions forgotten by erasure requests (the user's ids left the audience)",
+            a.erased.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut e,
             "remarket_detect_qualifications",
             "Qualifications emitted",
             d.qualified.load(Ordering::Relaxed),

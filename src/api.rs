@@ -15,6 +15,7 @@
 //! | `POST /campaigns/{id}/publish`, `/stop` | `{"effective_at"}` optional (RFC 3339 or ms; default now) |
 //! | `GET /campaigns/{id}/report` | the report (§9), when the runtime has one |
 //! | `GET\|POST /segments`, `GET\|PUT\|DELETE /segments/{id}` | saved segments |
+//! | `POST /users/{id}/erase` | an erasure request (202), applied in event time (§9) |
 //! | `GET /openapi.json` | this API as an OpenAPI 3 document |
 
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,11 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// API applies the change only once this returned `Ok`.
 pub type Persist = Arc<dyn Fn(&str, Option<&Doc>) -> anyhow::Result<()> + Send + Sync>;
 
+/// Requests the erasure of a user (DESIGN §9 "Erasure"): in `run`, a `delete` record written
+/// to every partition of the profiles topic, so the user's shard applies it in event time
+/// whichever partition the producers keyed the user to. Returns the erasure's event time.
+pub type Erase = Arc<dyn Fn(&str) -> anyhow::Result<EventTime> + Send + Sync>;
+
 /// A campaign's report from the running pipeline, if it has one.
 pub type Reports = Arc<dyn Fn(&str) -> Option<Report> + Send + Sync>;
 
@@ -63,6 +69,8 @@ struct Inner {
     persist: Persist,
     reports: Reports,
     clock: Arc<dyn WallClock>,
+    /// `None`: no runtime that can erase (the route answers 503).
+    erase: Option<Erase>,
 }
 
 /// An API error: its status and JSON body.
@@ -140,8 +148,19 @@ impl Api {
                 persist,
                 reports,
                 clock,
+                erase: None,
             }),
         }
+    }
+
+    fn configure(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("an Api is configured before it is cloned")
+    }
+
+    /// Serves `POST /users/{id}/erase` through `erase`.
+    pub fn with_erase(mut self, erase: Erase) -> Api {
+        self.configure().erase = Some(erase);
+        self
     }
 
     /// The routes under `/api/v1`.
@@ -160,6 +179,7 @@ impl Api {
                 "/segments/{id}",
                 get(get_segment).put(put_segment).delete(delete_segment),
             )
+            .route("/users/{id}/erase", post(erase_user))
             .route_layer(axum::middleware::from_fn_with_state(self.clone(), auth))
             .route("/openapi.json", get(openapi))
             .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -552,6 +572,41 @@ async fn list_segments(State(api): State<Api>) -> Json<Value> {
     Json(json!({ "segments": all }))
 }
 
+/// Longest user id the erase route takes (ids are opaque; this bounds what is hashed).
+const MAX_USER_ID: usize = 1024;
+
+/// `POST /users/{id}/erase`: 202 once the request is durable; the response and the log name
+/// the user only by the SHA-256 of the id.
+async fn erase_user(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if id.is_empty() || id.len() > MAX_USER_ID {
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("a user id is 1 to {MAX_USER_ID} bytes"),
+        ));
+    }
+    let Some(erase) = api.inner.erase.clone() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "erasure needs the running service (remarket run)",
+        ));
+    };
+    let user_sha256 = crate::identity::to_hex(&crate::identity::sha256(id.as_bytes()));
+    let at = tokio::task::spawn_blocking(move || erase(&id))
+        .await
+        .map_err(|e| anyhow::anyhow!("erase task: {e}"))
+        .and_then(|r| r)
+        .map_err(|e| {
+            tracing::error!(error = %format!("{e:#}"), user_sha256 = %user_sha256, "erasure request not written");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the erasure request cannot be written; try again",
+            )
+        })?;
+    tracing::info!(user_sha256 = %user_sha256, effective_at = at, "erasure requested");
+    let body = json!({"user_sha256": user_sha256, "effective_at": iso(at)});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
@@ -600,6 +655,15 @@ pub fn openapi_document() -> Value {
             "/segments": {
                 "get": {"operationId": "listSegments", "responses": with(("200", "segments", obj.clone()))},
                 "post": {"operationId": "createSegment", "requestBody": def.clone(), "responses": with(("201", "the segment", obj.clone()))}
+            },
+            "/users/{id}/erase": {
+                "parameters": id.clone(),
+                "post": {"operationId": "eraseUser", "responses": {
+                    "202": resp("the erasure is requested: it takes effect in event time, in every shard and audience", json!({"type": "object", "required": ["user_sha256", "effective_at"], "properties": {"user_sha256": {"type": "string"}, "effective_at": {"type": "string", "format": "date-time"}}})),
+                    "401": resp("missing or wrong bearer token", err.clone()),
+                    "422": resp("the id is empty or too long", err.clone()),
+                    "503": resp("no admin token, no running service, or the request cannot be written", err.clone())
+                }}
             },
             "/segments/{id}": {
                 "parameters": id,

@@ -7,6 +7,7 @@
 //! sent before it, so each shard's sequence of applications — and so the result — does not
 //! depend on the number of shards, the batch size or thread timing.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::config::Config;
 use crate::detect::router::{route, Routed};
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
-use crate::detect::{shard_for, user_hash, Output, Rules};
+use crate::detect::{shard_for, user_hash, CampaignIdx, Output, Rules};
 use crate::event::decode::{Decoder, Malformed};
 use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
@@ -185,6 +186,7 @@ pub fn detect(
             let r = w.join().expect("a shard thread panicked");
             out.output.qualifications.extend(r.output.qualifications);
             out.output.conversions.extend(r.output.conversions);
+            out.output.erasures.extend(r.output.erasures);
             out.output.runs.extend(r.output.runs);
             out.totals.custom_props_dropped += r.output.custom_props_dropped;
             for (p, n) in out.pending.iter_mut().zip(r.pending) {
@@ -208,20 +210,29 @@ pub fn activate_all(config: &Config, output: Output) -> Activated {
     for c in output.conversions {
         hold.hold_conversion(c, ());
     }
+    for e in output.erasures {
+        hold.hold_erasure(e, ());
+    }
     let released = hold.release_all();
     let mut act = Activator::new(campaigns);
     let mut decisions = Vec::with_capacity(released.qualifications.len());
     let mut ops = Vec::new();
+    let mut erased = Vec::new();
     // As `run` applies them; a recording holds each qualification once, so nothing is sent
     // again here.
     for item in released.into_time_order() {
         let step = match item {
             Item::Qualification((q, ())) => act.step_qualification(&q),
             Item::Conversion((c, ())) => act.step_conversion(&c),
+            Item::Erasure((e, ())) => {
+                erased.push(e.clone());
+                act.step_erasure(&e)
+            }
         };
         decisions.extend(step.decision);
         ops.extend(step.op);
     }
+    forget_erased(&mut decisions, &erased);
     output::sort_decisions(&mut decisions, campaigns);
     let tallies = (0..campaigns.len())
         .map(|c| act.tally(c as crate::model::CampaignIdx))
@@ -232,6 +243,20 @@ pub fn activate_all(config: &Config, output: Output) -> Activated {
         counts: act.into_counts(),
         tallies,
     }
+}
+
+/// Drops the decisions an erasure forgot (those of its user and campaign at or before it), as
+/// the tombstones of `run`'s decisions topic do: an erased user's hashed ids leave the output.
+fn forget_erased(decisions: &mut Vec<Decision>, erased: &[crate::model::Erasure]) {
+    if erased.is_empty() {
+        return;
+    }
+    let mut last: HashMap<(CampaignIdx, &str), EventTime> = HashMap::new();
+    for e in erased {
+        let t = last.entry((e.campaign, &e.user)).or_insert(e.ts);
+        *t = (*t).max(e.ts);
+    }
+    decisions.retain(|d| last.get(&(d.campaign, &*d.user)).is_none_or(|&t| d.at > t));
 }
 
 /// What [`activate_all`] decided.

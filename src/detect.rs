@@ -14,7 +14,7 @@ pub mod snapshot;
 pub mod state;
 pub mod watermark;
 
-pub use crate::model::{CampaignIdx, Conversion, Ids, Output, Qualification};
+pub use crate::model::{CampaignIdx, Conversion, Erasure, Ids, Output, Qualification};
 
 use smallvec::SmallVec;
 

@@ -143,12 +143,27 @@ pub struct Record {
     pub event: Option<Event>,
     /// Boxed: most records are events, and the patch is large.
     pub profile: Option<Box<ProfilePatch>>,
+    /// An erasure request (`{"type": "delete"}`): the user's state, profile and decisions
+    /// are forgotten and their ids leave every audience (DESIGN §9 "Erasure").
+    pub erase: bool,
 }
 
 impl Record {
+    /// An erasure request for `user` at `ts`.
+    pub fn erasure(user: UserId, ts: EventTime) -> Record {
+        Record {
+            user,
+            ts,
+            event: None,
+            profile: None,
+            erase: true,
+        }
+    }
+
     /// Whether the record can change any campaign state.
     pub fn is_relevant(&self) -> bool {
-        self.event.as_ref().is_some_and(|e| e.id.is_some())
+        self.erase
+            || self.event.as_ref().is_some_and(|e| e.id.is_some())
             || self.profile.as_ref().is_some_and(|p| !p.is_empty())
     }
 }

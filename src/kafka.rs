@@ -15,6 +15,7 @@ pub mod activate;
 pub mod audiences;
 pub mod campaigns;
 pub mod detect;
+pub mod erase;
 pub mod stage;
 pub mod wire;
 

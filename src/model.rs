@@ -57,11 +57,22 @@ pub struct Conversion {
     pub revenue: f64,
 }
 
+/// An erasure request reached the user's shard at `ts`: activate forgets the user's decision
+/// for `campaign` and deletes the ids no other member holds. Detect emits one per campaign
+/// (it does not know where the user was decided).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    pub campaign: CampaignIdx,
+    pub user: UserId,
+    pub ts: EventTime,
+}
+
 /// What the detect stage emits.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Output {
     pub qualifications: Vec<Qualification>,
     pub conversions: Vec<Conversion>,
+    pub erasures: Vec<Erasure>,
     /// Custom profile properties dropped over `engine.max_custom_props`.
     pub custom_props_dropped: u64,
     /// Scheduled runs executed, as `(campaign, run time)` (every shard executes each run).

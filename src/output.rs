@@ -88,6 +88,9 @@ pub struct Summary {
     /// Records that are neither events nor profiles (Segment `alias`, `group`): an extension.
     #[serde(skip_serializing_if = "is_zero")]
     pub other: u64,
+    /// Erasure requests (`delete` records) applied: an extension.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub erasures: u64,
     pub malformed: u64,
     pub late_dropped: u64,
     pub campaigns: BTreeMap<String, CampaignSummary>,
@@ -131,6 +134,7 @@ impl Summary {
             events: totals.events,
             profiles: totals.profiles,
             other: totals.other,
+            erasures: totals.erasures,
             malformed: totals.malformed,
             late_dropped: totals.late_dropped,
             campaigns: campaigns

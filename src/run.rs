@@ -164,6 +164,18 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         },
         clock.clone(),
     );
+    let api = api.with_erase({
+        let (k, cell, clock) = (k.clone(), producer_cell.clone(), clock.clone());
+        let format = config.source.format;
+        Arc::new(move |user: &str| {
+            let producer = cell
+                .get()
+                .ok_or_else(|| anyhow::anyhow!("kafka is not reachable yet"))?;
+            let at = clock.now_ms();
+            crate::kafka::erase::write(producer, &k, format, user, at)?;
+            Ok(at)
+        })
+    });
     let app = admin.router().merge(api.router());
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

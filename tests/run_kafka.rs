@@ -1649,3 +1649,187 @@ fn record_writes_the_topic_as_replay_reads_it() {
     got.sort();
     assert_eq!(got, (10..20).map(|i| base + i * 1000).collect::<Vec<_>>());
 }
+
+/// The latest value per key of `topic`, as `remarket record` writes it (`None`: a tombstone).
+fn latest_values(
+    cluster: &Cluster,
+    dir: &Path,
+    topic: &str,
+) -> std::collections::BTreeMap<String, Option<String>> {
+    let out = dir.join(format!("{topic}.jsonl"));
+    let rec = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args(["record", "--brokers", cluster.bootstrap(), "--topic", topic])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        rec.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rec.stderr)
+    );
+    let mut latest = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(&out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["key"].as_str().unwrap_or_default().to_owned();
+        latest.insert(key, v["payload"].as_str().map(str::to_owned));
+    }
+    latest
+}
+
+/// `POST /users/{id}/erase` on a running service: the user's hashed ids leave the audience
+/// (an id another member shares stays), the user's detect state and decision are tombstoned,
+/// the erasures are counted, and after a restart the user is not back — a new trigger of the
+/// erased user finds no email, while a new user's is added.
+#[test]
+fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
+    let sim = Sim::start(TOKEN, |_| {});
+    let text = format!(
+        "[source]\nformat = \"native\"\n\
+         [engine]\nallowed_lateness = \"1s\"\nidle_timeout = \"1s\"\n\
+         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+         max_batch = 500\nlinger = \"50ms\"\n\
+         [[campaign]]\nid = \"carts\"\nname = \"Carts\"\nad_account = \"{ADV_A}\"\n\
+         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"batch.num.messages\" = \"1\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+        url = sim.url,
+        token = token_file.display().to_string(),
+        brokers = cluster.bootstrap(),
+        admin = dir.path().join("admin").display().to_string(),
+    );
+    let t0: i64 = 1_793_577_600_000;
+    let email = |u: &str| match u {
+        "u1" | "u2" => "household@example.com".to_owned(),
+        u => format!("{u}@example.com"),
+    };
+    let join = |users: &[&str], at: i64| {
+        let mut lines = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            let ts = at + i as i64 * 10;
+            lines.push(format!(
+                r#"{{"user_id":"{u}","type":"profile","ts":{ts},"props":{{"email":"{}"}}}}"#,
+                email(u)
+            ));
+            lines.push(format!(
+                r#"{{"user_id":"{u}","event":"Added To Cart","ts":{}}}"#,
+                ts + 5
+            ));
+        }
+        lines
+    };
+    let markers_at = |ts: i64| {
+        (0..PARTITIONS)
+            .map(|p| format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{ts}}}"#))
+            .collect::<Vec<_>>()
+    };
+    let hashed = |users: &[&str]| -> Members {
+        users
+            .iter()
+            .map(|u| {
+                let h = remarket::identity::hash_email(&email(u)).unwrap();
+                ("EMAIL_SHA256".to_owned(), remarket::identity::to_hex(&h))
+            })
+            .collect()
+    };
+    let audience = || held(&sim.sim).remove(EXISTING).unwrap_or_default();
+
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let clock = Arc::new(ManualClock((t0 - 60_000).into()));
+    let start = |clock: &Arc<ManualClock>| {
+        let mut env = remarket::run::Env::from_config(&config).unwrap();
+        env.clock = clock.clone();
+        let addr = env.listener.local_addr().unwrap().to_string();
+        (Running::start_in(config.clone(), env), addr)
+    };
+    let (running, addr) = start(&clock);
+    let producer = test_producer(cluster.bootstrap());
+    produce(&producer, &join(&["u1", "u2", "u3", "u4"], t0), None);
+    produce(&producer, &markers_at(t0 + 10_000), None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    assert!(
+        wait_for(&|| audience() == hashed(&["u1", "u3", "u4"])),
+        "exported: {:?}",
+        audience().len()
+    );
+
+    clock.0.store(t0 + 20_000, Ordering::SeqCst);
+    for user in ["u1", "u3"] {
+        let (status, body) = api(&addr, "POST", &format!("/users/{user}/erase"), None);
+        assert_eq!(status, 202, "{body}");
+        assert!(!body.to_string().contains(user), "the raw id is not echoed");
+        assert_eq!(
+            body["user_sha256"],
+            remarket::identity::to_hex(&remarket::identity::sha256(user.as_bytes()))
+        );
+    }
+    let (status, _) = api(&addr, "POST", "/users/u1/erase", None);
+    assert_eq!(status, 202, "an erasure may be asked again");
+    produce(&producer, &markers_at(t0 + 30_000), None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    // u1's email is also u2's: it stays; u3's leaves.
+    assert!(
+        wait_for(&|| audience() == hashed(&["u2", "u4"])),
+        "after the erasures: {:?}",
+        audience().len()
+    );
+    let series = |name: &str| {
+        (scrape_at(&addr).lines())
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as i64)
+    };
+    assert!(wait_for(&|| series(
+        "remarket_activate_erased_decisions_total"
+    ) == Some(2)));
+    // One delete record per partition, for each of the three requests.
+    assert_eq!(
+        series("remarket_erasures_total"),
+        Some(3 * i64::from(PARTITIONS))
+    );
+    running.stop().unwrap();
+
+    let decisions = latest_values(&cluster, dir.path(), "remarket.decisions");
+    for user in ["u1", "u3"] {
+        assert_eq!(
+            decisions.get(&format!("carts/{user}")),
+            Some(&None),
+            "{user}"
+        );
+    }
+    assert!(decisions["carts/u2"].is_some());
+    let changelog = latest_values(&cluster, dir.path(), "remarket.changelog");
+    for user in ["u1", "u3"] {
+        assert_eq!(
+            changelog.get(user),
+            Some(&None),
+            "{user}'s state is tombstoned"
+        );
+    }
+    assert!(changelog["u4"].is_some());
+
+    // After a restart: u3 adds to cart again (no profile: none is left), u5 joins.
+    let (running, _) = start(&clock);
+    let mut again = vec![format!(
+        r#"{{"user_id":"u3","event":"Added To Cart","ts":{}}}"#,
+        t0 + 40_000
+    )];
+    again.extend(join(&["u5"], t0 + 40_100));
+    produce(&producer, &again, None);
+    produce(&producer, &markers_at(t0 + 50_000), None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    assert!(
+        wait_for(&|| audience() == hashed(&["u2", "u4", "u5"])),
+        "u5 joins, u3 stays out: {:?}",
+        audience().len()
+    );
+    running.stop().unwrap();
+}

@@ -713,3 +713,84 @@ fn throttles_slow_the_sink_down() {
         "the server did throttle"
     );
 }
+
+/// Erasure requests in the input (`{"type": "delete"}` records after the recording): the
+/// erased users' decisions leave `decisions.jsonl`, TikTok holds exactly the ids of the
+/// members left (an id a household member still holds stays), and the summary counts them.
+#[test]
+fn erasure_records_take_users_out_of_every_audience() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording_shared(dir.path(), 600, 5_000, 29, 2);
+    let before = {
+        let sim = Sim::start(TOKEN, |_| {});
+        let run = dir.path().join("before");
+        std::fs::create_dir_all(&run).unwrap();
+        let config = setup(&run, &sim, 1000, 200);
+        let out = run.join("out");
+        replay(&config, &rec, &out).0.expect("replay");
+        (out, held(&sim.sim))
+    };
+    let text = std::fs::read_to_string(before.0.join("decisions.jsonl")).unwrap();
+    let decisions: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let exported: BTreeSet<String> = (decisions.iter())
+        .filter(|d| d["outcome"] == "exported")
+        .map(|d| d["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    let erased: Vec<String> = exported.into_iter().step_by(3).take(40).collect();
+    assert!(
+        erased.len() >= 10,
+        "enough exported users: {}",
+        erased.len()
+    );
+    let input = std::fs::read_to_string(&rec).unwrap();
+    let last_ts = (input.lines())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .max()
+        .unwrap();
+    let mut with_erasures = input.clone();
+    for (i, u) in erased.iter().enumerate() {
+        let ts = last_ts + 1 + i as i64;
+        with_erasures.push_str(&format!(
+            "{{\"type\":\"delete\",\"user_id\":\"{u}\",\"ts\":{ts}}}\n"
+        ));
+    }
+    let rec2 = dir.path().join("with-erasures.jsonl");
+    std::fs::write(&rec2, with_erasures).unwrap();
+
+    let sim = Sim::start(TOKEN, |_| {});
+    let run = dir.path().join("after");
+    std::fs::create_dir_all(&run).unwrap();
+    let config = setup(&run, &sim, 1000, 200);
+    let out = run.join("out");
+    let (result, _sink) = replay(&config, &rec2, &out);
+    let report = result.expect("replay");
+    assert_eq!(report.sink.failed, 0);
+    assert_eq!(report.summary.erasures, erased.len() as u64);
+    let text = std::fs::read_to_string(out.join("decisions.jsonl")).unwrap();
+    for line in text.lines() {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let user = d["user_id"].as_str().unwrap();
+        assert!(
+            !erased.iter().any(|e| e == user),
+            "{user}'s decision stayed"
+        );
+    }
+    let want = expected(&out, &audiences_of(&out));
+    assert_eq!(held(&sim.sim), want);
+    let count = |m: &std::collections::BTreeMap<String, Members>| {
+        m.values().map(|s| s.len()).sum::<usize>()
+    };
+    assert!(
+        count(&want) < count(&before.1),
+        "the erasures took ids out: {} vs {}",
+        count(&want),
+        count(&before.1)
+    );
+}

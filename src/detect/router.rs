@@ -22,6 +22,8 @@ pub struct Totals {
     /// Records that are neither (Segment `alias` and `group` calls): accepted, counted, no
     /// effect.
     pub other: u64,
+    /// Erasure requests (`{"type": "delete"}` records), applied however late they come.
+    pub erasures: u64,
     /// Lines that could not be decoded.
     pub malformed: u64,
     /// Records behind the watermark on arrival.
@@ -57,6 +59,7 @@ impl Totals {
         self.events += other.events;
         self.profiles += other.profiles;
         self.other += other.other;
+        self.erasures += other.erasures;
         self.malformed += other.malformed;
         self.late_dropped += other.late_dropped;
         for (a, b) in self.by_reason.iter_mut().zip(other.by_reason) {
@@ -104,7 +107,13 @@ pub fn route(
         Ok(rec) => rec,
     };
     totals.records += 1;
-    if rec.event.is_some() {
+    let mut rec = rec;
+    if rec.erase {
+        // An erasure is honoured whenever it comes: one behind the watermark is applied just
+        // above it.
+        totals.erasures += 1;
+        rec.ts = rec.ts.max(wm.current().saturating_add(1));
+    } else if rec.event.is_some() {
         totals.events += 1;
     } else if rec.profile.is_some() {
         totals.profiles += 1;

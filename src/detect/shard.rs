@@ -177,6 +177,9 @@ impl Shard {
     }
 
     fn apply(&mut self, rec: Record) {
+        if rec.erase {
+            return self.erase(rec);
+        }
         let slot = match self.find(&rec.user) {
             Some(s) => s,
             None if Self::creates_state(&self.rules, &rec) => self.insert(rec.user.clone()),
@@ -216,6 +219,22 @@ impl Shard {
                 q.insert(at, (deadline, slot));
             }
         }
+    }
+
+    /// An erasure request: the user's state (profile, aggregates, open windows) is dropped —
+    /// a changelog tombstone — and every campaign's activate stage is told. Timers of the
+    /// dropped windows find no window and are skipped.
+    fn erase(&mut self, rec: Record) {
+        if let Some(slot) = self.find(&rec.user) {
+            self.users[slot as usize] = UserState::new(rec.user.clone());
+            self.mark_dirty(slot);
+        }
+        let n = self.rules.rules.len();
+        self.out.erasures.extend((0..n).map(|c| super::Erasure {
+            campaign: c as CampaignIdx,
+            user: rec.user.clone(),
+            ts: rec.ts,
+        }));
     }
 
     /// Whether a record for an unknown user needs state: a profile patch, or a trigger event.

@@ -290,7 +290,9 @@ impl<'s> Decoder<'s> {
                 ts,
                 event: Some(self.event(f.event, f.props)?),
                 profile: None,
+                erase: false,
             }),
+            Some("delete") => Ok(Record::erasure(user, ts)),
             Some("profile") => {
                 let mut patch = self.profile(f.props, Keys::Profile)?;
                 patch.device = Self::device(f.device_id)?;
@@ -299,6 +301,7 @@ impl<'s> Decoder<'s> {
                     ts,
                     event: None,
                     profile: Some(Box::new(patch)),
+                    erase: false,
                 })
             }
             Some(_) => Err(Malformed::UnknownType),
@@ -346,6 +349,7 @@ impl<'s> Decoder<'s> {
             ts,
             event,
             profile,
+            erase: false,
         };
         match &*kind {
             "track" => {
@@ -370,6 +374,11 @@ impl<'s> Decoder<'s> {
                 Ok(record(None, context(Some(patch))?))
             }
             "alias" | "group" => Ok(record(None, None)),
+            // Segment's `delete` (a user deletion request, as its regulation API forwards it).
+            "delete" => Ok(Record {
+                erase: true,
+                ..record(None, None)
+            }),
             _ => Err(Malformed::UnknownType),
         }
     }
@@ -472,7 +481,11 @@ impl<'s> Decoder<'s> {
                 ts,
                 event: Some(self.event(f.evt_name, f.evt_data)?),
                 profile: None,
+                erase: false,
             }),
+            // Not a CleverTap upload type: remarket's own, so an erasure can travel on a
+            // CleverTap-format topic too.
+            Some("delete") => Ok(Record::erasure(user, ts)),
             Some("profile") => {
                 let mut patch = self.profile(f.profile_data, Keys::Clevertap)?;
                 patch.device = Self::device(f.object_id)?;
@@ -481,6 +494,7 @@ impl<'s> Decoder<'s> {
                     ts,
                     event: None,
                     profile: Some(Box::new(patch)),
+                    erase: false,
                 })
             }
             Some(_) => Err(Malformed::UnknownType),

@@ -36,7 +36,7 @@ use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, parse_ids, Qualified};
 use crate::activate::{Activator, Decided, Held, Holdback, Item, Outcome, Released};
 use crate::config::Config;
-use crate::detect::{CampaignIdx, Conversion, Qualification};
+use crate::detect::{CampaignIdx, Conversion, Erasure, Qualification};
 use crate::sink::service::{TikTokSink, TrySend};
 use crate::sink::AudienceOp;
 
@@ -104,6 +104,8 @@ impl DecisionRecord {
 #[derive(Debug, Default)]
 pub struct ActivateStatus {
     pub decisions: std::sync::atomic::AtomicU64,
+    /// Decisions forgotten by erasure requests.
+    pub erased: std::sync::atomic::AtomicU64,
     /// Decisions by `(campaign, outcome)`.
     pub by_outcome: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// The consumer's lag per `(topic, partition)`, from librdkafka's statistics.
@@ -161,6 +163,8 @@ struct Part {
     hold: Holdback<i64>,
     /// Offset → records held in `hold`: the commit stays at or below the first.
     held: BTreeMap<i64, u32>,
+    /// Offset → decisions an erasure there forgot, whose tombstones wait for the commit.
+    erased: BTreeMap<i64, Vec<(CampaignIdx, crate::event::UserId)>>,
     consumed: i64,
 }
 
@@ -464,6 +468,7 @@ impl State {
             pending: BTreeMap::new(),
             hold: Holdback::default(),
             held: BTreeMap::new(),
+            erased: BTreeMap::new(),
             consumed: 0,
         })
     }
@@ -519,10 +524,7 @@ impl State {
             return Vec::new();
         };
         part.consumed = part.consumed.max(offset + 1);
-        let mut now = Released {
-            qualifications: Vec::new(),
-            conversions: Vec::new(),
-        };
+        let mut now = Released::default();
         match q {
             Qualified::Watermark {
                 partition,
@@ -533,12 +535,7 @@ impl State {
                 part.hold
                     .report(partition.max(0) as u32, of, watermark, idle);
                 now = part.hold.release();
-                for off in now
-                    .qualifications
-                    .iter()
-                    .map(|(_, o)| o)
-                    .chain(now.conversions.iter().map(|(_, o)| o))
-                {
+                for off in now.tags() {
                     if let Some(n) = part.held.get_mut(off) {
                         *n = n.saturating_sub(1);
                     }
@@ -592,12 +589,28 @@ impl State {
                     Held::Now(c, o) => now.conversions.push((c, o)),
                 }
             }
+            Qualified::Erasure { campaign, user, ts } => {
+                let Some(&c) = self.campaign_ids.get(&campaign) else {
+                    return Vec::new();
+                };
+                let e = Erasure {
+                    campaign: c,
+                    user: user.as_str().into(),
+                    ts,
+                };
+                match part.hold.hold_erasure(e, offset) {
+                    Held::Held => *part.held.entry(offset).or_default() += 1,
+                    Held::Duplicate => {}
+                    Held::Now(e, o) => now.erasures.push((e, o)),
+                }
+            }
         }
         let mut ops = Vec::new();
         for item in now.into_time_order() {
             match item {
                 Item::Qualification((q, o)) => self.decide(p, o, &q, &mut ops),
                 Item::Conversion((c, o)) => self.convert(p, o, &c, &mut ops),
+                Item::Erasure((e, o)) => self.erase(p, o, &e, &mut ops),
             }
         }
         let part = self.parts.get_mut(&p).expect("present");
@@ -638,10 +651,53 @@ impl State {
         }
     }
 
+    /// Applies one released erasure (the record at `offset`) into `ops`. The decision's
+    /// tombstone is written once the record is committable (its delete acknowledged): a crash
+    /// before that re-reads the erasure and finds the decision, so the delete is sent again.
+    fn erase(&mut self, p: i32, offset: i64, e: &Erasure, ops: &mut Vec<(i64, AudienceOp)>) {
+        let part = self.parts.get_mut(&p).expect("present");
+        let had = part.act.decided(e.campaign, &e.user).is_some();
+        let step = part.act.step_erasure(e);
+        ops.extend(step.op.map(|op| (offset, op)));
+        if had {
+            part.erased
+                .entry(offset)
+                .or_default()
+                .push((e.campaign, e.user.clone()));
+            self.status.erased.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the tombstones of erasures at offsets below `upto` (see [`State::erase`]); a
+    /// user decided again since gets that decision instead.
+    fn write_tombstones(&mut self, p: i32, upto: i64) {
+        let Some(part) = self.parts.get_mut(&p) else {
+            return;
+        };
+        let later = part.erased.split_off(&upto);
+        let due = std::mem::replace(&mut part.erased, later);
+        for (campaign, user) in due.into_values().flatten() {
+            let decided = self.parts[&p].act.decided(campaign, &user).is_some();
+            if decided {
+                self.persist(p, campaign, &user);
+            } else {
+                let id = &self.config.campaigns[usize::from(campaign)].id;
+                let key = format!("{id}/{user}");
+                super::send(
+                    &self.producer,
+                    &self.decisions,
+                    Some(p),
+                    Some(key.as_bytes()),
+                    None,
+                    None,
+                );
+            }
+        }
+    }
+
     /// Flushes decisions, then the offsets to commit: each partition up to its first
     /// unacknowledged or held record.
     fn offsets(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
-        super::flush_durable(&self.producer)?;
         let mut offsets = Vec::new();
         for (&p, part) in self.parts.iter_mut() {
             if only.is_some_and(|o| !o.contains(&p)) {
@@ -660,6 +716,10 @@ impl State {
                 offsets.push((self.qualified.clone(), p, upto));
             }
         }
+        for &(_, p, upto) in &offsets {
+            self.write_tombstones(p, upto);
+        }
+        super::flush_durable(&self.producer)?;
         if !offsets.is_empty() {
             tracing::debug!(offsets = ?offsets.iter().map(|(_, p, o)| (p, o)).collect::<Vec<_>>(), "activate commit");
         }

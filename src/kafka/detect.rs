@@ -730,6 +730,21 @@ impl State {
                     &rec,
                 );
             }
+            for e in out.erasures {
+                let campaign = &campaigns[usize::from(e.campaign)].id;
+                let rec = Qualified::Erasure {
+                    campaign: campaign.clone(),
+                    user: e.user.to_string(),
+                    ts: e.ts,
+                };
+                produce(
+                    &self.producer,
+                    &self.qualified,
+                    None,
+                    campaign.as_bytes(),
+                    &rec,
+                );
+            }
         }
     }
 

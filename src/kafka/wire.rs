@@ -33,6 +33,12 @@ pub enum Qualified {
         #[serde(default, skip_serializing_if = "is_zero")]
         revenue: f64,
     },
+    /// An erasure request for `user` reached detect at `ts` (one record per campaign).
+    Erasure {
+        campaign: String,
+        user: String,
+        ts: i64,
+    },
     /// Detect partition `partition` (of `of`) has written every qualification and conversion
     /// with `at`/`ts <= watermark` (`idle`: its inputs are idle). Sent to every qualified
     /// partition at each checkpoint, after those records were acknowledged; activate holds

@@ -62,6 +62,7 @@ impl T {
                     .collect(),
             }),
             profile: None,
+            erase: false,
         };
         self.push(rec)
     }
@@ -98,6 +99,7 @@ impl T {
             ts,
             event: None,
             profile: Some(Box::new(patch)),
+            erase: false,
         })
     }
 
@@ -394,11 +396,12 @@ fn pending_counts_open_windows_without_decision() {
 
 /// Layout budget: every tracked user has a `UserState`, every buffered record a `Record`.
 /// (80: 72 before behaviour rules' buckets and devices, one thin pointer, `None` for most
-/// users; the profile device's key took the 8 bytes a boxed campaign slice saved.)
+/// users; the profile device's key took the 8 bytes a boxed campaign slice saved. A record:
+/// 128, 120 before the erasure flag — records are buffered only within the lateness window.)
 #[test]
 fn per_user_and_per_record_sizes_stay_within_budget() {
     assert!(std::mem::size_of::<super::UserState>() <= 80);
-    assert!(std::mem::size_of::<Record>() <= 120);
+    assert!(std::mem::size_of::<Record>() <= 128);
     assert!(std::mem::size_of::<Value>() <= 24);
 }
 
