@@ -15,6 +15,7 @@
 //! | `POST /campaigns/{id}/publish`, `/stop` | `{"effective_at"}` optional (RFC 3339 or ms; default now) |
 //! | `GET /campaigns/{id}/report` | the report (§9), when the runtime has one |
 //! | `GET\|POST /segments`, `GET\|PUT\|DELETE /segments/{id}` | saved segments |
+//! | `GET /ad-accounts` | the linked ad accounts, and whether each one's token works |
 //! | `POST /users/{id}/erase` | an erasure request (202), applied in event time (§9) |
 //! | `GET /openapi.json` | this API as an OpenAPI 3 document |
 
@@ -48,6 +49,13 @@ pub type Persist = Arc<dyn Fn(&str, Option<&Doc>) -> anyhow::Result<()> + Send +
 /// whichever partition the producers keyed the user to. Returns the erasure's event time.
 pub type Erase = Arc<dyn Fn(&str) -> anyhow::Result<EventTime> + Send + Sync>;
 
+/// Asks TikTok whether an ad account's token works (`GET /ad-accounts`).
+pub type CheckAccount = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, crate::sink::tiktok::AccountStatus>
+        + Send
+        + Sync,
+>;
+
 /// A campaign's report from the running pipeline, if it has one.
 pub type Reports = Arc<dyn Fn(&str) -> Option<Report> + Send + Sync>;
 
@@ -71,6 +79,8 @@ struct Inner {
     clock: Arc<dyn WallClock>,
     /// `None`: no runtime that can erase (the route answers 503).
     erase: Option<Erase>,
+    /// `None`: no TikTok client (the route lists the accounts without checking them).
+    check_account: Option<CheckAccount>,
 }
 
 /// An API error: its status and JSON body.
@@ -149,12 +159,19 @@ impl Api {
                 reports,
                 clock,
                 erase: None,
+                check_account: None,
             }),
         }
     }
 
     fn configure(&mut self) -> &mut Inner {
         Arc::get_mut(&mut self.inner).expect("an Api is configured before it is cloned")
+    }
+
+    /// Checks the accounts of `GET /ad-accounts` through `check`.
+    pub fn with_account_check(mut self, check: CheckAccount) -> Api {
+        self.configure().check_account = Some(check);
+        self
     }
 
     /// Serves `POST /users/{id}/erase` through `erase`.
@@ -180,6 +197,7 @@ impl Api {
                 get(get_segment).put(put_segment).delete(delete_segment),
             )
             .route("/users/{id}/erase", post(erase_user))
+            .route("/ad-accounts", get(ad_accounts))
             .route_layer(axum::middleware::from_fn_with_state(self.clone(), auth))
             .route("/openapi.json", get(openapi))
             .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -572,6 +590,82 @@ async fn list_segments(State(api): State<Api>) -> Json<Value> {
     Json(json!({ "segments": all }))
 }
 
+/// `GET /ad-accounts`: the `[[tiktok.account]]`s and every campaign's `ad_account` (config and
+/// store), each with the campaigns on it, the token that serves it and whether TikTok accepts
+/// that token for it (`ok`, TikTok's name, status, currency, time zone).
+async fn ad_accounts(State(api): State<Api>) -> Json<Value> {
+    // advertiser id → (configured name, campaigns)
+    let mut accounts: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
+    fn entry(accounts: &mut Vec<(String, Option<String>, Vec<String>)>, id: &str) -> usize {
+        match accounts.iter().position(|a| a.0 == id) {
+            Some(i) => i,
+            None => {
+                accounts.push((id.to_owned(), None, Vec::new()));
+                accounts.len() - 1
+            }
+        }
+    }
+    let configured = (api.inner.base.get("tiktok"))
+        .and_then(|t| t.get("account"))
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut named = Vec::new();
+    for a in &configured {
+        if let Some(id) = a.get("advertiser_id").and_then(toml::Value::as_str) {
+            let i = entry(&mut accounts, id);
+            named.push((
+                i,
+                a.get("name")
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_owned),
+            ));
+        }
+    }
+    let mut campaigns: Vec<(String, String)> = (api.inner.managed.iter())
+        .filter_map(|(id, def)| Some((id.clone(), def.get("ad_account")?.as_str()?.to_owned())))
+        .collect();
+    {
+        let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
+        campaigns.extend(store.docs(Kind::Campaign).filter_map(|d| {
+            let account = d.definition.get("ad_account")?.as_str()?.to_owned();
+            Some((d.id.clone(), account))
+        }));
+    }
+    for (campaign, account) in campaigns {
+        let i = entry(&mut accounts, &account);
+        accounts[i].2.push(campaign);
+    }
+    for (i, name) in named {
+        accounts[i].1 = name;
+    }
+    let checks = accounts.iter().map(|(id, _, _)| {
+        let check = api.inner.check_account.clone();
+        let id = id.clone();
+        async move {
+            match check {
+                Some(c) => Some(c(id).await),
+                None => None,
+            }
+        }
+    });
+    let checked = futures::future::join_all(checks).await;
+    let list: Vec<Value> = accounts
+        .into_iter()
+        .zip(checked)
+        .map(|((id, configured_name, campaigns), status)| {
+            let mut v = match status {
+                Some(s) => serde_json::to_value(s).expect("serialisable"),
+                None => json!({"advertiser_id": id, "ok": null, "error": "no TikTok client in this process"}),
+            };
+            v["configured_name"] = json!(configured_name);
+            v["campaigns"] = json!(campaigns);
+            v
+        })
+        .collect();
+    Json(json!({ "ad_accounts": list }))
+}
+
 /// Longest user id the erase route takes (ids are opaque; this bounds what is hashed).
 const MAX_USER_ID: usize = 1024;
 
@@ -665,6 +759,13 @@ pub fn openapi_document() -> Value {
                     "503": resp("no admin token, no running service, or the request cannot be written", err.clone())
                 }}
             },
+            "/ad-accounts": {
+                "get": {"operationId": "listAdAccounts", "responses": {
+                    "200": resp("the linked ad accounts and whether each token works", json!({"type": "object", "required": ["ad_accounts"], "properties": {"ad_accounts": {"type": "array", "items": {"$ref": "#/components/schemas/AdAccount"}}}})),
+                    "401": resp("missing or wrong bearer token", err.clone()),
+                    "503": resp("no admin token configured", err.clone())
+                }}
+            },
             "/segments/{id}": {
                 "parameters": id,
                 "get": {"operationId": "getSegment", "responses": with(("200", "the segment", obj.clone()))},
@@ -678,7 +779,16 @@ pub fn openapi_document() -> Value {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
                 "Problems": {"type": "object", "required": ["problems"], "properties": {"problems": {"type": "array", "items": {"type": "object", "properties": {"campaign": {"type": "string", "nullable": true}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
                 "When": {"type": "object", "properties": {"effective_at": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}},
-                "Report": {"type": "object"}
+                "Report": {"type": "object"},
+                "AdAccount": {"type": "object", "required": ["advertiser_id", "ok", "campaigns"], "properties": {
+                    "advertiser_id": {"type": "string"},
+                    "token": {"type": "string", "enum": ["account", "default", "none"]},
+                    "ok": {"type": "boolean", "nullable": true},
+                    "name": {"type": "string"}, "status": {"type": "string"}, "currency": {"type": "string"}, "timezone": {"type": "string"},
+                    "error": {"type": "string"},
+                    "configured_name": {"type": "string", "nullable": true},
+                    "campaigns": {"type": "array", "items": {"type": "string"}}
+                }}
             }
         }
     })

@@ -79,11 +79,23 @@ pub enum TokenSource {
     None,
 }
 
+/// `[[tiktok.account]]`: an ad account with a token of its own (the `[tiktok]` token serves
+/// the others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub advertiser_id: String,
+    /// Shown by `GET /api/v1/ad-accounts` (TikTok's own name is asked for too).
+    pub name: Option<String>,
+    pub token: TokenSource,
+}
+
 /// `[tiktok]`: the audience sink.
 #[derive(Debug, Clone)]
 pub struct TikTokSettings {
     pub base_url: String,
+    /// The default token: every advertiser without an account of its own.
     pub token: TokenSource,
+    pub accounts: Vec<Account>,
     /// Requests per second, > 0.
     pub qps: f64,
     /// Users per mapping request, 1..=10,000.
@@ -343,6 +355,7 @@ const TIKTOK_KEYS: &[&str] = &[
     "linger",
     "drain_grace",
     "retry_for",
+    "account",
 ];
 const KAFKA_KEYS: &[&str] = &[
     "brokers",
@@ -452,35 +465,8 @@ fn read_tiktok(t: &Table, problems: &mut Problems) -> Option<TikTokSettings> {
                 None
             }
         });
-    let file = r.get::<String>(t, "access_token_file").optional();
-    let env = r.get::<String>(t, "access_token_env").optional();
-    if file.as_ref().is_some_and(|f| f.as_deref() == Some("")) {
-        r.err(
-            &t.at("access_token_file"),
-            "is empty (a path to the token file)",
-        );
-    }
-    if let Some(Some(name)) = &env {
-        if name.is_empty() || name.contains(['=', '\0']) {
-            r.err(
-                &t.at("access_token_env"),
-                "must be the name of an environment variable (not empty, no '=')",
-            );
-        }
-    }
-    let token = match (file, env) {
-        (Some(Some(_)), Some(Some(_))) => {
-            r.err(
-                &t.at("access_token_file"),
-                "set access_token_file or access_token_env, not both",
-            );
-            None
-        }
-        (Some(Some(f)), Some(None)) => Some(TokenSource::File(PathBuf::from(f))),
-        (Some(None), Some(Some(v))) => Some(TokenSource::Env(v)),
-        (Some(None), Some(None)) => Some(TokenSource::None),
-        _ => None,
-    };
+    let token = token_source(&mut r, t, "access_token_file", "access_token_env");
+    let accounts = read_accounts(&mut r, t);
     let qps = r.get::<f64>(t, "qps").or(10.0).and_then(|q| {
         if QPS.contains(&q) {
             Some(q)
@@ -510,12 +496,105 @@ fn read_tiktok(t: &Table, problems: &mut Problems) -> Option<TikTokSettings> {
     Some(TikTokSettings {
         base_url: base_url?,
         token: token?,
+        accounts: accounts?,
         qps: qps?,
         max_batch: max_batch? as usize,
         linger: linger?,
         drain_grace: drain_grace?,
         retry_for: retry_for?,
     })
+}
+
+/// Where a secret comes from: `file_key` (a path) or `env_key` (a variable's name), at most
+/// one of them; neither is [`TokenSource::None`].
+fn token_source(r: &mut Reader, t: &Table, file_key: &str, env_key: &str) -> Option<TokenSource> {
+    let file = r.get::<String>(t, file_key).optional();
+    let env = r.get::<String>(t, env_key).optional();
+    let mut ok = true;
+    if let Some(Some(f)) = &file {
+        if f.is_empty() {
+            r.err(&t.at(file_key), "is empty (a path to the token file)");
+            ok = false;
+        }
+    }
+    if let Some(Some(name)) = &env {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            r.err(
+                &t.at(env_key),
+                "must be the name of an environment variable (not empty, no '=')",
+            );
+            ok = false;
+        }
+    }
+    match (file?, env?) {
+        (Some(_), Some(_)) => {
+            r.err(
+                &t.at(file_key),
+                format!("set {file_key} or {env_key}, not both"),
+            );
+            None
+        }
+        _ if !ok => None,
+        (Some(f), None) => Some(TokenSource::File(PathBuf::from(f))),
+        (None, Some(v)) => Some(TokenSource::Env(v)),
+        (None, None) => Some(TokenSource::None),
+    }
+}
+
+const ACCOUNT_KEYS: &[&str] = &[
+    "advertiser_id",
+    "name",
+    "access_token_file",
+    "access_token_env",
+];
+
+/// `[[tiktok.account]]`: ad accounts with their own token, each id once.
+fn read_accounts(r: &mut Reader, t: &Table) -> Option<Vec<Account>> {
+    let list = match t.t.get("account") {
+        None => return Some(Vec::new()),
+        Some(toml::Value::Array(a)) => a,
+        Some(_) => {
+            r.err(
+                &t.at("account"),
+                "must be an array of tables ([[tiktok.account]])",
+            );
+            return None;
+        }
+    };
+    let before = r.count();
+    let mut out: Vec<Account> = Vec::new();
+    for (i, v) in list.iter().enumerate() {
+        let Some(a) = r.table(format!("{}[{i}]", t.at("account")), v, ACCOUNT_KEYS) else {
+            continue;
+        };
+        let id = r.req::<String>(&a, "advertiser_id");
+        if let Some(id) = &id {
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                r.err(
+                    &a.at("advertiser_id"),
+                    "must be a TikTok advertiser id (digits)",
+                );
+            } else if out.iter().any(|o| o.advertiser_id == *id) {
+                r.err(&a.at("advertiser_id"), format!("{id} is listed twice"));
+            }
+        }
+        let name = r.get::<String>(&a, "name").optional();
+        let token = token_source(r, &a, "access_token_file", "access_token_env");
+        if token == Some(TokenSource::None) {
+            r.err(
+                &a.at("access_token_file"),
+                "missing (an account's token: access_token_file or access_token_env)",
+            );
+        }
+        if let (Some(advertiser_id), Some(name), Some(token)) = (id, name, token) {
+            out.push(Account {
+                advertiser_id,
+                name,
+                token,
+            });
+        }
+    }
+    (r.count() == before).then_some(out)
 }
 
 /// An absolute `http`/`https` URL with a host, which API paths are appended to (so no query
@@ -615,34 +694,7 @@ fn read_kafka(
 
 fn read_http(t: &Table, problems: &mut Problems) -> Option<HttpSettings> {
     let mut r = Reader::new(problems, None);
-    let file = r.get::<String>(t, "admin_token_file").optional();
-    let env = r.get::<String>(t, "admin_token_env").optional();
-    let admin_token = match (file, env) {
-        (Some(Some(_)), Some(Some(_))) => {
-            r.err(
-                &t.at("admin_token_file"),
-                "set admin_token_file or admin_token_env, not both",
-            );
-            None
-        }
-        (Some(Some(f)), Some(None)) if !f.is_empty() => Some(TokenSource::File(PathBuf::from(f))),
-        (Some(None), Some(Some(v))) if !v.is_empty() && !v.contains(['=', '\0']) => {
-            Some(TokenSource::Env(v))
-        }
-        (Some(None), Some(None)) => Some(TokenSource::None),
-        (Some(Some(_)), _) => {
-            r.err(&t.at("admin_token_file"), "must be a path");
-            None
-        }
-        (_, Some(Some(_))) => {
-            r.err(
-                &t.at("admin_token_env"),
-                "must be the name of an environment variable (not empty, no '=')",
-            );
-            None
-        }
-        _ => None,
-    };
+    let admin_token = token_source(&mut r, t, "admin_token_file", "admin_token_env");
     let text = r.get::<String>(t, "listen").or("0.0.0.0:9898".into())?;
     match text.parse() {
         Ok(listen) => Some(HttpSettings {

@@ -19,7 +19,7 @@ use crate::sink::audiences::resolve;
 use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
 use crate::sink::service::{SinkSettings, TikTokSink};
-use crate::sink::tiktok::{Client, Token};
+use crate::sink::tiktok::{Client, Token, Tokens};
 
 /// A future that completes when the service should stop.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -46,7 +46,7 @@ impl Env {
                 config.http.listen
             )
         })?;
-        let token = Token::load(&config.tiktok.token)?;
+        let token = Tokens::load(&config.tiktok)?;
         let client = Arc::new(Client::new(
             &config.tiktok.base_url,
             token,
@@ -164,6 +164,13 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         },
         clock.clone(),
     );
+    let api = api.with_account_check({
+        let client = client.clone();
+        Arc::new(move |advertiser: String| {
+            let client = client.clone();
+            Box::pin(async move { client.account_status(&advertiser).await })
+        })
+    });
     let api = api.with_erase({
         let (k, cell, clock) = (k.clone(), producer_cell.clone(), clock.clone());
         let format = config.source.format;

@@ -9,6 +9,7 @@
 //! | `POST /open_api/v1.3/segment/mapping/` | `add` (default) / `delete` of positional `batch_data` rows against `id_schema`, set semantics |
 //! | `GET /open_api/v1.3/dmp/custom_audience/get/` | details + history; `custom_audience_ids` as JSON text |
 //! | `GET /open_api/v1.3/dmp/custom_audience/list/` | paged list, `page_info` |
+//! | `GET /open_api/v1.3/advertiser/info/` | the token's accounts of `advertiser_ids` (name, status, currency, time zone) |
 //! | `/sim/...` | inspection and control, see `inspect.rs` |
 //!
 //! Every answer from API logic is HTTP 200 with `{code, message, request_id, data}`. The order
@@ -56,7 +57,7 @@
 //!       | httpNNN   HTTP NNN (400-599) with an HTML body, e.g. http504
 //!       | reset     the connection is closed with a TCP RST and no response (see net.rs)
 //! STEP  = ok | FAULT | latency=DURATION, each optionally repeated with *N (e.g. 50002*3)
-//! EP    = audience | mapping | get | list  (limit the clause to one endpoint)
+//! EP    = audience | mapping | get | list | advertiser  (limit the clause to one endpoint)
 //! ```
 //!
 //! Examples: `rate:50002=0.1,rate:http504=0.05`, `script:40100,40100,ok,http504,reset`,
@@ -65,6 +66,7 @@
 //! count against the QPS limits. Injected latency is slept first, then the request proceeds
 //! normally (or fails if the same decision also holds a fault).
 
+mod advertiser;
 mod dmp;
 mod envelope;
 mod faults;

@@ -32,14 +32,19 @@ struct Server {
 }
 
 fn start() -> Server {
+    let base: toml::Table = std::fs::read_to_string("config/sample.toml")
+        .unwrap()
+        .parse()
+        .unwrap();
+    start_with(base, None)
+}
+
+/// An API over `base`, checking ad accounts through `check` if given.
+fn start_with(base: toml::Table, check: Option<remarket::api::CheckAccount>) -> Server {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
-    let base: toml::Table = std::fs::read_to_string("config/sample.toml")
-        .unwrap()
-        .parse()
         .unwrap();
     let store = Arc::new(Mutex::new(Store::default()));
     let written: Written = Arc::default();
@@ -65,6 +70,10 @@ fn start() -> Server {
         Arc::new(|_: &str| None),
         clock,
     );
+    let api = match check {
+        Some(c) => api.with_account_check(c),
+        None => api,
+    };
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -337,7 +346,7 @@ fn the_openapi_document_matches_the_routes() {
             );
         }
     }
-    assert_eq!(operations, 13);
+    assert_eq!(operations, 15);
 }
 
 /// `remarket campaigns …` against the API: a TOML campaign file created and published, the
@@ -403,4 +412,91 @@ identifiers = ["email"]
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     let out = cli(&["list"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("REMARKET_ADMIN_TOKEN"));
+}
+
+/// `GET /ad-accounts` lists the configured accounts and every campaign's `ad_account`, each
+/// with the token that serves it and TikTok's answer to `advertiser/info/` (the simulator's):
+/// an account's own token, the default token, and a token TikTok refuses for its account.
+#[test]
+fn ad_accounts_say_which_token_serves_each_and_whether_it_works() {
+    const ADV_A: &str = "7178918106775994370";
+    const ADV_B: &str = "7178918106775994371";
+    const ADV_C: &str = "7178918106775994379";
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let (default, b) = (file("default", "tok-a\n"), file("b", "tok-b\n"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let args = remarket::tiktok_sim::SimArgs {
+        tokens: vec![
+            ("tok-a".into(), vec![ADV_A.into()]),
+            ("tok-b".into(), vec![ADV_B.into()]),
+        ],
+        ..Default::default()
+    };
+    let sim = remarket::tiktok_sim::Simulator::new(&args).unwrap();
+    let (url, _handle) = rt.block_on(sim.spawn()).unwrap();
+    let text = std::fs::read_to_string("config/sample.toml")
+        .unwrap()
+        .replace("https://business-api.tiktok.com", &url)
+        .replace(
+            "access_token_env = \"TIKTOK_ACCESS_TOKEN\"",
+            &format!("access_token_file = {default:?}"),
+        )
+        + &format!(
+            "\n[[tiktok.account]]\nadvertiser_id = \"{ADV_B}\"\nname = \"Brand B\"\naccess_token_file = {b:?}\n\
+             [[tiktok.account]]\nadvertiser_id = \"{ADV_C}\"\naccess_token_file = {b:?}\n"
+        );
+    let config = remarket::config::Config::parse(&text, Vec::new()).unwrap();
+    let client = Arc::new(
+        remarket::sink::tiktok::Client::new(
+            &url,
+            remarket::sink::tiktok::Tokens::load(&config.tiktok).unwrap(),
+            std::time::Duration::from_secs(10),
+        )
+        .unwrap(),
+    );
+    let check: remarket::api::CheckAccount = Arc::new(move |advertiser: String| {
+        let client = client.clone();
+        Box::pin(async move { client.account_status(&advertiser).await })
+    });
+    let s = start_with(text.parse().unwrap(), Some(check));
+    let (status, body) = s.ok("GET", "/ad-accounts", None);
+    assert_eq!(status, 200, "{body}");
+    let list = body["ad_accounts"].as_array().unwrap();
+    let of = |id: &str| {
+        list.iter()
+            .find(|a| a["advertiser_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(list.len(), 3, "{body}");
+    let a = of(ADV_A);
+    assert_eq!(
+        (a["token"].as_str(), a["ok"].as_bool()),
+        (Some("default"), Some(true))
+    );
+    assert_eq!(a["name"], format!("Simulated advertiser {ADV_A}"));
+    assert_eq!(a["campaigns"].as_array().unwrap().len(), 3, "{a}");
+    let b = of(ADV_B);
+    assert_eq!(
+        (b["token"].as_str(), b["ok"].as_bool()),
+        (Some("account"), Some(true))
+    );
+    assert_eq!(b["configured_name"], "Brand B");
+    assert_eq!(b["campaigns"].as_array().unwrap().len(), 1, "{b}");
+    let c = of(ADV_C);
+    assert_eq!(
+        (c["token"].as_str(), c["ok"].as_bool()),
+        (Some("account"), Some(false))
+    );
+    assert!(c["error"].as_str().unwrap().starts_with("40001"), "{c}");
+    assert!(!body.to_string().contains("tok-"), "no token in the answer");
 }

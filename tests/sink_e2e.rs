@@ -794,3 +794,51 @@ fn erasure_records_take_users_out_of_every_audience() {
         count(&before.1)
     );
 }
+
+/// `[[tiktok.account]]`: a campaign on an advertiser the default token does not cover is
+/// served with that account's token (the simulator answers 40001 to the default one).
+#[test]
+fn an_account_token_serves_its_advertiser() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 400, 3_000, 31);
+    let sim = Sim::start(TOKEN, |a| {
+        a.tokens = vec![
+            (TOKEN.to_owned(), vec![ADV_A.to_owned()]),
+            ("b-token".to_owned(), vec![ADV_B.to_owned()]),
+        ];
+    });
+    let b_token = dir.path().join("b-token");
+    std::fs::write(&b_token, "b-token\n").unwrap();
+    let mut results: Vec<u64> = Vec::new();
+    for with_account in [false, true] {
+        let run = dir.path().join(format!("run-{with_account}"));
+        std::fs::create_dir_all(&run).unwrap();
+        let token_file = run.join("token");
+        std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+        let mut text = config_text(&sim.url, &token_file, 1000, 500, "100ms");
+        if with_account {
+            text.push_str(&format!(
+                "\n[[tiktok.account]]\nadvertiser_id = \"{ADV_B}\"\nname = \"Brand B\"\naccess_token_file = {:?}\n",
+                b_token.display().to_string()
+            ));
+        }
+        let config = Config::parse(&text, Vec::new()).unwrap();
+        let out = run.join("out");
+        if with_account {
+            results.push(replay(&config, &rec, &out).0.unwrap().sink.failed);
+        } else {
+            // The sink looks ADV_B's audiences up at start: refused with the default token.
+            let e = ReplayTikTokSink::start(&config, &out)
+                .err()
+                .expect("refused");
+            assert!(e.to_string().contains("40001"), "{e}");
+        }
+    }
+    assert_eq!(results, [0]);
+    let out = dir.path().join("run-true/out");
+    let want = expected(&out, &audiences_of(&out));
+    let got = held(&sim.sim);
+    for (audience, members) in &want {
+        assert_eq!(got.get(audience), Some(members), "audience {audience}");
+    }
+}

@@ -760,3 +760,38 @@ identifiers = ["email"]
         "{got:#?}"
     );
 }
+
+#[test]
+fn ad_accounts_need_a_digit_id_once_and_a_token() {
+    let text = good_with(&[(
+        "qps = 5",
+        "qps = 5\n\
+         [[tiktok.account]]\nadvertiser_id = \"71\"\nname = \"Brand\"\naccess_token_file = \"/run/b\"\n\
+         [[tiktok.account]]\nadvertiser_id = \"71\"\naccess_token_env = \"B\"\n\
+         [[tiktok.account]]\nadvertiser_id = \"x1\"\n\
+         [[tiktok.account]]\nadvertiser_id = \"72\"\naccess_token_env = \"B\"\ncolour = 1",
+    )]);
+    let got = problems_of(&text);
+    assert_eq!(
+        got,
+        [
+            "tiktok.account[1].advertiser_id: 71 is listed twice",
+            "tiktok.account[2].access_token_file: missing (an account's token: access_token_file or access_token_env)",
+            "tiktok.account[2].advertiser_id: must be a TikTok advertiser id (digits)",
+            "tiktok.account[3].colour: unknown field",
+        ]
+    );
+    let ok = good_with(&[(
+        "qps = 5",
+        "qps = 5\n[[tiktok.account]]\nadvertiser_id = \"71\"\nname = \"Brand\"\naccess_token_file = \"/run/b\"",
+    )]);
+    let config = Config::parse(&ok, Vec::new()).unwrap();
+    assert_eq!(
+        config.tiktok.accounts,
+        [Account {
+            advertiser_id: "71".into(),
+            name: Some("Brand".into()),
+            token: TokenSource::File("/run/b".into()),
+        }]
+    );
+}

@@ -14,7 +14,7 @@ use super::audiences::{audience_size, resolve, AudienceStore, Target};
 use super::metrics::SinkMetrics;
 use super::ratelimit::RateLimiter;
 use super::service::{SinkSettings, TikTokSink};
-use super::tiktok::{Client, Token};
+use super::tiktok::{Client, Tokens};
 use super::{Action, AudienceOp, AudienceSink, SinkError, SinkReport};
 use crate::config::Config;
 use crate::identity::to_hex;
@@ -36,7 +36,7 @@ pub struct ReplayTikTokSink {
 impl ReplayTikTokSink {
     /// Resolves audiences and starts the sink against `config.tiktok`.
     pub fn start(config: &Config, out_dir: &Path) -> Result<ReplayTikTokSink, SinkError> {
-        let token = Token::load(&config.tiktok.token)?;
+        let token = Tokens::load(&config.tiktok)?;
         Self::start_with(
             config,
             out_dir,
@@ -52,7 +52,7 @@ impl ReplayTikTokSink {
     pub fn start_with(
         config: &Config,
         out_dir: &Path,
-        token: Token,
+        token: impl Into<Tokens>,
         settings: SinkSettings,
     ) -> Result<ReplayTikTokSink, SinkError> {
         let rt = tokio::runtime::Builder::new_multi_thread()

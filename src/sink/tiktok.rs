@@ -59,6 +59,8 @@ pub enum ClientError {
     TokenInvalid(String),
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
+    #[error("no TikTok access token for advertiser {0}: set [tiktok] access_token_file or access_token_env, or a [[tiktok.account]] for it")]
+    NoTokenFor(String),
 }
 
 /// The access token, re-read from its file when the file's modification time changes.
@@ -144,6 +146,50 @@ impl Token {
     }
 }
 
+/// The tokens of the sink: one per `[[tiktok.account]]`, and the default for every other
+/// advertiser.
+#[derive(Debug)]
+pub struct Tokens {
+    default: Option<Token>,
+    accounts: Vec<(String, Token)>,
+}
+
+impl From<Token> for Tokens {
+    fn from(t: Token) -> Tokens {
+        Tokens {
+            default: Some(t),
+            accounts: Vec::new(),
+        }
+    }
+}
+
+impl Tokens {
+    /// Reads every configured token; at least one must be configured.
+    pub fn load(settings: &crate::config::TikTokSettings) -> Result<Tokens, ClientError> {
+        let default = match &settings.token {
+            TokenSource::None if !settings.accounts.is_empty() => None,
+            source => Some(Token::load(source)?),
+        };
+        let accounts = (settings.accounts.iter())
+            .map(|a| Ok((a.advertiser_id.clone(), Token::load(&a.token)?)))
+            .collect::<Result<_, ClientError>>()?;
+        Ok(Tokens { default, accounts })
+    }
+
+    /// The token for `advertiser`: its account's, else the default.
+    pub fn for_advertiser(&self, advertiser: &str) -> Option<&Token> {
+        (self.accounts.iter())
+            .find(|(a, _)| a == advertiser)
+            .map(|(_, t)| t)
+            .or(self.default.as_ref())
+    }
+
+    /// Whether `advertiser` has a token of its own (not the default).
+    pub fn has_own(&self, advertiser: &str) -> bool {
+        self.accounts.iter().any(|(a, _)| a == advertiser)
+    }
+}
+
 /// An error and its sources, `: `-joined (reqwest's own text stops at "error sending request").
 fn causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
@@ -180,12 +226,16 @@ impl MapAction {
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    token: Token,
+    tokens: Tokens,
     last_retry: Mutex<Option<String>>,
 }
 
 impl Client {
-    pub fn new(base_url: &str, token: Token, timeout: Duration) -> Result<Client, ClientError> {
+    pub fn new(
+        base_url: &str,
+        tokens: impl Into<Tokens>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -194,7 +244,7 @@ impl Client {
         Ok(Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
-            token,
+            tokens: tokens.into(),
             last_retry: Mutex::new(None),
         })
     }
@@ -216,8 +266,24 @@ impl Client {
         format!("{}/open_api/v1.3/{path}", self.base)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> RetryAction {
-        let token = self.token.current();
+    /// Whether requests for `advertiser` have a token, and which (`true`: its own account's).
+    pub fn token_for(&self, advertiser: &str) -> Option<bool> {
+        (self.tokens.for_advertiser(advertiser)).map(|_| self.tokens.has_own(advertiser))
+    }
+
+    /// Every advertiser the config gives a token of its own, in config order.
+    pub fn accounts(&self) -> impl Iterator<Item = &str> {
+        self.tokens.accounts.iter().map(|(a, _)| a.as_str())
+    }
+
+    async fn send(&self, advertiser: &str, req: reqwest::RequestBuilder) -> RetryAction {
+        let Some(token) = self.tokens.for_advertiser(advertiser) else {
+            return RetryAction::Permanent {
+                code: 0,
+                message: ClientError::NoTokenFor(advertiser.to_owned()).to_string(),
+            };
+        };
+        let token = token.current();
         let Ok(mut value) = reqwest::header::HeaderValue::from_str(token.expose()) else {
             // `Token` refuses such tokens when it reads them; only a `Token::fixed` gets here.
             return RetryAction::Permanent {
@@ -265,8 +331,11 @@ impl Client {
             "action": "create",
             "custom_audience_name": name,
         });
-        self.send(self.http.post(self.url("segment/audience/")).json(&body))
-            .await
+        self.send(
+            advertiser,
+            self.http.post(self.url("segment/audience/")).json(&body),
+        )
+        .await
     }
 
     /// `GET dmp/custom_audience/get/` for one audience.
@@ -276,7 +345,7 @@ impl Client {
             .http
             .get(self.url("dmp/custom_audience/get/"))
             .query(&[("advertiser_id", advertiser), ("custom_audience_ids", &ids)]);
-        self.send(req).await
+        self.send(advertiser, req).await
     }
 
     /// `GET dmp/custom_audience/list/`, one page of 100.
@@ -290,7 +359,7 @@ impl Client {
                 ("page", &page),
                 ("page_size", "100"),
             ]);
-        self.send(req).await
+        self.send(advertiser, req).await
     }
 
     /// `POST segment/mapping/`: one row per user, positional against the schema.
@@ -304,8 +373,103 @@ impl Client {
         users: &[Ids],
     ) -> RetryAction {
         let body = mapping_body(advertiser, audience, action, email, phone, users);
-        self.send(self.http.post(self.url("segment/mapping/")).json(&body))
-            .await
+        self.send(
+            advertiser,
+            self.http.post(self.url("segment/mapping/")).json(&body),
+        )
+        .await
+    }
+
+    /// `GET advertiser/info/` for one advertiser, with its token: whether the token works for
+    /// it (and TikTok's name, status, currency and time zone of the account).
+    pub async fn advertiser_info(&self, advertiser: &str) -> RetryAction {
+        let ids = serde_json::to_string(&[advertiser]).expect("serialisable");
+        let fields = r#"["advertiser_id","name","status","currency","timezone"]"#;
+        let req = self
+            .http
+            .get(self.url("advertiser/info/"))
+            .query(&[("advertiser_ids", ids.as_str()), ("fields", fields)]);
+        self.send(advertiser, req).await
+    }
+}
+
+/// An ad account as `GET /api/v1/ad-accounts` shows it: which token serves it and whether
+/// TikTok's `advertiser/info/` accepts that token for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AccountStatus {
+    pub advertiser_id: String,
+    /// `account` (its own `[[tiktok.account]]` token), `default` (`[tiktok]`'s), `none`.
+    pub token: &'static str,
+    /// The token works for the account.
+    pub ok: bool,
+    /// TikTok's name of the account, and its status, currency and time zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Why not `ok` (TikTok's code and message, or the transport's failure; never a token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Client {
+    /// Asks TikTok once whether `advertiser`'s token works for it (no retries: a status page
+    /// answers now).
+    pub async fn account_status(&self, advertiser: &str) -> AccountStatus {
+        let token = match self.token_for(advertiser) {
+            Some(true) => "account",
+            Some(false) => "default",
+            None => "none",
+        };
+        let mut status = AccountStatus {
+            advertiser_id: advertiser.to_owned(),
+            token,
+            ok: false,
+            name: None,
+            status: None,
+            currency: None,
+            timezone: None,
+            error: None,
+        };
+        match self.advertiser_info(advertiser).await {
+            RetryAction::Ok(data) => {
+                let entry = (data
+                    .get("list")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten())
+                .find(|e| e.get("advertiser_id").and_then(Value::as_str) == Some(advertiser));
+                let field = |k: &str| {
+                    entry
+                        .and_then(|e| e.get(k))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                status.ok = entry.is_some();
+                status.name = field("name");
+                status.status = field("status");
+                status.currency = field("currency");
+                status.timezone = field("timezone");
+                if entry.is_none() {
+                    status.error = Some("TikTok did not list the account".into());
+                }
+            }
+            RetryAction::Permanent { code, message } => {
+                status.error = Some(format!("{code}: {message}"));
+            }
+            RetryAction::Retry(reason) => {
+                let last = self
+                    .last_retry()
+                    .unwrap_or_else(|| reason.as_str().to_owned());
+                status.error = Some(format!("TikTok did not answer ({last})"));
+            }
+            RetryAction::Split => status.error = Some("unexpected answer".into()),
+        }
+        status
     }
 }
 

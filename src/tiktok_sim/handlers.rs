@@ -30,7 +30,7 @@ use super::envelope::{self, codes, ApiError};
 use super::faults::Outcome;
 use super::net::Conn;
 use super::throttle::Throttled;
-use super::{dmp, inspect, segment, Inner, RequestLog, Simulator};
+use super::{advertiser, dmp, inspect, segment, Inner, RequestLog, Simulator};
 
 /// Request bodies above this get HTTP 413 (TikTok's own limit is not documented; 10,000 rows
 /// of six SHA-256 ids fit well within it).
@@ -47,6 +47,8 @@ pub(crate) enum Endpoint {
     Get,
     /// `GET /open_api/v1.3/dmp/custom_audience/list/`
     List,
+    /// `GET /open_api/v1.3/advertiser/info/`
+    AdvertiserInfo,
 }
 
 impl Endpoint {
@@ -57,6 +59,7 @@ impl Endpoint {
             "mapping" => Some(Endpoint::Mapping),
             "get" => Some(Endpoint::Get),
             "list" => Some(Endpoint::List),
+            "advertiser" => Some(Endpoint::AdvertiserInfo),
             _ => None,
         }
     }
@@ -114,6 +117,7 @@ fn advertisers(ep: Endpoint, input: &Input) -> Result<Vec<String>, ApiError> {
         Endpoint::SegmentAudience => segment::audience_advertiser(input.json()?),
         Endpoint::Mapping => segment::mapping_advertisers(input.json()?),
         Endpoint::Get | Endpoint::List => dmp::query_advertiser(input.query()?),
+        Endpoint::AdvertiserInfo => advertiser::query_advertisers(input.query()?),
     }
 }
 
@@ -123,6 +127,7 @@ pub(crate) fn router(sim: Simulator) -> Router {
         .route("/open_api/v1.3/segment/mapping/", post(segment_mapping))
         .route("/open_api/v1.3/dmp/custom_audience/get/", get(dmp_get))
         .route("/open_api/v1.3/dmp/custom_audience/list/", get(dmp_list))
+        .route("/open_api/v1.3/advertiser/info/", get(advertiser_info))
         .merge(inspect::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -168,6 +173,16 @@ async fn dmp_list(
     call(sim, conn, Endpoint::List, &headers, Input::Query(query)).await
 }
 
+async fn advertiser_info(
+    State(sim): State<Simulator>,
+    ConnectInfo(conn): ConnectInfo<Conn>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let input = Input::Query(query);
+    call(sim, conn, Endpoint::AdvertiserInfo, &headers, input).await
+}
+
 async fn not_found(State(sim): State<Simulator>, method: Method, uri: Uri) -> Response {
     log_plain(&sim, &method, &uri, StatusCode::NOT_FOUND);
     (StatusCode::NOT_FOUND, "404 page not found").into_response()
@@ -205,6 +220,7 @@ fn path_of(ep: Endpoint) -> &'static str {
         Endpoint::Mapping => "/open_api/v1.3/segment/mapping/",
         Endpoint::Get => "/open_api/v1.3/dmp/custom_audience/get/",
         Endpoint::List => "/open_api/v1.3/dmp/custom_audience/list/",
+        Endpoint::AdvertiserInfo => "/open_api/v1.3/advertiser/info/",
     }
 }
 
@@ -269,7 +285,10 @@ async fn call(
     };
     sim.lock().push_log(RequestLog {
         at_ms,
-        method: if matches!(ep, Endpoint::Get | Endpoint::List) {
+        method: if matches!(
+            ep,
+            Endpoint::Get | Endpoint::List | Endpoint::AdvertiserInfo
+        ) {
             "GET"
         } else {
             "POST"
@@ -328,6 +347,7 @@ fn process(
         Endpoint::Mapping => segment::mapping(registry, input.json()?, now),
         Endpoint::Get => Ok((dmp::get(registry, input.query()?, now)?, false)),
         Endpoint::List => Ok((dmp::list(registry, input.query()?, now)?, false)),
+        Endpoint::AdvertiserInfo => Ok((advertiser::info(input.query()?)?, false)),
     }
 }
 
