@@ -12,6 +12,7 @@
 //! | `GET /campaigns` (`?state=`) | config and store campaigns with their state |
 //! | `POST /campaigns` | creates a draft (201); 409 if the id exists, 422 with every problem |
 //! | `GET\|PUT\|DELETE /campaigns/{id}` | one campaign; PUT within §9's edit rules (409) |
+//! | `POST /campaigns/preview` | the estimated audience of a definition now, from the live state |
 //! | `POST /campaigns/{id}/publish`, `/stop` | `{"effective_at"}` optional (RFC 3339 or ms; default now) |
 //! | `GET /campaigns/{id}/report` | the report (§9), when the runtime has one |
 //! | `GET\|POST /segments`, `GET\|PUT\|DELETE /segments/{id}` | saved segments |
@@ -56,6 +57,18 @@ pub type CheckAccount = Arc<
         + Sync,
 >;
 
+/// Why a preview has no estimate.
+pub enum PreviewFailure {
+    /// The definition's problems (422).
+    Invalid(crate::problems::Problems),
+    /// No live state to count (503), and why.
+    Unavailable(String),
+}
+
+/// Estimates a campaign definition's audience from the live state (`POST /campaigns/preview`).
+pub type PreviewFn =
+    Arc<dyn Fn(&Value) -> Result<crate::preview::Estimate, PreviewFailure> + Send + Sync>;
+
 /// A campaign's report from the running pipeline, if it has one.
 pub type Reports = Arc<dyn Fn(&str) -> Option<Report> + Send + Sync>;
 
@@ -81,6 +94,8 @@ struct Inner {
     erase: Option<Erase>,
     /// `None`: no TikTok client (the route lists the accounts without checking them).
     check_account: Option<CheckAccount>,
+    /// `None`: no live state (the route answers 503).
+    preview: Option<PreviewFn>,
 }
 
 /// An API error: its status and JSON body.
@@ -160,6 +175,7 @@ impl Api {
                 clock,
                 erase: None,
                 check_account: None,
+                preview: None,
             }),
         }
     }
@@ -171,6 +187,12 @@ impl Api {
     /// Checks the accounts of `GET /ad-accounts` through `check`.
     pub fn with_account_check(mut self, check: CheckAccount) -> Api {
         self.configure().check_account = Some(check);
+        self
+    }
+
+    /// Serves `POST /campaigns/preview` through `preview`.
+    pub fn with_preview(mut self, preview: PreviewFn) -> Api {
+        self.configure().preview = Some(preview);
         self
     }
 
@@ -188,6 +210,7 @@ impl Api {
                 "/campaigns/{id}",
                 get(get_campaign).put(put_campaign).delete(delete_campaign),
             )
+            .route("/campaigns/preview", post(preview))
             .route("/campaigns/{id}/publish", post(publish))
             .route("/campaigns/{id}/stop", post(stop))
             .route("/campaigns/{id}/report", get(report))
@@ -590,6 +613,38 @@ async fn list_segments(State(api): State<Api>) -> Json<Value> {
     Json(json!({ "segments": all }))
 }
 
+/// `POST /campaigns/preview`: the estimated audience of a definition, now.
+async fn preview(State(api): State<Api>, Json(body): Json<Value>) -> Result<Response, ApiError> {
+    let body = body_object(body)?;
+    let Some(f) = api.inner.preview.clone() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a preview needs the running service's live state (remarket run)",
+        ));
+    };
+    let started = tokio::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || f(&body))
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("preview task: {e}"),
+            )
+        })?;
+    match result {
+        Ok(estimate) => {
+            let mut v = serde_json::to_value(estimate).expect("serialisable");
+            v["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
+            Ok(Json(v).into_response())
+        }
+        Err(PreviewFailure::Invalid(p)) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems_body(&p.0),
+        )),
+        Err(PreviewFailure::Unavailable(m)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, m)),
+    }
+}
+
 /// `GET /ad-accounts`: the `[[tiktok.account]]`s and every campaign's `ad_account` (config and
 /// store), each with the campaigns on it, the token that serves it and whether TikTok accepts
 /// that token for it (`ok`, TikTok's name, status, currency, time zone).
@@ -743,6 +798,15 @@ pub fn openapi_document() -> Value {
                 "put": {"operationId": "updateCampaign", "requestBody": def.clone(), "responses": with(("200", "the campaign", obj.clone()))},
                 "delete": {"operationId": "deleteCampaign", "responses": with(("204", "deleted", json!(null)))}
             },
+            "/campaigns/preview": {
+                "post": {"operationId": "previewCampaign", "requestBody": def.clone(), "responses": {
+                    "200": resp("the estimated audience now, from the live state", json!({"$ref": "#/components/schemas/Estimate"})),
+                    "401": resp("missing or wrong bearer token", err.clone()),
+                    "413": {"description": "body over 256 KiB"},
+                    "422": resp("every problem of the definition", json!({"$ref": "#/components/schemas/Problems"})),
+                    "503": resp("no admin token, or no live state to count (not the running service, or it is restarting)", err.clone())
+                }}
+            },
             "/campaigns/{id}/publish": {"parameters": id.clone(), "post": {"operationId": "publishCampaign", "requestBody": when.clone(), "responses": with(("200", "published", obj.clone()))}},
             "/campaigns/{id}/stop": {"parameters": id.clone(), "post": {"operationId": "stopCampaign", "requestBody": when.clone(), "responses": with(("200", "stopped", obj.clone()))}},
             "/campaigns/{id}/report": {"parameters": id.clone(), "get": {"operationId": "campaignReport", "responses": with(("200", "the report", json!({"$ref": "#/components/schemas/Report"})))}},
@@ -780,6 +844,14 @@ pub fn openapi_document() -> Value {
                 "Problems": {"type": "object", "required": ["problems"], "properties": {"problems": {"type": "array", "items": {"type": "object", "properties": {"campaign": {"type": "string", "nullable": true}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
                 "When": {"type": "object", "properties": {"effective_at": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}},
                 "Report": {"type": "object"},
+                "Estimate": {"type": "object", "required": ["campaign", "users", "qualified", "reachable", "control", "unreachable", "capped", "estimated_audience", "not_kept", "partitions", "complete"], "properties": {
+                    "campaign": {"type": "string"},
+                    "users": {"type": "integer"}, "qualified": {"type": "integer"}, "reachable": {"type": "integer"},
+                    "control": {"type": "integer"}, "unreachable": {"type": "integer"}, "capped": {"type": "integer"},
+                    "estimated_audience": {"type": "integer"},
+                    "not_kept": {"type": "array", "items": {"type": "string"}},
+                    "partitions": {"type": "integer"}, "complete": {"type": "boolean"}, "elapsed_ms": {"type": "integer"}
+                }},
                 "AdAccount": {"type": "object", "required": ["advertiser_id", "ok", "campaigns"], "properties": {
                     "advertiser_id": {"type": "string"},
                     "token": {"type": "string", "enum": ["account", "default", "none"]},

@@ -8,6 +8,7 @@
 //! partition.
 
 pub mod past;
+pub mod preview;
 pub mod router;
 pub mod shard;
 pub mod snapshot;

@@ -50,6 +50,7 @@ pub mod identity;
 pub mod kafka;
 pub mod model;
 pub mod output;
+pub mod preview;
 pub mod problems;
 pub mod publish;
 pub mod record;

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
@@ -20,6 +20,9 @@ use crate::sink::metrics::SinkMetrics;
 use crate::sink::ratelimit::RateLimiter;
 use crate::sink::service::{SinkSettings, TikTokSink};
 use crate::sink::tiktok::{Client, Token, Tokens};
+
+/// How long a preview waits for every detect worker.
+const PREVIEW_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A future that completes when the service should stop.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -171,6 +174,39 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             Box::pin(async move { client.account_status(&advertiser).await })
         })
     });
+    // The campaigns the stages run now: what a preview is compiled against.
+    let running: Arc<Mutex<Option<Arc<Config>>>> = Arc::default();
+    let api = api.with_preview({
+        let (running, status) = (running.clone(), detect_status.clone());
+        Arc::new(move |definition: &serde_json::Value| {
+            use crate::api::PreviewFailure;
+            let config = (running.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .ok_or_else(|| PreviewFailure::Unavailable("the stages are starting".into()))?;
+            let compiled = crate::preview::compile(&config, definition, std::env::vars())
+                .map_err(PreviewFailure::Invalid)?;
+            let (answers, workers) = status.previews.ask(
+                config,
+                compiled.preview.clone(),
+                Arc::new(compiled.in_control()),
+                PREVIEW_TIMEOUT,
+            );
+            if answers.iter().any(|a| a.stale) {
+                return Err(PreviewFailure::Unavailable(
+                    "the published campaigns just changed: try again".into(),
+                ));
+            }
+            if workers == 0 {
+                return Err(PreviewFailure::Unavailable("no detect worker runs".into()));
+            }
+            let mut counts = crate::detect::preview::PreviewCounts::default();
+            let mut partitions = 0;
+            for a in &answers {
+                counts.add(&a.counts);
+                partitions += a.partitions;
+            }
+            Ok(compiled.estimate(counts, partitions, answers.len() == workers))
+        })
+    });
     let api = api.with_erase({
         let (k, cell, clock) = (k.clone(), producer_cell.clone(), clock.clone());
         let format = config.source.format;
@@ -280,6 +316,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
                 config.clone()
             }
         };
+        *running.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipe_config.clone());
         let pipe_stop = Arc::new(AtomicBool::new(false));
         *current.lock().unwrap_or_else(|e| e.into_inner()) = pipe_stop.clone();
         if stop.load(Ordering::Relaxed) {

@@ -1761,6 +1761,40 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
         audience().len()
     );
 
+    // A preview counts the live state: the four users have an email; a third in control.
+    let preview = serde_json::json!({
+        "id": "p", "name": "P", "ad_account": ADV_A, "start": "2026-11-01T00:00:00Z",
+        "trigger": {"event": "Added To Cart"},
+        "who": {"where": [{"prop": "has_email", "op": "=", "value": true}], "control_group": 30},
+        "what": {"audience": {"existing": EXISTING}, "identifiers": ["email"]}
+    });
+    let (status, body) = api(&addr, "POST", "/campaigns/preview", Some(preview.clone()));
+    assert_eq!(status, 200, "{body}");
+    let control = ["u1", "u2", "u3", "u4"]
+        .iter()
+        .filter(|u| remarket::activate::in_control_group("p", u, 30))
+        .count() as u64;
+    assert_eq!(
+        (
+            body["qualified"].as_u64(),
+            body["reachable"].as_u64(),
+            body["control"].as_u64(),
+            body["estimated_audience"].as_u64(),
+            body["complete"].as_bool(),
+        ),
+        (
+            Some(4),
+            Some(4),
+            Some(control),
+            Some(4 - control),
+            Some(true)
+        ),
+        "{body}"
+    );
+    let mut bad = preview.clone();
+    bad["who"]["control_group"] = 101.into();
+    assert_eq!(api(&addr, "POST", "/campaigns/preview", Some(bad)).0, 422);
+
     clock.0.store(t0 + 20_000, Ordering::SeqCst);
     for user in ["u1", "u3"] {
         let (status, body) = api(&addr, "POST", &format!("/users/{user}/erase"), None);

@@ -17,7 +17,7 @@ use hashbrown::HashTable;
 
 use super::state::{Ctx, InactionNow, Interner, UserState};
 use super::{user_hash, CampaignIdx, Output, Rules};
-use crate::event::{EventTime, Record};
+use crate::event::{EventTime, PropId, Record};
 
 /// A detect shard. Synchronous: a thread (replay) or task (run) drives it.
 pub struct Shard {
@@ -430,6 +430,53 @@ impl Shard {
             .map(|r| r.next_run(watermark))
             .collect();
         placed
+    }
+
+    /// Counts [`Preview`](super::preview::Preview) `p` over the shard's users at its
+    /// watermark; `control` tells whether a user is in the campaign's control group.
+    pub fn preview(
+        &self,
+        p: &super::preview::Preview,
+        control: impl Fn(&str) -> bool,
+    ) -> super::preview::PreviewCounts {
+        let mut n = super::preview::PreviewCounts::default();
+        // Properties the running campaigns do not read are this shard's custom ones: their
+        // ids are the shard's (a name no user here has matches nobody).
+        let base = self.rules.custom_base;
+        let local = |c: &crate::campaign::condition::Condition| {
+            let mut c = c.clone();
+            // (`has_email`/`has_phone` are derived from the identifiers, not stored.)
+            let derived = [p.rules.has_email, p.rules.has_phone].contains(&Some(c.prop));
+            if c.prop >= base && !derived {
+                let name = &p.rules.prop_names[usize::from(c.prop)];
+                c.prop = self.strings.find_custom(name, base).unwrap_or(PropId::MAX);
+            }
+            c
+        };
+        let mut rule = p.rules.rules[usize::from(p.campaign)].clone();
+        rule.who = rule.who.iter().map(local).collect();
+        rule.who_app = rule.who_app.iter().map(local).collect();
+        let rule = &rule;
+        for u in self.users.iter().filter(|u| !u.is_empty()) {
+            n.users += 1;
+            if !u.who_holds(&p.rules, &self.strings, rule) {
+                continue;
+            }
+            let past = (rule.past.iter().zip(&p.sources)).all(|(&r, &source)| {
+                let buckets = source.and_then(|s| u.buckets(s));
+                p.rules.past[usize::from(r)].holds(buckets, self.watermark)
+            });
+            if !past {
+                continue;
+            }
+            n.qualified += 1;
+            if u.ids().chosen(p.identifiers).is_empty() {
+                continue;
+            }
+            n.reachable += 1;
+            n.control += u64::from(control(&u.id));
+        }
+        n
     }
 
     /// A user's state, for tests and inspection.

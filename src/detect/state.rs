@@ -49,6 +49,12 @@ impl Interner {
         Some(base + k)
     }
 
+    /// The property id custom property `name` has in this interner, if any user has it.
+    pub fn find_custom(&self, name: &str, base: PropId) -> Option<PropId> {
+        let s = self.ids.get(name)?;
+        self.custom_ids.get(s).map(|&k| base + k)
+    }
+
     /// The name of property `id`: a campaign's, or a custom one.
     pub fn prop_name<'a>(&'a self, rules: &'a Rules, id: PropId) -> &'a str {
         match id.checked_sub(rules.custom_base) {

@@ -44,6 +44,7 @@ use super::stage::{Offsets, Round, Stage, StageError};
 use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
 use crate::clock::WallClock;
 use crate::config::Config;
+use crate::detect::preview::{Preview, PreviewCounts};
 use crate::detect::router::{route, Routed, Totals};
 use crate::detect::shard::Shard;
 use crate::detect::watermark::Watermarks;
@@ -67,6 +68,113 @@ pub struct DetectStatus {
     pub partitions: Mutex<BTreeMap<i32, PartitionGauge>>,
     /// The consumer's lag per `(topic, partition)`, from librdkafka's statistics.
     pub lag: super::Lag,
+    /// Preview requests to every worker.
+    pub previews: PreviewBoard,
+}
+
+/// Whether a user is in a campaign's control group (activate's rule, given by the caller).
+pub type InControl = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What one worker answered to a preview.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PreviewAnswer {
+    pub counts: PreviewCounts,
+    /// Input partitions the worker owns.
+    pub partitions: usize,
+    /// The worker runs other campaigns than the preview was compiled against.
+    pub stale: bool,
+}
+
+#[derive(Clone)]
+struct PreviewJob {
+    id: u64,
+    /// The pipeline config the preview was compiled against.
+    config: Arc<Config>,
+    preview: Arc<Preview>,
+    control: InControl,
+    reply: std::sync::mpsc::Sender<PreviewAnswer>,
+}
+
+/// Preview requests posted to every detect worker, each answered from the worker's poll loop
+/// (between two polls, so the state is consistent).
+#[derive(Default)]
+pub struct PreviewBoard {
+    jobs: Mutex<Vec<PreviewJob>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Workers running now.
+    live: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for PreviewBoard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviewBoard")
+            .field("live", &self.live.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreviewBoard {
+    /// Asks every running worker, waiting at most `timeout`; returns the answers (fewer than
+    /// the workers when some did not answer in time) and how many workers there were.
+    pub fn ask(
+        &self,
+        config: Arc<Config>,
+        preview: Arc<Preview>,
+        control: InControl,
+        timeout: Duration,
+    ) -> (Vec<PreviewAnswer>, usize) {
+        let workers = self.live.load(Ordering::SeqCst);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PreviewJob {
+                id,
+                config,
+                preview,
+                control,
+                reply: tx,
+            });
+        let deadline = Instant::now() + timeout;
+        let mut answers = Vec::new();
+        while answers.len() < workers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(a) => answers.push(a),
+                Err(_) => break,
+            }
+        }
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|j| j.id != id);
+        (answers, workers)
+    }
+
+    /// A worker's turn: answers the jobs posted since `seen` with `f`.
+    fn serve(&self, seen: &mut u64, f: impl Fn(&PreviewJob) -> PreviewAnswer) {
+        let from = *seen;
+        // Copied out: workers evaluate at the same time, not one after the other.
+        let jobs: Vec<PreviewJob> = (self.jobs.lock().unwrap_or_else(|e| e.into_inner()))
+            .iter()
+            .filter(|j| j.id > from)
+            .cloned()
+            .collect();
+        for job in jobs {
+            let _ = job.reply.send(f(&job));
+            *seen = job.id;
+        }
+    }
+}
+
+/// Counts a worker as running while it lives.
+struct LiveWorker(Arc<DetectStatus>);
+
+impl Drop for LiveWorker {
+    fn drop(&mut self) {
+        self.0.previews.live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl DetectStatus {
@@ -150,6 +258,8 @@ struct State {
     /// the inputs (the number of detect tasks).
     qualified_partitions: i32,
     input_partitions: u32,
+    /// The last preview job answered.
+    previews_seen: u64,
 }
 
 /// An input's next offset to consume: `(topic, partition, offset)`.
@@ -295,6 +405,7 @@ impl Stage for State {
 
     fn round(&mut self, polled: bool, now: Instant) -> Result<Round, StageError> {
         self.now = now;
+        self.serve_previews();
         let idle = !polled;
         self.pace.polled += 1;
         self.pace.idle_polls += u64::from(idle);
@@ -363,7 +474,10 @@ pub fn run(
     let k = super::settings(&config)?;
     let producer = super::producer(&k)?;
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
+    status.previews.live.fetch_add(1, Ordering::SeqCst);
+    let _live = LiveWorker(status.clone());
     let state = State {
+        previews_seen: status.previews.next.load(Ordering::SeqCst),
         config: config.clone(),
         rules,
         tasks: BTreeMap::new(),
@@ -746,6 +860,28 @@ impl State {
                 );
             }
         }
+    }
+
+    /// Answers the preview jobs posted since the last round, over every owned partition.
+    fn serve_previews(&mut self) {
+        let (status, tasks, config) = (&self.status, &self.tasks, &self.config);
+        status.previews.serve(&mut self.previews_seen, |job| {
+            if !Arc::ptr_eq(&job.config, config) {
+                return PreviewAnswer {
+                    stale: true,
+                    ..PreviewAnswer::default()
+                };
+            }
+            let mut counts = PreviewCounts::default();
+            for task in tasks.values() {
+                counts.add(&task.shard.preview(&job.preview, |u| (job.control)(u)));
+            }
+            PreviewAnswer {
+                counts,
+                partitions: tasks.len(),
+                stale: false,
+            }
+        });
     }
 
     /// Writes the changed state of each task (of `only` partitions, or all) and queues its
