@@ -195,6 +195,16 @@ impl Collector for StageCollector {
             MetricType::Gauge,
             group(|t| (t.converted.exported, t.converted.control)),
         )?;
+        let sizes = (a.audience_sizes.lock().unwrap_or_else(|e| e.into_inner())).clone();
+        family(
+            &mut e,
+            "remarket_audience_size",
+            "The size TikTok reports for the campaign's audience (matched users, 0 below 1,000; asked at most hourly)",
+            MetricType::Gauge,
+            (sizes.iter()).filter_map(|(c, s)| {
+                Some(([("campaign", c.as_str())], ConstGauge::new(s.size? as i64)))
+            }),
+        )?;
         let kinds = [
             ("event", totals.events),
             ("profile", totals.profiles),

@@ -162,7 +162,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             let status = activate_status.clone();
             Arc::new(move |id: &str| {
                 let (tally, owned) = status.tally(id);
-                (owned > 0).then(|| tally.report(None))
+                (owned > 0).then(|| tally.report(status.audience_size(id)))
             })
         },
         clock.clone(),
@@ -489,6 +489,16 @@ fn pipeline(p: Pipeline<'_>) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    // TikTok's audience sizes for the report and `remarket_audience_size`, asked at most
+    // hourly by the service's clock; the task ends with the pipeline.
+    let sizes = rt.spawn(follow_sizes(
+        client.clone(),
+        limiter.clone(),
+        sink_metrics.clone(),
+        targets.clone(),
+        activate_status.clone(),
+        clock.clone(),
+    ));
     let (sink, acks) = {
         let _guard = rt.enter();
         TikTokSink::start_tracked(
@@ -519,10 +529,61 @@ fn pipeline(p: Pipeline<'_>) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let a = activate
         .join()
-        .map_err(|_| anyhow::anyhow!("activate thread panicked"))?;
+        .map_err(|_| anyhow::anyhow!("activate thread panicked"));
+    sizes.abort();
+    let a = a?;
     d?;
     a?;
     Ok(())
+}
+
+/// Keeps `status.audience_sizes` to TikTok's answers for `targets`: each audience is asked
+/// when it has not been for [`SIZE_EVERY_MS`] of `clock` (at once for a campaign new to the
+/// service); campaigns no longer run are dropped.
+async fn follow_sizes(
+    client: Arc<Client>,
+    limiter: Arc<RateLimiter>,
+    metrics: SinkMetrics,
+    targets: Vec<crate::sink::audiences::Target>,
+    status: Arc<ActivateStatus>,
+    clock: Arc<dyn WallClock>,
+) {
+    use crate::sink::audiences::{audience_sizes, SIZE_EVERY_MS};
+    (status
+        .audience_sizes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()))
+    .retain(|c, _| targets.iter().any(|t| t.campaign == *c));
+    loop {
+        let now = clock.now_ms();
+        let due: Vec<_> = {
+            let m = status
+                .audience_sizes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (targets.iter())
+                .filter(|t| {
+                    m.get(&t.campaign)
+                        .is_none_or(|s| now - s.asked_ms >= SIZE_EVERY_MS)
+                })
+                .cloned()
+                .collect()
+        };
+        if !due.is_empty() {
+            let sizes = audience_sizes(&client, &limiter, &metrics, &due).await;
+            let mut m = status
+                .audience_sizes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for (t, size) in due.iter().zip(sizes) {
+                let e = m.entry(t.campaign.clone()).or_default();
+                e.asked_ms = now;
+                e.size = size.or(e.size);
+            }
+        }
+        // The clock is looked at every second: a clock that jumps (a test's) is followed.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// SIGTERM or Ctrl-C. The handlers are registered when the future is first polled, which

@@ -116,6 +116,17 @@ pub struct ActivateStatus {
     pub pauses: std::sync::atomic::AtomicU64,
     /// Per owned partition, each campaign's report tally as of the last commit.
     pub tallies: Mutex<BTreeMap<i32, BTreeMap<String, crate::report::Tally>>>,
+    /// Per campaign, the size TikTok last reported for its audience and when it was asked.
+    pub audience_sizes: Mutex<BTreeMap<String, AudienceSize>>,
+}
+
+/// What TikTok last said about an audience's size.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AudienceSize {
+    /// `None`: TikTok has not answered yet.
+    pub size: Option<u64>,
+    /// When it was last asked (wall-clock ms), answered or not.
+    pub asked_ms: i64,
 }
 
 impl ActivateStatus {
@@ -141,6 +152,15 @@ impl ActivateStatus {
             }
         }
         (sum, t.len())
+    }
+
+    /// The size TikTok last reported for `id`'s audience.
+    pub fn audience_size(&self, id: &str) -> Option<u64> {
+        let m = self
+            .audience_sizes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.get(id).and_then(|s| s.size)
     }
 }
 

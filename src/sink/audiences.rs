@@ -399,6 +399,30 @@ pub async fn audience_size(
         .unwrap_or(0))
 }
 
+/// How often TikTok is asked for an audience's size (DESIGN §9: at most hourly; TikTok
+/// itself refreshes it every 24–48 hours).
+pub const SIZE_EVERY_MS: i64 = 3_600_000;
+
+/// Each target's size (`None` where TikTok did not answer; the reason is logged).
+pub async fn audience_sizes(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    targets: &[Target],
+) -> Vec<Option<u64>> {
+    let mut sizes = Vec::with_capacity(targets.len());
+    for t in targets {
+        sizes.push(match audience_size(client, limiter, metrics, t).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(campaign = %t.campaign, error = %e, "audience size not known");
+                None
+            }
+        });
+    }
+    sizes
+}
+
 /// The newest Partner audience of `advertiser` named exactly `name`, if any.
 async fn find_by_name(
     client: &Client,

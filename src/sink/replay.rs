@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::audiences::{audience_size, resolve, AudienceStore, Target};
+use super::audiences::{audience_sizes, resolve, AudienceStore, Target};
 use super::metrics::SinkMetrics;
 use super::ratelimit::RateLimiter;
 use super::service::{SinkSettings, TikTokSink};
@@ -126,24 +126,12 @@ impl AudienceSink for ReplayTikTokSink {
     }
 
     fn audience_sizes(&mut self) -> Vec<Option<u64>> {
-        self.targets
-            .iter()
-            .map(|t| {
-                let size = self.rt.block_on(audience_size(
-                    &self.client,
-                    &self.limiter,
-                    &self.metrics,
-                    t,
-                ));
-                match size {
-                    Ok(n) => Some(n),
-                    Err(e) => {
-                        tracing::warn!(campaign = %t.campaign, error = %e, "audience size not known");
-                        None
-                    }
-                }
-            })
-            .collect()
+        self.rt.block_on(audience_sizes(
+            &self.client,
+            &self.limiter,
+            &self.metrics,
+            &self.targets,
+        ))
     }
 
     fn finish(&mut self) -> Result<SinkReport, SinkError> {
