@@ -312,17 +312,21 @@ def check_rendering(name, docs, args, kv, rules, docker_user, docker_ports, tmp)
     if docker_ports and http_port not in docker_ports:
         fail(where, f"the Dockerfile EXPOSEs {sorted(docker_ports)}, not {http_port}")
 
-    # The token: a file in a mounted Secret, or an env var the container sets.
-    if tiktok.get("access_token_file"):
-        tdir = os.path.dirname(tiktok["access_token_file"])
-        m = mounts.get(tdir)
-        if not m or "secret" not in volumes.get(m["name"], {}):
-            fail(where, f"tiktok.access_token_file {tiktok['access_token_file']}: no Secret "
-                        f"volume mounted at {tdir}")
-    elif tiktok.get("access_token_env"):
-        if tiktok["access_token_env"] not in {e["name"] for e in c.get("env") or []}:
-            fail(where, f"tiktok.access_token_env {tiktok['access_token_env']} is not set in "
-                        "the container's env")
+    # The tokens (TikTok's, the admin API's): a file in a mounted Secret, or an env var the
+    # container sets.
+    http = cfg.get("http", {})
+    for section, table, key in (("tiktok", tiktok, "access_token"),
+                                ("http", http, "admin_token")):
+        if table.get(f"{key}_file"):
+            path = table[f"{key}_file"]
+            tdir = os.path.dirname(path)
+            m = mounts.get(tdir)
+            if not m or "secret" not in volumes.get(m["name"], {}):
+                fail(where, f"{section}.{key}_file {path}: no Secret volume mounted at {tdir}")
+        elif table.get(f"{key}_env"):
+            if table[f"{key}_env"] not in {e["name"] for e in c.get("env") or []}:
+                fail(where, f"{section}.{key}_env {table[f'{key}_env']} is not set in "
+                            "the container's env")
 
     # SIGTERM: the sink's drain must end before the kubelet's SIGKILL.
     grace = spec.get("terminationGracePeriodSeconds", 30)
