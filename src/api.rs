@@ -26,11 +26,15 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{OpenApi as Document, RefOr, Response as DocResponse};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::clock::WallClock;
 use crate::event::EventTime;
@@ -108,16 +112,97 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Every refusal but a definition's problems: `{"error": "…"}`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ErrorBody {
+    error: String,
+}
+
+/// One problem of a definition, as `check-config` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+struct Problem {
+    /// The campaign's (or segment's) id; null for a service section.
+    campaign: Option<String>,
+    /// The full path of the field (`who.where[1].op`).
+    field: String,
+    message: String,
+}
+
+/// 422: every problem of the definition.
+#[derive(Debug, Serialize, ToSchema)]
+struct ProblemsBody {
+    problems: Vec<Problem>,
+}
+
+/// A 422 of one problem with the request itself (`field` names the part: `(body)`,
+/// `effective_at`).
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    let body = ProblemsBody {
+        problems: vec![Problem {
+            campaign: None,
+            field: field.to_owned(),
+            message: message.into(),
+        }],
+    };
+    let v = serde_json::to_value(body).expect("serialisable");
+    ApiError(StatusCode::UNPROCESSABLE_ENTITY, v)
+}
+
+/// A JSON request body whose refusals are the API's own JSON: 415 without
+/// `Content-Type: application/json`, 400 for text that is not JSON, 422 (a problem of
+/// `(body)`) for JSON of the wrong shape.
+struct Body<T>(T);
+
+fn rejected(r: axum::extract::rejection::JsonRejection) -> ApiError {
+    match r.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => invalid("(body)", r.body_text()),
+        status => error(status, r.body_text()),
+    }
+}
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(r) => Err(rejected(r)),
+        }
+    }
+}
+
+/// An optional body: none without a `Content-Type`.
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::OptionalFromRequest<S>
+    for Body<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        match <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
+            Ok(v) => Ok(v.map(|Json(v)| Body(v))),
+            Err(r) => Err(rejected(r)),
+        }
+    }
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError(status, json!({ "error": message.into() }))
+    let body = ErrorBody {
+        error: message.into(),
+    };
+    ApiError(status, serde_json::to_value(body).expect("serialisable"))
 }
 
 fn problems_body(problems: &[ConfigError]) -> Value {
-    let list: Vec<Value> = problems
-        .iter()
-        .map(|p| json!({"campaign": p.campaign, "field": p.field, "message": p.message}))
-        .collect();
-    json!({ "problems": list })
+    let body = ProblemsBody {
+        problems: (problems.iter())
+            .map(|p| Problem {
+                campaign: p.campaign.clone(),
+                field: p.field.clone(),
+                message: p.message.clone(),
+            })
+            .collect(),
+    };
+    serde_json::to_value(body).expect("serialisable")
 }
 
 impl From<Refused> for ApiError {
@@ -202,27 +287,19 @@ impl Api {
         self
     }
 
-    /// The routes under `/api/v1`.
+    /// The routes under `/api/v1`, and `/api/v1/openapi.json` generated from them.
     pub fn router(self) -> Router {
-        let api = Router::new()
-            .route("/campaigns", get(list_campaigns).post(create_campaign))
-            .route(
-                "/campaigns/{id}",
-                get(get_campaign).put(put_campaign).delete(delete_campaign),
-            )
-            .route("/campaigns/preview", post(preview))
-            .route("/campaigns/{id}/publish", post(publish))
-            .route("/campaigns/{id}/stop", post(stop))
-            .route("/campaigns/{id}/report", get(report))
-            .route("/segments", get(list_segments).post(create_segment))
-            .route(
-                "/segments/{id}",
-                get(get_segment).put(put_segment).delete(delete_segment),
-            )
-            .route("/users/{id}/erase", post(erase_user))
-            .route("/ad-accounts", get(ad_accounts))
+        let (routes, document) = routes();
+        let document = Arc::new(serde_json::to_value(document).expect("serialisable"));
+        let api = routes
             .route_layer(axum::middleware::from_fn_with_state(self.clone(), auth))
-            .route("/openapi.json", get(openapi))
+            .route(
+                "/openapi.json",
+                get(move || {
+                    let d = document.clone();
+                    async move { Json((*d).clone()) }
+                }),
+            )
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self);
         Router::new().nest("/api/v1", api)
@@ -304,22 +381,67 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
     }
 }
 
+/// A `[[campaign]]` (or `[[segment]]`) table of the config, as JSON ([config](docs/config.md)).
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)] // a schema only: handlers take the JSON as it came
+struct Definition(Value);
+
 /// A campaign as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct CampaignView {
     id: String,
     name: Option<String>,
     /// `live` (a trigger) or `past` (a schedule).
+    #[schema(value_type = String, pattern = "^(live|past)$")]
     r#type: &'static str,
+    /// `draft`, `scheduled`, `running`, `completed` or `stopped`.
+    #[schema(value_type = String, pattern = "^(draft|scheduled|running|completed|stopped)$")]
     state: &'static str,
+    /// `config` (read-only here) or `api`.
+    #[schema(value_type = String, pattern = "^(config|api)$")]
     managed_by: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     published_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     stopped_at: Option<String>,
+    /// The new audience's description (kept here: TikTok's create call has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    #[schema(value_type = Object)]
     definition: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct CampaignList {
+    campaigns: Vec<CampaignView>,
+}
+
+/// A saved segment as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+struct SegmentView {
+    id: String,
+    /// `config` (read-only here) or `api`.
+    #[schema(value_type = String, pattern = "^(config|api)$")]
+    managed_by: &'static str,
+    #[schema(value_type = Object)]
+    definition: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct SegmentList {
+    segments: Vec<SegmentView>,
+}
+
+fn segment_view(id: &str, managed: bool, definition: &Value) -> Value {
+    let v = SegmentView {
+        id: id.to_owned(),
+        managed_by: if managed { "config" } else { "api" },
+        definition: definition.clone(),
+    };
+    serde_json::to_value(v).expect("serialisable")
 }
 
 fn iso(ms: EventTime) -> String {
@@ -353,11 +475,18 @@ fn config_state(def: &Value, now: i64) -> CampaignState {
     doc.state_at(now)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the campaigns in this state (`draft`, `scheduled`, `running`, `completed`,
+    /// `stopped`); another value lists none.
     state: Option<String>,
 }
 
+/// The config's and the store's campaigns.
+#[utoipa::path(get, path = "/campaigns", operation_id = "listCampaigns", tag = "campaigns",
+    params(ListQuery),
+    responses((status = 200, description = "the campaigns", body = CampaignList)))]
 async fn list_campaigns(State(api): State<Api>, Query(q): Query<ListQuery>) -> Json<Value> {
     let now = api.now();
     let mut all: Vec<CampaignView> = (api.inner.managed.iter())
@@ -372,15 +501,15 @@ async fn list_campaigns(State(api): State<Api>, Query(q): Query<ListQuery>) -> J
         );
     }
     all.retain(|c| q.state.as_deref().is_none_or(|s| c.state == s));
-    Json(json!({ "campaigns": all }))
+    Json(serde_json::to_value(CampaignList { campaigns: all }).expect("serialisable"))
 }
 
 fn body_object(body: Value) -> Result<Value, ApiError> {
     if body.is_object() {
         Ok(body)
     } else {
-        Err(error(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        Err(invalid(
+            "(body)",
             "the body must be a JSON object: the [[campaign]] or [[segment]] table",
         ))
     }
@@ -414,20 +543,34 @@ fn doc_view(doc: &Doc, now: i64) -> Value {
             serde_json::to_value(view(&doc.definition, doc.state_at(now), false, Some(doc)))
                 .expect("serialisable")
         }
-        Kind::Segment => json!({"id": doc.id, "managed_by": "api", "definition": doc.definition}),
+        Kind::Segment => segment_view(&doc.id, false, &doc.definition),
     }
 }
 
+/// Creates a draft; it must be publishable to be saved.
+#[utoipa::path(post, path = "/campaigns", operation_id = "createCampaign", tag = "campaigns",
+    request_body(content = Definition, description = "the `[[campaign]]` table"),
+    responses(
+        (status = 201, description = "the draft", body = CampaignView),
+        (status = 409, description = "the id exists or is managed by config", body = ErrorBody),
+        (status = 422, description = "every problem of the definition", body = ProblemsBody)))]
 async fn create_campaign(
     State(api): State<Api>,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
     create(api, Kind::Campaign, body).await
 }
 
+/// Saves a segment.
+#[utoipa::path(post, path = "/segments", operation_id = "createSegment", tag = "segments",
+    request_body(content = Definition, description = "the `[[segment]]` table"),
+    responses(
+        (status = 201, description = "the segment", body = SegmentView),
+        (status = 409, description = "the id exists", body = ErrorBody),
+        (status = 422, description = "every problem of the definition", body = ProblemsBody)))]
 async fn create_segment(
     State(api): State<Api>,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Response, ApiError> {
     create(api, Kind::Segment, body).await
 }
@@ -447,12 +590,18 @@ fn read(api: &Api, kind: Kind, id: &str) -> Result<Value, ApiError> {
         Some(d) => Ok(doc_view(d, now)),
         None if kind == Kind::Segment => api
             .managed_of(kind, id)
-            .map(|s| json!({"id": id, "managed_by": "config", "definition": s}))
+            .map(|s| segment_view(id, true, s))
             .ok_or_else(|| Refused::NotFound(kind, id.to_owned()).into()),
         None => Err(Refused::NotFound(kind, id.to_owned()).into()),
     }
 }
 
+/// One campaign.
+#[utoipa::path(get, path = "/campaigns/{id}", operation_id = "getCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    responses(
+        (status = 200, description = "the campaign", body = CampaignView),
+        (status = 404, description = "no such campaign", body = ErrorBody)))]
 async fn get_campaign(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -460,6 +609,12 @@ async fn get_campaign(
     read(&api, Kind::Campaign, &id).map(Json)
 }
 
+/// One segment.
+#[utoipa::path(get, path = "/segments/{id}", operation_id = "getSegment", tag = "segments",
+    params(("id" = String, Path, description = "the segment's id")),
+    responses(
+        (status = 200, description = "the segment", body = SegmentView),
+        (status = 404, description = "no such segment", body = ErrorBody)))]
 async fn get_segment(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -480,21 +635,40 @@ fn read_only(api: &Api, kind: Kind, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// When a publish or a stop takes effect, in event time.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct When {
     /// RFC 3339 or milliseconds since the epoch; default: now.
+    #[schema(schema_with = time_or_ms)]
     effective_at: Option<Value>,
 }
 
-fn effective_at(api: &Api, when: Option<Json<When>>) -> Result<EventTime, ApiError> {
+fn time_or_ms() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+        )
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of)
+}
+
+fn effective_at(api: &Api, when: Option<Body<When>>) -> Result<EventTime, ApiError> {
     let bad = || {
-        error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "effective_at: an RFC 3339 time or milliseconds since the epoch",
+        invalid(
+            "effective_at",
+            "an RFC 3339 time or milliseconds since the epoch",
         )
     };
-    match when.and_then(|Json(w)| w.effective_at) {
+    match when.and_then(|Body(w)| w.effective_at) {
         None => Ok(api.now()),
         Some(Value::Number(n)) => n.as_i64().ok_or_else(bad),
         Some(Value::String(s)) => s
@@ -516,18 +690,36 @@ async fn update(api: Api, kind: Kind, id: String, body: Value) -> Result<Json<Va
     Ok(Json(doc_view(&doc.expect("updated"), now)))
 }
 
+/// Replaces a campaign's definition (a published one only within §9's edit rules).
+#[utoipa::path(put, path = "/campaigns/{id}", operation_id = "updateCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    request_body(content = Definition, description = "the whole `[[campaign]]` table"),
+    responses(
+        (status = 200, description = "the campaign", body = CampaignView),
+        (status = 404, description = "no such campaign", body = ErrorBody),
+        (status = 409, description = "outside the edit rules, or managed by config", body = ErrorBody),
+        (status = 422, description = "every problem of the definition", body = ProblemsBody)))]
 async fn put_campaign(
     State(api): State<Api>,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Json<Value>, ApiError> {
     update(api, Kind::Campaign, id, body).await
 }
 
+/// Replaces a segment's definition.
+#[utoipa::path(put, path = "/segments/{id}", operation_id = "updateSegment", tag = "segments",
+    params(("id" = String, Path, description = "the segment's id")),
+    request_body(content = Definition, description = "the whole `[[segment]]` table"),
+    responses(
+        (status = 200, description = "the segment", body = SegmentView),
+        (status = 404, description = "no such segment", body = ErrorBody),
+        (status = 409, description = "managed by config", body = ErrorBody),
+        (status = 422, description = "every problem of the definition", body = ProblemsBody)))]
 async fn put_segment(
     State(api): State<Api>,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    Body(body): Body<Value>,
 ) -> Result<Json<Value>, ApiError> {
     update(api, Kind::Segment, id, body).await
 }
@@ -538,6 +730,13 @@ async fn delete(api: Api, kind: Kind, id: String) -> Result<StatusCode, ApiError
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes a draft.
+#[utoipa::path(delete, path = "/campaigns/{id}", operation_id = "deleteCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such campaign", body = ErrorBody),
+        (status = 409, description = "not a draft, or managed by config", body = ErrorBody)))]
 async fn delete_campaign(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -545,6 +744,13 @@ async fn delete_campaign(
     delete(api, Kind::Campaign, id).await
 }
 
+/// Deletes a segment no campaign uses.
+#[utoipa::path(delete, path = "/segments/{id}", operation_id = "deleteSegment", tag = "segments",
+    params(("id" = String, Path, description = "the segment's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 404, description = "no such segment", body = ErrorBody),
+        (status = 409, description = "in use, or managed by config", body = ErrorBody)))]
 async fn delete_segment(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -552,10 +758,19 @@ async fn delete_segment(
     delete(api, Kind::Segment, id).await
 }
 
+/// Publishes a draft at `effective_at` (the campaign set with it is checked whole).
+#[utoipa::path(post, path = "/campaigns/{id}/publish", operation_id = "publishCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    request_body(content = Option<When>, description = "optional"),
+    responses(
+        (status = 200, description = "published", body = CampaignView),
+        (status = 404, description = "no such campaign", body = ErrorBody),
+        (status = 409, description = "not a draft, managed by config, or before the latest publish", body = ErrorBody),
+        (status = 422, description = "the campaign set with it has problems, or a bad effective_at", body = ProblemsBody)))]
 async fn publish(
     State(api): State<Api>,
     Path(id): Path<String>,
-    when: Option<Json<When>>,
+    when: Option<Body<When>>,
 ) -> Result<Json<Value>, ApiError> {
     read_only(&api, Kind::Campaign, &id)?;
     let at = effective_at(&api, when)?;
@@ -579,10 +794,19 @@ async fn publish(
     Ok(Json(doc_view(&doc.expect("published"), now)))
 }
 
+/// Stops a published campaign at `effective_at`.
+#[utoipa::path(post, path = "/campaigns/{id}/stop", operation_id = "stopCampaign", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    request_body(content = Option<When>, description = "optional"),
+    responses(
+        (status = 200, description = "stopped", body = CampaignView),
+        (status = 404, description = "no such campaign", body = ErrorBody),
+        (status = 409, description = "not published, or managed by config", body = ErrorBody),
+        (status = 422, description = "a bad effective_at", body = ProblemsBody)))]
 async fn stop(
     State(api): State<Api>,
     Path(id): Path<String>,
-    when: Option<Json<When>>,
+    when: Option<Body<When>>,
 ) -> Result<Json<Value>, ApiError> {
     read_only(&api, Kind::Campaign, &id)?;
     let at = effective_at(&api, when)?;
@@ -594,6 +818,12 @@ async fn stop(
     Ok(Json(doc_view(&doc.expect("stopped"), now)))
 }
 
+/// The campaign's report (§9) over the activate partitions this replica owns.
+#[utoipa::path(get, path = "/campaigns/{id}/report", operation_id = "campaignReport", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    responses(
+        (status = 200, description = "the report", body = Report),
+        (status = 404, description = "no such campaign, or no decision yet", body = ErrorBody)))]
 async fn report(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Report>, ApiError> {
     read(&api, Kind::Campaign, &id)?;
     (api.inner.reports)(&id).map(Json).ok_or_else(|| {
@@ -604,17 +834,34 @@ async fn report(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<R
     })
 }
 
+/// The config's and the store's segments.
+#[utoipa::path(get, path = "/segments", operation_id = "listSegments", tag = "segments",
+    responses((status = 200, description = "the segments", body = SegmentList)))]
 async fn list_segments(State(api): State<Api>) -> Json<Value> {
     let mut all: Vec<Value> = (api.inner.managed_segments.iter())
-        .map(|(id, s)| json!({"id": id, "managed_by": "config", "definition": s}))
+        .map(|(id, s)| segment_view(id, true, s))
         .collect();
     let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
     all.extend(store.docs(Kind::Segment).map(|d| doc_view(d, 0)));
     Json(json!({ "segments": all }))
 }
 
-/// `POST /campaigns/preview`: the estimated audience of a definition, now.
-async fn preview(State(api): State<Api>, Json(body): Json<Value>) -> Result<Response, ApiError> {
+/// A preview's answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct EstimateBody {
+    #[serde(flatten)]
+    estimate: crate::preview::Estimate,
+    /// How long the workers took to answer.
+    elapsed_ms: u64,
+}
+
+/// The estimated audience of a definition now, from the live state; nothing is stored.
+#[utoipa::path(post, path = "/campaigns/preview", operation_id = "previewCampaign", tag = "campaigns",
+    request_body(content = Definition, description = "a `[[campaign]]` table"),
+    responses(
+        (status = 200, description = "the estimate", body = EstimateBody),
+        (status = 422, description = "every problem of the definition", body = ProblemsBody)))]
+async fn preview(State(api): State<Api>, Body(body): Body<Value>) -> Result<Response, ApiError> {
     let body = body_object(body)?;
     let Some(f) = api.inner.preview.clone() else {
         return Err(error(
@@ -632,11 +879,11 @@ async fn preview(State(api): State<Api>, Json(body): Json<Value>) -> Result<Resp
             )
         })?;
     match result {
-        Ok(estimate) => {
-            let mut v = serde_json::to_value(estimate).expect("serialisable");
-            v["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
-            Ok(Json(v).into_response())
-        }
+        Ok(estimate) => Ok(Json(EstimateBody {
+            estimate,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+        .into_response()),
         Err(PreviewFailure::Invalid(p)) => Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
             problems_body(&p.0),
@@ -645,10 +892,45 @@ async fn preview(State(api): State<Api>, Json(body): Json<Value>) -> Result<Resp
     }
 }
 
+/// An ad account: which token serves it, whether TikTok accepts it, and its campaigns.
+#[derive(Debug, Serialize, ToSchema)]
+struct AdAccount {
+    advertiser_id: String,
+    /// `account` (its own `[[tiktok.account]]` token), `default` (`[tiktok]`'s) or `none`;
+    /// absent without a TikTok client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(account|default|none)$")]
+    token: Option<&'static str>,
+    /// The token works for the account; null without a TikTok client.
+    ok: Option<bool>,
+    /// TikTok's name of the account, and its status, currency and time zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    currency: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<String>,
+    /// Why not `ok` (never a token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// The `[[tiktok.account]]`'s `name`.
+    configured_name: Option<String>,
+    campaigns: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AdAccountList {
+    ad_accounts: Vec<AdAccount>,
+}
+
 /// `GET /ad-accounts`: the `[[tiktok.account]]`s and every campaign's `ad_account` (config and
 /// store), each with the campaigns on it, the token that serves it and whether TikTok accepts
 /// that token for it (`ok`, TikTok's name, status, currency, time zone).
-async fn ad_accounts(State(api): State<Api>) -> Json<Value> {
+#[utoipa::path(get, path = "/ad-accounts", operation_id = "listAdAccounts", tag = "ad-accounts",
+    responses((status = 200, description = "the linked ad accounts and whether each token works", body = AdAccountList)))]
+async fn ad_accounts(State(api): State<Api>) -> Json<AdAccountList> {
     // advertiser id → (configured name, campaigns)
     let mut accounts: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
     fn entry(accounts: &mut Vec<(String, Option<String>, Vec<String>)>, id: &str) -> usize {
@@ -705,27 +987,59 @@ async fn ad_accounts(State(api): State<Api>) -> Json<Value> {
         }
     });
     let checked = futures::future::join_all(checks).await;
-    let list: Vec<Value> = accounts
+    let ad_accounts = accounts
         .into_iter()
         .zip(checked)
-        .map(|((id, configured_name, campaigns), status)| {
-            let mut v = match status {
-                Some(s) => serde_json::to_value(s).expect("serialisable"),
-                None => json!({"advertiser_id": id, "ok": null, "error": "no TikTok client in this process"}),
-            };
-            v["configured_name"] = json!(configured_name);
-            v["campaigns"] = json!(campaigns);
-            v
+        .map(|((id, configured_name, campaigns), status)| match status {
+            Some(s) => AdAccount {
+                advertiser_id: s.advertiser_id,
+                token: Some(s.token),
+                ok: Some(s.ok),
+                name: s.name,
+                status: s.status,
+                currency: s.currency,
+                timezone: s.timezone,
+                error: s.error,
+                configured_name,
+                campaigns,
+            },
+            None => AdAccount {
+                advertiser_id: id,
+                token: None,
+                ok: None,
+                name: None,
+                status: None,
+                currency: None,
+                timezone: None,
+                error: Some("no TikTok client in this process".into()),
+                configured_name,
+                campaigns,
+            },
         })
         .collect();
-    Json(json!({ "ad_accounts": list }))
+    Json(AdAccountList { ad_accounts })
 }
 
 /// Longest user id the erase route takes (ids are opaque; this bounds what is hashed).
 const MAX_USER_ID: usize = 1024;
 
+/// An erasure request, accepted.
+#[derive(Debug, Serialize, ToSchema)]
+struct Erasure {
+    /// SHA-256 of the user id, hex.
+    user_sha256: String,
+    /// When it takes effect, in event time.
+    #[schema(format = DateTime)]
+    effective_at: String,
+}
+
 /// `POST /users/{id}/erase`: 202 once the request is durable; the response and the log name
 /// the user only by the SHA-256 of the id.
+#[utoipa::path(post, path = "/users/{id}/erase", operation_id = "eraseUser", tag = "users",
+    params(("id" = String, Path, description = "the user's id, as the input records carry it")),
+    responses(
+        (status = 202, description = "requested: it takes effect in event time, in every shard and audience", body = Erasure),
+        (status = 422, description = "an empty or over-1 KiB id", body = ErrorBody)))]
 async fn erase_user(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if id.is_empty() || id.len() > MAX_USER_ID {
         return Err(error(
@@ -752,116 +1066,102 @@ async fn erase_user(State(api): State<Api>, Path(id): Path<String>) -> Result<Re
             )
         })?;
     tracing::info!(user_sha256 = %user_sha256, effective_at = at, "erasure requested");
-    let body = json!({"user_sha256": user_sha256, "effective_at": iso(at)});
+    let body = Erasure {
+        user_sha256,
+        effective_at: iso(at),
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-async fn openapi() -> Json<Value> {
-    Json(openapi_document())
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "remarket admin API", description = "Campaigns, segments, reports, previews, ad accounts and erasure (DESIGN §9)."),
+    servers((url = "/api/v1")),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// What every route shares: the bearer scheme, 401 and 503, and 413 where a body is taken.
+struct Common;
+
+impl utoipa::Modify for Common {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let json = || {
+            ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        let response = |description: &str, body: bool| -> RefOr<DocResponse> {
+            let r = ResponseBuilder::new().description(description);
+            let r = if body {
+                r.content("application/json", json())
+            } else {
+                r
+            };
+            RefOr::T(r.build())
+        };
+        for item in doc.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ];
+            for op in ops.into_iter().flatten() {
+                let add = |op: &mut Operation, status: &str, r: RefOr<DocResponse>| {
+                    op.responses.responses.entry(status.into()).or_insert(r);
+                };
+                add(op, "401", response("a missing or wrong bearer token", true));
+                add(
+                    op,
+                    "503",
+                    response(
+                        "no admin token configured, the store cannot be written, or the running service is needed",
+                        true,
+                    ),
+                );
+                if op.request_body.is_some() {
+                    add(op, "400", response("a body that is not JSON", true));
+                    add(op, "413", response("a body over 256 KiB", true));
+                    add(
+                        op,
+                        "415",
+                        response("no `Content-Type: application/json`", true),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The routes and the OpenAPI 3 document generated from them.
+fn routes() -> (Router<Api>, Document) {
+    use utoipa::Modify;
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_campaigns, create_campaign))
+        .routes(routes!(get_campaign, put_campaign, delete_campaign))
+        .routes(routes!(preview))
+        .routes(routes!(publish))
+        .routes(routes!(stop))
+        .routes(routes!(report))
+        .routes(routes!(list_segments, create_segment))
+        .routes(routes!(get_segment, put_segment, delete_segment))
+        .routes(routes!(erase_user))
+        .routes(routes!(ad_accounts))
+        .split_for_parts();
+    // After the routes: it reads their operations.
+    Common.modify(&mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI 3 document of these routes.
 pub fn openapi_document() -> Value {
-    let err = json!({"$ref": "#/components/schemas/Error"});
-    let resp = |desc: &str, schema: Value| json!({"description": desc, "content": {"application/json": {"schema": schema}}});
-    let errors = json!({
-        "401": resp("missing or wrong bearer token", err.clone()),
-        "404": resp("no such campaign or segment", err.clone()),
-        "409": resp("the change conflicts with the lifecycle (§9)", err.clone()),
-        "413": {"description": "body over 256 KiB"},
-        "422": resp("every problem of the definition", json!({"$ref": "#/components/schemas/Problems"})),
-        "503": resp("no admin token configured, or the store cannot be written", err.clone()),
-    });
-    let with = |ok: (&str, &str, Value)| {
-        let mut r = errors.clone();
-        r[ok.0] = resp(ok.1, ok.2);
-        r
-    };
-    let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-    let def =
-        json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
-    let when = json!({"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/When"}}}});
-    let obj = json!({"type": "object"});
-    json!({
-        "openapi": "3.0.3",
-        "info": {"title": "remarket admin API", "version": env!("CARGO_PKG_VERSION")},
-        "servers": [{"url": "/api/v1"}],
-        "security": [{"bearer": []}],
-        "paths": {
-            "/campaigns": {
-                "get": {"operationId": "listCampaigns", "parameters": [{"name": "state", "in": "query", "required": false, "schema": {"type": "string", "enum": ["draft", "scheduled", "running", "completed", "stopped"]}}], "responses": with(("200", "campaigns", obj.clone()))},
-                "post": {"operationId": "createCampaign", "requestBody": def.clone(), "responses": with(("201", "the draft", obj.clone()))}
-            },
-            "/campaigns/{id}": {
-                "parameters": id.clone(),
-                "get": {"operationId": "getCampaign", "responses": with(("200", "the campaign", obj.clone()))},
-                "put": {"operationId": "updateCampaign", "requestBody": def.clone(), "responses": with(("200", "the campaign", obj.clone()))},
-                "delete": {"operationId": "deleteCampaign", "responses": with(("204", "deleted", json!(null)))}
-            },
-            "/campaigns/preview": {
-                "post": {"operationId": "previewCampaign", "requestBody": def.clone(), "responses": {
-                    "200": resp("the estimated audience now, from the live state", json!({"$ref": "#/components/schemas/Estimate"})),
-                    "401": resp("missing or wrong bearer token", err.clone()),
-                    "413": {"description": "body over 256 KiB"},
-                    "422": resp("every problem of the definition", json!({"$ref": "#/components/schemas/Problems"})),
-                    "503": resp("no admin token, or no live state to count (not the running service, or it is restarting)", err.clone())
-                }}
-            },
-            "/campaigns/{id}/publish": {"parameters": id.clone(), "post": {"operationId": "publishCampaign", "requestBody": when.clone(), "responses": with(("200", "published", obj.clone()))}},
-            "/campaigns/{id}/stop": {"parameters": id.clone(), "post": {"operationId": "stopCampaign", "requestBody": when.clone(), "responses": with(("200", "stopped", obj.clone()))}},
-            "/campaigns/{id}/report": {"parameters": id.clone(), "get": {"operationId": "campaignReport", "responses": with(("200", "the report", json!({"$ref": "#/components/schemas/Report"})))}},
-            "/segments": {
-                "get": {"operationId": "listSegments", "responses": with(("200", "segments", obj.clone()))},
-                "post": {"operationId": "createSegment", "requestBody": def.clone(), "responses": with(("201", "the segment", obj.clone()))}
-            },
-            "/users/{id}/erase": {
-                "parameters": id.clone(),
-                "post": {"operationId": "eraseUser", "responses": {
-                    "202": resp("the erasure is requested: it takes effect in event time, in every shard and audience", json!({"type": "object", "required": ["user_sha256", "effective_at"], "properties": {"user_sha256": {"type": "string"}, "effective_at": {"type": "string", "format": "date-time"}}})),
-                    "401": resp("missing or wrong bearer token", err.clone()),
-                    "422": resp("the id is empty or too long", err.clone()),
-                    "503": resp("no admin token, no running service, or the request cannot be written", err.clone())
-                }}
-            },
-            "/ad-accounts": {
-                "get": {"operationId": "listAdAccounts", "responses": {
-                    "200": resp("the linked ad accounts and whether each token works", json!({"type": "object", "required": ["ad_accounts"], "properties": {"ad_accounts": {"type": "array", "items": {"$ref": "#/components/schemas/AdAccount"}}}})),
-                    "401": resp("missing or wrong bearer token", err.clone()),
-                    "503": resp("no admin token configured", err.clone())
-                }}
-            },
-            "/segments/{id}": {
-                "parameters": id,
-                "get": {"operationId": "getSegment", "responses": with(("200", "the segment", obj.clone()))},
-                "put": {"operationId": "updateSegment", "requestBody": def, "responses": with(("200", "the segment", obj))},
-                "delete": {"operationId": "deleteSegment", "responses": with(("204", "deleted", json!(null)))}
-            }
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-                "Problems": {"type": "object", "required": ["problems"], "properties": {"problems": {"type": "array", "items": {"type": "object", "properties": {"campaign": {"type": "string", "nullable": true}, "field": {"type": "string"}, "message": {"type": "string"}}}}}},
-                "When": {"type": "object", "properties": {"effective_at": {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]}}},
-                "Report": {"type": "object"},
-                "Estimate": {"type": "object", "required": ["campaign", "users", "qualified", "reachable", "control", "unreachable", "capped", "estimated_audience", "not_kept", "partitions", "complete"], "properties": {
-                    "campaign": {"type": "string"},
-                    "users": {"type": "integer"}, "qualified": {"type": "integer"}, "reachable": {"type": "integer"},
-                    "control": {"type": "integer"}, "unreachable": {"type": "integer"}, "capped": {"type": "integer"},
-                    "estimated_audience": {"type": "integer"},
-                    "not_kept": {"type": "array", "items": {"type": "string"}},
-                    "partitions": {"type": "integer"}, "complete": {"type": "boolean"}, "elapsed_ms": {"type": "integer"}
-                }},
-                "AdAccount": {"type": "object", "required": ["advertiser_id", "ok", "campaigns"], "properties": {
-                    "advertiser_id": {"type": "string"},
-                    "token": {"type": "string", "enum": ["account", "default", "none"]},
-                    "ok": {"type": "boolean", "nullable": true},
-                    "name": {"type": "string"}, "status": {"type": "string"}, "currency": {"type": "string"}, "timezone": {"type": "string"},
-                    "error": {"type": "string"},
-                    "configured_name": {"type": "string", "nullable": true},
-                    "campaigns": {"type": "array", "items": {"type": "string"}}
-                }}
-            }
-        }
-    })
+    serde_json::to_value(routes().1).expect("serialisable")
 }

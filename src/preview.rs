@@ -95,7 +95,7 @@ pub fn compile(
 }
 
 /// The preview's answer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Estimate {
     pub campaign: String,
     #[serde(flatten)]

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One figure for the exported and the control group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Groups<T> {
     pub exported: T,
     pub control: T,
@@ -35,7 +35,7 @@ impl std::ops::AddAssign for Tally {
 }
 
 /// `campaigns.ID.report` of `summary.json`, and `GET /api/v1/campaigns/{id}/report`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub users: Groups<u64>,
     pub converted: Groups<u64>,

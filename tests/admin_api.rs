@@ -307,7 +307,7 @@ fn the_openapi_document_matches_the_routes() {
     let s = start();
     let (status, doc) = s.call("GET", "/openapi.json", None, None);
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     assert!(
         s.ok("POST", "/segments", Some(json!({"id": "s1", "where": []})))
             .0

@@ -1907,3 +1907,79 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     );
     running.stop().unwrap();
 }
+
+/// schemathesis (`SCHEMATHESIS`, else on `PATH`); `None` (skip) when missing and `CI` is
+/// unset, a panic in CI (`.ci/run` installs it).
+fn schemathesis() -> Option<PathBuf> {
+    let candidate = std::env::var_os("SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("schemathesis"));
+    let found = Command::new(&candidate)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(candidate);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "schemathesis is not installed, but CI is set: CI must provide it (.ci/run)"
+    );
+    eprintln!("skipping: schemathesis not installed");
+    None
+}
+
+/// The admin API of a running service (tansu, the simulator), fuzzed by schemathesis from
+/// its own `/api/v1/openapi.json`: no 5xx but the documented 503s, every status, content type
+/// and body as documented.
+#[test]
+fn the_admin_api_holds_to_its_openapi_document_under_fuzzing() {
+    let Some(st) = schemathesis() else { return };
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
+    let sim = Sim::start(TOKEN, |_| {});
+    let text = format!(
+        "[source]\nformat = \"native\"\n\
+         [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+         [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
+         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+        url = sim.url,
+        token = token_file.display().to_string(),
+        brokers = cluster.bootstrap(),
+        admin = dir.path().join("admin").display().to_string(),
+    );
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let env = remarket::run::Env::from_config(&config).unwrap();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config, env);
+    assert!(wait_for(&|| ready_at(&addr)), "started");
+    let out = Command::new(&st)
+        .args(["run", &format!("http://{addr}/api/v1/openapi.json")])
+        .args(["--url", &format!("http://{addr}/api/v1")])
+        .args(["-H", "Authorization: Bearer admin-secret"])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .args(["--max-examples", "25", "--seed", "7", "--workers", "1"])
+        .args(["--no-color", "--generation-database", "none"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    let st_stderr = String::from_utf8_lossy(&out.stderr);
+    running.stop().unwrap();
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{report}\n{st_stderr}"
+    );
+}

@@ -32,7 +32,7 @@ pub struct Preview {
 }
 
 /// A preview's counts over some users.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PreviewCounts {
     /// Users with state.
     pub users: u64,
