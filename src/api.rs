@@ -73,6 +73,9 @@ pub enum PreviewFailure {
 pub type PreviewFn =
     Arc<dyn Fn(&Value) -> Result<crate::preview::Estimate, PreviewFailure> + Send + Sync>;
 
+/// A campaign's backfill in the running pipeline, if its rules were backfilled.
+pub type Backfills = Arc<dyn Fn(&str) -> Option<crate::detect::Backfill> + Send + Sync>;
+
 /// A campaign's report from the running pipeline, if it has one.
 pub type Reports = Arc<dyn Fn(&str) -> Option<Report> + Send + Sync>;
 
@@ -100,6 +103,8 @@ struct Inner {
     check_account: Option<CheckAccount>,
     /// `None`: no live state (the route answers 503).
     preview: Option<PreviewFn>,
+    /// `None`: no running pipeline (views show no backfill).
+    backfills: Option<Backfills>,
 }
 
 /// An API error: its status and JSON body.
@@ -261,6 +266,7 @@ impl Api {
                 erase: None,
                 check_account: None,
                 preview: None,
+                backfills: None,
             }),
         }
     }
@@ -272,6 +278,12 @@ impl Api {
     /// Checks the accounts of `GET /ad-accounts` through `check`.
     pub fn with_account_check(mut self, check: CheckAccount) -> Api {
         self.configure().check_account = Some(check);
+        self
+    }
+
+    /// Shows each campaign's backfill (`backfill` of its view) through `backfills`.
+    pub fn with_backfills(mut self, backfills: Backfills) -> Api {
+        self.configure().backfills = Some(backfills);
         self
     }
 
@@ -410,8 +422,28 @@ struct CampaignView {
     /// The new audience's description (kept here: TikTok's create call has none).
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<String>,
+    /// How its behaviour rules were backfilled when the running service loaded them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backfill: Option<BackfillView>,
     #[schema(value_type = Object)]
     definition: Value,
+}
+
+/// A backfill of a campaign's behaviour rules (over the input partitions this replica
+/// restored with them): the records re-read and counted, and whether retention fell short.
+#[derive(Debug, Serialize, ToSchema)]
+struct BackfillView {
+    partitions: u32,
+    records: u64,
+    counted: u64,
+    /// The oldest event time the rules read (null: `all`).
+    #[schema(format = DateTime)]
+    wanted_from: Option<String>,
+    /// Where retention had deleted older records: the figures start here.
+    #[schema(format = DateTime)]
+    covered_from: Option<String>,
+    /// Retention fell short of `wanted_from`.
+    short: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -448,7 +480,13 @@ fn iso(ms: EventTime) -> String {
     jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| t.to_string())
 }
 
-fn view(def: &Value, state: CampaignState, managed: bool, doc: Option<&Doc>) -> CampaignView {
+fn view(
+    api: &Api,
+    def: &Value,
+    state: CampaignState,
+    managed: bool,
+    doc: Option<&Doc>,
+) -> CampaignView {
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     CampaignView {
         id: s(def.get("id")).unwrap_or_default(),
@@ -463,6 +501,16 @@ fn view(def: &Value, state: CampaignState, managed: bool, doc: Option<&Doc>) -> 
         published_at: doc.and_then(|d| d.published_at).map(iso),
         stopped_at: doc.and_then(|d| d.stopped_at).map(iso),
         description: s(def.pointer("/what/audience/new/description")),
+        backfill: (s(def.get("id")).as_deref())
+            .and_then(|id| api.inner.backfills.as_ref()?(id))
+            .map(|b| BackfillView {
+                partitions: b.partitions,
+                records: b.records,
+                counted: b.counted,
+                wanted_from: b.wanted_from.filter(|&t| t > EventTime::MIN).map(iso),
+                covered_from: b.covered_from.map(iso),
+                short: b.short,
+            }),
         definition: def.clone(),
     }
 }
@@ -490,14 +538,14 @@ struct ListQuery {
 async fn list_campaigns(State(api): State<Api>, Query(q): Query<ListQuery>) -> Json<Value> {
     let now = api.now();
     let mut all: Vec<CampaignView> = (api.inner.managed.iter())
-        .map(|(_, def)| view(def, config_state(def, now), true, None))
+        .map(|(_, def)| view(&api, def, config_state(def, now), true, None))
         .collect();
     {
         let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
         all.extend(
             store
                 .docs(Kind::Campaign)
-                .map(|d| view(&d.definition, d.state_at(now), false, Some(d))),
+                .map(|d| view(&api, &d.definition, d.state_at(now), false, Some(d))),
         );
     }
     all.retain(|c| q.state.as_deref().is_none_or(|s| c.state == s));
@@ -534,15 +582,19 @@ async fn create(api: Api, kind: Kind, body: Value) -> Result<Response, ApiError>
         api.validate(s, doc)
     })?;
     let doc = doc.expect("created");
-    Ok((StatusCode::CREATED, Json(doc_view(&doc, now))).into_response())
+    Ok((StatusCode::CREATED, Json(doc_view(&api, &doc, now))).into_response())
 }
 
-fn doc_view(doc: &Doc, now: i64) -> Value {
+fn doc_view(api: &Api, doc: &Doc, now: i64) -> Value {
     match doc.kind {
-        Kind::Campaign => {
-            serde_json::to_value(view(&doc.definition, doc.state_at(now), false, Some(doc)))
-                .expect("serialisable")
-        }
+        Kind::Campaign => serde_json::to_value(view(
+            api,
+            &doc.definition,
+            doc.state_at(now),
+            false,
+            Some(doc),
+        ))
+        .expect("serialisable"),
         Kind::Segment => segment_view(&doc.id, false, &doc.definition),
     }
 }
@@ -580,14 +632,14 @@ fn read(api: &Api, kind: Kind, id: &str) -> Result<Value, ApiError> {
     if kind == Kind::Campaign {
         if let Some(def) = api.managed(id) {
             return Ok(
-                serde_json::to_value(view(def, config_state(def, now), true, None))
+                serde_json::to_value(view(api, def, config_state(def, now), true, None))
                     .expect("serialisable"),
             );
         }
     }
     let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
     match store.get(kind, id) {
-        Some(d) => Ok(doc_view(d, now)),
+        Some(d) => Ok(doc_view(api, d, now)),
         None if kind == Kind::Segment => api
             .managed_of(kind, id)
             .map(|s| segment_view(id, true, s))
@@ -687,7 +739,7 @@ async fn update(api: Api, kind: Kind, id: String, body: Value) -> Result<Json<Va
         let doc = s.update(kind, &id, body, now, now)?.clone();
         api.validate(s, doc)
     })?;
-    Ok(Json(doc_view(&doc.expect("updated"), now)))
+    Ok(Json(doc_view(&api, &doc.expect("updated"), now)))
 }
 
 /// Replaces a campaign's definition (a published one only within §9's edit rules).
@@ -791,7 +843,7 @@ async fn publish(
         })?;
         Ok(())
     })?;
-    Ok(Json(doc_view(&doc.expect("published"), now)))
+    Ok(Json(doc_view(&api, &doc.expect("published"), now)))
 }
 
 /// Stops a published campaign at `effective_at`.
@@ -815,7 +867,7 @@ async fn stop(
         s.stop(&id, at, now)?;
         Ok(())
     })?;
-    Ok(Json(doc_view(&doc.expect("stopped"), now)))
+    Ok(Json(doc_view(&api, &doc.expect("stopped"), now)))
 }
 
 /// The campaign's report (§9) over the activate partitions this replica owns.
@@ -842,7 +894,7 @@ async fn list_segments(State(api): State<Api>) -> Json<Value> {
         .map(|(id, s)| segment_view(id, true, s))
         .collect();
     let store = api.inner.store.lock().unwrap_or_else(|e| e.into_inner());
-    all.extend(store.docs(Kind::Segment).map(|d| doc_view(d, 0)));
+    all.extend(store.docs(Kind::Segment).map(|d| doc_view(&api, d, 0)));
     Json(json!({ "segments": all }))
 }
 

@@ -251,3 +251,21 @@ pub fn user_hash(user: &str) -> u64 {
 pub fn shard_for(hash: u64, n: usize) -> usize {
     (((hash >> 32) * n as u64) >> 32) as usize
 }
+
+/// A campaign's backfill (over the partitions this replica restored with it).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    /// Partitions backfilled.
+    pub partitions: u32,
+    /// Records read (routed as applied, at or below the checkpoints' watermarks), and of
+    /// them those counted into the campaign's rules.
+    pub records: u64,
+    pub counted: u64,
+    /// The oldest event time the rules read.
+    pub wanted_from: Option<EventTime>,
+    /// Where retention had deleted the oldest records: the youngest first record of the
+    /// partitions read.
+    pub covered_from: Option<EventTime>,
+    /// Retention fell short: some figures start after `wanted_from`.
+    pub short: bool,
+}

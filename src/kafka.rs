@@ -459,6 +459,20 @@ pub fn scan(
     p: i32,
     mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> anyhow::Result<()> {
+    scan_records(k, group, topic, p, i64::MAX, |m| each(m.key(), m.payload()))
+}
+
+/// Hands the records of partition `p` of `topic` below offset `until`, from the partition's
+/// beginning (the oldest record retention kept) and in order, to `each`; stops at `until` or
+/// at the end.
+pub fn scan_records(
+    k: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    p: i32,
+    until: i64,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) -> anyhow::Result<()> {
     let started = tokio::time::Instant::now();
     let reader: BaseConsumer<EofIsNoError> = tuned_config(k, Role::Consumer, &FAST_FETCH)
         .set("group.id", group)
@@ -474,9 +488,23 @@ pub fn scan(
     tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     reader.assign(&tpl)?;
     let mut records = 0u64;
+    let done = |records: u64| {
+        tracing::debug!(
+            topic,
+            partition = p,
+            records,
+            took_ms = started.elapsed().as_millis() as u64,
+            "read to the end"
+        );
+    };
     loop {
         match reader.poll(Duration::from_secs(30)) {
             Some(Ok(m)) => {
+                if m.offset() >= until {
+                    done(records);
+                    close_in_background(reader);
+                    return Ok(());
+                }
                 if records == 0 {
                     tracing::debug!(
                         topic,
@@ -486,16 +514,10 @@ pub fn scan(
                     );
                 }
                 records += 1;
-                each(m.key(), m.payload());
+                each(&m);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                tracing::debug!(
-                    topic,
-                    partition = p,
-                    records,
-                    took_ms = started.elapsed().as_millis() as u64,
-                    "read to the end"
-                );
+                done(records);
                 close_in_background(reader);
                 return Ok(());
             }

@@ -174,6 +174,13 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             Box::pin(async move { client.account_status(&advertiser).await })
         })
     });
+    let api = api.with_backfills({
+        let status = detect_status.clone();
+        Arc::new(move |id: &str| {
+            let b = status.backfills.lock().unwrap_or_else(|e| e.into_inner());
+            b.get(id).copied()
+        })
+    });
     // The campaigns the stages run now: what a preview is compiled against.
     let running: Arc<Mutex<Option<Arc<Config>>>> = Arc::default();
     let api = api.with_preview({

@@ -1983,3 +1983,203 @@ fn the_admin_api_holds_to_its_openapi_document_under_fuzzing() {
         "schemathesis found failures:\n{report}\n{st_stderr}"
     );
 }
+
+/// Backfill (DESIGN §9): a behaviour campaign published through the API after a week of
+/// events is in the topic — every record already applied by stages that did not have its
+/// rules — counts that week as if it had been running: its first scheduled run makes TikTok
+/// hold what `replay --campaigns` of the recorded topics exports, and its view says how it
+/// was backfilled. Without the backfill its `did` rule would see no event and export nobody.
+#[test]
+fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
+    const LATENESS_MS: i64 = 5_000;
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
+    let args = remarket::generate::GenerateArgs {
+        users: 200,
+        events: 2_000,
+        seed: 31,
+        format: remarket::generate::Format::Native,
+        start: "2026-11-02T00:00:00Z".into(),
+        malformed_pct: 0.0,
+        disorder_ms: 2_000,
+        partitions: 0,
+        days: 7,
+    };
+    let mut raw = Vec::new();
+    remarket::generate::generate(&args, &mut raw).unwrap();
+    let mut lines: Vec<String> = String::from_utf8(raw)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let ts_of = |l: &str| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+            .as_i64()
+            .unwrap()
+    };
+    // A user the campaign would take (reachable by email, two views, no purchase) erased
+    // just after their last event, and back at once with a new profile: the backfill must
+    // not count their week before the erasure.
+    let parsed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let erased = (0..args.users)
+        .map(|u| format!("u{u}"))
+        .find(|u| {
+            let of = || parsed.iter().filter(|v| v["user_id"] == u.as_str());
+            let views = of().filter(|v| v["event"] == "Product Viewed").count();
+            let bought = of().any(|v| v["event"] == "Charged");
+            let reachable = of().any(|v| {
+                v["props"]["email"].is_string() && v["props"]["email_unsubscribed"] != true
+            });
+            views >= 2 && !bought && reachable
+        })
+        .expect("a user the campaign takes");
+    let at = (parsed.iter().rposition(|v| v["user_id"] == erased.as_str())).unwrap();
+    let erase_ts = ts_of(&lines[at]) + 1;
+    lines.insert(
+        at + 1,
+        format!(r#"{{"type":"delete","user_id":"{erased}","ts":{erase_ts}}}"#),
+    );
+    lines.insert(
+        at + 2,
+        format!(
+            r#"{{"type":"profile","user_id":"{erased}","ts":{},"props":{{"email":"back@example.com"}}}}"#,
+            erase_ts + 1
+        ),
+    );
+    let first = lines.iter().map(|l| ts_of(l)).min().unwrap();
+    let last = lines.iter().map(|l| ts_of(l)).max().unwrap();
+    assert!(last - first > 6 * 86_400_000, "a week of events");
+    // Published a minute after the last record; its one run an hour later.
+    let publish_at = last + 60_000;
+    let run_at = (last / 60_000 + 61) * 60_000;
+    let iso = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+    let text = |url: &str, brokers: &str| {
+        format!(
+            "[source]\nformat = \"native\"\n\
+             [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+             [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+             max_batch = 500\nlinger = \"100ms\"\n\
+             [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
+             start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
+             [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+             [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+             profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+             \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+            token = token_file.display().to_string(),
+            admin = dir.path().join("admin").display().to_string(),
+        )
+    };
+    let weekly = serde_json::json!({
+        "id": "week-viewers", "name": "Viewed this week, no purchase", "ad_account": ADV_A,
+        "start": "2026-11-01T00:00:00Z",
+        "schedule": {"at": [iso(run_at)]},
+        "who": {"past": [
+            {"did": "Product Viewed", "agg": "count", "op": ">=", "value": 2, "in_last": "7d"},
+            {"did_not": "Charged", "in_last": "7d"}
+        ]},
+        "what": {"audience": {"new": {"name": "Week viewers"}}, "identifiers": ["email"]}
+    });
+
+    let producer = test_producer(cluster.bootstrap());
+    produce(&producer, &lines, None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let sim = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(&text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
+    let clock = Arc::new(ManualClock(publish_at.into()));
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.clock = clock.clone();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config, env);
+    // Every record applied (the idle partitions' watermarks follow the clock past them)
+    // by stages without the campaign.
+    let reached = |at: i64| {
+        let s = scrape_at(&addr);
+        let parts = (s.lines())
+            .filter(|l| l.starts_with("remarket_detect_watermark_seconds{"))
+            .count();
+        parts == PARTITIONS as usize && detect_watermark_ms(&s).is_some_and(|w| w >= at)
+    };
+    assert!(wait_for(&|| reached(last)), "every record applied");
+    let generation = |n: i64| {
+        let s = scrape_at(&addr);
+        gauge_of(&s, "remarket_engine_generation") == Some(n) && ready_at(&addr)
+    };
+    assert!(wait_for(&|| generation(1)));
+    assert_eq!(api(&addr, "POST", "/campaigns", Some(weekly)).0, 201);
+    let when = serde_json::json!({"effective_at": iso(publish_at)});
+    let (status, body) = api(&addr, "POST", "/campaigns/week-viewers/publish", Some(when));
+    assert_eq!(status, 200, "{body}");
+    assert!(wait_for(&|| generation(2)), "restarted with the campaign");
+    let view = || api(&addr, "GET", "/campaigns/week-viewers", None).1;
+    assert!(
+        wait_for(&|| view()["backfill"]["partitions"] == PARTITIONS),
+        "every partition backfilled: {}",
+        view()
+    );
+    let view = view();
+    let backfill = &view["backfill"];
+    assert_eq!(backfill["short"], false, "{view}");
+    assert!(backfill["counted"].as_u64().unwrap() > 0, "{view}");
+    assert!(
+        backfill["records"].as_u64().unwrap() >= backfill["counted"].as_u64().unwrap(),
+        "{view}"
+    );
+
+    // What replay gives with the recorded campaigns topic and a record past the run.
+    let campaigns = dir.path().join("campaigns.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_remarket"))
+        .args(["record", "--brokers", cluster.bootstrap(), "--topic"])
+        .arg("remarket.campaigns")
+        .arg("--out")
+        .arg(&campaigns)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recorded =
+        remarket::store::Store::read_recording(&std::fs::read_to_string(&campaigns).unwrap())
+            .unwrap();
+    let input = dir.path().join("input.jsonl");
+    let marker = format!(
+        "{{\"user_id\":\"marker\",\"event\":\"Marker\",\"ts\":{}}}",
+        run_at + LATENESS_MS + 1_000
+    );
+    std::fs::write(&input, lines.join("\n") + "\n" + &marker + "\n").unwrap();
+    let reference = Sim::start(TOKEN, |_| {});
+    let base: toml::Table = text(&reference.url, "127.0.0.1:9").parse().unwrap();
+    let cfg = recorded.config(&base, Vec::new()).unwrap();
+    let out = dir.path().join("replay");
+    let mut sink = ReplayTikTokSink::start(&cfg, &out).unwrap();
+    let opts = ReplayOptions {
+        out_dir: out,
+        shards: 2,
+        progress: false,
+        now_ms: run_at + 3_600_000,
+    };
+    let report = app::replay(&cfg, &[input], &opts, &mut sink).unwrap();
+    let weekly = &report.summary.campaigns["week-viewers"];
+    assert_eq!(weekly.runs, Some(1), "{weekly:?}");
+    assert!(weekly.exported > 0, "{weekly:?}");
+    let want: BTreeSet<Members> = held(&reference.sim).into_values().collect();
+    assert_eq!(report.summary.erasures, 1);
+
+    clock.0.store(run_at + 60_000, Ordering::SeqCst);
+    let holds = || held(&sim.sim).into_values().collect::<BTreeSet<_>>() == want;
+    assert!(
+        wait_for(&holds),
+        "TikTok holds what replay --campaigns exports: {:?} vs {:?}",
+        held(&sim.sim).values().map(|m| m.len()).collect::<Vec<_>>(),
+        want.iter().map(|m| m.len()).collect::<Vec<_>>()
+    );
+    running.stop().unwrap();
+}

@@ -221,6 +221,39 @@ impl Shard {
         }
     }
 
+    /// Counts an event already applied into behaviour rules `only`, which were not loaded
+    /// when it was (a backfill, see [`crate::kafka::detect`]): as if they had been, so a user
+    /// it alone would have given state gets some. Nothing else changes and nothing is
+    /// emitted. Whether it counted.
+    pub fn backfill(&mut self, rec: &Record, only: &[u16]) -> bool {
+        let Some(ev) = &rec.event else { return false };
+        let Some(event_id) = ev.id else { return false };
+        if rec.erase
+            || !self
+                .rules
+                .past_of(event_id)
+                .iter()
+                .any(|r| only.contains(r))
+        {
+            return false;
+        }
+        let slot = match self.find(&rec.user) {
+            Some(s) => s,
+            None => self.insert(rec.user.clone()),
+        };
+        let user = &mut self.users[slot as usize];
+        let counted = user.record_past(&self.rules, event_id, &ev.props, rec.ts, Some(only));
+        if counted {
+            self.mark_dirty(slot);
+        }
+        counted
+    }
+
+    /// The behaviour rules' keys, by index.
+    pub fn past_keys(&self) -> impl Iterator<Item = &str> {
+        self.rules.past.iter().map(|r| r.key.as_str())
+    }
+
     /// An erasure request: the user's state (profile, aggregates, open windows) is dropped —
     /// a changelog tombstone — and every campaign's activate stage is told. Timers of the
     /// dropped windows find no window and are skipped.

@@ -321,15 +321,21 @@ impl UserState {
             .all(|(&r, &d)| rules.past[usize::from(r)].holds_on(self.buckets(r), d))
     }
 
-    /// Counts an event into the behaviour rules that look at it.
-    fn record_past(
+    /// Counts an event into the behaviour rules that look at it (of them only those in
+    /// `only`, when given: a backfill). Whether it counted into any.
+    pub(crate) fn record_past(
         &mut self,
         rules: &Rules,
         event: crate::event::EventId,
         props: &crate::event::Props,
         ts: EventTime,
-    ) {
+        only: Option<&[u16]>,
+    ) -> bool {
+        let mut counted = false;
         for &r in rules.past_of(event) {
+            if only.is_some_and(|o| !o.contains(&r)) {
+                continue;
+            }
             let rule = &rules.past[usize::from(r)];
             let lookup = |p: PropId| event_prop(props, p);
             if !rule.matches(lookup) {
@@ -346,7 +352,9 @@ impl UserState {
                 }
             };
             rule.record(&mut past[i].1, ts, value);
+            counted = true;
         }
+        counted
     }
 
     /// The devices records named (see [`Extra::devices`]).
@@ -543,7 +551,7 @@ impl UserState {
         let Some(ev) = &rec.event else { return };
         let Some(event_id) = ev.id else { return };
         let ts = rec.ts;
-        self.record_past(cx.rules, event_id, &ev.props, ts);
+        self.record_past(cx.rules, event_id, &ev.props, ts, None);
         for &(c, role) in cx.rules.roles(event_id) {
             let rule = &cx.rules.rules[usize::from(c)];
             match role {

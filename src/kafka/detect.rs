@@ -58,6 +58,8 @@ pub struct DetectStatus {
     /// The router's counters per worker, as of its last advance round.
     workers: Mutex<Vec<Totals>>,
     pub qualified: std::sync::atomic::AtomicU64,
+    /// Backfills of newly loaded behaviour rules, by campaign id.
+    pub backfills: Mutex<BTreeMap<String, crate::detect::Backfill>>,
     /// Custom profile properties dropped over `engine.max_custom_props`.
     pub custom_props_dropped: std::sync::atomic::AtomicU64,
     /// Input partitions owned, over all workers.
@@ -621,6 +623,31 @@ fn read_checkpointed(
     Ok((committed, checkpoint, pending))
 }
 
+/// The behaviour rules a restored state holds no figures for: those not named by its
+/// checkpoint record (none for a checkpoint of an earlier version, which names none).
+fn missing_rules(rules: &Rules, c: &Checkpoint) -> Vec<u16> {
+    let Some(held) = &c.past_rules else {
+        return Vec::new();
+    };
+    (0..rules.past.len())
+        .filter(|&r| !held.iter().any(|k| *k == rules.past[r].key))
+        .map(|r| r as u16)
+        .collect()
+}
+
+/// The oldest event time `rule` reads at watermark `w` (a day more, for day boundaries in
+/// its time zone).
+fn past_reach(rule: &crate::detect::past::PastRule, w: EventTime) -> EventTime {
+    use crate::campaign::past::Range;
+    const DAY: i64 = 86_400_000;
+    let days = match rule.range {
+        Range::Last(n) => i64::from(n),
+        Range::Between(n, _) => i64::from(n) + 1,
+        Range::All => return EventTime::MIN,
+    };
+    w.saturating_sub((days + 1) * DAY)
+}
+
 /// The least time between two checkpoints taken because the input ran dry.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 
@@ -677,6 +704,13 @@ impl State {
             repairs,
         } = restore_checkpointed(k, self.rules.clone(), &self.changelog, p)?;
         self.repair(p, repairs, checkpoint.as_ref());
+        let mut shard = shard;
+        if let Some(c) = &checkpoint {
+            let missing = missing_rules(&self.rules, c);
+            if !missing.is_empty() {
+                self.backfill(p, &mut shard, c, &missing)?;
+            }
+        }
         let w = shard.watermark();
         let lateness = self.config.engine.allowed_lateness.as_millis();
         let mut wm = Watermarks::new(topics.len(), lateness);
@@ -711,6 +745,128 @@ impl State {
             },
             users,
         ))
+    }
+
+    /// Backfill (DESIGN §9): counts the records the restored state reflects — below the
+    /// checkpoint's `consumed`, at or below its watermark — into the behaviour rules
+    /// `missing` it holds no figures for (a campaign published since), read from the
+    /// beginning retention kept, so that the campaign's first run sees what it would have,
+    /// had it been running. The records are routed as the first time (decode, future and
+    /// late checks against a watermark rebuilt from them); an event at or before its user's
+    /// erasure (read from the profiles topic first) is not counted. The users it changes
+    /// are written with the next checkpoint, whose record then names the rules as held; a
+    /// crash before that backfills again.
+    fn backfill(
+        &self,
+        p: i32,
+        shard: &mut Shard,
+        c: &Checkpoint,
+        missing: &[u16],
+    ) -> anyhow::Result<()> {
+        let k = self.config.kafka.as_ref().expect("run has [kafka]");
+        let started = Instant::now();
+        let decoder = Decoder::new(self.config.source.format, &self.config.schema);
+        let until = |topic: &str| {
+            (c.inputs.iter())
+                .find(|m| m.topic == topic)
+                .map_or(0, |m| m.consumed)
+        };
+        let group = format!("{}-backfill", k.group("detect"));
+        let max_future = self.config.engine.max_future.as_millis();
+        let not_after = |kafka_ts: Option<i64>| {
+            kafka_ts.map_or(EventTime::MAX, |t| t.saturating_add(max_future))
+        };
+        let mut erased: rustc_hash::FxHashMap<String, EventTime> = Default::default();
+        super::scan_records(
+            k,
+            &group,
+            &k.profiles_topic,
+            p,
+            until(&k.profiles_topic),
+            |m| {
+                let kafka_ts = m.timestamp().to_millis();
+                if let Ok(rec) = decoder.decode_at(m.payload().unwrap_or_default(), kafka_ts) {
+                    if rec.erase {
+                        let e = erased.entry(rec.user.to_string()).or_insert(rec.ts);
+                        *e = (*e).max(rec.ts);
+                    }
+                }
+            },
+        )?;
+        let lateness = self.config.engine.allowed_lateness.as_millis();
+        let mut wm = Watermarks::new(1, lateness);
+        let mut scratch = Totals::default();
+        let (mut records, mut counted) = (0u64, 0u64);
+        let mut first: Option<(i64, EventTime)> = None;
+        super::scan_records(k, &group, &k.events_topic, p, until(&k.events_topic), |m| {
+            let kafka_ts = m.timestamp().to_millis();
+            let decoded = decoder.decode_at(m.payload().unwrap_or_default(), kafka_ts);
+            if first.is_none() {
+                first = Some((
+                    m.offset(),
+                    decoded.as_ref().map_or(EventTime::MAX, |r| r.ts),
+                ));
+            }
+            let Routed::Apply(rec) = route(&mut scratch, &mut wm, 0, decoded, not_after(kafka_ts))
+            else {
+                return;
+            };
+            if rec.ts > c.watermark {
+                return;
+            }
+            records += 1;
+            if erased.get(rec.user.as_str()).is_some_and(|&e| rec.ts <= e) {
+                return;
+            }
+            if shard.backfill(&rec, missing) {
+                counted += 1;
+            }
+        })?;
+        // Retention fell short when the partition no longer starts at offset 0 and its
+        // first record is younger than the longest range asks for.
+        let wanted = (missing.iter())
+            .map(|&r| past_reach(&self.rules.past[usize::from(r)], c.watermark))
+            .min()
+            .unwrap_or(EventTime::MIN);
+        let (low, first_ts) = first.unwrap_or((0, EventTime::MAX));
+        let short = low > 0 && first_ts > wanted;
+        let mut campaigns: Vec<&str> = (missing.iter())
+            .map(|&r| {
+                let key = self.rules.past[usize::from(r)].key.as_str();
+                key.rsplit_once('#').map_or(key, |(c, _)| c)
+            })
+            .collect();
+        campaigns.dedup();
+        tracing::info!(
+            partition = p,
+            rules = missing.len(),
+            records,
+            counted,
+            from_offset = low,
+            short,
+            took_ms = started.elapsed().as_millis() as u64,
+            "behaviour rules backfilled"
+        );
+        let mut b = self
+            .status
+            .backfills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for campaign in campaigns {
+            let e = b.entry(campaign.to_owned()).or_default();
+            e.partitions += 1;
+            e.records += records;
+            e.counted += counted;
+            e.short |= short;
+            if low > 0 {
+                e.covered_from = Some(
+                    e.covered_from
+                        .map_or(first_ts, |t: EventTime| t.max(first_ts)),
+                );
+            }
+            e.wanted_from = Some(e.wanted_from.map_or(wanted, |t: EventTime| t.min(wanted)));
+        }
+        Ok(())
     }
 
     /// Takes one input record. `kafka_ts` is its Kafka timestamp: its `ts` may be at most
@@ -957,6 +1113,7 @@ impl State {
                 );
             });
             let mark = Checkpoint {
+                past_rules: Some(task.shard.past_keys().map(str::to_owned).collect()),
                 watermark: task.shard.watermark(),
                 inputs: task
                     .inputs
@@ -1259,6 +1416,7 @@ mod tests {
             .unwrap();
         let mark = |w: i64, consumed: i64| {
             serde_json::to_vec(&Checkpoint {
+                past_rules: None,
                 watermark: w,
                 inputs: vec![InputMark {
                     topic: "in".into(),

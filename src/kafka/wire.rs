@@ -95,4 +95,9 @@ pub struct InputMark {
 pub struct Checkpoint {
     pub watermark: i64,
     pub inputs: Vec<InputMark>,
+    /// The behaviour rules (`campaign#n` keys) whose figures the state holds for every record
+    /// it reflects; a rule loaded later is backfilled from the input on restore. Absent in
+    /// checkpoints of earlier versions: every rule loaded then counts as held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_rules: Option<Vec<String>>,
 }
