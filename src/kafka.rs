@@ -16,6 +16,7 @@ pub mod audiences;
 pub mod campaigns;
 pub mod detect;
 pub mod erase;
+pub mod reports;
 pub mod stage;
 pub mod wire;
 
@@ -616,12 +617,13 @@ pub async fn ensure_topics(
         events
     };
     let compact = [("cleanup.policy", "compact")];
-    let wanted: [TopicSpec; 6] = [
+    let wanted: [TopicSpec; 7] = [
         (k.topic("changelog"), events, &compact),
         (k.topic("qualified"), activate, &[]),
         (k.topic("decisions"), activate, &compact),
         (k.topic("audiences"), 1, &compact),
         (k.topic("campaigns"), 1, &compact),
+        (k.topic("reports"), 1, &compact),
         (k.topic("dead-letter"), events, &[]),
     ];
     let mut missing = Vec::new();

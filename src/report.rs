@@ -16,7 +16,7 @@ pub struct Groups<T> {
 
 /// What the report is computed from: distinct users per group, those of them who converted,
 /// and the revenue of their conversions.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
     pub users: Groups<u64>,
     pub converted: Groups<u64>,

@@ -158,7 +158,8 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
         shared.store.clone(),
         persist,
         {
-            // Over the activate partitions this replica owns (all of them with one replica).
+            // Over every activate partition: this replica's own, the others' from the
+            // reports topic.
             let status = activate_status.clone();
             Arc::new(move |id: &str| {
                 let (tally, owned) = status.tally(id);
@@ -284,6 +285,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     {
         let (k, shared, stop) = (k.clone(), shared.clone(), stop.clone());
         let (startup, clock) = (startup.clone(), clock.clone());
+        let activate_status = activate_status.clone();
         let config_defs: Vec<serde_json::Value> = match config.document.get("campaign") {
             Some(toml::Value::Array(a)) => (a.iter())
                 .filter_map(|c| serde_json::to_value(c).ok())
@@ -300,6 +302,16 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
                     let states = (shared.store.lock().unwrap_or_else(|e| e.into_inner()))
                         .states(&config_defs, clock.now_ms());
                     *startup.3.lock().unwrap_or_else(|e| e.into_inner()) = states;
+                    // The other replicas' report tallies.
+                    match crate::kafka::reports::read(&k) {
+                        Ok(r) => {
+                            *(activate_status.remote_tallies.lock())
+                                .unwrap_or_else(|e| e.into_inner()) = r;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "reports topic unreadable")
+                        }
+                    }
                     std::thread::sleep(crate::kafka::campaigns::FOLLOW_EVERY);
                 }
             })?;

@@ -71,6 +71,7 @@ fn create_topics(cluster: &Cluster) {
         }
         cluster.create_topic("remarket.audiences", 1, &[]);
         cluster.create_topic("remarket.campaigns", 1, &[]);
+        cluster.create_topic("remarket.reports", 1, &[]);
     }
 }
 
@@ -1613,6 +1614,16 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
     )
     .1["state"]
         == "stopped"));
+    // Both replicas' reports cover every activate partition, whichever owns it after the
+    // rebalance (the other replica's from the reports topic).
+    let report_at = |a: &str| api(a, "GET", "/campaigns/api-carts/report", None);
+    assert!(
+        wait_for(&|| report_at(&addr2) == (200, want_report.clone())
+            && report_at(&addr) == (200, want_report.clone())),
+        "{:?} and {:?} vs {want_report}",
+        report_at(&addr2),
+        report_at(&addr)
+    );
     second_replica.stop().unwrap();
     running.stop().unwrap();
 }

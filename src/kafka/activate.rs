@@ -116,6 +116,9 @@ pub struct ActivateStatus {
     pub pauses: std::sync::atomic::AtomicU64,
     /// Per owned partition, each campaign's report tally as of the last commit.
     pub tallies: Mutex<BTreeMap<i32, BTreeMap<String, crate::report::Tally>>>,
+    /// Every activate partition's tallies as the reports topic held them at its last read
+    /// (written by each partition's owner).
+    pub remote_tallies: Mutex<BTreeMap<i32, super::reports::Tallies>>,
     /// Per campaign, the size TikTok last reported for its audience and when it was asked.
     pub audience_sizes: Mutex<BTreeMap<String, AudienceSize>>,
 }
@@ -142,16 +145,26 @@ impl ActivateStatus {
         sum
     }
 
-    /// Campaign `id`'s tally over the partitions this replica owns, with how many it owns.
+    /// Campaign `id`'s tally over every activate partition known here (owned, or read from
+    /// the reports topic), with how many those are.
     pub fn tally(&self, id: &str) -> (crate::report::Tally, usize) {
         let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let remote = self
+            .remote_tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut sum = crate::report::Tally::default();
-        for per in t.values() {
+        // The partitions this replica owns as of its last commit, the others as their
+        // owners last wrote them.
+        let others = remote.iter().filter(|(p, _)| !t.contains_key(p));
+        let mut partitions = 0;
+        for (_, per) in t.iter().chain(others) {
+            partitions += 1;
             if let Some(x) = per.get(id) {
                 sum += *x;
             }
         }
-        (sum, t.len())
+        (sum, partitions)
     }
 
     /// The size TikTok last reported for `id`'s audience.
@@ -211,6 +224,8 @@ struct State {
     last_commit: Instant,
     /// When the holdback was last logged (every 10 s while it holds anything).
     last_hold_log: Instant,
+    /// What the reports topic was last sent, per owned partition.
+    tallies_sent: BTreeMap<i32, super::reports::Tallies>,
 }
 
 impl Stage for State {
@@ -395,14 +410,16 @@ pub fn run(
         interval: k.commit_interval.duration(),
         last_commit: Instant::now(),
         last_hold_log: Instant::now(),
+        tallies_sent: BTreeMap::new(),
     };
     let qualified = k.topic("qualified");
     super::stage::run(&k, &[qualified.as_str()], state, &stop)
 }
 
 impl State {
-    /// Each owned partition's report tallies, for the admin API's report route.
-    fn publish_tallies(&self) {
+    /// Each owned partition's report tallies, for the admin API's report route, here and
+    /// (when they changed) on the reports topic for the other replicas.
+    fn publish_tallies(&mut self) {
         let campaigns = &self.config.campaigns;
         let fresh: BTreeMap<i32, BTreeMap<String, crate::report::Tally>> = (self.parts.iter())
             .map(|(p, part)| {
@@ -412,6 +429,14 @@ impl State {
                 (*p, per)
             })
             .collect();
+        let k = self.config.kafka.as_ref().expect("run has [kafka]");
+        for (p, t) in &fresh {
+            if self.tallies_sent.get(p) != Some(t) {
+                super::reports::write(&self.producer, k, *p, t);
+                self.tallies_sent.insert(*p, t.clone());
+            }
+        }
+        self.tallies_sent.retain(|p, _| fresh.contains_key(p));
         *self
             .status
             .tallies
