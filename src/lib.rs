@@ -42,6 +42,7 @@ pub mod campaign;
 pub mod campaigns_cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod duration;
 pub mod event;

@@ -227,7 +227,10 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             Ok(at)
         })
     });
-    let app = admin.router().merge(api.router());
+    // The console (`/`) calls the same API routes, in-process.
+    let api = api.router();
+    let console = crate::console::Console::new(api.clone()).router();
+    let app = admin.router().merge(api).merge(console);
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "admin http server stopped");

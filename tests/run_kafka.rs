@@ -2194,3 +2194,299 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     );
     running.stop().unwrap();
 }
+
+/// chromedriver (`CHROMEDRIVER`, else on `PATH`) and Chromium (`CHROMIUM`, else
+/// `/usr/bin/chromium`); `None` (skip) when missing and `CI` is unset, a panic in CI.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let driver = std::env::var_os("CHROMEDRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromedriver"));
+    let chromium = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let found = Command::new(&driver)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && chromium.exists();
+    if found {
+        return Some((driver, chromium));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromedriver or chromium is not installed, but CI is set: CI must provide them (.ci/run)"
+    );
+    eprintln!("skipping: chromedriver or chromium not installed");
+    None
+}
+
+/// A chromedriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_driver(driver: &Path) -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(driver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_for(&|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "chromedriver listens"
+    );
+    Driver { child, url }
+}
+
+/// The campaign console in headless Chromium against a running service (tansu, the
+/// simulator): log in; build a live abandoned-cart campaign through the five sections, see
+/// the problem of a 201-character description next to it, preview, publish; watch the
+/// simulator's audience fill once events are produced; stop it; build a past-behaviour
+/// campaign with a weekly repeat; open the report. A form post without the CSRF token is
+/// refused, and no page shows an email address. Screenshots of the list, the builder and
+/// the report go to `docs/screenshots/` (shown in the README).
+#[test]
+fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
+    use fantoccini::{ClientBuilder, Locator};
+    let Some((driver_bin, chromium)) = browser_tools() else {
+        return;
+    };
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
+    let rec = recording(dir.path(), 300, 3_000, 41);
+    let lines: Vec<String> = std::fs::read_to_string(&rec)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let first = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+                .as_i64()
+                .unwrap()
+        })
+        .min()
+        .unwrap();
+    let text = format!(
+        "[source]\nformat = \"native\"\n\
+         [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+         max_batch = 500\nlinger = \"100ms\"\n\
+         [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
+         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+        url = "SIM",
+        token = token_file.display().to_string(),
+        brokers = cluster.bootstrap(),
+        admin = dir.path().join("admin").display().to_string(),
+    );
+    let sim = Sim::start(TOKEN, |_| {});
+    let config = Config::parse(&text.replace("SIM", &sim.url), Vec::new()).unwrap();
+    // The service's clock a minute before the recording: a publish takes effect then.
+    let clock = Arc::new(ManualClock((first - 60_000).into()));
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.clock = clock.clone();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config, env);
+    assert!(wait_for(&|| ready_at(&addr)), "started");
+    let base = format!("http://{addr}");
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let driver = start_driver(&driver_bin);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let producer = test_producer(cluster.bootstrap());
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium.display().to_string(),
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-quic", "--no-first-run", "--disable-background-networking",
+                         "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }),
+        );
+        // chromedriver is on loopback: plain HTTP.
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let b = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session");
+        let set = |id: &str, value: &str| {
+            let js = "document.getElementById(arguments[0]).value = arguments[1];";
+            let args = vec![id.into(), value.into()];
+            let b = b.clone();
+            async move { b.execute(js, args).await.unwrap() }
+        };
+        let typed = |id: &str, value: &str| {
+            let (b, id, value) = (b.clone(), id.to_owned(), value.to_owned());
+            async move {
+                let e = b.find(Locator::Id(&id)).await.unwrap();
+                e.clear().await.unwrap();
+                e.send_keys(&value).await.unwrap();
+            }
+        };
+        let click = |css: &str| {
+            let (b, css) = (b.clone(), css.to_owned());
+            async move { b.find(Locator::Css(&css)).await.unwrap().click().await.unwrap() }
+        };
+        // The recording's emails are `User.N@Example.COM`; phones `+44 20 …`.
+        let no_emails = |page: String| {
+            let page = page.to_lowercase();
+            assert!(!page.contains("@example.com"), "a page shows an email address");
+            assert!(!page.contains("+44 20"), "a page shows a phone number");
+        };
+
+        // Log in: a wrong token first.
+        b.goto(&format!("{base}/")).await.unwrap();
+        assert!(b.current_url().await.unwrap().path().ends_with("/login"));
+        typed("token", "not-the-token").await;
+        click("button[type=submit]").await;
+        let e = b.find(Locator::Css("p.error")).await.unwrap();
+        assert!(e.text().await.unwrap().contains("not the admin token"));
+        typed("token", "admin-secret").await;
+        click("button[type=submit]").await;
+        assert_eq!(b.current_url().await.unwrap().path(), "/");
+        assert!(b.source().await.unwrap().contains("checkout"));
+
+        // The live abandoned-cart campaign, section by section.
+        b.goto(&format!("{base}/campaigns/new")).await.unwrap();
+        typed("id", "console-carts").await;
+        typed("name", "Cart abandoners (console)").await;
+        click("#kind-live").await;
+        click(&format!("#ad_account option[value='{ADV_A}']")).await;
+        typed("control_group", "10").await;
+        typed("audience_name", "Console carts").await;
+        typed("audience_description", &"x".repeat(201)).await;
+        set("start", "2026-11-01T00:00").await;
+        typed("trigger_event", "Added To Cart").await;
+        typed("inaction_event", "Charged").await;
+        typed("inaction_within", "30m").await;
+        click("button[value=publish]").await;
+        let problem = b
+            .find(Locator::Id("err-audience_description"))
+            .await
+            .expect("the description's problem next to it");
+        assert!(problem.text().await.unwrap().contains("200"), "{}", problem.text().await.unwrap());
+        typed("audience_description", "Added to cart, no purchase within 30 minutes").await;
+        click("button[value=preview]").await;
+        let estimated = b.find(Locator::Id("estimated")).await.expect("a preview");
+        assert_eq!(estimated.text().await.unwrap(), "0", "nothing consumed yet");
+        assert!(b.source().await.unwrap().contains("[[campaign]]"), "the TOML");
+        let js = "document.getElementById('estimated').scrollIntoView({block: 'center'});";
+        b.execute(js, vec![]).await.unwrap();
+        std::fs::write(shots.join("console-builder.png"), b.screenshot().await.unwrap()).unwrap();
+        click("button[value=publish]").await;
+        assert_eq!(b.current_url().await.unwrap().path(), "/");
+        let src = b.source().await.unwrap();
+        assert!(src.contains("console-carts") && src.contains("running"), "{src}");
+
+        // Events: the simulator's audience fills.
+        let mut input = lines.clone();
+        input.extend(markers(&lines));
+        produce(&producer, &input, None);
+        producer.flush(Duration::from_secs(30)).unwrap();
+        let members = || {
+            let audience = sim.sim.audiences().into_iter().find(|a| a.name == "Console carts");
+            audience.and_then(|a| sim.sim.members(&a.audience_id)).map_or(0, |m| m.len())
+        };
+        assert!(
+            tokio::task::block_in_place(|| wait_for(&|| members() > 0)),
+            "the audience fills"
+        );
+
+        // The list shows the figures (the report's, as of activate's commit); stop the
+        // campaign.
+        let exported = || {
+            let r = api(&addr, "GET", "/campaigns/console-carts/report", None).1;
+            r["users"]["exported"].as_u64().unwrap_or(0)
+        };
+        assert!(tokio::task::block_in_place(|| wait_for(&|| exported() > 0)));
+        b.goto(&format!("{base}/")).await.unwrap();
+        std::fs::write(shots.join("console-list.png"), b.screenshot().await.unwrap()).unwrap();
+        no_emails(b.source().await.unwrap());
+        click("button[aria-label='Stop console-carts']").await;
+        let src = b.source().await.unwrap();
+        assert!(src.contains("stopped"), "{src}");
+
+        // A past-behaviour campaign with a weekly repeat.
+        b.goto(&format!("{base}/campaigns/new")).await.unwrap();
+        typed("id", "console-weekly").await;
+        typed("name", "Viewed, did not buy (weekly)").await;
+        click("#kind-past").await;
+        click(&format!("#ad_account option[value='{ADV_A}']")).await;
+        typed("past0_event", "Product Viewed").await;
+        typed("past0_days", "7").await;
+        click("#past1_kind option[value=did_not]").await;
+        typed("past1_event", "Charged").await;
+        typed("past1_days", "7").await;
+        typed("audience_name", "Weekly viewers").await;
+        set("start", "2026-11-01T00:00").await;
+        click("#schedule_mode-repeat").await;
+        typed("repeat_every", "1").await;
+        click("#repeat_unit option[value=week]").await;
+        click("#repeat_weekdays-mon").await;
+        set("repeat_time", "06:00").await;
+        typed("timezone", "Europe/Berlin").await;
+        click("button[value=save]").await;
+        assert_eq!(b.current_url().await.unwrap().path(), "/", "{}", b.source().await.unwrap());
+        let (status, view) =
+            tokio::task::block_in_place(|| api(&addr, "GET", "/campaigns/console-weekly", None));
+        assert_eq!(status, 200);
+        assert_eq!(
+            view["definition"]["schedule"],
+            serde_json::json!({"timezone": "Europe/Berlin",
+                "repeat": {"every": 1, "unit": "week", "time": "06:00", "weekdays": ["mon"]}})
+        );
+
+        // The report.
+        b.goto(&format!("{base}/campaigns/console-carts/report")).await.unwrap();
+        let src = b.source().await.unwrap();
+        assert!(src.contains("Exported users") && src.contains("<svg"), "{src}");
+        no_emails(src);
+        std::fs::write(shots.join("console-report.png"), b.screenshot().await.unwrap()).unwrap();
+
+        // A form post without the CSRF token is refused.
+        let session = b.get_named_cookie("remarket_session").await.unwrap();
+        let r = reqwest::Client::new()
+            .post(format!("{base}/campaigns/console-weekly/publish"))
+            .header("Cookie", format!("remarket_session={}", session.value()))
+            .form(&[("csrf", "forged")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403);
+        let view =
+            tokio::task::block_in_place(|| api(&addr, "GET", "/campaigns/console-weekly", None));
+        assert_eq!(view.1["state"], "draft");
+        b.close().await.unwrap();
+    });
+    running.stop().unwrap();
+}

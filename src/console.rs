@@ -1,0 +1,576 @@
+//! The campaign console (DESIGN §9's admin API in a browser): server-rendered HTML pages on
+//! the admin listener at `/`, plain forms and no script, styles inline, everything compiled
+//! into the binary (maud templates). It follows a marketer's walk through a campaign —
+//! Start, Who, What, When, Publish — and shows each campaign's report.
+//!
+//! The console holds no campaign logic: every page is the answer of an admin API route,
+//! called in-process through the same axum router the API serves (`tower::ServiceExt::
+//! oneshot`), with the bearer token of the session. A definition's problems are the API's
+//! 422, shown next to the input they concern ([`form::input_of`]).
+//!
+//! Sessions: `POST /login` takes the admin token, checks it with the API and sets a random
+//! session id as a cookie (`HttpOnly; SameSite=Strict; Path=/`, `Secure` when the request
+//! came over TLS as a proxy's `X-Forwarded-Proto: https` says). The session keeps the token
+//! in memory only, and a random CSRF token that every form carries and every `POST` checks
+//! (in constant time). Sessions end at logout, after [`SESSION_TTL`], or when the process
+//! does.
+
+pub mod form;
+mod pages;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form as PostForm, Router};
+use serde_json::Value;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use form::Form;
+
+/// How long a session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Sessions kept at most (the oldest goes first).
+const MAX_SESSIONS: usize = 1024;
+const COOKIE: &str = "remarket_session";
+
+/// The console's routes, over the admin API's router.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: Router,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+#[derive(Clone)]
+struct Session {
+    token: String,
+    csrf: String,
+    at: Instant,
+}
+
+/// A signed-in request: the session and whether the page goes over TLS.
+struct Signed {
+    session: Session,
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).expect("the OS has randomness");
+    crate::identity::to_hex(&b)
+}
+
+fn same(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+impl Console {
+    /// `api`: the admin API's router (its routes under `/api/v1`).
+    pub fn new(api: Router) -> Console {
+        Console {
+            inner: Arc::new(Inner {
+                api,
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/", get(list))
+            .route("/login", get(login_page).post(login))
+            .route("/logout", post(logout))
+            .route("/campaigns/new", get(builder_page).post(builder_post))
+            .route("/campaigns/{id}/report", get(report))
+            .route("/campaigns/{id}/{action}", post(action))
+            .with_state(self)
+    }
+
+    /// Calls the admin API: `(status, JSON body)`.
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(serde_json::to_vec(v).expect("serialisable"))
+            }
+            None => Body::empty(),
+        };
+        let req = req.body(body).expect("a valid request");
+        let resp = match self.inner.api.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 4 << 20)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let id = cookie(headers, COOKIE)?;
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let s = sessions.get(&id)?.clone();
+        if s.at.elapsed() > SESSION_TTL {
+            sessions.remove(&id);
+            return None;
+        }
+        Some(s)
+    }
+
+    fn signed(&self, headers: &HeaderMap) -> Result<Signed, Refusal> {
+        match self.session(headers) {
+            Some(session) => Ok(Signed { session }),
+            None => Err(Refusal::SignIn),
+        }
+    }
+
+    /// A signed-in `POST` whose form carries the session's CSRF token.
+    fn checked(&self, headers: &HeaderMap, form: &Form) -> Result<Signed, Refusal> {
+        let s = self.signed(headers)?;
+        if !same(form.get("csrf"), &s.session.csrf) {
+            return Err(Refusal::Csrf);
+        }
+        Ok(s)
+    }
+}
+
+/// Why a request gets no page.
+enum Refusal {
+    /// No session: to the login page.
+    SignIn,
+    /// A form without the session's CSRF token: 403.
+    Csrf,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::SignIn => Redirect::to("/login").into_response(),
+            Refusal::Csrf => (
+                StatusCode::FORBIDDEN,
+                pages::message(
+                    "Refused",
+                    "The form's CSRF token is missing or wrong: reload the page and try again.",
+                ),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// The value of cookie `name` in `headers`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    (headers.get_all(header::COOKIE).iter())
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn over_tls(headers: &HeaderMap) -> bool {
+    (headers.get("x-forwarded-proto"))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+async fn login_page(State(c): State<Console>, headers: HeaderMap) -> Response {
+    if c.session(&headers).is_some() {
+        return Redirect::to("/").into_response();
+    }
+    pages::login(None).into_response()
+}
+
+async fn login(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    PostForm(f): PostForm<Vec<(String, String)>>,
+) -> Response {
+    let f = Form(f);
+    let token = f.get("token").to_owned();
+    let (status, body) = c.call(&token, Method::GET, "/campaigns", None).await;
+    if status != StatusCode::OK {
+        let why = match status {
+            StatusCode::UNAUTHORIZED => "That is not the admin token.".to_owned(),
+            _ => body["error"]
+                .as_str()
+                .unwrap_or("The API refused.")
+                .to_owned(),
+        };
+        return (StatusCode::UNAUTHORIZED, pages::login(Some(&why))).into_response();
+    }
+    let id = random_hex();
+    {
+        let mut sessions = c.inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.retain(|_, s| s.at.elapsed() <= SESSION_TTL);
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) =
+                (sessions.iter().min_by_key(|(_, s)| s.at)).map(|(k, _)| k.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(
+            id.clone(),
+            Session {
+                token,
+                csrf: random_hex(),
+                at: Instant::now(),
+            },
+        );
+    }
+    let secure = if over_tls(&headers) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
+        SESSION_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+async fn logout(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    PostForm(f): PostForm<Vec<(String, String)>>,
+) -> Response {
+    if let Err(r) = c.checked(&headers, &Form(f)) {
+        return r.into_response();
+    }
+    if let Some(id) = cookie(&headers, COOKIE) {
+        (c.inner.sessions.lock().unwrap_or_else(|e| e.into_inner())).remove(&id);
+    }
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+}
+
+async fn list(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let s = match c.signed(&headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let token = &s.session.token;
+    let path = match q.state.as_deref().filter(|x| !x.is_empty()) {
+        Some(state) => format!("/campaigns?state={}", urlencode(state)),
+        None => "/campaigns".to_owned(),
+    };
+    let (_, body) = c.call(token, Method::GET, &path, None).await;
+    let campaigns = body["campaigns"].as_array().cloned().unwrap_or_default();
+    let mut rows = Vec::with_capacity(campaigns.len());
+    for v in campaigns {
+        let id = v["id"].as_str().unwrap_or("").to_owned();
+        let (status, report) = (c.call(
+            token,
+            Method::GET,
+            &format!("/campaigns/{}/report", urlencode(&id)),
+            None,
+        ))
+        .await;
+        rows.push((v, (status == StatusCode::OK).then_some(report)));
+    }
+    pages::list(&rows, q.state.as_deref().unwrap_or(""), &s.session.csrf).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct BuilderQuery {
+    from: Option<String>,
+}
+
+/// What the builder shows besides the form.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Problems by input name (`""`: shown at the top).
+    pub problems: Vec<(String, String)>,
+    pub preview: Option<Result<Value, String>>,
+    pub toml: Option<String>,
+    pub notice: Option<String>,
+}
+
+/// The lists the builder offers: ad accounts, segments.
+async fn choices(c: &Console, token: &str) -> (Vec<Value>, Vec<Value>) {
+    let (_, accounts) = c.call(token, Method::GET, "/ad-accounts", None).await;
+    let (_, segments) = c.call(token, Method::GET, "/segments", None).await;
+    (
+        accounts["ad_accounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        segments["segments"].as_array().cloned().unwrap_or_default(),
+    )
+}
+
+async fn builder_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<BuilderQuery>,
+) -> Response {
+    let s = match c.signed(&headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let token = &s.session.token;
+    let mut f = Form::default();
+    if let Some(from) = q.from.as_deref() {
+        let (status, v) = c
+            .call(
+                token,
+                Method::GET,
+                &format!("/campaigns/{}", urlencode(from)),
+                None,
+            )
+            .await;
+        if status == StatusCode::OK {
+            f = Form::from_definition(&v["definition"]);
+            let id = format!("{}-copy", f.get("id"));
+            f.0.retain(|(k, _)| k != "id");
+            f.set("id", id);
+        }
+    } else {
+        f.set("kind", "live");
+        f.set("audience_mode", "new");
+        f.set("identifiers", "email");
+        f.set("schedule_mode", "repeat");
+    }
+    let (accounts, segments) = choices(&c, token).await;
+    pages::builder(
+        &f,
+        &Outcome::default(),
+        &accounts,
+        &segments,
+        &s.session.csrf,
+    )
+    .into_response()
+}
+
+async fn builder_post(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    PostForm(pairs): PostForm<Vec<(String, String)>>,
+) -> Response {
+    let f = Form(pairs);
+    let s = match c.checked(&headers, &f) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let token = &s.session.token;
+    let (def, origins) = f.definition();
+    let mut out = Outcome {
+        toml: toml_of(&def),
+        ..Outcome::default()
+    };
+    let problems_of = |body: &Value| -> Vec<(String, String)> {
+        (body["problems"].as_array().into_iter().flatten())
+            .map(|p| {
+                let field = p["field"].as_str().unwrap_or("");
+                let input = form::input_of(field, &origins).unwrap_or_default();
+                let message = p["message"].as_str().unwrap_or("").to_owned();
+                (
+                    input,
+                    if field.is_empty() {
+                        message
+                    } else {
+                        format!("{field}: {message}")
+                    },
+                )
+            })
+            .collect()
+    };
+    match f.get("action") {
+        "preview" => {
+            let (status, body) = c
+                .call(token, Method::POST, "/campaigns/preview", Some(&def))
+                .await;
+            match status {
+                StatusCode::OK => out.preview = Some(Ok(body)),
+                StatusCode::UNPROCESSABLE_ENTITY => out.problems = problems_of(&body),
+                _ => {
+                    let why = body["error"].as_str().unwrap_or("no answer").to_owned();
+                    out.preview = Some(Err(why));
+                }
+            }
+        }
+        action @ ("save" | "publish") => {
+            let (status, body) = c.call(token, Method::POST, "/campaigns", Some(&def)).await;
+            match status {
+                StatusCode::CREATED if action == "save" => {
+                    return Redirect::to("/").into_response();
+                }
+                StatusCode::CREATED => {
+                    let id = urlencode(def["id"].as_str().unwrap_or(""));
+                    let (status, body) = c
+                        .call(
+                            token,
+                            Method::POST,
+                            &format!("/campaigns/{id}/publish"),
+                            None,
+                        )
+                        .await;
+                    if status == StatusCode::OK {
+                        return Redirect::to("/").into_response();
+                    }
+                    out.problems = problems_of(&body);
+                    if let Some(e) = body["error"].as_str() {
+                        out.problems.push((String::new(), e.to_owned()));
+                    }
+                    out.notice = Some("Saved as a draft; publishing was refused.".into());
+                }
+                StatusCode::UNPROCESSABLE_ENTITY => out.problems = problems_of(&body),
+                _ => {
+                    let e = body["error"]
+                        .as_str()
+                        .unwrap_or("the API refused")
+                        .to_owned();
+                    out.problems.push((String::new(), e));
+                }
+            }
+        }
+        _ => {}
+    }
+    let (accounts, segments) = choices(&c, token).await;
+    let status = if out.problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (
+        status,
+        pages::builder(&f, &out, &accounts, &segments, &s.session.csrf),
+    )
+        .into_response()
+}
+
+/// `POST /campaigns/{id}/publish|stop`.
+async fn action(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    PostForm(pairs): PostForm<Vec<(String, String)>>,
+) -> Response {
+    let s = match c.checked(&headers, &Form(pairs)) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    if action != "publish" && action != "stop" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = format!("/campaigns/{}/{action}", urlencode(&id));
+    let (status, body) = c.call(&s.session.token, Method::POST, &path, None).await;
+    if status == StatusCode::OK {
+        return Redirect::to("/").into_response();
+    }
+    let why = body["error"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            let p = body["problems"].as_array()?;
+            Some(
+                p.iter()
+                    .filter_map(|p| p["message"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })
+        .unwrap_or_else(|| status.to_string());
+    (
+        status,
+        pages::message("Refused", &format!("{action} {id}: {why}")),
+    )
+        .into_response()
+}
+
+async fn report(State(c): State<Console>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let s = match c.signed(&headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let token = &s.session.token;
+    let (status, view) = c
+        .call(
+            token,
+            Method::GET,
+            &format!("/campaigns/{}", urlencode(&id)),
+            None,
+        )
+        .await;
+    if status != StatusCode::OK {
+        return (
+            StatusCode::NOT_FOUND,
+            pages::message("Not found", &format!("No campaign {id}.")),
+        )
+            .into_response();
+    }
+    let (status, report) = c
+        .call(
+            token,
+            Method::GET,
+            &format!("/campaigns/{}/report", urlencode(&id)),
+            None,
+        )
+        .await;
+    pages::report(
+        &view,
+        (status == StatusCode::OK).then_some(&report),
+        &s.session.csrf,
+    )
+    .into_response()
+}
+
+/// The definition as the config file's `[[campaign]]` table.
+fn toml_of(def: &Value) -> Option<String> {
+    let table: toml::Value = serde_json::from_value(def.clone()).ok()?;
+    let mut doc = toml::Table::new();
+    doc.insert("campaign".into(), toml::Value::Array(vec![table]));
+    toml::to_string(&doc).ok()
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
