@@ -2358,6 +2358,21 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
             async move { b.find(Locator::Css(&css)).await.unwrap().click().await.unwrap() }
         };
         // The recording's emails are `User.N@Example.COM`; phones `+44 20 …`.
+        // Submits with the button `css`, then waits for what the next page shows (`then`:
+        // CSS, or XPath when it starts with `/`).
+        let submit = |css: &str, then: &str| {
+            let (b, css, then) = (b.clone(), css.to_owned(), then.to_owned());
+            async move {
+                b.find(Locator::Css(&css)).await.unwrap().click().await.unwrap();
+                let next = if then.starts_with('/') {
+                    Locator::XPath(&then)
+                } else {
+                    Locator::Css(&then)
+                };
+                let found = b.wait().at_most(Duration::from_secs(30)).for_element(next).await;
+                assert!(found.is_ok(), "after {css}: no {then} in {}", b.source().await.unwrap());
+            }
+        };
         let no_emails = |page: String| {
             let page = page.to_lowercase();
             assert!(!page.contains("@example.com"), "a page shows an email address");
@@ -2368,11 +2383,11 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         b.goto(&format!("{base}/")).await.unwrap();
         assert!(b.current_url().await.unwrap().path().ends_with("/login"));
         typed("token", "not-the-token").await;
-        click("button[type=submit]").await;
+        submit("button[type=submit]", "p.error").await;
         let e = b.find(Locator::Css("p.error")).await.unwrap();
         assert!(e.text().await.unwrap().contains("not the admin token"));
         typed("token", "admin-secret").await;
-        click("button[type=submit]").await;
+        submit("button[type=submit]", "nav.filters").await;
         assert_eq!(b.current_url().await.unwrap().path(), "/");
         assert!(b.source().await.unwrap().contains("checkout"));
 
@@ -2389,21 +2404,21 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         typed("trigger_event", "Added To Cart").await;
         typed("inaction_event", "Charged").await;
         typed("inaction_within", "30m").await;
-        click("button[value=publish]").await;
+        submit("button[value=publish]", "#err-audience_description").await;
         let problem = b
             .find(Locator::Id("err-audience_description"))
             .await
             .expect("the description's problem next to it");
         assert!(problem.text().await.unwrap().contains("200"), "{}", problem.text().await.unwrap());
         typed("audience_description", "Added to cart, no purchase within 30 minutes").await;
-        click("button[value=preview]").await;
+        submit("button[value=preview]", "#estimated").await;
         let estimated = b.find(Locator::Id("estimated")).await.expect("a preview");
         assert_eq!(estimated.text().await.unwrap(), "0", "nothing consumed yet");
         assert!(b.source().await.unwrap().contains("[[campaign]]"), "the TOML");
         let js = "document.getElementById('estimated').scrollIntoView({block: 'center'});";
         b.execute(js, vec![]).await.unwrap();
         std::fs::write(shots.join("console-builder.png"), b.screenshot().await.unwrap()).unwrap();
-        click("button[value=publish]").await;
+        submit("button[value=publish]", "nav.filters").await;
         assert_eq!(b.current_url().await.unwrap().path(), "/");
         let src = b.source().await.unwrap();
         assert!(src.contains("console-carts") && src.contains("running"), "{src}");
@@ -2432,9 +2447,11 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         b.goto(&format!("{base}/")).await.unwrap();
         std::fs::write(shots.join("console-list.png"), b.screenshot().await.unwrap()).unwrap();
         no_emails(b.source().await.unwrap());
-        click("button[aria-label='Stop console-carts']").await;
-        let src = b.source().await.unwrap();
-        assert!(src.contains("stopped"), "{src}");
+        submit(
+            "button[aria-label='Stop console-carts']",
+            "//tr[td/code='console-carts']/td[contains(., 'stopped')]",
+        )
+        .await;
 
         // A past-behaviour campaign with a weekly repeat.
         b.goto(&format!("{base}/campaigns/new")).await.unwrap();
@@ -2455,7 +2472,7 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         click("#repeat_weekdays-mon").await;
         set("repeat_time", "06:00").await;
         typed("timezone", "Europe/Berlin").await;
-        click("button[value=save]").await;
+        submit("button[value=save]", "nav.filters").await;
         assert_eq!(b.current_url().await.unwrap().path(), "/", "{}", b.source().await.unwrap());
         let (status, view) =
             tokio::task::block_in_place(|| api(&addr, "GET", "/campaigns/console-weekly", None));
