@@ -1,6 +1,7 @@
 //! The campaign console (DESIGN §9's admin API in a browser): server-rendered HTML pages on
-//! the admin listener at `/`, plain forms and no script, styles inline, everything compiled
-//! into the binary (maud templates). It follows a marketer's walk through a campaign —
+//! the admin listener at `/`, plain forms (one small inline script only counts the
+//! description's characters), styles inline, everything compiled into the binary (maud
+//! templates). It follows a marketer's walk through a campaign —
 //! Start, Who, What, When, Publish — and shows each campaign's report.
 //!
 //! The console holds no campaign logic: every page is the answer of an admin API route,

@@ -2446,6 +2446,17 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         assert!(tokio::task::block_in_place(|| wait_for(&|| exported() > 0)));
         b.goto(&format!("{base}/")).await.unwrap();
         std::fs::write(shots.join("console-list.png"), b.screenshot().await.unwrap()).unwrap();
+        // At a phone's width the table scrolls inside its box, the page does not.
+        b.set_window_size(390, 844).await.unwrap();
+        let wide: bool = b
+            .execute("return document.documentElement.scrollWidth > window.innerWidth;", vec![])
+            .await
+            .unwrap()
+            .as_bool()
+            .unwrap();
+        assert!(!wide, "the list page is wider than a phone's screen");
+        std::fs::write(shots.join("console-list-phone.png"), b.screenshot().await.unwrap()).unwrap();
+        b.set_window_size(1280, 800).await.unwrap();
         no_emails(b.source().await.unwrap());
         submit(
             "button[aria-label='Stop console-carts']",
