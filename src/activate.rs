@@ -256,6 +256,32 @@ impl Activator {
         t
     }
 
+    /// Campaign `campaign`'s users per UTC day of their latest qualification, and
+    /// conversions per day (the users [`Activator::tally`] counts).
+    pub fn daily(&self, campaign: CampaignIdx) -> crate::report::Daily {
+        let mut days = crate::report::Daily::new();
+        for d in self.decided[usize::from(campaign)].values() {
+            if !d.ever_exported && d.outcome != Outcome::Control {
+                continue;
+            }
+            days.entry(crate::report::day_of(d.at))
+                .or_default()
+                .qualified += 1;
+            if let (true, Some(c)) = (d.ever_converted, d.converted_at) {
+                days.entry(crate::report::day_of(c)).or_default().converted += 1;
+            }
+        }
+        days
+    }
+
+    /// The latest qualification `at` among campaign `campaign`'s decided users.
+    pub fn last_qualified(&self, campaign: CampaignIdx) -> Option<EventTime> {
+        self.decided[usize::from(campaign)]
+            .values()
+            .map(|d| d.at)
+            .max()
+    }
+
     /// A user's decision, if there is one.
     pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<Decided> {
         self.decided[usize::from(campaign)].get(user).copied()

@@ -15,6 +15,7 @@
 //! | `POST /campaigns/preview` | the estimated audience of a definition now, from the live state |
 //! | `POST /campaigns/{id}/publish`, `/stop` | `{"effective_at"}` optional (RFC 3339 or ms; default now) |
 //! | `GET /campaigns/{id}/report` | the report (§9), when the runtime has one |
+//! | `GET /campaigns/{id}/report/daily` | qualifications and conversions per UTC day |
 //! | `GET\|POST /segments`, `GET\|PUT\|DELETE /segments/{id}` | saved segments |
 //! | `GET /ad-accounts` | the linked ad accounts, and whether each one's token works |
 //! | `POST /users/{id}/erase` | an erasure request (202), applied in event time (§9) |
@@ -76,6 +77,11 @@ pub type PreviewFn =
 /// A campaign's backfill in the running pipeline, if its rules were backfilled.
 pub type Backfills = Arc<dyn Fn(&str) -> Option<crate::detect::Backfill> + Send + Sync>;
 
+/// A campaign's days (qualifications and conversions per UTC day) from the running pipeline.
+/// With the latest qualification's time.
+pub type DailyFn =
+    Arc<dyn Fn(&str) -> Option<(crate::report::Daily, Option<EventTime>)> + Send + Sync>;
+
 /// A campaign's report from the running pipeline, if it has one.
 pub type Reports = Arc<dyn Fn(&str) -> Option<Report> + Send + Sync>;
 
@@ -105,6 +111,8 @@ struct Inner {
     preview: Option<PreviewFn>,
     /// `None`: no running pipeline (views show no backfill).
     backfills: Option<Backfills>,
+    /// `None`: no running pipeline (the daily route answers 404).
+    daily: Option<DailyFn>,
 }
 
 /// An API error: its status and JSON body.
@@ -267,6 +275,7 @@ impl Api {
                 check_account: None,
                 preview: None,
                 backfills: None,
+                daily: None,
             }),
         }
     }
@@ -278,6 +287,12 @@ impl Api {
     /// Checks the accounts of `GET /ad-accounts` through `check`.
     pub fn with_account_check(mut self, check: CheckAccount) -> Api {
         self.configure().check_account = Some(check);
+        self
+    }
+
+    /// Serves `GET /campaigns/{id}/report/daily` through `daily`.
+    pub fn with_daily(mut self, daily: DailyFn) -> Api {
+        self.configure().daily = Some(daily);
         self
     }
 
@@ -886,6 +901,62 @@ async fn report(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<R
     })
 }
 
+/// One UTC day of a campaign.
+#[derive(Debug, Serialize, ToSchema)]
+struct DayView {
+    /// `YYYY-MM-DD`, UTC.
+    #[schema(format = Date)]
+    day: String,
+    /// Users whose latest qualification fell on the day (exported or control).
+    qualified: u64,
+    /// Conversions on the day.
+    converted: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct DailyBody {
+    days: Vec<DayView>,
+    /// The latest qualification's time among the users counted.
+    #[schema(format = DateTime)]
+    last_qualified_at: Option<String>,
+}
+
+/// The campaign's qualifications and conversions per UTC day, over every activate
+/// partition (as the report).
+#[utoipa::path(get, path = "/campaigns/{id}/report/daily", operation_id = "campaignReportDaily", tag = "campaigns",
+    params(("id" = String, Path, description = "the campaign's id")),
+    responses(
+        (status = 200, description = "the days, oldest first", body = DailyBody),
+        (status = 404, description = "no such campaign, or no decision yet", body = ErrorBody)))]
+async fn report_daily(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<DailyBody>, ApiError> {
+    read(&api, Kind::Campaign, &id)?;
+    let (days, last) = (api.inner.daily.as_ref())
+        .and_then(|f| f(&id))
+        .filter(|(d, _)| !d.is_empty())
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no days for {id:?} yet: the pipeline has not decided any user"),
+            )
+        })?;
+    let days = (days.into_iter())
+        .map(|(d, c)| DayView {
+            day: jiff::Timestamp::from_millisecond(i64::from(d) * 86_400_000)
+                .map(|t| t.strftime("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            qualified: c.qualified,
+            converted: c.converted,
+        })
+        .collect();
+    Ok(Json(DailyBody {
+        days,
+        last_qualified_at: last.map(iso),
+    }))
+}
+
 /// The config's and the store's segments.
 #[utoipa::path(get, path = "/segments", operation_id = "listSegments", tag = "segments",
     responses((status = 200, description = "the segments", body = SegmentList)))]
@@ -1203,6 +1274,7 @@ fn routes() -> (Router<Api>, Document) {
         .routes(routes!(publish))
         .routes(routes!(stop))
         .routes(routes!(report))
+        .routes(routes!(report_daily))
         .routes(routes!(list_segments, create_segment))
         .routes(routes!(get_segment, put_segment, delete_segment))
         .routes(routes!(erase_user))

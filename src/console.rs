@@ -306,7 +306,10 @@ async fn list(
             None,
         ))
         .await;
-        rows.push((v, (status == StatusCode::OK).then_some(report)));
+        let daily = format!("/campaigns/{}/report/daily", urlencode(&id));
+        let (_, daily) = c.call(token, Method::GET, &daily, None).await;
+        let last = daily["last_qualified_at"].as_str().map(str::to_owned);
+        rows.push((v, (status == StatusCode::OK).then_some(report), last));
     }
     pages::list(&rows, q.state.as_deref().unwrap_or(""), &s.session.csrf).into_response()
 }
@@ -547,9 +550,13 @@ async fn report(State(c): State<Console>, headers: HeaderMap, Path(id): Path<Str
             None,
         )
         .await;
+    let daily_path = format!("/campaigns/{}/report/daily", urlencode(&id));
+    let (_, daily) = c.call(token, Method::GET, &daily_path, None).await;
+    let days = daily["days"].as_array().cloned().unwrap_or_default();
     pages::report(
         &view,
         (status == StatusCode::OK).then_some(&report),
+        &days,
         &s.session.csrf,
     )
     .into_response()

@@ -23,6 +23,31 @@ pub struct Tally {
     pub revenue: Groups<f64>,
 }
 
+/// One UTC day of a campaign: users whose latest qualification fell on it (exported or
+/// control), and conversions on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCount {
+    pub qualified: u64,
+    pub converted: u64,
+}
+
+/// A campaign's days, by days since the Unix epoch (UTC).
+pub type Daily = std::collections::BTreeMap<i32, DayCount>;
+
+/// The UTC day of `ts` (days since the Unix epoch).
+pub fn day_of(ts: i64) -> i32 {
+    i32::try_from(ts.div_euclid(86_400_000)).unwrap_or(if ts < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// Adds `o`'s days to `into`.
+pub fn add_daily(into: &mut Daily, o: &Daily) {
+    for (d, c) in o {
+        let e = into.entry(*d).or_default();
+        e.qualified += c.qualified;
+        e.converted += c.converted;
+    }
+}
+
 impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, o: Tally) {
         self.users.exported += o.users.exported;

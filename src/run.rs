@@ -175,6 +175,10 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             Box::pin(async move { client.account_status(&advertiser).await })
         })
     });
+    let api = api.with_daily({
+        let status = activate_status.clone();
+        Arc::new(move |id: &str| Some(status.daily(id)))
+    });
     let api = api.with_backfills({
         let status = detect_status.clone();
         Arc::new(move |id: &str| {

@@ -346,7 +346,7 @@ fn the_openapi_document_matches_the_routes() {
             );
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 17);
 }
 
 /// `remarket campaigns …` against the API: a TOML campaign file created and published, the

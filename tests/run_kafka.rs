@@ -2398,6 +2398,9 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         click("#kind-live").await;
         click(&format!("#ad_account option[value='{ADV_A}']")).await;
         typed("control_group", "10").await;
+        typed("goal_event", "Charged").await;
+        typed("goal_within", "1d").await;
+        typed("goal_revenue_prop", "amount").await;
         typed("audience_name", "Console carts").await;
         typed("audience_description", &"x".repeat(201)).await;
         set("start", "2026-11-01T00:00").await;
@@ -2498,6 +2501,20 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         b.goto(&format!("{base}/campaigns/console-carts/report")).await.unwrap();
         let src = b.source().await.unwrap();
         assert!(src.contains("Exported users") && src.contains("<svg"), "{src}");
+        assert!(src.contains("Qualifications and conversions per day"), "{src}");
+        // The days add up to the report's users.
+        let (report, daily) = tokio::task::block_in_place(|| {
+            (
+                api(&addr, "GET", "/campaigns/console-carts/report", None).1,
+                api(&addr, "GET", "/campaigns/console-carts/report/daily", None).1,
+            )
+        });
+        let qualified: u64 = (daily["days"].as_array().unwrap().iter())
+            .map(|d| d["qualified"].as_u64().unwrap())
+            .sum();
+        let users = report["users"]["exported"].as_u64().unwrap()
+            + report["users"]["control"].as_u64().unwrap();
+        assert_eq!(qualified, users, "{daily}");
         no_emails(src);
         std::fs::write(shots.join("console-report.png"), b.screenshot().await.unwrap()).unwrap();
 

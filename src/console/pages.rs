@@ -128,7 +128,7 @@ fn pct(v: &Value) -> String {
         .map_or("—".into(), |x| format!("{:.1} %", x * 100.0))
 }
 
-pub fn list(rows: &[(Value, Option<Value>)], state: &str, csrf: &str) -> Markup {
+pub fn list(rows: &[(Value, Option<Value>, Option<String>)], state: &str, csrf: &str) -> Markup {
     let states = ["", "draft", "scheduled", "running", "completed", "stopped"];
     page(
         "Campaigns",
@@ -148,11 +148,11 @@ pub fn list(rows: &[(Value, Option<Value>)], state: &str, csrf: &str) -> Markup 
                     thead { tr {
                         th { "Id" } th { "Name" } th { "Type" } th { "State" }
                         th.num { "Exported" } th.num { "Control" } th.num { "Conversions" }
-                        th.num { "Audience at TikTok" } th { "Actions" }
+                        th.num { "Audience at TikTok" } th { "Last qualified (UTC)" } th { "Actions" }
                     } }
                     tbody {
-                        @if rows.is_empty() { tr { td colspan="9" { "No campaigns" @if !state.is_empty() { " in state " (state) } "." } } }
-                        @for (v, r) in rows {
+                        @if rows.is_empty() { tr { td colspan="10" { "No campaigns" @if !state.is_empty() { " in state " (state) } "." } } }
+                        @for (v, r, last) in rows {
                             @let id = v["id"].as_str().unwrap_or("");
                             @let st = v["state"].as_str().unwrap_or("");
                             tr {
@@ -168,6 +168,7 @@ pub fn list(rows: &[(Value, Option<Value>)], state: &str, csrf: &str) -> Markup 
                                 } @else {
                                     td.num { "—" } td.num { "—" } td.num { "—" } td.num { "—" }
                                 }
+                                td { (last.as_deref().map_or("—", |t| t.get(..16).unwrap_or(t)).replace('T', " ")) }
                                 td { div.actions {
                                     a href={ "/campaigns/" (id) "/report" } { "Report" }
                                     a href={ "/campaigns/new?from=" (id) } { "Clone" }
@@ -535,7 +536,7 @@ fn chart(r: &Value) -> Markup {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
     let (w, h) = (420.0, 180.0);
     html! {
-        svg width="100%" viewBox={ "0 0 " (w) " " (h + 40.0) } role="img" aria-label="Users and conversions by group" style="max-width:520px;background:#fff" {
+        svg width="100%" viewBox={ "0 0 " (w) " " (h + 40.0) } role="img" aria-label="Users and conversions by group" style="max-width:420px;background:#fff" {
             @for (i, (name, users, conv)) in bars.iter().enumerate() {
                 @let x = 40.0 + i as f64 * 190.0;
                 @let uh = *users as f64 / max * h;
@@ -550,7 +551,56 @@ fn chart(r: &Value) -> Markup {
     }
 }
 
-pub fn report(view: &Value, report: Option<&Value>, csrf: &str) -> Markup {
+/// Qualifications and conversions per UTC day, as an inline SVG bar chart.
+fn daily_chart(days: &[Value]) -> Markup {
+    if days.is_empty() {
+        return html! { p.hint { "No days yet." } };
+    }
+    let get = |d: &Value, k: &str| d[k].as_u64().unwrap_or(0);
+    let max = (days.iter())
+        .map(|d| get(d, "qualified").max(get(d, "converted")))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let slot = 34.0;
+    // At least 600 wide: a few days keep their bars narrow.
+    let (h, w) = (160.0, (50.0 + slot * days.len() as f64).max(600.0));
+    html! {
+        svg width="100%" viewBox={ "0 0 " (w) " " (h + 50.0) } role="img"
+            aria-label="Qualifications and conversions per day" style="max-width:720px;background:#fff" {
+            text x="4" y="12" font-size="11" fill="#555" { (max as u64) }
+            line x1="40" y1=(10.0 + h) x2=(w) y2=(10.0 + h) stroke="#999" {}
+            @for (i, d) in days.iter().enumerate() {
+                @let x = 44.0 + i as f64 * slot;
+                @let q = get(d, "qualified") as f64 / max * h;
+                @let c = get(d, "converted") as f64 / max * h;
+                rect x=(x) y=(10.0 + h - q) width="13" height=(q) fill="#9db6ea" {
+                    title { (d["day"].as_str().unwrap_or("")) ": " (get(d, "qualified")) " qualified" }
+                }
+                rect x=(x + 14.0) y=(10.0 + h - c) width="13" height=(c) fill="#2456c9" {
+                    title { (d["day"].as_str().unwrap_or("")) ": " (get(d, "converted")) " converted" }
+                }
+                text x=(x + 13.0) y=(h + 24.0) font-size="10" text-anchor="middle" {
+                    (d["day"].as_str().unwrap_or("").get(5..).unwrap_or(""))
+                }
+            }
+            rect x="44" y=(h + 34.0) width="10" height="10" fill="#9db6ea" {}
+            text x="58" y=(h + 43.0) font-size="11" { "qualified" }
+            rect x="130" y=(h + 34.0) width="10" height="10" fill="#2456c9" {}
+            text x="144" y=(h + 43.0) font-size="11" { "converted" }
+        }
+        div.scroll { table {
+            thead { tr { th { "Day (UTC)" } th.num { "Qualified" } th.num { "Converted" } } }
+            tbody { @for d in days { tr {
+                td { (d["day"].as_str().unwrap_or("")) }
+                td.num { (get(d, "qualified")) }
+                td.num { (get(d, "converted")) }
+            } } }
+        } }
+    }
+}
+
+pub fn report(view: &Value, report: Option<&Value>, days: &[Value], csrf: &str) -> Markup {
     let id = view["id"].as_str().unwrap_or("");
     page(
         "Report",
@@ -573,6 +623,8 @@ pub fn report(view: &Value, report: Option<&Value>, csrf: &str) -> Markup {
                             @if let Some(ci) = r["lift_ci95"].as_array() { span.hint { "95 % interval " (pct(&ci[0])) " to " (pct(&ci[1])) } } }
                         div.card { "Audience at TikTok" b { (num(&r["audience_size"])) } span.hint { "0 below 1,000 matched users" } }
                     }
+                    h2 { "Per day" }
+                    (daily_chart(days))
                     div.scroll {
                         table {
                             thead { tr { th { "" } th.num { "Exported" } th.num { "Control" } } }

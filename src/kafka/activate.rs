@@ -118,7 +118,9 @@ pub struct ActivateStatus {
     pub tallies: Mutex<BTreeMap<i32, BTreeMap<String, crate::report::Tally>>>,
     /// Every activate partition's tallies as the reports topic held them at its last read
     /// (written by each partition's owner).
-    pub remote_tallies: Mutex<BTreeMap<i32, super::reports::Tallies>>,
+    pub remote_tallies: Mutex<BTreeMap<i32, super::reports::PartitionReport>>,
+    /// Per owned partition, its report as of the last commit (days, latest qualification).
+    pub own: Mutex<BTreeMap<i32, super::reports::PartitionReport>>,
     /// Per campaign, the size TikTok last reported for its audience and when it was asked.
     pub audience_sizes: Mutex<BTreeMap<String, AudienceSize>>,
 }
@@ -156,7 +158,9 @@ impl ActivateStatus {
         let mut sum = crate::report::Tally::default();
         // The partitions this replica owns as of its last commit, the others as their
         // owners last wrote them.
-        let others = remote.iter().filter(|(p, _)| !t.contains_key(p));
+        let others = (remote.iter())
+            .filter(|(p, _)| !t.contains_key(p))
+            .map(|(p, r)| (p, &r.tallies));
         let mut partitions = 0;
         for (_, per) in t.iter().chain(others) {
             partitions += 1;
@@ -165,6 +169,25 @@ impl ActivateStatus {
             }
         }
         (sum, partitions)
+    }
+
+    /// Campaign `id`'s days over every activate partition known here (as [`Self::tally`]).
+    pub fn daily(&self, id: &str) -> (crate::report::Daily, Option<i64>) {
+        let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let remote = self
+            .remote_tallies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let others = remote.iter().filter(|(p, _)| !own.contains_key(p));
+        let mut sum = crate::report::Daily::new();
+        let mut last = None;
+        for (_, r) in own.iter().chain(others) {
+            if let Some(d) = r.daily.get(id) {
+                crate::report::add_daily(&mut sum, d);
+            }
+            last = last.max(r.last_qualified.get(id).copied());
+        }
+        (sum, last)
     }
 
     /// The size TikTok last reported for `id`'s audience.
@@ -225,7 +248,7 @@ struct State {
     /// When the holdback was last logged (every 10 s while it holds anything).
     last_hold_log: Instant,
     /// What the reports topic was last sent, per owned partition.
-    tallies_sent: BTreeMap<i32, super::reports::Tallies>,
+    tallies_sent: BTreeMap<i32, super::reports::PartitionReport>,
 }
 
 impl Stage for State {
@@ -421,27 +444,35 @@ impl State {
     /// (when they changed) on the reports topic for the other replicas.
     fn publish_tallies(&mut self) {
         let campaigns = &self.config.campaigns;
-        let fresh: BTreeMap<i32, BTreeMap<String, crate::report::Tally>> = (self.parts.iter())
+        let fresh: BTreeMap<i32, super::reports::PartitionReport> = (self.parts.iter())
             .map(|(p, part)| {
-                let per = (campaigns.iter().enumerate())
-                    .map(|(i, c)| (c.id.clone(), part.act.tally(i as CampaignIdx)))
-                    .collect();
-                (*p, per)
+                let mut r = super::reports::PartitionReport::default();
+                for (i, c) in campaigns.iter().enumerate() {
+                    let i = i as CampaignIdx;
+                    r.tallies.insert(c.id.clone(), part.act.tally(i));
+                    r.daily.insert(c.id.clone(), part.act.daily(i));
+                    if let Some(at) = part.act.last_qualified(i) {
+                        r.last_qualified.insert(c.id.clone(), at);
+                    }
+                }
+                (*p, r)
             })
             .collect();
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
-        for (p, t) in &fresh {
-            if self.tallies_sent.get(p) != Some(t) {
-                super::reports::write(&self.producer, k, *p, t);
-                self.tallies_sent.insert(*p, t.clone());
+        for (p, r) in &fresh {
+            if self.tallies_sent.get(p) != Some(r) {
+                super::reports::write(&self.producer, k, *p, r);
+                self.tallies_sent.insert(*p, r.clone());
             }
         }
         self.tallies_sent.retain(|p, _| fresh.contains_key(p));
+        *self.status.own.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         *self
             .status
             .tallies
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = fresh;
+            .unwrap_or_else(|e| e.into_inner()) =
+            (fresh.into_iter()).map(|(p, r)| (p, r.tallies)).collect();
     }
 
     /// A token for one op of record `offset` of partition `p` (current assignment).
