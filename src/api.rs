@@ -18,6 +18,7 @@
 //! | `GET /campaigns/{id}/report/daily` | qualifications and conversions per UTC day |
 //! | `GET\|POST /segments`, `GET\|PUT\|DELETE /segments/{id}` | saved segments |
 //! | `GET /ad-accounts` | the linked ad accounts, and whether each one's token works |
+//! | `GET /ad-accounts/{id}/audiences` | the account's Partner audiences at TikTok |
 //! | `POST /users/{id}/erase` | an erasure request (202), applied in event time (§9) |
 //! | `GET /openapi.json` | this API as an OpenAPI 3 document |
 
@@ -58,6 +59,33 @@ pub type Erase = Arc<dyn Fn(&str) -> anyhow::Result<EventTime> + Send + Sync>;
 /// Asks TikTok whether an ad account's token works (`GET /ad-accounts`).
 pub type CheckAccount = Arc<
     dyn Fn(String) -> futures::future::BoxFuture<'static, crate::sink::tiktok::AccountStatus>
+        + Send
+        + Sync,
+>;
+
+/// A Partner audience of an ad account (`GET /ad-accounts/{id}/audiences`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AudienceItem {
+    pub audience_id: String,
+    pub name: String,
+    /// TikTok's size (matched users, 0 below 1,000).
+    pub size: u64,
+}
+
+/// Why an ad account's audiences are not listed.
+pub enum AudienceListError {
+    /// TikTok refused (an account the token does not serve, say): 404.
+    Refused(String),
+    /// TikTok did not answer: 503.
+    Unavailable(String),
+}
+
+/// Lists an ad account's Partner audiences at TikTok.
+pub type ListAudiences = Arc<
+    dyn Fn(
+            String,
+        )
+            -> futures::future::BoxFuture<'static, Result<Vec<AudienceItem>, AudienceListError>>
         + Send
         + Sync,
 >;
@@ -113,6 +141,8 @@ struct Inner {
     backfills: Option<Backfills>,
     /// `None`: no running pipeline (the daily route answers 404).
     daily: Option<DailyFn>,
+    /// `None`: no TikTok client (the audiences route answers 503).
+    list_audiences: Option<ListAudiences>,
 }
 
 /// An API error: its status and JSON body.
@@ -276,6 +306,7 @@ impl Api {
                 preview: None,
                 backfills: None,
                 daily: None,
+                list_audiences: None,
             }),
         }
     }
@@ -287,6 +318,12 @@ impl Api {
     /// Checks the accounts of `GET /ad-accounts` through `check`.
     pub fn with_account_check(mut self, check: CheckAccount) -> Api {
         self.configure().check_account = Some(check);
+        self
+    }
+
+    /// Serves `GET /ad-accounts/{id}/audiences` through `list`.
+    pub fn with_audience_list(mut self, list: ListAudiences) -> Api {
+        self.configure().list_audiences = Some(list);
         self
     }
 
@@ -1143,6 +1180,38 @@ async fn ad_accounts(State(api): State<Api>) -> Json<AdAccountList> {
     Json(AdAccountList { ad_accounts })
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+struct AudienceList {
+    audiences: Vec<AudienceItem>,
+}
+
+/// The ad account's Partner audiences at TikTok (those a campaign can add to), oldest first.
+#[utoipa::path(get, path = "/ad-accounts/{id}/audiences", operation_id = "listAudiences", tag = "ad-accounts",
+    params(("id" = String, Path, description = "the advertiser id (digits)")),
+    responses(
+        (status = 200, description = "the audiences", body = AudienceList),
+        (status = 404, description = "TikTok refused: the token serves no such account", body = ErrorBody),
+        (status = 422, description = "not an advertiser id", body = ProblemsBody)))]
+async fn list_audiences(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Json<AudienceList>, ApiError> {
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("id", "an advertiser id is 1 to 20 digits"));
+    }
+    let Some(list) = api.inner.list_audiences.clone() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "listing audiences needs the running service's TikTok client (remarket run)",
+        ));
+    };
+    match list(id).await {
+        Ok(audiences) => Ok(Json(AudienceList { audiences })),
+        Err(AudienceListError::Refused(m)) => Err(error(StatusCode::NOT_FOUND, m)),
+        Err(AudienceListError::Unavailable(m)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, m)),
+    }
+}
+
 /// Longest user id the erase route takes (ids are opaque; this bounds what is hashed).
 const MAX_USER_ID: usize = 1024;
 
@@ -1279,6 +1348,7 @@ fn routes() -> (Router<Api>, Document) {
         .routes(routes!(get_segment, put_segment, delete_segment))
         .routes(routes!(erase_user))
         .routes(routes!(ad_accounts))
+        .routes(routes!(list_audiences))
         .split_for_parts();
     // After the routes: it reads their operations.
     Common.modify(&mut doc);

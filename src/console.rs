@@ -330,16 +330,41 @@ pub(crate) struct Outcome {
 }
 
 /// The lists the builder offers: ad accounts, segments.
-async fn choices(c: &Console, token: &str) -> (Vec<Value>, Vec<Value>) {
+async fn choices(c: &Console, token: &str) -> Choices {
     let (_, accounts) = c.call(token, Method::GET, "/ad-accounts", None).await;
     let (_, segments) = c.call(token, Method::GET, "/segments", None).await;
-    (
-        accounts["ad_accounts"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default(),
-        segments["segments"].as_array().cloned().unwrap_or_default(),
-    )
+    let accounts = (accounts["ad_accounts"].as_array().cloned()).unwrap_or_default();
+    let mut audiences = Vec::new();
+    // Each account's audiences, for the existing-audience picker (a few accounts at most).
+    for a in accounts
+        .iter()
+        .filter(|a| a["ok"] != false)
+        .take(MAX_PICKER_ACCOUNTS)
+    {
+        let id = a["advertiser_id"].as_str().unwrap_or("").to_owned();
+        let path = format!("/ad-accounts/{}/audiences", urlencode(&id));
+        let (status, list) = c.call(token, Method::GET, &path, None).await;
+        if status == StatusCode::OK {
+            let list = list["audiences"].as_array().cloned().unwrap_or_default();
+            audiences.push((id, list));
+        }
+    }
+    Choices {
+        accounts,
+        segments: segments["segments"].as_array().cloned().unwrap_or_default(),
+        audiences,
+    }
+}
+
+/// Ad accounts whose audiences the builder lists.
+const MAX_PICKER_ACCOUNTS: usize = 10;
+
+/// What the builder offers to pick from.
+pub(crate) struct Choices {
+    pub accounts: Vec<Value>,
+    pub segments: Vec<Value>,
+    /// Per ad account, its Partner audiences at TikTok.
+    pub audiences: Vec<(String, Vec<Value>)>,
 }
 
 async fn builder_page(
@@ -374,15 +399,8 @@ async fn builder_page(
         f.set("identifiers", "email");
         f.set("schedule_mode", "repeat");
     }
-    let (accounts, segments) = choices(&c, token).await;
-    pages::builder(
-        &f,
-        &Outcome::default(),
-        &accounts,
-        &segments,
-        &s.session.csrf,
-    )
-    .into_response()
+    let choices = choices(&c, token).await;
+    pages::builder(&f, &Outcome::default(), &choices, &s.session.csrf).into_response()
 }
 
 async fn builder_post(
@@ -469,17 +487,13 @@ async fn builder_post(
         }
         _ => {}
     }
-    let (accounts, segments) = choices(&c, token).await;
+    let choices = choices(&c, token).await;
     let status = if out.problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    (
-        status,
-        pages::builder(&f, &out, &accounts, &segments, &s.session.csrf),
-    )
-        .into_response()
+    (status, pages::builder(&f, &out, &choices, &s.session.csrf)).into_response()
 }
 
 /// `POST /campaigns/{id}/publish|stop`.

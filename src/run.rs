@@ -186,6 +186,33 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
             b.get(id).copied()
         })
     });
+    let api = api.with_audience_list({
+        let (client, limiter, metrics) = (client.clone(), limiter.clone(), sink_metrics.clone());
+        Arc::new(move |advertiser: String| {
+            let (client, limiter, metrics) = (client.clone(), limiter.clone(), metrics.clone());
+            Box::pin(async move {
+                use crate::api::{AudienceItem, AudienceListError};
+                use crate::sink::audiences::{partner_audiences, AudienceError};
+                let label = "(admin api)";
+                match partner_audiences(&client, &limiter, &metrics, label, &advertiser).await {
+                    Ok(list) => Ok((list.iter())
+                        .map(|a| {
+                            let s = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("");
+                            AudienceItem {
+                                audience_id: s("audience_id").to_owned(),
+                                name: s("name").to_owned(),
+                                size: a.get("cover_num").and_then(|v| v.as_u64()).unwrap_or(0),
+                            }
+                        })
+                        .collect()),
+                    Err(e @ AudienceError::Unavailable { .. }) => {
+                        Err(AudienceListError::Unavailable(e.to_string()))
+                    }
+                    Err(e) => Err(AudienceListError::Refused(e.to_string())),
+                }
+            })
+        })
+    });
     // The campaigns the stages run now: what a preview is compiled against.
     let running: Arc<Mutex<Option<Arc<Config>>>> = Arc::default();
     let api = api.with_preview({

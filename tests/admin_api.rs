@@ -346,7 +346,7 @@ fn the_openapi_document_matches_the_routes() {
             );
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 18);
 }
 
 /// `remarket campaigns …` against the API: a TOML campaign file created and published, the

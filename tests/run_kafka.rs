@@ -2478,7 +2478,8 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         click("#past1_kind option[value=did_not]").await;
         typed("past1_event", "Charged").await;
         typed("past1_days", "7").await;
-        typed("audience_name", "Weekly viewers").await;
+        click("#audience_mode-existing").await;
+        click(&format!("#audience_existing option[value='{EXISTING}']")).await;
         set("start", "2026-11-01T00:00").await;
         click("#schedule_mode-repeat").await;
         typed("repeat_every", "1").await;
@@ -2491,6 +2492,7 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         let (status, view) =
             tokio::task::block_in_place(|| api(&addr, "GET", "/campaigns/console-weekly", None));
         assert_eq!(status, 200);
+        assert_eq!(view["definition"]["what"]["audience"]["existing"], EXISTING);
         assert_eq!(
             view["definition"]["schedule"],
             serde_json::json!({"timezone": "Europe/Berlin",

@@ -4,7 +4,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde_json::Value;
 
 use super::form::{Form, APP_ROWS, CUSTOM_ROWS, PAST_ROWS, TRIGGER_ROWS, WEEKDAYS};
-use super::Outcome;
+use super::{Choices, Outcome};
 
 const STYLE: &str = r#"
 *{box-sizing:border-box}
@@ -299,13 +299,8 @@ fn condition(f: &Form, out: &Outcome, row: &str, props: Option<&[&str]>, label: 
     }
 }
 
-pub fn builder(
-    f: &Form,
-    out: &Outcome,
-    accounts: &[Value],
-    segments: &[Value],
-    csrf: &str,
-) -> Markup {
+pub fn builder(f: &Form, out: &Outcome, choices: &Choices, csrf: &str) -> Markup {
+    let (accounts, segments) = (&choices.accounts, &choices.segments);
     let mut account_opts: Vec<(String, String)> = vec![(String::new(), "—".into())];
     for a in accounts {
         let id = a["advertiser_id"].as_str().unwrap_or("").to_owned();
@@ -435,7 +430,27 @@ pub fn builder(
                     }
                     div.row {
                         (text(f, out, "audience_name", "New audience's name", ""))
-                        (text(f, out, "audience_existing", "Existing audience id", "digits, a Partner audience"))
+                        @if choices.audiences.iter().any(|(_, l)| !l.is_empty()) {
+                            div.field {
+                                label for="audience_existing" { "Existing audience (TikTok's Partner audiences)" }
+                                select #audience_existing name="audience_existing" {
+                                    option value="" { "—" }
+                                    @for (account, list) in &choices.audiences {
+                                        optgroup label={ "Ad account " (account) } {
+                                            @for a in list {
+                                                @let id = a["audience_id"].as_str().unwrap_or("");
+                                                option value=(id) selected[f.get("audience_existing") == id] {
+                                                    (a["name"].as_str().unwrap_or("")) " (" (id) ", size " (num(&a["size"])) ")"
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                                (errors(out, "audience_existing"))
+                            }
+                        } @else {
+                            (text(f, out, "audience_existing", "Existing audience id", "digits, a Partner audience"))
+                        }
                     }
                     div.field {
                         label for="audience_description" { "Description (kept with the campaign; TikTok's create call has none)" }

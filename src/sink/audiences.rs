@@ -432,7 +432,23 @@ async fn find_by_name(
     advertiser: &str,
     name: &str,
 ) -> Result<Option<String>, AudienceError> {
-    let mut found = None;
+    let all = partner_audiences(client, limiter, metrics, campaign, advertiser).await?;
+    // `list/` is oldest first: the last match is the newest.
+    Ok((all.iter().rev())
+        .find(|a| a.get("name").and_then(Value::as_str) == Some(name))
+        .and_then(|a| a.get("audience_id")?.as_str().map(str::to_owned)))
+}
+
+/// Every Partner audience of `advertiser` (`list/`'s entries, oldest first, all pages);
+/// `label` names the asker in errors and metrics (a campaign id).
+pub async fn partner_audiences(
+    client: &Client,
+    limiter: &RateLimiter,
+    metrics: &SinkMetrics,
+    label: &str,
+    advertiser: &str,
+) -> Result<Vec<Value>, AudienceError> {
+    let mut found = Vec::new();
     let mut page = 1u32;
     loop {
         let data = call(
@@ -440,24 +456,18 @@ async fn find_by_name(
             limiter,
             metrics,
             Endpoint::List,
-            campaign,
+            label,
             "list",
             || client.list_audiences(advertiser, page),
         )
         .await?;
         let empty = Vec::new();
         let list = data.get("list").and_then(Value::as_array).unwrap_or(&empty);
-        for a in list {
-            // `list/` is oldest first: the last match is the newest.
-            if a.get("name").and_then(Value::as_str) == Some(name) && audience_type(a) == "Partner"
-            {
-                found = a
-                    .get("audience_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .or(found);
-            }
-        }
+        found.extend(
+            list.iter()
+                .filter(|a| audience_type(a) == "Partner")
+                .cloned(),
+        );
         let total_pages = data
             .get("page_info")
             .and_then(|p| p.get("total_page"))
