@@ -560,6 +560,27 @@ pub struct Holdback<T> {
     released: EventTime,
 }
 
+/// Holds `item` under `key` (its time first) in `held`, unless that time is at or below
+/// `released` (apply it now) or the key is held already (a re-emitted duplicate).
+fn hold<V, T>(
+    released: EventTime,
+    held: &mut std::collections::BTreeMap<OrderKey, (V, T)>,
+    key: OrderKey,
+    item: V,
+    tag: T,
+) -> Held<V, T> {
+    if key.0 <= released {
+        return Held::Now(item, tag);
+    }
+    match held.entry(key) {
+        std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
+        std::collections::btree_map::Entry::Vacant(v) => {
+            v.insert((item, tag));
+            Held::Held
+        }
+    }
+}
+
 /// What [`Holdback`] lets through, in application order.
 #[derive(Debug)]
 pub struct Released<T> {
@@ -672,47 +693,20 @@ impl<T> Holdback<T> {
     /// it now). A qualification already held (same `at`, user, campaign) is dropped: it is a
     /// re-emitted duplicate; `false` says so.
     pub fn hold_qualification(&mut self, q: Qualification, tag: T) -> Held<Qualification, T> {
-        if q.at <= self.released {
-            return Held::Now(q, tag);
-        }
-        match self
-            .qualifications
-            .entry((q.at, q.user.clone(), q.campaign))
-        {
-            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((q, tag));
-                Held::Held
-            }
-        }
+        let key = (q.at, q.user.clone(), q.campaign);
+        hold(self.released, &mut self.qualifications, key, q, tag)
     }
 
     /// As [`Holdback::hold_qualification`], for a conversion.
     pub fn hold_conversion(&mut self, c: Conversion, tag: T) -> Held<Conversion, T> {
-        if c.ts <= self.released {
-            return Held::Now(c, tag);
-        }
-        match self.conversions.entry((c.ts, c.user.clone(), c.campaign)) {
-            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((c, tag));
-                Held::Held
-            }
-        }
+        let key = (c.ts, c.user.clone(), c.campaign);
+        hold(self.released, &mut self.conversions, key, c, tag)
     }
 
     /// As [`Holdback::hold_qualification`], for an erasure.
     pub fn hold_erasure(&mut self, e: Erasure, tag: T) -> Held<Erasure, T> {
-        if e.ts <= self.released {
-            return Held::Now(e, tag);
-        }
-        match self.erasures.entry((e.ts, e.user.clone(), e.campaign)) {
-            std::collections::btree_map::Entry::Occupied(_) => Held::Duplicate,
-            std::collections::btree_map::Entry::Vacant(v) => {
-                v.insert((e, tag));
-                Held::Held
-            }
-        }
+        let key = (e.ts, e.user.clone(), e.campaign);
+        hold(self.released, &mut self.erasures, key, e, tag)
     }
 
     /// Releases everything at or below [`Holdback::watermark`].

@@ -451,6 +451,37 @@ async fn builder_post(
             }
         }
         action @ ("save" | "publish") => {
+            let mut def = def.clone();
+            // The Who filters saved as a new segment, which the campaign then names.
+            let segment = f.get("new_segment");
+            if !segment.is_empty() {
+                let who = def.get("who").cloned().unwrap_or_default();
+                let mut seg = serde_json::json!({"id": segment});
+                for k in ["where", "past"] {
+                    if let Some(v) = who.get(k) {
+                        seg[k] = v.clone();
+                    }
+                }
+                let (status, body) = c.call(token, Method::POST, "/segments", Some(&seg)).await;
+                if status != StatusCode::CREATED {
+                    let mut problems = problems_of(&body);
+                    for p in &mut problems {
+                        p.0 = "new_segment".into();
+                    }
+                    if let Some(e) = body["error"].as_str() {
+                        problems.push(("new_segment".into(), format!("segment {segment}: {e}")));
+                    }
+                    out.problems = problems;
+                    let choices = choices(&c, token).await;
+                    let page = pages::builder(&f, &out, &choices, &s.session.csrf);
+                    return (StatusCode::UNPROCESSABLE_ENTITY, page).into_response();
+                }
+                if let Some(w) = def.get_mut("who").and_then(Value::as_object_mut) {
+                    w.remove("where");
+                    w.remove("past");
+                    w.insert("segment".into(), segment.into());
+                }
+            }
             let (status, body) = c.call(token, Method::POST, "/campaigns", Some(&def)).await;
             match status {
                 StatusCode::CREATED if action == "save" => {

@@ -1259,6 +1259,30 @@ fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
     running.stop().unwrap();
 }
 
+/// A service with the admin API (token `admin-secret` in `dir/admin`, written here) and one
+/// config campaign, `checkout` (a live trigger into the existing audience), on `brokers`
+/// and the simulator at `url`.
+fn admin_config(url: &str, brokers: &str, dir: &Path, token_file: &Path) -> String {
+    let admin = dir.join("admin");
+    std::fs::write(&admin, "admin-secret\n").unwrap();
+    format!(
+        "[source]\nformat = \"native\"\n\
+         [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
+         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+         max_batch = 500\nlinger = \"100ms\"\n\
+         [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
+         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
+        token = token_file.display().to_string(),
+        admin = admin.display().to_string(),
+    )
+}
+
 /// A request to the admin API at `addr` with the bearer token: `(status, JSON body)`.
 fn api(
     addr: &str,
@@ -1347,24 +1371,7 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
     let second: Vec<_> = (lines.iter().filter(|(ts, _)| *ts >= stop_at).cloned()).collect();
     let lines: Vec<_> = first.iter().chain(&second).cloned().collect();
     let last = lines.last().unwrap().0;
-    let text = |url: &str, brokers: &str| {
-        format!(
-            "[source]\nformat = \"native\"\n\
-             [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
-             [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
-             max_batch = 500\nlinger = \"100ms\"\n\
-             [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
-             start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
-             [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
-             [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
-             profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-             \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
-            token = token_file.display().to_string(),
-            admin = dir.path().join("admin").display().to_string(),
-        )
-    };
+    let text = |url: &str, brokers: &str| admin_config(url, brokers, dir.path(), &token_file);
     let carts = serde_json::json!({
         "id": "api-carts", "name": "Carts (API)", "ad_account": ADV_A,
         "start": "2026-11-01T00:00:00Z",
@@ -1951,22 +1958,7 @@ fn the_admin_api_holds_to_its_openapi_document_under_fuzzing() {
     let (dir, token_file) = token_dir();
     std::fs::write(dir.path().join("admin"), "admin-secret\n").unwrap();
     let sim = Sim::start(TOKEN, |_| {});
-    let text = format!(
-        "[source]\nformat = \"native\"\n\
-         [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
-         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
-         [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
-         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
-         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
-         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
-         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
-         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
-        url = sim.url,
-        token = token_file.display().to_string(),
-        brokers = cluster.bootstrap(),
-        admin = dir.path().join("admin").display().to_string(),
-    );
+    let text = admin_config(&sim.url, cluster.bootstrap(), dir.path(), &token_file);
     let config = Config::parse(&text, Vec::new()).unwrap();
     let env = remarket::run::Env::from_config(&config).unwrap();
     let addr = env.listener.local_addr().unwrap().to_string();
@@ -2069,24 +2061,7 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     let publish_at = last + 60_000;
     let run_at = (last / 60_000 + 61) * 60_000;
     let iso = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
-    let text = |url: &str, brokers: &str| {
-        format!(
-            "[source]\nformat = \"native\"\n\
-             [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
-             [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
-             max_batch = 500\nlinger = \"100ms\"\n\
-             [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
-             start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
-             [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
-             [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
-             profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
-             \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-             \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
-            token = token_file.display().to_string(),
-            admin = dir.path().join("admin").display().to_string(),
-        )
-    };
+    let text = |url: &str, brokers: &str| admin_config(url, brokers, dir.path(), &token_file);
     let weekly = serde_json::json!({
         "id": "week-viewers", "name": "Viewed this week, no purchase", "ad_account": ADV_A,
         "start": "2026-11-01T00:00:00Z",
@@ -2285,26 +2260,9 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         })
         .min()
         .unwrap();
-    let text = format!(
-        "[source]\nformat = \"native\"\n\
-         [engine]\nallowed_lateness = \"5s\"\nidle_timeout = \"1s\"\n\
-         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
-         max_batch = 500\nlinger = \"100ms\"\n\
-         [[campaign]]\nid = \"checkout\"\nname = \"Checkout\"\nad_account = \"{ADV_A}\"\n\
-         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Checkout Started\"\n\
-         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
-         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
-         profiles_topic = \"events\"\ncommit_interval = \"200ms\"\n[kafka.client]\n\
-         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
-         \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
-         [http]\nlisten = \"127.0.0.1:0\"\nadmin_token_file = {admin:?}\n",
-        url = "SIM",
-        token = token_file.display().to_string(),
-        brokers = cluster.bootstrap(),
-        admin = dir.path().join("admin").display().to_string(),
-    );
     let sim = Sim::start(TOKEN, |_| {});
-    let config = Config::parse(&text.replace("SIM", &sim.url), Vec::new()).unwrap();
+    let text = admin_config(&sim.url, cluster.bootstrap(), dir.path(), &token_file);
+    let config = Config::parse(&text, Vec::new()).unwrap();
     // The service's clock a minute before the recording: a publish takes effect then.
     let clock = Arc::new(ManualClock((first - 60_000).into()));
     let mut env = remarket::run::Env::from_config(&config).unwrap();
@@ -2478,6 +2436,7 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         click("#past1_kind option[value=did_not]").await;
         typed("past1_event", "Charged").await;
         typed("past1_days", "7").await;
+        typed("new_segment", "viewers-not-buyers").await;
         click("#audience_mode-existing").await;
         click(&format!("#audience_existing option[value='{EXISTING}']")).await;
         set("start", "2026-11-01T00:00").await;
@@ -2493,6 +2452,16 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
             tokio::task::block_in_place(|| api(&addr, "GET", "/campaigns/console-weekly", None));
         assert_eq!(status, 200);
         assert_eq!(view["definition"]["what"]["audience"]["existing"], EXISTING);
+        // The Who filters became a saved segment the campaign names.
+        assert_eq!(view["definition"]["who"]["segment"], "viewers-not-buyers");
+        let segment = tokio::task::block_in_place(|| {
+            api(&addr, "GET", "/segments/viewers-not-buyers", None).1
+        });
+        assert_eq!(
+            segment["definition"]["past"][1],
+            serde_json::json!({"did_not": "Charged", "in_last": "7d"}),
+            "{segment}"
+        );
         assert_eq!(
             view["definition"]["schedule"],
             serde_json::json!({"timezone": "Europe/Berlin",

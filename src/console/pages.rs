@@ -418,6 +418,9 @@ pub fn builder(f: &Form, out: &Outcome, choices: &Choices, csrf: &str) -> Markup
                         }
                     }
                     div.row {
+                        (text(f, out, "new_segment", "Save these filters as a new segment (id, optional)", "the campaign then uses it; others can too"))
+                    }
+                    div.row {
                         (input_of(f, out, "control_group", "Control group (%)", "0–99", "number", "field narrow"))
                         (input_of(f, out, "target_cap", "Target cap (users)", "empty: none", "number", "field narrow"))
                     }
