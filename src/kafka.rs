@@ -460,17 +460,44 @@ pub fn scan(
     p: i32,
     mut each: impl FnMut(Option<&[u8]>, Option<&[u8]>),
 ) -> anyhow::Result<()> {
-    scan_records(k, group, topic, p, i64::MAX, |m| each(m.key(), m.payload()))
+    scan_records(k, group, topic, p, None, i64::MAX, |m| {
+        each(m.key(), m.payload())
+    })
 }
 
-/// Hands the records of partition `p` of `topic` below offset `until`, from the partition's
-/// beginning (the oldest record retention kept) and in order, to `each`; stops at `until` or
-/// at the end.
+/// The first offset of partition `p` of `topic` whose Kafka timestamp is at or after
+/// `ts_ms` (ListOffsets by timestamp); `None` when the broker has none (every record is
+/// older) or does not answer.
+pub fn offset_for_time(
+    k: &KafkaSettings,
+    group: &str,
+    topic: &str,
+    p: i32,
+    ts_ms: i64,
+) -> anyhow::Result<Option<i64>> {
+    let reader: BaseConsumer<EofIsNoError> = tuned_config(k, Role::Consumer, &FAST_FETCH)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create_with_context(EofIsNoError)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Offset(ts_ms))?;
+    let answer = reader.offsets_for_times(tpl, Duration::from_secs(10))?;
+    close_in_background(reader);
+    Ok(match answer.find_partition(topic, p).map(|e| e.offset()) {
+        Some(Offset::Offset(o)) if o >= 0 => Some(o),
+        _ => None,
+    })
+}
+
+/// Hands the records of partition `p` of `topic` below offset `until`, from offset `from`
+/// (`None`: the partition's beginning, the oldest record retention kept) and in order, to
+/// `each`; stops at `until` or at the end.
 pub fn scan_records(
     k: &KafkaSettings,
     group: &str,
     topic: &str,
     p: i32,
+    from: Option<i64>,
     until: i64,
     mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> anyhow::Result<()> {
@@ -486,7 +513,8 @@ pub fn scan_records(
     // beginning offset at once instead of on its retry timer (~0.45 s per reader).
     reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    let start = from.map_or(Offset::Beginning, Offset::Offset);
+    tpl.add_partition_offset(topic, p, start)?;
     reader.assign(&tpl)?;
     let mut records = 0u64;
     let done = |records: u64| {

@@ -2057,6 +2057,18 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     let first = lines.iter().map(|l| ts_of(l)).min().unwrap();
     let last = lines.iter().map(|l| ts_of(l)).max().unwrap();
     assert!(last - first > 6 * 86_400_000, "a week of events");
+    // A month before the week, views older than any range: replay counts them into days no
+    // rule reads; the backfill may skip them (it seeks by the records' Kafka timestamps,
+    // which are their event times here) — either way the decisions are replay's. (tansu 0.6
+    // answers the seek with offset 0, so here they are read.)
+    const OLD: usize = 50;
+    let old: Vec<String> = (0..OLD)
+        .map(|i| {
+            let ts = first - 30 * 86_400_000 + i as i64 * 1_000;
+            format!(r#"{{"user_id":"u{i}","event":"Product Viewed","ts":{ts},"props":{{}}}}"#)
+        })
+        .collect();
+    lines.splice(0..0, old);
     // Published a minute after the last record; its one run an hour later.
     let publish_at = last + 60_000;
     let run_at = (last / 60_000 + 61) * 60_000;
@@ -2074,7 +2086,19 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     });
 
     let producer = test_producer(cluster.bootstrap());
-    produce(&producer, &lines, None);
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let user = v["user_id"].as_str().unwrap();
+        let ts = v["ts"].as_i64().unwrap();
+        let mut r = BaseRecord::to("events")
+            .key(user)
+            .payload(line)
+            .timestamp(ts);
+        while let Err((_, back)) = producer.send(r) {
+            r = back;
+            producer.poll(Duration::from_millis(10));
+        }
+    }
     producer.flush(Duration::from_secs(30)).unwrap();
     let sim = Sim::start(TOKEN, |_| {});
     let config = Config::parse(&text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
@@ -2113,10 +2137,11 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     let backfill = &view["backfill"];
     assert_eq!(backfill["short"], false, "{view}");
     assert!(backfill["counted"].as_u64().unwrap() > 0, "{view}");
-    assert!(
-        backfill["records"].as_u64().unwrap() >= backfill["counted"].as_u64().unwrap(),
-        "{view}"
+    let (records, counted) = (
+        backfill["records"].as_u64().unwrap(),
+        backfill["counted"].as_u64().unwrap(),
     );
+    assert!(records >= counted, "{view}");
 
     // What replay gives with the recorded campaigns topic and a record past the run.
     let campaigns = dir.path().join("campaigns.jsonl");

@@ -776,12 +776,28 @@ impl State {
         let not_after = |kafka_ts: Option<i64>| {
             kafka_ts.map_or(EventTime::MAX, |t| t.saturating_add(max_future))
         };
+        // The oldest event time the rules read; the inputs are read from the first record
+        // whose Kafka timestamp is a day and `max_future` before it (ListOffsets by
+        // timestamp: a record's `ts` is at most `max_future` ahead of its Kafka timestamp,
+        // and the older ones fall before every range), or from their beginning.
+        let wanted = (missing.iter())
+            .map(|&r| past_reach(&self.rules.past[usize::from(r)], c.watermark))
+            .min()
+            .unwrap_or(EventTime::MIN);
+        let seek = |topic: &str| -> anyhow::Result<Option<i64>> {
+            if wanted == EventTime::MIN {
+                return Ok(None);
+            }
+            let at = wanted.saturating_sub(86_400_000 + max_future);
+            super::offset_for_time(k, &group, topic, p, at)
+        };
         let mut erased: rustc_hash::FxHashMap<String, EventTime> = Default::default();
         super::scan_records(
             k,
             &group,
             &k.profiles_topic,
             p,
+            seek(&k.profiles_topic)?,
             until(&k.profiles_topic),
             |m| {
                 let kafka_ts = m.timestamp().to_millis();
@@ -798,36 +814,42 @@ impl State {
         let mut scratch = Totals::default();
         let (mut records, mut counted) = (0u64, 0u64);
         let mut first: Option<(i64, EventTime)> = None;
-        super::scan_records(k, &group, &k.events_topic, p, until(&k.events_topic), |m| {
-            let kafka_ts = m.timestamp().to_millis();
-            let decoded = decoder.decode_at(m.payload().unwrap_or_default(), kafka_ts);
-            if first.is_none() {
-                first = Some((
-                    m.offset(),
-                    decoded.as_ref().map_or(EventTime::MAX, |r| r.ts),
-                ));
-            }
-            let Routed::Apply(rec) = route(&mut scratch, &mut wm, 0, decoded, not_after(kafka_ts))
-            else {
-                return;
-            };
-            if rec.ts > c.watermark {
-                return;
-            }
-            records += 1;
-            if erased.get(rec.user.as_str()).is_some_and(|&e| rec.ts <= e) {
-                return;
-            }
-            if shard.backfill(&rec, missing) {
-                counted += 1;
-            }
-        })?;
+        let from = seek(&k.events_topic)?;
+        super::scan_records(
+            k,
+            &group,
+            &k.events_topic,
+            p,
+            from,
+            until(&k.events_topic),
+            |m| {
+                let kafka_ts = m.timestamp().to_millis();
+                let decoded = decoder.decode_at(m.payload().unwrap_or_default(), kafka_ts);
+                if first.is_none() {
+                    first = Some((
+                        m.offset(),
+                        decoded.as_ref().map_or(EventTime::MAX, |r| r.ts),
+                    ));
+                }
+                let Routed::Apply(rec) =
+                    route(&mut scratch, &mut wm, 0, decoded, not_after(kafka_ts))
+                else {
+                    return;
+                };
+                if rec.ts > c.watermark {
+                    return;
+                }
+                records += 1;
+                if erased.get(rec.user.as_str()).is_some_and(|&e| rec.ts <= e) {
+                    return;
+                }
+                if shard.backfill(&rec, missing) {
+                    counted += 1;
+                }
+            },
+        )?;
         // Retention fell short when the partition no longer starts at offset 0 and its
         // first record is younger than the longest range asks for.
-        let wanted = (missing.iter())
-            .map(|&r| past_reach(&self.rules.past[usize::from(r)], c.watermark))
-            .min()
-            .unwrap_or(EventTime::MIN);
         let (low, first_ts) = first.unwrap_or((0, EventTime::MAX));
         let short = low > 0 && first_ts > wanted;
         let mut campaigns: Vec<&str> = (missing.iter())
@@ -858,7 +880,7 @@ impl State {
             e.records += records;
             e.counted += counted;
             e.short |= short;
-            if low > 0 {
+            if short {
                 e.covered_from = Some(
                     e.covered_from
                         .map_or(first_ts, |t: EventTime| t.max(first_ts)),
