@@ -9,18 +9,22 @@
 //! oneshot`), with the bearer token of the session. A definition's problems are the API's
 //! 422, shown next to the input they concern ([`form::input_of`]).
 //!
-//! Sessions: `POST /login` takes the admin token, checks it with the API and sets a random
-//! session id as a cookie (`HttpOnly; SameSite=Strict; Path=/`, `Secure` when the request
-//! came over TLS as a proxy's `X-Forwarded-Proto: https` says). The session keeps the token
-//! in memory only, and a random CSRF token that every form carries and every `POST` checks
-//! (in constant time). Sessions end at logout, after [`SESSION_TTL`], or when the process
-//! does.
+//! Sessions: `POST /login` takes the admin token and checks it with the API, then sets a
+//! signed cookie `expiry.nonce.HMAC` (`HttpOnly; SameSite=Strict; Path=/`, `Secure` when the
+//! request came over TLS as a proxy's `X-Forwarded-Proto: https` says). The key is derived
+//! from the admin token, so every replica behind the Service accepts the session and a new
+//! token ends every session; nothing is stored per session. The CSRF token every form
+//! carries, and every `POST` checks (in constant time), is the HMAC of the session's nonce.
+//! Sessions end after [`SESSION_TTL`]; logout clears the cookie and this replica refuses the
+//! session from then on.
 
 pub mod form;
 mod pages;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use crate::clock::WallClock;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,15 +34,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form as PostForm, Router};
 use serde_json::Value;
-use tokio::time::Instant;
 use tower::ServiceExt;
 
 use form::Form;
 
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most (the oldest goes first).
-const MAX_SESSIONS: usize = 1024;
+/// Logged-out sessions a replica remembers (until they expire).
+const MAX_REVOKED: usize = 4096;
 const COOKIE: &str = "remarket_session";
 
 /// The console's routes, over the admin API's router.
@@ -49,14 +52,19 @@ pub struct Console {
 
 struct Inner {
     api: Router,
-    sessions: Mutex<HashMap<String, Session>>,
+    /// The admin token (the console calls the API with it) and the key that signs sessions,
+    /// derived from it: every replica with the same token accepts the same sessions, and a
+    /// new token ends them all. `None`: no token configured (no one can log in).
+    keys: Option<(String, [u8; 32])>,
+    clock: Arc<dyn WallClock>,
+    /// Sessions logged out here (their nonces, with their expiry).
+    revoked: Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Clone)]
 struct Session {
     token: String,
     csrf: String,
-    at: Instant,
 }
 
 /// A signed-in request: the session and whether the page goes over TLS.
@@ -79,13 +87,30 @@ fn same(a: &str, b: &str) -> bool {
         == 0
 }
 
+fn mac(key: &[u8; 32], message: &str) -> String {
+    use hmac::Mac;
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    m.update(message.as_bytes());
+    crate::identity::to_hex(&m.finalize().into_bytes().into())
+}
+
 impl Console {
-    /// `api`: the admin API's router (its routes under `/api/v1`).
-    pub fn new(api: Router) -> Console {
+    /// `api`: the admin API's router (its routes under `/api/v1`); `admin_token`: the API's
+    /// token; `clock`: the service's clock (session expiry).
+    pub fn new(api: Router, admin_token: Option<&str>, clock: Arc<dyn WallClock>) -> Console {
+        use sha2::{Digest, Sha256};
+        let keys = admin_token.map(|t| {
+            let mut h = Sha256::new();
+            h.update(b"remarket console session key\0");
+            h.update(t.as_bytes());
+            (t.to_owned(), h.finalize().into())
+        });
         Console {
             inner: Arc::new(Inner {
                 api,
-                sessions: Mutex::new(HashMap::new()),
+                keys,
+                clock,
+                revoked: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -135,19 +160,28 @@ impl Console {
         )
     }
 
+    /// The session a cookie `expiry.nonce.mac` stands for, if its MAC is ours, it has not
+    /// expired and it was not logged out here.
     fn session(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers, COOKIE)?;
-        let mut sessions = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let s = sessions.get(&id)?.clone();
-        if s.at.elapsed() > SESSION_TTL {
-            sessions.remove(&id);
+        let (token, key) = self.inner.keys.as_ref()?;
+        let value = cookie(headers, COOKIE)?;
+        let (signed, given) = value.rsplit_once('.')?;
+        let (expiry, nonce) = signed.split_once('.')?;
+        if !same(given, &mac(key, signed)) {
             return None;
         }
-        Some(s)
+        let expiry: i64 = expiry.parse().ok()?;
+        if expiry <= self.inner.clock.now_ms() {
+            return None;
+        }
+        let revoked = self.inner.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if revoked.contains_key(nonce) {
+            return None;
+        }
+        Some(Session {
+            token: token.clone(),
+            csrf: mac(key, &format!("csrf.{nonce}")),
+        })
     }
 
     fn signed(&self, headers: &HeaderMap) -> Result<Signed, Refusal> {
@@ -232,26 +266,16 @@ async fn login(
         };
         return (StatusCode::UNAUTHORIZED, pages::login(Some(&why))).into_response();
     }
-    let id = random_hex();
-    {
-        let mut sessions = c.inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| s.at.elapsed() <= SESSION_TTL);
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) =
-                (sessions.iter().min_by_key(|(_, s)| s.at)).map(|(k, _)| k.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            id.clone(),
-            Session {
-                token,
-                csrf: random_hex(),
-                at: Instant::now(),
-            },
-        );
-    }
+    let Some((_, key)) = c.inner.keys.as_ref() else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            pages::login(Some("No admin token is configured.")),
+        )
+            .into_response();
+    };
+    let expiry = c.inner.clock.now_ms() + SESSION_TTL.as_millis() as i64;
+    let signed = format!("{expiry}.{}", random_hex());
+    let id = format!("{signed}.{}", mac(key, &signed));
     let secure = if over_tls(&headers) { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{secure}",
@@ -269,7 +293,15 @@ async fn logout(
         return r.into_response();
     }
     if let Some(id) = cookie(&headers, COOKIE) {
-        (c.inner.sessions.lock().unwrap_or_else(|e| e.into_inner())).remove(&id);
+        let mut parts = id.split('.');
+        if let (Some(expiry), Some(nonce)) = (parts.next(), parts.next()) {
+            let now = c.inner.clock.now_ms();
+            let mut revoked = c.inner.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            revoked.retain(|_, e| *e > now);
+            if revoked.len() < MAX_REVOKED {
+                revoked.insert(nonce.to_owned(), expiry.parse().unwrap_or(i64::MAX));
+            }
+        }
     }
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
@@ -626,4 +658,82 @@ fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use super::*;
+    use crate::store::Store;
+
+    #[derive(Debug)]
+    struct Clock(AtomicI64);
+
+    impl WallClock for Clock {
+        fn now_ms(&self) -> i64 {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A console over a real admin API (in-memory store) with token `secret`.
+    fn console(clock: Arc<Clock>) -> Router {
+        let api = crate::api::Api::new(
+            Some("secret"),
+            toml::Table::new(),
+            Arc::new(Mutex::new(Store::default())),
+            Arc::new(|_: &str, _: Option<&crate::store::Doc>| Ok(())),
+            Arc::new(|_: &str| None),
+            clock.clone(),
+        );
+        Console::new(api.router(), Some("secret"), clock).router()
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> Response {
+        match app.clone().oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn login(app: &Router, token: &str) -> Option<String> {
+        let req = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={token}")))
+            .unwrap();
+        let resp = send(app, req).await;
+        let cookie = resp.headers().get(header::SET_COOKIE)?.to_str().ok()?;
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        Some(cookie.split(';').next()?.to_owned())
+    }
+
+    async fn list_status(app: &Router, cookie: &str) -> StatusCode {
+        let req = Request::get("/")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap();
+        send(app, req).await.status()
+    }
+
+    /// A session made by one replica is accepted by another with the same token, until it
+    /// expires; a cookie with another MAC, and a wrong token, get none.
+    #[tokio::test]
+    async fn sessions_hold_on_every_replica_until_they_expire() {
+        let clock = Arc::new(Clock(AtomicI64::new(1_800_000_000_000)));
+        let (a, b) = (console(clock.clone()), console(clock.clone()));
+        assert_eq!(login(&a, "wrong").await, None);
+        let cookie = login(&a, "secret").await.expect("a session");
+        assert_eq!(list_status(&b, &cookie).await, StatusCode::OK);
+        let forged = format!("{}0", &cookie[..cookie.len() - 1]);
+        let forged = if forged == cookie {
+            format!("{}1", &cookie[..cookie.len() - 1])
+        } else {
+            forged
+        };
+        assert_eq!(list_status(&b, &forged).await, StatusCode::SEE_OTHER);
+        clock
+            .0
+            .fetch_add(SESSION_TTL.as_millis() as i64, Ordering::SeqCst);
+        assert_eq!(list_status(&a, &cookie).await, StatusCode::SEE_OTHER);
+    }
 }

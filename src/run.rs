@@ -260,7 +260,12 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
     });
     // The console (`/`) calls the same API routes, in-process.
     let api = api.router();
-    let console = crate::console::Console::new(api.clone()).router();
+    let console = crate::console::Console::new(
+        api.clone(),
+        admin_token.as_ref().map(|t| t.expose()),
+        clock.clone(),
+    )
+    .router();
     let app = admin.router().merge(api).merge(console);
     rt.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
