@@ -245,7 +245,25 @@ async fn login_page(State(c): State<Console>, headers: HeaderMap) -> Response {
     if c.session(&headers).is_some() {
         return Redirect::to("/").into_response();
     }
-    pages::login(None).into_response()
+    login_form(StatusCode::OK, None, &headers)
+}
+
+const LOGIN_COOKIE: &str = "remarket_login";
+
+/// The login page with a fresh login CSRF nonce, in the form and in a cookie only the login
+/// route sees (a double submit: a cross-site form cannot read or set the cookie).
+fn login_form(status: StatusCode, error: Option<&str>, headers: &HeaderMap) -> Response {
+    let nonce = random_hex();
+    let secure = if over_tls(headers) { "; Secure" } else { "" };
+    let cookie = format!(
+        "{LOGIN_COOKIE}={nonce}; HttpOnly; SameSite=Strict; Path=/login; Max-Age=600{secure}"
+    );
+    (
+        status,
+        [(header::SET_COOKIE, cookie)],
+        pages::login(error, &nonce),
+    )
+        .into_response()
 }
 
 async fn login(
@@ -254,6 +272,11 @@ async fn login(
     PostForm(f): PostForm<Vec<(String, String)>>,
 ) -> Response {
     let f = Form(f);
+    let nonce = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if nonce.is_empty() || !same(f.get("csrf"), &nonce) {
+        let why = "The login form expired or came from elsewhere: log in again.";
+        return login_form(StatusCode::FORBIDDEN, Some(why), &headers);
+    }
     let token = f.get("token").to_owned();
     let (status, body) = c.call(&token, Method::GET, "/campaigns", None).await;
     if status != StatusCode::OK {
@@ -264,14 +287,14 @@ async fn login(
                 .unwrap_or("The API refused.")
                 .to_owned(),
         };
-        return (StatusCode::UNAUTHORIZED, pages::login(Some(&why))).into_response();
+        return login_form(StatusCode::UNAUTHORIZED, Some(&why), &headers);
     }
     let Some((_, key)) = c.inner.keys.as_ref() else {
-        return (
+        return login_form(
             StatusCode::UNAUTHORIZED,
-            pages::login(Some("No admin token is configured.")),
-        )
-            .into_response();
+            Some("No admin token is configured."),
+            &headers,
+        );
     };
     let expiry = c.inner.clock.now_ms() + SESSION_TTL.as_millis() as i64;
     let signed = format!("{expiry}.{}", random_hex());
@@ -697,11 +720,28 @@ mod tests {
     }
 
     async fn login(app: &Router, token: &str) -> Option<String> {
+        let page = send(app, Request::get("/login").body(Body::empty()).unwrap()).await;
+        let set = page.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let login_cookie = set.split(';').next().unwrap().to_owned();
+        let nonce = login_cookie.split_once('=').unwrap().1.to_owned();
+        // Without the login cookie the form is refused.
+        let bare = Request::post("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("csrf={nonce}&token={token}")))
+            .unwrap();
+        assert_eq!(send(app, bare).await.status(), StatusCode::FORBIDDEN);
         let req = Request::post("/login")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(format!("token={token}")))
+            .header(header::COOKIE, &login_cookie)
+            .body(Body::from(format!("csrf={nonce}&token={token}")))
             .unwrap();
         let resp = send(app, req).await;
+        if resp.status() != StatusCode::SEE_OTHER {
+            return None;
+        }
         let cookie = resp.headers().get(header::SET_COOKIE)?.to_str().ok()?;
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         Some(cookie.split(';').next()?.to_owned())

@@ -94,13 +94,14 @@ pub fn message(title: &str, text: &str) -> Markup {
     )
 }
 
-pub fn login(error: Option<&str>) -> Markup {
+pub fn login(error: Option<&str>, csrf: &str) -> Markup {
     page(
         "Log in",
         None,
         html! {
             h1 { "Log in" }
             form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
                 fieldset {
                     legend { "Admin token" }
                     @if let Some(e) = error { p.error role="alert" { (e) } }
