@@ -232,7 +232,19 @@ impl Activator {
     /// What campaign `campaign`'s report counts (see [`crate::report`]): a user is in the
     /// exported group once exported, in the control group when the latest decision is.
     pub fn tally(&self, campaign: CampaignIdx) -> Tally {
+        self.summary(campaign).0
+    }
+
+    /// In one pass over campaign `campaign`'s decided users: its [`Activator::tally`], its
+    /// users per UTC day of their latest qualification with the conversions per day, and
+    /// the latest qualification's `at`.
+    pub fn summary(
+        &self,
+        campaign: CampaignIdx,
+    ) -> (Tally, crate::report::Daily, Option<EventTime>) {
         let mut t = Tally::default();
+        let mut days = crate::report::Daily::new();
+        let mut last = None;
         for d in self.decided[usize::from(campaign)].values() {
             let (users, converted, revenue) = if d.ever_exported {
                 (
@@ -252,18 +264,7 @@ impl Activator {
             *users += 1;
             *converted += u64::from(d.ever_converted);
             *revenue += d.revenue;
-        }
-        t
-    }
-
-    /// Campaign `campaign`'s users per UTC day of their latest qualification, and
-    /// conversions per day (the users [`Activator::tally`] counts).
-    pub fn daily(&self, campaign: CampaignIdx) -> crate::report::Daily {
-        let mut days = crate::report::Daily::new();
-        for d in self.decided[usize::from(campaign)].values() {
-            if !d.ever_exported && d.outcome != Outcome::Control {
-                continue;
-            }
+            last = last.max(Some(d.at));
             days.entry(crate::report::day_of(d.at))
                 .or_default()
                 .qualified += 1;
@@ -271,15 +272,7 @@ impl Activator {
                 days.entry(crate::report::day_of(c)).or_default().converted += 1;
             }
         }
-        days
-    }
-
-    /// The latest qualification `at` among campaign `campaign`'s decided users.
-    pub fn last_qualified(&self, campaign: CampaignIdx) -> Option<EventTime> {
-        self.decided[usize::from(campaign)]
-            .values()
-            .map(|d| d.at)
-            .max()
+        (t, days, last)
     }
 
     /// A user's decision, if there is one.

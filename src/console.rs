@@ -201,6 +201,18 @@ impl Console {
     }
 }
 
+/// A page for signed-in users only: without a session, to the login page.
+impl axum::extract::FromRequestParts<Console> for Signed {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        c: &Console,
+    ) -> Result<Self, Refusal> {
+        c.signed(&parts.headers)
+    }
+}
+
 /// Why a request gets no page.
 enum Refusal {
     /// No session: to the login page.
@@ -335,15 +347,7 @@ struct ListQuery {
     state: Option<String>,
 }
 
-async fn list(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Query(q): Query<ListQuery>,
-) -> Response {
-    let s = match c.signed(&headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn list(State(c): State<Console>, s: Signed, Query(q): Query<ListQuery>) -> Response {
     let token = &s.session.token;
     let path = match q.state.as_deref().filter(|x| !x.is_empty()) {
         Some(state) => format!("/campaigns?state={}", urlencode(state)),
@@ -424,13 +428,9 @@ pub(crate) struct Choices {
 
 async fn builder_page(
     State(c): State<Console>,
-    headers: HeaderMap,
+    s: Signed,
     Query(q): Query<BuilderQuery>,
 ) -> Response {
-    let s = match c.signed(&headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let token = &s.session.token;
     let mut f = Form::default();
     if let Some(from) = q.from.as_deref() {
@@ -621,11 +621,7 @@ async fn action(
         .into_response()
 }
 
-async fn report(State(c): State<Console>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let s = match c.signed(&headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+async fn report(State(c): State<Console>, s: Signed, Path(id): Path<String>) -> Response {
     let token = &s.session.token;
     let (status, view) = c
         .call(

@@ -344,8 +344,7 @@ pub fn serve(config: Config, env: Env) -> anyhow::Result<()> {
                     // The other replicas' report tallies.
                     match crate::kafka::reports::read(&k) {
                         Ok(r) => {
-                            *(activate_status.remote_tallies.lock())
-                                .unwrap_or_else(|e| e.into_inner()) = r;
+                            *(activate_status.remote.lock()).unwrap_or_else(|e| e.into_inner()) = r;
                         }
                         Err(e) => {
                             tracing::warn!(error = %format!("{e:#}"), "reports topic unreadable")

@@ -116,14 +116,12 @@ fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: 
     )
     .unwrap();
     let out = dir.path().join("replay");
-    let mut sink = ReplayTikTokSink::start(&config, &out).unwrap();
-    let opts = ReplayOptions {
-        out_dir: out.clone(),
-        shards: 2,
-        progress: false,
-        now_ms: remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
-    };
-    let report = app::replay(&config, std::slice::from_ref(&rec), &opts, &mut sink).unwrap();
+    let report = replay_to_tiktok(
+        &config,
+        &rec,
+        out.clone(),
+        remarket::clock::WallClock::now_ms(&remarket::clock::SystemClock),
+    );
     let capped: Vec<(&String, u64)> = report
         .summary
         .campaigns
@@ -1204,14 +1202,7 @@ fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
     ));
     std::fs::write(&carried, text).unwrap();
     let out = dir.path().join("replay");
-    let mut sink = ReplayTikTokSink::start(&config, &out).unwrap();
-    let opts = ReplayOptions {
-        out_dir: out,
-        shards: 2,
-        progress: false,
-        now_ms: run_at + 3_600_000,
-    };
-    let report = app::replay(&config, &[carried], &opts, &mut sink).unwrap();
+    let report = replay_to_tiktok(&config, &carried, out, run_at + 3_600_000);
     let summary = &report.summary.campaigns["viewed-not-bought"];
     assert_eq!(summary.runs, Some(1), "{summary:?}");
     assert!(summary.exported > 0, "{summary:?}");
@@ -1281,6 +1272,19 @@ fn admin_config(url: &str, brokers: &str, dir: &Path, token_file: &Path) -> Stri
         token = token_file.display().to_string(),
         admin = admin.display().to_string(),
     )
+}
+
+/// `replay` of `input` with `config` and its TikTok sink (two shards, the wall clock at
+/// `now_ms`), into `out`.
+fn replay_to_tiktok(config: &Config, input: &Path, out: PathBuf, now_ms: i64) -> app::ReplayReport {
+    let mut sink = ReplayTikTokSink::start(config, &out).unwrap();
+    let opts = ReplayOptions {
+        out_dir: out,
+        shards: 2,
+        progress: false,
+        now_ms,
+    };
+    app::replay(config, &[input.to_path_buf()], &opts, &mut sink).unwrap()
 }
 
 /// A request to the admin API at `addr` with the bearer token: `(status, JSON body)`.
@@ -1466,14 +1470,7 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
         let base: toml::Table = text(&r.url, "127.0.0.1:9").parse().unwrap();
         let cfg = recorded.config(&base, Vec::new()).unwrap();
         let out = dir.path().join(name);
-        let mut sink = ReplayTikTokSink::start(&cfg, &out).unwrap();
-        let opts = ReplayOptions {
-            out_dir: out,
-            shards: 2,
-            progress: false,
-            now_ms: last + 3_600_000,
-        };
-        let report = app::replay(&cfg, &[input_path], &opts, &mut sink).unwrap();
+        let report = replay_to_tiktok(&cfg, &input_path, out, last + 3_600_000);
         // (`audience_size` is TikTok's: 0 in both below 1,000 members.)
         let api_report =
             serde_json::to_value(&report.summary.campaigns["api-carts"].report).unwrap();
@@ -2170,14 +2167,7 @@ fn a_behaviour_campaign_published_late_is_backfilled_from_the_topic() {
     let base: toml::Table = text(&reference.url, "127.0.0.1:9").parse().unwrap();
     let cfg = recorded.config(&base, Vec::new()).unwrap();
     let out = dir.path().join("replay");
-    let mut sink = ReplayTikTokSink::start(&cfg, &out).unwrap();
-    let opts = ReplayOptions {
-        out_dir: out,
-        shards: 2,
-        progress: false,
-        now_ms: run_at + 3_600_000,
-    };
-    let report = app::replay(&cfg, &[input], &opts, &mut sink).unwrap();
+    let report = replay_to_tiktok(&cfg, &input, out, run_at + 3_600_000);
     let weekly = &report.summary.campaigns["week-viewers"];
     assert_eq!(weekly.runs, Some(1), "{weekly:?}");
     assert!(weekly.exported > 0, "{weekly:?}");

@@ -114,13 +114,12 @@ pub struct ActivateStatus {
     pub ready: AtomicBool,
     /// Times consumption was paused because the TikTok sink was full.
     pub pauses: std::sync::atomic::AtomicU64,
-    /// Per owned partition, each campaign's report tally as of the last commit.
-    pub tallies: Mutex<BTreeMap<i32, BTreeMap<String, crate::report::Tally>>>,
-    /// Every activate partition's tallies as the reports topic held them at its last read
-    /// (written by each partition's owner).
-    pub remote_tallies: Mutex<BTreeMap<i32, super::reports::PartitionReport>>,
-    /// Per owned partition, its report as of the last commit (days, latest qualification).
+    /// Per owned partition, its report (tallies, days, latest qualification) as of the last
+    /// commit: what the reports topic was last sent for it.
     pub own: Mutex<BTreeMap<i32, super::reports::PartitionReport>>,
+    /// Every activate partition's report as the reports topic held it at its last read
+    /// (written by each partition's owner).
+    pub remote: Mutex<BTreeMap<i32, super::reports::PartitionReport>>,
     /// Per campaign, the size TikTok last reported for its audience and when it was asked.
     pub audience_sizes: Mutex<BTreeMap<String, AudienceSize>>,
 }
@@ -137,56 +136,53 @@ pub struct AudienceSize {
 impl ActivateStatus {
     /// Every campaign's tally over the partitions this replica owns.
     pub fn tallies_by_campaign(&self) -> BTreeMap<String, crate::report::Tally> {
-        let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
         let mut sum: BTreeMap<String, crate::report::Tally> = BTreeMap::new();
-        for per in t.values() {
-            for (c, x) in per {
+        for r in own.values() {
+            for (c, x) in &r.tallies {
                 *sum.entry(c.clone()).or_default() += *x;
             }
         }
         sum
     }
 
-    /// Campaign `id`'s tally over every activate partition known here (owned, or read from
-    /// the reports topic), with how many those are.
-    pub fn tally(&self, id: &str) -> (crate::report::Tally, usize) {
-        let t = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        let remote = self
-            .remote_tallies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut sum = crate::report::Tally::default();
-        // The partitions this replica owns as of its last commit, the others as their
-        // owners last wrote them.
-        let others = (remote.iter())
-            .filter(|(p, _)| !t.contains_key(p))
-            .map(|(p, r)| (p, &r.tallies));
+    /// Calls `f` with every activate partition's report known here: those this replica
+    /// owns as of its last commit, the others as their owners last wrote them. How many.
+    fn each_report(&self, mut f: impl FnMut(&super::reports::PartitionReport)) -> usize {
+        let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let others = remote.iter().filter(|(p, _)| !own.contains_key(p));
         let mut partitions = 0;
-        for (_, per) in t.iter().chain(others) {
+        for (_, r) in own.iter().chain(others) {
             partitions += 1;
-            if let Some(x) = per.get(id) {
+            f(r);
+        }
+        partitions
+    }
+
+    /// Campaign `id`'s tally over every activate partition known here, with how many those
+    /// are.
+    pub fn tally(&self, id: &str) -> (crate::report::Tally, usize) {
+        let mut sum = crate::report::Tally::default();
+        let partitions = self.each_report(|r| {
+            if let Some(x) = r.tallies.get(id) {
                 sum += *x;
             }
-        }
+        });
         (sum, partitions)
     }
 
-    /// Campaign `id`'s days over every activate partition known here (as [`Self::tally`]).
+    /// Campaign `id`'s days over every activate partition known here, and its latest
+    /// qualification.
     pub fn daily(&self, id: &str) -> (crate::report::Daily, Option<i64>) {
-        let own = self.own.lock().unwrap_or_else(|e| e.into_inner());
-        let remote = self
-            .remote_tallies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let others = remote.iter().filter(|(p, _)| !own.contains_key(p));
         let mut sum = crate::report::Daily::new();
         let mut last = None;
-        for (_, r) in own.iter().chain(others) {
+        self.each_report(|r| {
             if let Some(d) = r.daily.get(id) {
                 crate::report::add_daily(&mut sum, d);
             }
             last = last.max(r.last_qualified.get(id).copied());
-        }
+        });
         (sum, last)
     }
 
@@ -247,8 +243,6 @@ struct State {
     last_commit: Instant,
     /// When the holdback was last logged (every 10 s while it holds anything).
     last_hold_log: Instant,
-    /// What the reports topic was last sent, per owned partition.
-    tallies_sent: BTreeMap<i32, super::reports::PartitionReport>,
 }
 
 impl Stage for State {
@@ -288,12 +282,8 @@ impl Stage for State {
         for p in parts {
             self.parts.remove(p);
         }
-        (self
-            .status
-            .tallies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()))
-        .retain(|p, _| !parts.contains(p));
+        (self.status.own.lock().unwrap_or_else(|e| e.into_inner()))
+            .retain(|p, _| !parts.contains(p));
         // Not handed over, so not acknowledged: the next owner reads their records again.
         self.backlog.retain(|(p, _, _)| !parts.contains(p));
         self.status
@@ -433,7 +423,6 @@ pub fn run(
         interval: k.commit_interval.duration(),
         last_commit: Instant::now(),
         last_hold_log: Instant::now(),
-        tallies_sent: BTreeMap::new(),
     };
     let qualified = k.topic("qualified");
     super::stage::run(&k, &[qualified.as_str()], state, &stop)
@@ -448,10 +437,10 @@ impl State {
             .map(|(p, part)| {
                 let mut r = super::reports::PartitionReport::default();
                 for (i, c) in campaigns.iter().enumerate() {
-                    let i = i as CampaignIdx;
-                    r.tallies.insert(c.id.clone(), part.act.tally(i));
-                    r.daily.insert(c.id.clone(), part.act.daily(i));
-                    if let Some(at) = part.act.last_qualified(i) {
+                    let (tally, daily, last) = part.act.summary(i as CampaignIdx);
+                    r.tallies.insert(c.id.clone(), tally);
+                    r.daily.insert(c.id.clone(), daily);
+                    if let Some(at) = last {
                         r.last_qualified.insert(c.id.clone(), at);
                     }
                 }
@@ -459,20 +448,13 @@ impl State {
             })
             .collect();
         let k = self.config.kafka.as_ref().expect("run has [kafka]");
+        let mut own = self.status.own.lock().unwrap_or_else(|e| e.into_inner());
         for (p, r) in &fresh {
-            if self.tallies_sent.get(p) != Some(r) {
+            if own.get(p) != Some(r) {
                 super::reports::write(&self.producer, k, *p, r);
-                self.tallies_sent.insert(*p, r.clone());
             }
         }
-        self.tallies_sent.retain(|p, _| fresh.contains_key(p));
-        *self.status.own.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
-        *self
-            .status
-            .tallies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) =
-            (fresh.into_iter()).map(|(p, r)| (p, r.tallies)).collect();
+        *own = fresh;
     }
 
     /// A token for one op of record `offset` of partition `p` (current assignment).
