@@ -347,6 +347,7 @@ pub fn execute_lines(
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let decoder = Decoder::new(config.source.format, &config.schema);
     let mut source = ReplaySource::new(lines, decoder);
+    let started = tokio::time::Instant::now();
     let result = detect(
         rules,
         &mut source,
@@ -363,6 +364,7 @@ pub fn execute_lines(
     let mut totals = result.totals;
     totals.blank_lines = source.lines().blank_lines();
     // Every shard executes each scheduled run: count distinct ones.
+    let detected = started.elapsed();
     let runs: std::collections::BTreeSet<(crate::model::CampaignIdx, EventTime)> =
         result.output.runs.iter().copied().collect();
     let Activated {
@@ -371,6 +373,7 @@ pub fn execute_lines(
         mut counts,
         tallies,
     } = activate_all(config, result.output);
+    tracing::debug!(detected = ?detected, activated = ?started.elapsed(), "execute phases (cumulative)");
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
     }
@@ -415,7 +418,9 @@ pub fn replay_into(
 ) -> anyhow::Result<ReplayReport> {
     // Before the inputs are read: an unusable directory is reported at once.
     let mut set = out.begin()?;
+    let started = tokio::time::Instant::now();
     let recording = RecordingStream::open(inputs)?;
+    let opened = started.elapsed();
     let bar = progress_bar(opts.progress);
     let shards = crate::config::resolve_workers(opts.shards);
     let dead = set.dead_letter();
@@ -435,6 +440,7 @@ pub fn replay_into(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let executed = started.elapsed();
 
     output::write_decisions(set.decisions(), &replayed.decisions, &config.campaigns)?;
     for op in replayed.ops {
@@ -468,6 +474,12 @@ pub fn replay_into(
     serde_json::to_writer_pretty(&mut *w, &summary)?;
     w.write_all(b"\n")?;
     set.commit()?;
+    tracing::debug!(
+        opened = ?opened,
+        executed = ?executed,
+        written = ?started.elapsed(),
+        "replay phases (cumulative)"
+    );
     Ok(ReplayReport {
         summary,
         decisions: replayed.decisions.len(),

@@ -91,11 +91,16 @@ pub struct Line<'a> {
 }
 
 pub(crate) fn looks_like_envelope(line: &[u8]) -> bool {
+    envelope_hint(line).is_some()
+}
+
+/// Where `"partition"` first occurs in `bytes`: a line without it is no envelope.
+pub(crate) fn envelope_hint(bytes: &[u8]) -> Option<usize> {
     // Built once: `memmem::find` builds its searcher on every call, which cost more than
     // the search on short lines (13 % of a replay).
     static PARTITION: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"partition\""));
-    PARTITION.find(line).is_some()
+    PARTITION.find(bytes)
 }
 
 pub(crate) fn trim_cr(line: &[u8]) -> &[u8] {

@@ -6,15 +6,18 @@
 //! broken by partition index. The merge is a binary heap over one decoded head per partition,
 //! so the order depends only on the files, never on timing. Replay has nothing to commit.
 //!
-//! # Decoding in parallel
+//! # Decoding ahead, in parallel
 //!
-//! Lines are taken off a partition in chunks (their bytes copied into the chunk's buffer) and
-//! the chunk is decoded on `decode_threads` threads at once — the caller's and long-lived
-//! helpers (each with its own decoder over a copy of the schema), each a contiguous part of
-//! it; the merge then hands the decoded lines out in their order. Decoding is a pure function
-//! of the line, so the items, and everything downstream, are the same for any thread count.
-//! The helpers live as long as the source: a thread per chunk would start a fresh allocator
-//! heap each time (the kernel zeroing its pages showed as a fifth of the profile).
+//! Lines are taken off a partition in chunks (their bytes copied into the chunk's buffers)
+//! and each chunk is decoded whole on one of `decode_threads` long-lived helpers (each with
+//! its own decoder over a copy of the schema), while the merge hands out the partition's
+//! previous chunk: every partition has its next chunk decoding while its current one is
+//! merged, so reading and merging on the calling thread overlap with decoding on the others.
+//! With one decode thread, chunks are decoded on the calling thread when they are needed.
+//! Decoding is a pure function of the line, so the items, and everything downstream, are the
+//! same for any thread count. The helpers live as long as the source (a thread per chunk
+//! would start a fresh allocator heap each time), and chunk buffers go round between the
+//! calling thread and the helpers instead of being allocated per chunk.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -30,33 +33,127 @@ use crate::event::{Format, Record, Schema};
 
 /// Lines decoded at once per partition (fewer per partition when there are many).
 const CHUNK_LINES: usize = 4096;
-/// Below this many lines a chunk is decoded on the calling thread alone.
-const PARALLEL_MIN: usize = 512;
 
-/// A line taken off its partition: origin, Kafka timestamp, its bytes in the chunk buffer,
-/// and its record's bytes in the scratch buffer (or why it has none).
+/// Where a line's record bytes are in its chunk.
+#[derive(Debug, Clone)]
+enum RecordBytes {
+    /// The line itself (a plain line): its range in [`Chunk::raw`].
+    Line,
+    /// An envelope's payload, unescaped: its range in [`Chunk::payloads`].
+    Payload(Range<usize>),
+}
+
+/// A line taken off its partition: origin, Kafka timestamp, its bytes in the chunk's `raw`,
+/// and where its record's bytes are (or why it has none).
 type Span = (
     Origin,
     Option<i64>,
     Range<usize>,
-    Result<Range<usize>, Malformed>,
+    Result<RecordBytes, Malformed>,
 );
 
 /// A line taken off its partition, decoded.
 struct Decoded {
     origin: Origin,
     kafka_ts: Option<i64>,
-    /// The line's bytes in the chunk buffer.
+    /// The line's bytes in the chunk's `raw`.
     raw: Range<usize>,
     record: Result<Record, Malformed>,
 }
 
-/// A partition's decoded lines not handed out yet, and the bytes they came from.
+/// Consecutive lines of one partition: their bytes as in the input, the unescaped payloads of
+/// envelopes, and the lines.
+#[derive(Default)]
+struct Chunk {
+    raw: Vec<u8>,
+    payloads: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl Chunk {
+    fn clear(&mut self) {
+        self.raw.clear();
+        self.payloads.clear();
+        self.spans.clear();
+    }
+
+    fn decode(&self, decoder: &Decoder<'_>, out: &mut Vec<Decoded>) {
+        out.extend(
+            self.spans
+                .iter()
+                .map(|(origin, kafka_ts, raw, record)| Decoded {
+                    origin: *origin,
+                    kafka_ts: *kafka_ts,
+                    raw: raw.clone(),
+                    record: record.clone().and_then(|r| {
+                        let bytes = match r {
+                            RecordBytes::Line => &self.raw[raw.clone()],
+                            RecordBytes::Payload(p) => &self.payloads[p],
+                        };
+                        decoder.decode_at(bytes, *kafka_ts)
+                    }),
+                }),
+        );
+    }
+}
+
+/// A chunk of partition `partition` (its `seq`-th) and its decoded lines (once decoded).
+struct Job {
+    partition: usize,
+    seq: u64,
+    chunk: Chunk,
+    out: Vec<Decoded>,
+}
+
+/// Long-lived decode helpers: any of them takes the next job on `jobs` and answers on `done`.
+/// The calling thread takes queued jobs too while it waits for one (see
+/// [`ReplaySource::next_chunk`]).
+struct Pool {
+    jobs: Sender<Job>,
+    queued: Receiver<Job>,
+    done: Receiver<Job>,
+}
+
+impl Pool {
+    fn start(helpers: usize, format: Format, schema: &Schema) -> Pool {
+        let (done_tx, done) = crossbeam_channel::unbounded::<Job>();
+        let (jobs, queued) = crossbeam_channel::unbounded::<Job>();
+        let schema = Arc::new(schema.clone());
+        for i in 0..helpers {
+            let (rx, done_tx, schema) = (queued.clone(), done_tx.clone(), schema.clone());
+            std::thread::Builder::new()
+                .name(format!("decode-{i}"))
+                .spawn(move || {
+                    let decoder = Decoder::new(format, &schema);
+                    for mut job in rx {
+                        job.chunk.decode(&decoder, &mut job.out);
+                        if done_tx.send(job).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn a decode thread");
+        }
+        Pool { jobs, queued, done }
+    }
+}
+
+/// Chunks taken off a partition ahead of the one being handed out.
+const IN_FLIGHT: usize = 2;
+
+/// A partition's chunk being handed out, and the next ones.
 #[derive(Default)]
 struct Ahead {
-    raw: Vec<u8>,
-    items: VecDeque<Decoded>,
-    /// The input has no more lines.
+    /// The chunk the items came from.
+    chunk: Chunk,
+    items: Vec<Decoded>,
+    /// The next item to hand out.
+    next: usize,
+    /// The next chunks in order: `(seq, the chunk once decoded)`.
+    coming: VecDeque<(u64, Option<Job>)>,
+    /// The `seq` of the next chunk taken off the input.
+    seq: u64,
+    /// The input has no more lines for this partition.
     done: bool,
 }
 
@@ -64,90 +161,17 @@ struct Ahead {
 pub struct ReplaySource<'a, L: Lines> {
     lines: L,
     decoder: Decoder<'a>,
-    threads: usize,
     chunk: usize,
     last_key: Vec<i64>,
     ahead: Vec<Ahead>,
     heap: BinaryHeap<Reverse<(i64, usize)>>,
     ended: Vec<usize>,
-    /// The partition whose head was handed out last: it is dropped on the next call.
+    /// The partition whose head was handed out last: it moves on at the next call.
     handed: Option<usize>,
     error: Option<std::io::Error>,
-    /// The chunk being decoded: its record bytes (an envelope's payload may be unescaped)
-    /// and its lines; shared with the helpers while they decode, reused afterwards.
-    chunk_data: Arc<Chunk>,
     pool: Option<Pool>,
-}
-
-/// A chunk's record bytes and lines.
-#[derive(Default)]
-struct Chunk {
-    bytes: Vec<u8>,
-    spans: Vec<Span>,
-}
-
-impl Chunk {
-    fn decode(&self, decoder: &Decoder<'_>, part: Range<usize>, out: &mut Vec<Decoded>) {
-        out.extend(
-            self.spans[part]
-                .iter()
-                .map(|(origin, kafka_ts, raw, record)| Decoded {
-                    origin: *origin,
-                    kafka_ts: *kafka_ts,
-                    raw: raw.clone(),
-                    record: record
-                        .clone()
-                        .and_then(|r| decoder.decode_at(&self.bytes[r], *kafka_ts)),
-                }),
-        );
-    }
-}
-
-/// A part of a chunk for a helper, and the buffer to decode it into.
-struct Job {
-    chunk: Arc<Chunk>,
-    part: Range<usize>,
-    out: Vec<Decoded>,
-}
-
-/// Long-lived decode helpers: helper `i` takes jobs on `jobs[i]` and answers on `done`.
-struct Pool {
-    jobs: Vec<Sender<Job>>,
-    done: Receiver<(usize, Vec<Decoded>)>,
-    /// Emptied result buffers, for the next jobs.
-    spare: Vec<Vec<Decoded>>,
-}
-
-impl Pool {
-    fn start(helpers: usize, format: Format, schema: &Schema) -> Pool {
-        let (done_tx, done) = crossbeam_channel::unbounded();
-        let schema = Arc::new(schema.clone());
-        let jobs = (0..helpers)
-            .map(|i| {
-                let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
-                let (done_tx, schema) = (done_tx.clone(), schema.clone());
-                std::thread::Builder::new()
-                    .name(format!("decode-{i}"))
-                    .spawn(move || {
-                        let decoder = Decoder::new(format, &schema);
-                        for mut job in rx {
-                            job.chunk.decode(&decoder, job.part, &mut job.out);
-                            drop(job.chunk);
-                            if done_tx.send((i, job.out)).is_err() {
-                                return;
-                            }
-                        }
-                    })
-                    .expect("spawn a decode thread");
-                tx
-            })
-            .collect();
-        Pool {
-            jobs,
-            done,
-            spare: Vec::new(),
-        }
-    }
+    /// Emptied chunks and item buffers, for the next chunks.
+    spare: Vec<(Chunk, Vec<Decoded>)>,
 }
 
 impl<'a, L: Lines> ReplaySource<'a, L> {
@@ -157,14 +181,15 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
         Self::with_decode_threads(lines, decoder, threads)
     }
 
-    /// A source decoding each chunk on `threads` threads.
+    /// A source decoding on `threads` threads: the calling one and `threads - 1` helpers.
     pub fn with_decode_threads(lines: L, decoder: Decoder<'a>, threads: usize) -> Self {
         let streams = lines.streams();
         let chunk = (CHUNK_LINES * 8 / streams.max(1)).clamp(64, CHUNK_LINES);
+        let pool =
+            (threads > 1).then(|| Pool::start(threads - 1, decoder.format(), decoder.schema()));
         let mut s = ReplaySource {
             lines,
             decoder,
-            threads: threads.max(1),
             chunk,
             last_key: vec![i64::MIN; streams],
             ahead: (0..streams).map(|_| Ahead::default()).collect(),
@@ -172,15 +197,12 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
             ended: Vec::new(),
             handed: None,
             error: None,
-            chunk_data: Arc::default(),
-            pool: None,
+            pool,
+            spare: Vec::new(),
         };
-        if s.threads > 1 {
-            s.pool = Some(Pool::start(
-                s.threads - 1,
-                s.decoder.format(),
-                s.decoder.schema(),
-            ));
+        // Every partition's first chunks are queued before any is waited for.
+        for p in 0..streams {
+            s.prefetch(p);
         }
         for p in 0..streams {
             s.load_head(p);
@@ -198,14 +220,38 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
         self.error.take()
     }
 
-    /// Takes the next chunk of partition `p` off the input and decodes it.
-    fn fill(&mut self, p: usize) {
+    /// Takes chunks of partition `p` off the input until [`IN_FLIGHT`] are on their way
+    /// (queued for decoding) or the partition has no more lines.
+    fn prefetch(&mut self, p: usize) {
+        while !self.ahead[p].done && self.ahead[p].coming.len() < IN_FLIGHT {
+            let Some(chunk) = self.take_chunk(p) else {
+                break;
+            };
+            let ahead = &mut self.ahead[p];
+            let (seq, out) = (ahead.seq, chunk.1);
+            ahead.seq += 1;
+            let job = Job {
+                partition: p,
+                seq,
+                chunk: chunk.0,
+                out,
+            };
+            match &self.pool {
+                Some(pool) => {
+                    ahead.coming.push_back((seq, None));
+                    pool.jobs
+                        .send(job)
+                        .expect("decode helpers live as long as the source");
+                }
+                None => ahead.coming.push_back((seq, Some(job))),
+            }
+        }
+    }
+
+    /// Partition `p`'s next lines, up to a chunk (`None` if it has no more).
+    fn take_chunk(&mut self, p: usize) -> Option<(Chunk, Vec<Decoded>)> {
         let ahead = &mut self.ahead[p];
-        ahead.raw.clear();
-        let chunk =
-            Arc::get_mut(&mut self.chunk_data).expect("helpers hold no chunk between fills");
-        chunk.bytes.clear();
-        chunk.spans.clear();
+        let (mut chunk, out) = self.spare.pop().unwrap_or_default();
         while chunk.spans.len() < self.chunk {
             let line = match self.lines.front(p) {
                 Ok(Some(line)) => line,
@@ -219,74 +265,87 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
                     break;
                 }
             };
-            let raw = ahead.raw.len()..ahead.raw.len() + line.raw.len();
-            ahead.raw.extend_from_slice(line.raw);
-            let record = line.record.map(|bytes| {
-                let r = chunk.bytes.len()..chunk.bytes.len() + bytes.len();
-                chunk.bytes.extend_from_slice(&bytes);
-                r
+            let raw = chunk.raw.len()..chunk.raw.len() + line.raw.len();
+            chunk.raw.extend_from_slice(line.raw);
+            let record = line.record.map(|bytes| match bytes {
+                std::borrow::Cow::Borrowed(_) => RecordBytes::Line,
+                std::borrow::Cow::Owned(bytes) => {
+                    let r = chunk.payloads.len()..chunk.payloads.len() + bytes.len();
+                    chunk.payloads.extend_from_slice(&bytes);
+                    RecordBytes::Payload(r)
+                }
             });
             chunk.spans.push((line.origin, line.kafka_ts, raw, record));
             self.lines.pop(p);
         }
-        let n = chunk.spans.len();
-        let pool = match &mut self.pool {
-            Some(pool) if n >= PARALLEL_MIN => pool,
-            _ => {
-                let mut out = Vec::with_capacity(n);
-                self.chunk_data.decode(&self.decoder, 0..n, &mut out);
-                ahead.items.extend(out);
-                return;
-            }
-        };
-        // Part 0 here, the others on the helpers, all at once.
-        let per = n.div_ceil(pool.jobs.len() + 1);
-        let mut sent = 0;
-        for (i, tx) in pool.jobs.iter().enumerate() {
-            let part = ((i + 1) * per).min(n)..((i + 2) * per).min(n);
-            let out = pool.spare.pop().unwrap_or_default();
-            let job = Job {
-                chunk: self.chunk_data.clone(),
-                part,
-                out,
-            };
-            tx.send(job)
-                .expect("decode helpers live as long as the source");
-            sent += 1;
+        if chunk.spans.is_empty() {
+            self.spare.push((chunk, out));
+            return None;
         }
-        let mut first = pool.spare.pop().unwrap_or_default();
-        self.chunk_data
-            .decode(&self.decoder, 0..per.min(n), &mut first);
-        let mut parts: Vec<Option<Vec<Decoded>>> = (0..sent).map(|_| None).collect();
-        for _ in 0..sent {
-            let (i, out) = pool
-                .done
-                .recv()
-                .expect("decode helpers live as long as the source");
-            parts[i] = Some(out);
-        }
-        ahead.items.extend(first.drain(..));
-        pool.spare.push(first);
-        for mut out in parts.into_iter().flatten() {
-            ahead.items.extend(out.drain(..));
-            pool.spare.push(out);
-        }
+        Some((chunk, out))
     }
 
-    /// Queues partition `p`'s next decoded line as its head (decoding a chunk if needed).
-    fn load_head(&mut self, p: usize) {
-        if self.ahead[p].items.is_empty() {
-            if self.ahead[p].done {
-                self.ended.push(p);
-                return;
-            }
-            self.fill(p);
-            if self.ahead[p].items.is_empty() {
-                self.ended.push(p);
-                return;
-            }
+    /// Files a decoded job with its partition's coming chunks.
+    fn file(&mut self, job: Job) {
+        let coming = &mut self.ahead[job.partition].coming;
+        let slot = coming
+            .iter_mut()
+            .find(|(seq, _)| *seq == job.seq)
+            .expect("a decoded chunk is one its partition waits for");
+        slot.1 = Some(job);
+    }
+
+    /// Makes partition `p`'s next chunk its current one and queues more; `false` when it has
+    /// no more. While the helpers are still decoding it, this thread decodes queued chunks
+    /// (of any partition) instead of waiting.
+    fn next_chunk(&mut self, p: usize) -> bool {
+        let Some((_, first)) = self.ahead[p].coming.front() else {
+            return false;
+        };
+        let mut ready = first.is_some();
+        while !ready {
+            let pool = self
+                .pool
+                .as_ref()
+                .expect("pending chunks are with the helpers");
+            let job = match pool.queued.try_recv() {
+                Ok(mut job) => {
+                    job.chunk.decode(&self.decoder, &mut job.out);
+                    job
+                }
+                Err(_) => pool
+                    .done
+                    .recv()
+                    .expect("decode helpers live as long as the source"),
+            };
+            ready =
+                job.partition == p && Some(job.seq) == self.ahead[p].coming.front().map(|c| c.0);
+            self.file(job);
         }
-        let head = self.ahead[p].items.front().expect("not empty");
+        let (_, job) = self.ahead[p].coming.pop_front().expect("a first chunk");
+        let mut job = job.expect("decoded");
+        if self.pool.is_none() {
+            job.chunk.decode(&self.decoder, &mut job.out);
+        }
+        let ahead = &mut self.ahead[p];
+        let mut chunk = std::mem::replace(&mut ahead.chunk, job.chunk);
+        let mut items = std::mem::replace(&mut ahead.items, job.out);
+        ahead.next = 0;
+        chunk.clear();
+        items.clear();
+        self.spare.push((chunk, items));
+        self.prefetch(p);
+        true
+    }
+
+    /// Queues partition `p`'s next decoded line as its head (taking its next chunk if needed).
+    fn load_head(&mut self, p: usize) {
+        if self.ahead[p].next >= self.ahead[p].items.len() && !self.next_chunk(p) {
+            self.ended.push(p);
+            return;
+        }
+        let ahead = &self.ahead[p];
+        let head = &ahead.items[ahead.next];
         let key = match (&head.record, head.kafka_ts) {
             (_, Some(kts)) => kts,
             (Ok(r), None) => r.ts,
@@ -304,7 +363,7 @@ impl<'a, L: Lines> Source for ReplaySource<'a, L> {
 
     fn next_item(&mut self) -> Option<SourceItem<'_>> {
         if let Some(p) = self.handed.take() {
-            self.ahead[p].items.pop_front();
+            self.ahead[p].next += 1;
             self.load_head(p);
         }
         if let Some(p) = self.ended.pop() {
@@ -313,18 +372,15 @@ impl<'a, L: Lines> Source for ReplaySource<'a, L> {
         let Reverse((_, p)) = self.heap.pop()?;
         self.handed = Some(p);
         let ahead = &mut self.ahead[p];
-        let head = ahead
-            .items
-            .front_mut()
-            .expect("a queued partition has a head");
-        // The record moves out; the emptied slot is popped on the next call.
+        let head = &mut ahead.items[ahead.next];
+        // The record moves out; the partition moves past it on the next call.
         let record = std::mem::replace(&mut head.record, Err(Malformed::InvalidJson));
         Some(SourceItem::Line {
             partition: p,
             source: self.lines.source_name(p),
             origin: head.origin,
             kafka_ts: head.kafka_ts,
-            raw: std::borrow::Cow::Borrowed(&ahead.raw[head.raw.clone()]),
+            raw: std::borrow::Cow::Borrowed(&ahead.chunk.raw[head.raw.clone()]),
             record,
         })
     }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use super::{envelope_key, is_blank, trim_cr, unwrap, Line, Lines, Origin, BOM};
+use super::{envelope_hint, envelope_key, is_blank, trim_cr, unwrap, Line, Lines, Origin, BOM};
 
 /// Bytes read from an input at a time.
 const READ_BUFFER: usize = 1 << 20;
@@ -159,18 +159,54 @@ impl RecordingStream {
                 parts: FxHashMap::default(),
             });
             let input = open_input(path)?;
-            let mut r = open(&input)?;
-            let mut buf = Vec::new();
-            let mut first = true;
-            while next_line(&mut *r, &mut buf)? {
-                let line = line_of(&buf, std::mem::take(&mut first));
-                if !is_blank(line) {
-                    rec.stream_of(i, line);
-                }
-            }
+            rec.scan(i, &mut *open(&input)?)?;
             rec.files[i].reader = Some(open(&input)?);
         }
         Ok(rec)
+    }
+
+    /// Finds the streams of file `f`. Lines are looked at in the read buffer, not copied;
+    /// once the file's plain stream is known (usually at its first line), only lines that
+    /// may be envelopes can name a new stream, and the buffer is searched for those.
+    fn scan(&mut self, f: usize, r: &mut dyn BufRead) -> std::io::Result<()> {
+        let mut first = true;
+        let mut long = Vec::new();
+        let line = |rec: &mut Self, bytes: &[u8], first: &mut bool| {
+            let line = line_of(bytes, std::mem::take(first));
+            if !is_blank(line) {
+                rec.stream_of(f, line);
+            }
+        };
+        loop {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(());
+            }
+            let Some(last) = memchr::memrchr(b'\n', buf) else {
+                // A line longer than the buffer, or the last one without a `\n`.
+                next_line(r, &mut long)?;
+                line(self, &long, &mut first);
+                continue;
+            };
+            let region = &buf[..last];
+            let mut at = 0;
+            while at <= region.len() {
+                let rest = &region[at..];
+                let start = if self.files[f].plain.is_none() || first {
+                    at
+                } else {
+                    match envelope_hint(rest) {
+                        None => break,
+                        Some(i) => memchr::memrchr(b'\n', &rest[..i]).map_or(at, |j| at + j + 1),
+                    }
+                };
+                let end =
+                    memchr::memchr(b'\n', &region[start..]).map_or(region.len(), |j| start + j);
+                line(self, &region[start..end], &mut first);
+                at = end + 1;
+            }
+            r.consume(last + 1);
+        }
     }
 
     /// Bytes read so far (decompressed).
@@ -415,6 +451,37 @@ mod tests {
                 .into_iter()
                 .map(|(name, lines)| (name.replace(&path.display().to_string(), "f.jsonl"), lines))
                 .collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest::proptest! {
+        /// The scan finds the same streams whatever the read buffer's size: lines split
+        /// across refills, longer than the buffer, or last without a `\n`.
+        #[test]
+        fn the_scan_finds_the_streams_with_any_read_buffer(text in layout(), cap in 1usize..200, tail in proptest::bool::ANY) {
+            let text = if tail { text.trim_end_matches('\n').to_owned() } else { text };
+            let mut mem = Recording::default();
+            mem.add(Path::new("f.jsonl"), text.clone().into_bytes());
+            let want: Vec<String> = (0..mem.streams.len()).map(|s| mem.cursor().name(s).to_owned()).collect();
+            let mut rec = RecordingStream {
+                files: vec![File {
+                    reader: None,
+                    path: PathBuf::from("f.jsonl"),
+                    index: 0,
+                    lineno: 0,
+                    plain: None,
+                    parts: FxHashMap::default(),
+                }],
+                streams: Vec::new(),
+                queues: Vec::new(),
+                scratch: Vec::new(),
+                bytes: 0,
+                blank_lines: 0,
+            };
+            let mut r = BufReader::with_capacity(cap, text.as_bytes());
+            rec.scan(0, &mut r).unwrap();
+            let got: Vec<String> = rec.streams.iter().map(|s| s.name.clone()).collect();
             proptest::prop_assert_eq!(got, want);
         }
     }
