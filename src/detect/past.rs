@@ -127,74 +127,92 @@ fn head_day(cell: u64) -> i32 {
     (cell >> 32) as u32 as i32
 }
 
+impl std::ops::Deref for Buckets {
+    type Target = [u64];
+
+    fn deref(&self) -> &[u64] {
+        &self.0
+    }
+}
+
+/// Packed days (see [`Buckets`]), unpacked (figures the layout does not keep are those of no
+/// numbers).
+pub fn days(cells: &[u64], layout: Layout) -> impl ExactSizeIterator<Item = Bucket> + Clone + '_ {
+    cells.chunks_exact(layout.stride()).map(move |c| {
+        let mut b = Bucket::empty(head_day(c[0]));
+        b.count = c[0] as u32;
+        let f = |i: usize| f64::from_bits(c[i]);
+        match layout {
+            Layout::Count => {}
+            Layout::Sum => b.sum = f(1),
+            Layout::Avg => (b.numbers, b.sum) = (c[1] as u32, f(2)),
+            Layout::Min => b.min = f(1),
+            Layout::Max => b.max = f(1),
+        }
+        if matches!(layout, Layout::Min | Layout::Max) {
+            b.numbers = u32::from(b.min.is_finite() || b.max.is_finite());
+        }
+        b
+    })
+}
+
 impl Buckets {
     pub fn new() -> Buckets {
         Buckets::default()
     }
 
-    /// The days, unpacked (figures the layout does not keep are those of no numbers).
+    /// The days, unpacked.
     pub fn days(&self, layout: Layout) -> impl ExactSizeIterator<Item = Bucket> + Clone + '_ {
-        self.0.chunks_exact(layout.stride()).map(move |c| {
-            let mut b = Bucket::empty(head_day(c[0]));
-            b.count = c[0] as u32;
-            let f = |i: usize| f64::from_bits(c[i]);
-            match layout {
-                Layout::Count => {}
-                Layout::Sum => b.sum = f(1),
-                Layout::Avg => (b.numbers, b.sum) = (c[1] as u32, f(2)),
-                Layout::Min => b.min = f(1),
-                Layout::Max => b.max = f(1),
-            }
-            if matches!(layout, Layout::Min | Layout::Max) {
-                b.numbers = u32::from(b.min.is_finite() || b.max.is_finite());
-            }
-            b
-        })
+        days(&self.0, layout)
     }
 
     /// Packs `days` (oldest first) in `layout`.
     pub fn pack(layout: Layout, days: impl IntoIterator<Item = Bucket>) -> Buckets {
-        let mut cells = Vec::new();
-        for b in days {
-            cells.push(head(b.day, b.count));
-            match layout {
-                Layout::Count => {}
-                Layout::Sum => cells.push(b.sum.to_bits()),
-                Layout::Avg => cells.extend([u64::from(b.numbers), b.sum.to_bits()]),
-                Layout::Min => cells.push(b.min.to_bits()),
-                Layout::Max => cells.push(b.max.to_bits()),
-            }
-        }
-        Buckets(cells.into_boxed_slice())
+        Buckets(pack(layout, days).into_boxed_slice())
     }
+}
 
-    /// Adds an event (with its number, if any) to `day` in place; `false` if the day is not
-    /// there.
-    fn add_to(&mut self, layout: Layout, day: i32, value: Option<f64>) -> bool {
-        let Some(c) = self
-            .0
-            .chunks_exact_mut(layout.stride())
-            .find(|c| head_day(c[0]) == day)
-        else {
-            return false;
-        };
-        let count = (c[0] as u32).saturating_add(1);
-        c[0] = head(day, count);
-        if let Some(v) = value {
-            let f = |x: u64| f64::from_bits(x);
-            match layout {
-                Layout::Count => {}
-                Layout::Sum => c[1] = (f(c[1]) + v).to_bits(),
-                Layout::Avg => {
-                    c[1] = c[1].saturating_add(1);
-                    c[2] = (f(c[2]) + v).to_bits();
-                }
-                Layout::Min => c[1] = f(c[1]).min(v).to_bits(),
-                Layout::Max => c[1] = f(c[1]).max(v).to_bits(),
-            }
+/// Packs `days` (oldest first) in `layout` (see [`Buckets`]).
+pub fn pack(layout: Layout, days: impl IntoIterator<Item = Bucket>) -> Vec<u64> {
+    let mut cells = Vec::new();
+    for b in days {
+        cells.push(head(b.day, b.count));
+        match layout {
+            Layout::Count => {}
+            Layout::Sum => cells.push(b.sum.to_bits()),
+            Layout::Avg => cells.extend([u64::from(b.numbers), b.sum.to_bits()]),
+            Layout::Min => cells.push(b.min.to_bits()),
+            Layout::Max => cells.push(b.max.to_bits()),
         }
-        true
     }
+    cells
+}
+
+/// Adds an event (with its number, if any) to `day` of packed days in place; `false` if the
+/// day is not there.
+fn add_to(cells: &mut [u64], layout: Layout, day: i32, value: Option<f64>) -> bool {
+    let Some(c) = cells
+        .chunks_exact_mut(layout.stride())
+        .find(|c| head_day(c[0]) == day)
+    else {
+        return false;
+    };
+    let count = (c[0] as u32).saturating_add(1);
+    c[0] = head(day, count);
+    if let Some(v) = value {
+        let f = |x: u64| f64::from_bits(x);
+        match layout {
+            Layout::Count => {}
+            Layout::Sum => c[1] = (f(c[1]) + v).to_bits(),
+            Layout::Avg => {
+                c[1] = c[1].saturating_add(1);
+                c[2] = (f(c[2]) + v).to_bits();
+            }
+            Layout::Min => c[1] = f(c[1]).min(v).to_bits(),
+            Layout::Max => c[1] = f(c[1]).max(v).to_bits(),
+        }
+    }
+    true
 }
 
 /// The day (days since 1970-01-01) that holds `ts` in `tz`; a local midnight belongs to the
@@ -249,6 +267,19 @@ impl PastRule {
     /// dropping days no evaluation from `ts` on can reach. A day already there is updated in
     /// place; a new one repacks the user's few days.
     pub fn record(&self, buckets: &mut Buckets, ts: EventTime, value: Option<f64>) {
+        if let Some(cells) = self.record_cells(&mut buckets.0, ts, value) {
+            buckets.0 = cells.into_boxed_slice();
+        }
+    }
+
+    /// [`PastRule::record`] on packed days: updated in place, or (a new day) the days to
+    /// keep instead.
+    pub fn record_cells(
+        &self,
+        cells: &mut [u64],
+        ts: EventTime,
+        value: Option<f64>,
+    ) -> Option<Vec<u64>> {
         let layout = self.layout();
         let keep = self.keep_days();
         let day = match keep {
@@ -256,10 +287,10 @@ impl PastRule {
             // `all`: one running aggregate.
             None => i32::MIN,
         };
-        if buckets.add_to(layout, day, value) {
-            return;
+        if add_to(cells, layout, day, value) {
+            return None;
         }
-        let mut days: SmallVec<[Bucket; 4]> = buckets.days(layout).collect();
+        let mut days: SmallVec<[Bucket; 4]> = days(cells, layout).collect();
         let mut b = Bucket::empty(day);
         b.add(value);
         let at = days.partition_point(|x| x.day < day);
@@ -269,11 +300,11 @@ impl PastRule {
             let cut = days.partition_point(|b| b.day < newest.saturating_sub(keep));
             days.drain(..cut);
         }
-        *buckets = Buckets::pack(layout, days);
+        Some(pack(layout, days))
     }
 
     /// Whether the rule holds at `at` for a user with `buckets` (`None`: never recorded).
-    pub fn holds(&self, buckets: Option<&Buckets>, at: EventTime) -> bool {
+    pub fn holds(&self, buckets: Option<&[u64]>, at: EventTime) -> bool {
         self.holds_on(buckets, self.day(at))
     }
 
@@ -284,10 +315,10 @@ impl PastRule {
 
     /// [`PastRule::holds`] at an instant of day `d` ([`PastRule::day`]): a scheduled run
     /// looks the day up once for every user it evaluates.
-    pub fn holds_on(&self, buckets: Option<&Buckets>, d: i32) -> bool {
+    pub fn holds_on(&self, buckets: Option<&[u64]>, d: i32) -> bool {
         let mut total = Bucket::empty(0);
         if let Some(buckets) = buckets {
-            let days = buckets.days(self.layout());
+            let days = days(buckets, self.layout());
             match days_back(self.range) {
                 None => days.for_each(|b| total.merge(&b)),
                 Some((oldest, newest)) => {
@@ -348,14 +379,14 @@ mod tests {
         let r = rule(Range::Last(7), None);
         let mut b = Buckets::new();
         r.record(&mut b, T0 - 7 * DAY + 1, None); // day D−7: outside 7 days
-        assert!(!r.holds(Some(&b), T0 + 10));
+        assert!(!r.holds(Some(&b[..]), T0 + 10));
         r.record(&mut b, T0 - 6 * DAY, None); // day D−6: inside
-        assert!(r.holds(Some(&b), T0 + 10));
+        assert!(r.holds(Some(&b[..]), T0 + 10));
         // Evaluated a day later, D−6 became D−7.
-        assert!(!r.holds(Some(&b), T0 + DAY));
+        assert!(!r.holds(Some(&b[..]), T0 + DAY));
         let not = PastRule { negated: true, ..r };
         assert!(not.holds(None, T0), "did_not of nothing holds");
-        assert!(!not.holds(Some(&b), T0));
+        assert!(!not.holds(Some(&b[..]), T0));
     }
 
     #[test]
@@ -369,11 +400,11 @@ mod tests {
         r.record(&mut b, T0 - 90 * DAY, Some(60.0)); // the oldest day in range
         r.record(&mut b, T0 - 31 * DAY, Some(50.0)); // the newest
         r.record(&mut b, T0 - 30 * DAY, Some(500.0)); // too recent
-        assert!(r.holds(Some(&b), T0), "60 + 50 > 100");
+        assert!(r.holds(Some(&b[..]), T0), "60 + 50 > 100");
         // A day later the oldest is out of range: 50 + 500 would hold, but D−30 became D−31…
-        assert!(r.holds(Some(&b), T0 + DAY), "50 + 500");
+        assert!(r.holds(Some(&b[..]), T0 + DAY), "50 + 500");
         // …and a day earlier, only 60 is in range.
-        assert!(!r.holds(Some(&b), T0 - DAY), "60 alone");
+        assert!(!r.holds(Some(&b[..]), T0 - DAY), "60 alone");
         let avg = rule(Range::All, Some((Agg::Avg, Some(1), cmp(Op::Lt, 10.0))));
         assert!(!avg.holds(None, T0), "avg of no values is false");
         let count = rule(Range::Last(30), Some((Agg::Count, None, cmp(Op::Lt, 2.0))));
@@ -381,10 +412,10 @@ mod tests {
         let min = rule(Range::Last(30), Some((Agg::Min, Some(1), cmp(Op::Le, 5.0))));
         let mut m = Buckets::new();
         min.record(&mut m, T0, None); // an event without the number: counted, not aggregated
-        assert!(!min.holds(Some(&m), T0));
+        assert!(!min.holds(Some(&m[..]), T0));
         min.record(&mut m, T0, Some(5.0));
         min.record(&mut m, T0, Some(9.0));
-        assert!(min.holds(Some(&m), T0));
+        assert!(min.holds(Some(&m[..]), T0));
     }
 
     #[test]
@@ -405,7 +436,7 @@ mod tests {
             all.record(&mut a, T0 + d * 100 * DAY, None);
         }
         assert_eq!(a.days(all.layout()).count(), 1);
-        assert!(all.holds(Some(&a), T0));
+        assert!(all.holds(Some(&a[..]), T0));
     }
 
     #[test]

@@ -13,11 +13,11 @@ use compact_str::CompactString;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::past::Buckets;
 use super::snapshot::{SnapCampaign, SnapValue, UserSnapshot};
 use super::{CampaignIdx, Conversion, Ids, Output, Qualification, Role, Rules};
 use crate::campaign::condition::all_hold;
 use crate::event::{EventTime, IdUpdate, ProfilePatch, PropId, Record, UserId, Value, ValueRef};
+use extra::Extra;
 
 /// A shard's string values, interned: profiles hold a `u32` per string property, and values
 /// such as countries, cities and app versions are stored once per shard. Numbers that an
@@ -179,25 +179,18 @@ pub struct UserState {
     ids: Option<Box<Ids>>,
     /// Boxed slice, not `Vec`: entries come and go rarely, and 8 bytes a user count.
     camps: Box<[CampEntry]>,
-    /// Day buckets per behaviour rule and devices; boxed, as most users have neither.
+    /// Day buckets per behaviour rule and devices, packed ([`extra`]); boxed, as most users
+    /// have neither.
     extra: Option<Box<Extra>>,
     /// The device whose app fields are those in `profile` ([`crate::event::device_key`];
     /// 0: records that named none). Most users have one device: it costs no more.
     device: u64,
 }
 
-/// What few users have, behind one thin pointer in [`UserState`].
-#[derive(Debug, Clone, PartialEq, Default)]
-struct Extra {
-    /// Buckets per behaviour rule (index into [`Rules::past`]).
-    past: Vec<(u16, Buckets)>,
-    /// The user's other devices (besides [`UserState::device`], whose app fields are in the
-    /// profile) with their app fields, and — once there is one — an entry for the profile's
-    /// device (its key, no fields) with its last-seen time. Empty for a user with one device.
-    devices: Vec<Device>,
-}
-
-/// A device's app fields (DESIGN.md §3a).
+/// A device's app fields (DESIGN.md §3a). [`Extra`] keeps the user's other devices (besides
+/// [`UserState::device`], whose app fields are in the profile) with their app fields, and —
+/// once there is one — an entry for the profile's device (its key, no fields) with its
+/// last-seen time; none for a user with one device.
 #[derive(Debug, Clone, PartialEq)]
 struct Device {
     /// [`crate::event::device_key`] of its id; 0 = records that named none.
@@ -298,13 +291,8 @@ impl UserState {
     }
 
     /// Behaviour rule `r`'s buckets, if the user has any.
-    pub fn buckets(&self, r: u16) -> Option<&Buckets> {
-        self.extra
-            .as_deref()?
-            .past
-            .iter()
-            .find(|(i, _)| *i == r)
-            .map(|(_, b)| b)
+    pub fn buckets(&self, r: u16) -> Option<&[u64]> {
+        self.extra.as_deref()?.past(r)
     }
 
     /// Whether every behaviour rule of `rule` holds at `at`.
@@ -342,24 +330,22 @@ impl UserState {
                 continue;
             }
             let value = rule.value(lookup);
-            let past = &mut self.extra.get_or_insert_with(Default::default).past;
-            let i = match past.iter().position(|(i, _)| *i == r) {
-                Some(i) => i,
-                None => {
-                    past.reserve_exact(1);
-                    past.push((r, Default::default()));
-                    past.len() - 1
-                }
+            let extra = self.extra.get_or_insert_with(Default::default);
+            let repacked = match extra.past_mut(r) {
+                Some(days) => rule.record_cells(days, ts, value),
+                None => rule.record_cells(&mut [], ts, value),
             };
-            rule.record(&mut past[i].1, ts, value);
+            if let Some(days) = repacked {
+                extra.set_past(r, &days);
+            }
             counted = true;
         }
         counted
     }
 
-    /// The devices records named (see [`Extra::devices`]).
-    fn devices(&self) -> &[Device] {
-        self.extra.as_deref().map_or(&[], |e| e.devices.as_slice())
+    /// The devices records named (see [`Device`]).
+    fn devices(&self) -> Vec<Device> {
+        self.extra.as_deref().map_or_else(Vec::new, Extra::devices)
     }
 
     fn push_camp(&mut self, e: CampEntry) {
@@ -390,7 +376,8 @@ impl UserState {
         if rule.who_app.is_empty() {
             return true;
         }
-        let mut others = self.devices().iter().filter(|d| d.key != self.device);
+        let devices = self.devices();
+        let mut others = devices.iter().filter(|d| d.key != self.device);
         let profile_device = self.has_app_fields(rules) || others.clone().next().is_none();
         (profile_device && all_hold(&rule.who_app, |p| self.prop(rules, strings, p)))
             || others.any(|d| {
@@ -404,14 +391,18 @@ impl UserState {
     /// profile's device, or the user has no device with app fields yet (the profile's becomes
     /// `key`). Notes the profile device's last-seen time.
     fn on_profile_device(&mut self, key: u64, ts: EventTime, rules: &Rules) -> bool {
-        let others = self.devices().iter().any(|d| d.key != self.device);
+        let mut devices = self.devices();
+        let others = devices.iter().any(|d| d.key != self.device);
         if key != self.device && (others || self.has_app_fields(rules)) {
             return false;
         }
         self.device = key;
-        if let Some(e) = self.extra.as_deref_mut() {
-            if let Some(d) = e.devices.iter_mut().find(|d| d.key == key) {
-                d.seen = d.seen.max(ts);
+        if let Some(d) = devices.iter_mut().find(|d| d.key == key) {
+            if ts > d.seen {
+                d.seen = ts;
+                self.extra
+                    .get_or_insert_with(Default::default)
+                    .set_devices(&devices);
             }
         }
         true
@@ -428,7 +419,7 @@ impl UserState {
         strings: &mut Interner,
     ) {
         let (profile_device, profile_app) = (self.device, self.has_app_fields(rules));
-        let devices = &mut self.extra.get_or_insert_with(Default::default).devices;
+        let mut devices = self.devices();
         if profile_app && !devices.iter().any(|d| d.key == profile_device) {
             // Its last record is older than any seen from now on.
             devices.reserve_exact(1);
@@ -496,6 +487,9 @@ impl UserState {
                 .chain(moved);
             self.profile = kept.collect::<Vec<Prop>>().into_boxed_slice();
         }
+        self.extra
+            .get_or_insert_with(Default::default)
+            .set_devices(&devices);
     }
 
     pub fn ids(&self) -> Ids {
@@ -846,10 +840,10 @@ impl UserState {
             past: self
                 .extra
                 .iter()
-                .flat_map(|e| e.past.iter())
+                .flat_map(|e| e.pasts())
                 .map(|(r, b)| {
-                    let rule = &rules.past[usize::from(*r)];
-                    let days = b.days(rule.layout());
+                    let rule = &rules.past[usize::from(r)];
+                    let days = super::past::days(b, rule.layout());
                     let snap = days.map(|d| super::snapshot::bucket_to_snap(&d)).collect();
                     (rule.key.clone(), snap)
                 })
@@ -863,9 +857,11 @@ impl UserState {
     pub fn encode_snapshot(&self, rules: &Rules, strings: &Interner, out: &mut Vec<u8>) {
         use super::snapshot::{CampRef, Seq, WireRef};
         let ids = self.ids.as_deref();
+        let devices = self.devices();
+        let pasts: Vec<(u16, &[u64])> = self.extra.iter().flat_map(|e| e.pasts()).collect();
         WireRef {
             profile: Seq(self.profile.iter().map(|p| wire_prop(p, rules, strings))),
-            devices: Seq(self.devices().iter().map(|d| {
+            devices: Seq(devices.iter().map(|d| {
                 let fields = Seq(d.fields.iter().map(|p| wire_prop(p, rules, strings)));
                 (d.key, d.seen, fields)
             })),
@@ -883,17 +879,12 @@ impl UserState {
                 };
                 (rules.campaign_ids[usize::from(e.campaign)].as_str(), c)
             })),
-            past: Seq(self
-                .extra
-                .as_deref()
-                .map_or(&[][..], |v| v.past.as_slice())
-                .iter()
-                .map(|(r, b)| {
-                    let rule = &rules.past[usize::from(*r)];
-                    let days = b.days(rule.layout());
-                    let buckets = Seq(days.map(|d| super::snapshot::bucket_to_snap(&d)));
-                    (rule.key.as_str(), buckets)
-                })),
+            past: Seq(pasts.iter().map(|&(r, b)| {
+                let rule = &rules.past[usize::from(r)];
+                let days = super::past::days(b, rule.layout());
+                let buckets = Seq(days.map(|d| super::snapshot::bucket_to_snap(&d)));
+                (rule.key.as_str(), buckets)
+            })),
         }
         .encode(out);
     }
@@ -1048,12 +1039,12 @@ impl UserState {
         }
         u.camps = camps.into_boxed_slice();
         // Buckets of rules that no longer exist are dropped.
-        let buckets: Vec<(u16, Buckets)> = past
+        let buckets: Vec<(u16, Vec<u64>)> = past
             .into_iter()
             .filter_map(|(key, b)| {
                 let r = rules.past.iter().position(|p| p.key == key)?;
                 let days = b.iter().map(super::snapshot::bucket_from_snap);
-                Some((r as u16, Buckets::pack(rules.past[r].layout(), days)))
+                Some((r as u16, super::past::pack(rules.past[r].layout(), days)))
             })
             .collect();
         // App fields by name (those this version does not know are dropped).
@@ -1071,10 +1062,12 @@ impl UserState {
             })
             .collect();
         if !buckets.is_empty() || !devices.is_empty() {
-            u.extra = Some(Box::new(Extra {
-                past: buckets,
-                devices,
-            }));
+            let mut extra = Extra::default();
+            for (r, days) in &buckets {
+                extra.set_past(*r, days);
+            }
+            extra.set_devices(&devices);
+            u.extra = Some(Box::new(extra));
         }
         (u, timers)
     }
@@ -1123,3 +1116,5 @@ fn wire_prop<'s>(
 
 #[cfg(test)]
 mod tests;
+
+mod extra;
