@@ -41,21 +41,23 @@ struct Batch {
 
 /// What a shard hands back when its input ends.
 struct ShardResult {
-    output: Output,
     pending: Vec<u64>,
     users: usize,
 }
 
-/// The detect stage's result over a whole input.
+/// The detect stage's result over a whole input (its outputs went to the consumer).
 #[derive(Debug, Default)]
 pub struct DetectResult {
     pub totals: Totals,
-    pub output: Output,
     /// Per campaign: users with an open window and no decision at the end.
     pub pending: Vec<u64>,
     /// Users with state, over all shards.
     pub users: usize,
 }
+
+/// What a shard emitted up to a watermark: `(shard, shards, watermark, output)`. Every
+/// output at or before the watermark is in this message or an earlier one of that shard.
+pub type ShardOutput = (u32, u32, EventTime, Output);
 
 /// A malformed or late line, for the dead-letter output.
 pub struct DeadLetter<'r> {
@@ -70,7 +72,9 @@ pub struct DeadLetter<'r> {
 /// Runs the detect stage over `source` with `shards` shard threads. `dead_letter` receives
 /// malformed and late lines in input order; `progress` is called every round with the records
 /// read so far. A line's `ts` may be at most `max_future_ms` ahead of its Kafka timestamp, or
-/// for a line recorded without one, of `now_ms` (the wall clock at replay).
+/// for a line recorded without one, of `now_ms` (the wall clock at replay). Each shard hands
+/// its outputs to `consume`, on a thread of its own, after every batch together with the
+/// batch's watermark ([`ShardOutput`]), so activation runs while detect does.
 #[allow(clippy::too_many_arguments)]
 pub fn detect(
     rules: Arc<Rules>,
@@ -81,10 +85,16 @@ pub fn detect(
     shards: usize,
     dead_letter: &mut dyn FnMut(DeadLetter<'_>) -> std::io::Result<()>,
     progress: &mut dyn FnMut(u64),
+    consume: &mut (dyn FnMut(ShardOutput) + Send),
 ) -> std::io::Result<DetectResult> {
     let shards = shards.max(1);
     let campaigns = rules.rules.len();
     std::thread::scope(|scope| {
+        let (out_tx, out_rx) = bounded::<ShardOutput>(4 * shards);
+        std::thread::Builder::new()
+            .name("activate".into())
+            .spawn_scoped(scope, move || out_rx.iter().for_each(consume))
+            .expect("spawn the activate thread");
         let mut senders = Vec::with_capacity(shards);
         let mut workers = Vec::with_capacity(shards);
         // Emptied batch buffers go back to the router: no large allocation per round, and
@@ -94,6 +104,7 @@ pub fn detect(
             let (tx, rx) = bounded::<Batch>(8);
             let rules = Arc::clone(&rules);
             let recycle = recycle_tx.clone();
+            let out_tx = out_tx.clone();
             senders.push(tx);
             let worker = std::thread::Builder::new()
                 .name(format!("shard-{i}"))
@@ -105,11 +116,18 @@ pub fn detect(
                         }
                         let _ = recycle.try_send(batch.records);
                         shard.advance(batch.watermark);
+                        let out = (
+                            i as u32,
+                            shards as u32,
+                            batch.watermark,
+                            shard.take_output(),
+                        );
+                        // The consumer only stops early by panicking; the scope reports that.
+                        let _ = out_tx.send(out);
                     }
                     ShardResult {
                         pending: shard.pending(),
                         users: shard.users(),
-                        output: shard.take_output(),
                     }
                 })
                 .expect("spawn shard thread");
@@ -176,6 +194,7 @@ pub fn detect(
         send_round(&mut batches, wm.max_seen().unwrap_or(EventTime::MIN));
         progress(totals.lines());
         drop(senders);
+        drop(out_tx);
 
         let mut out = DetectResult {
             totals,
@@ -184,11 +203,6 @@ pub fn detect(
         };
         for w in workers {
             let r = w.join().expect("a shard thread panicked");
-            out.output.qualifications.extend(r.output.qualifications);
-            out.output.conversions.extend(r.output.conversions);
-            out.output.erasures.extend(r.output.erasures);
-            out.output.runs.extend(r.output.runs);
-            out.totals.custom_props_dropped += r.output.custom_props_dropped;
             for (p, n) in out.pending.iter_mut().zip(r.pending) {
                 *p += n;
             }
@@ -198,50 +212,105 @@ pub fn detect(
     })
 }
 
-/// Decides over a whole detect output, exactly: the [`Holdback`] of `run` releasing it all
-/// at once — qualifications in `(at, user_id)` order (so the target cap is exact whatever the
-/// shard count), then conversions in time order.
-pub fn activate_all(config: &Config, output: Output) -> Activated {
-    let campaigns = &config.campaigns;
-    let mut hold = Holdback::default();
-    for q in output.qualifications {
-        hold.hold_qualification(q, ());
+/// Activation over a replay, as `run` does it: each shard's outputs are held back
+/// ([`Holdback`]) until every shard's watermark has passed them, then decided in time order —
+/// qualifications in `(at, user_id)` order, so the target cap is exact whatever the shard
+/// count. What is left is released by [`Activation::finish`] at the end of the input.
+pub struct Activation<'c> {
+    config: &'c Config,
+    hold: Holdback<()>,
+    act: Activator,
+    decisions: Vec<Decision>,
+    ops: Vec<AudienceOp>,
+    erased: Vec<crate::model::Erasure>,
+    /// Scheduled runs executed (every shard executes each run: counted once).
+    runs: std::collections::BTreeSet<(CampaignIdx, EventTime)>,
+    custom_props_dropped: u64,
+}
+
+impl<'c> Activation<'c> {
+    pub fn new(config: &'c Config) -> Self {
+        Activation {
+            config,
+            hold: Holdback::default(),
+            act: Activator::new(&config.campaigns),
+            decisions: Vec::new(),
+            ops: Vec::new(),
+            erased: Vec::new(),
+            runs: Default::default(),
+            custom_props_dropped: 0,
+        }
     }
-    for c in output.conversions {
-        hold.hold_conversion(c, ());
-    }
-    for e in output.erasures {
-        hold.hold_erasure(e, ());
-    }
-    let released = hold.release_all();
-    let mut act = Activator::new(campaigns);
-    let mut decisions = Vec::with_capacity(released.qualifications.len());
-    let mut ops = Vec::new();
-    let mut erased = Vec::new();
-    // As `run` applies them; a recording holds each qualification once, so nothing is sent
-    // again here.
-    for item in released.into_time_order() {
-        let step = match item {
-            Item::Qualification((q, ())) => act.step_qualification(&q),
-            Item::Conversion((c, ())) => act.step_conversion(&c),
-            Item::Erasure((e, ())) => {
-                erased.push(e.clone());
-                act.step_erasure(&e)
+
+    /// Takes a shard's outputs up to its watermark and decides what every shard has passed.
+    pub fn take(&mut self, (shard, shards, watermark, output): ShardOutput) {
+        use crate::activate::Held;
+        let mut now = crate::activate::Released::default();
+        for q in output.qualifications {
+            if let Held::Now(q, t) = self.hold.hold_qualification(q, ()) {
+                now.qualifications.push((q, t));
             }
-        };
-        decisions.extend(step.decision);
-        ops.extend(step.op);
+        }
+        for c in output.conversions {
+            if let Held::Now(c, t) = self.hold.hold_conversion(c, ()) {
+                now.conversions.push((c, t));
+            }
+        }
+        for e in output.erasures {
+            if let Held::Now(e, t) = self.hold.hold_erasure(e, ()) {
+                now.erasures.push((e, t));
+            }
+        }
+        self.runs.extend(output.runs);
+        self.custom_props_dropped += output.custom_props_dropped;
+        self.apply(now);
+        self.hold.report(shard, shards, watermark, false);
+        let released = self.hold.release();
+        self.apply(released);
     }
-    forget_erased(&mut decisions, &erased);
-    output::sort_decisions(&mut decisions, campaigns);
-    let tallies = (0..campaigns.len())
-        .map(|c| act.tally(c as crate::model::CampaignIdx))
-        .collect();
-    Activated {
-        decisions,
-        ops,
-        counts: act.into_counts(),
-        tallies,
+
+    fn apply(&mut self, released: crate::activate::Released<()>) {
+        // As `run` applies them; a recording holds each qualification once, so nothing is
+        // sent again here.
+        for item in released.into_time_order() {
+            let step = match item {
+                Item::Qualification((q, ())) => self.act.step_qualification(&q),
+                Item::Conversion((c, ())) => self.act.step_conversion(&c),
+                Item::Erasure((e, ())) => {
+                    self.erased.push(e.clone());
+                    self.act.step_erasure(&e)
+                }
+            };
+            self.decisions.extend(step.decision);
+            self.ops.extend(step.op);
+        }
+    }
+
+    /// Decides what is still held and hands the result over.
+    pub fn finish(mut self) -> Activated {
+        let released = self.hold.release_all();
+        self.apply(released);
+        let campaigns = &self.config.campaigns;
+        let mut decisions = self.decisions;
+        forget_erased(&mut decisions, &self.erased);
+        output::sort_decisions(&mut decisions, campaigns);
+        let tallies = (0..campaigns.len())
+            .map(|c| self.act.tally(c as crate::model::CampaignIdx))
+            .collect();
+        let mut counts = self.act.into_counts();
+        for ((i, c), campaign) in counts.iter_mut().enumerate().zip(campaigns) {
+            if campaign.schedule.is_some() {
+                let runs = self.runs.iter().filter(|(r, _)| usize::from(*r) == i);
+                c.runs = Some(runs.count() as u64);
+            }
+        }
+        Activated {
+            decisions,
+            ops: self.ops,
+            counts,
+            tallies,
+            custom_props_dropped: self.custom_props_dropped,
+        }
     }
 }
 
@@ -270,6 +339,8 @@ pub struct Activated {
     pub counts: Vec<CampaignCounts>,
     /// Per campaign, what its report counts.
     pub tallies: Vec<Tally>,
+    /// Custom profile properties dropped over `engine.max_custom_props`.
+    pub custom_props_dropped: u64,
 }
 
 /// Options of `remarket replay`.
@@ -348,6 +419,7 @@ pub fn execute_lines(
     let decoder = Decoder::new(config.source.format, &config.schema);
     let mut source = ReplaySource::new(lines, decoder);
     let started = tokio::time::Instant::now();
+    let mut activation = Activation::new(config);
     let result = detect(
         rules,
         &mut source,
@@ -357,30 +429,25 @@ pub fn execute_lines(
         shards,
         &mut |d| dead_letter(d.reason, d.source, d.line, d.raw),
         progress,
+        &mut |out| activation.take(out),
     )?;
     if let Some(e) = source.take_error() {
         return Err(e);
     }
     let mut totals = result.totals;
     totals.blank_lines = source.lines().blank_lines();
-    // Every shard executes each scheduled run: count distinct ones.
     let detected = started.elapsed();
-    let runs: std::collections::BTreeSet<(crate::model::CampaignIdx, EventTime)> =
-        result.output.runs.iter().copied().collect();
     let Activated {
         decisions,
         ops,
         mut counts,
         tallies,
-    } = activate_all(config, result.output);
+        custom_props_dropped,
+    } = activation.finish();
+    totals.custom_props_dropped += custom_props_dropped;
     tracing::debug!(detected = ?detected, activated = ?started.elapsed(), "execute phases (cumulative)");
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
-    }
-    for ((i, c), campaign) in counts.iter_mut().enumerate().zip(&config.campaigns) {
-        if campaign.schedule.is_some() {
-            c.runs = Some(runs.iter().filter(|(r, _)| usize::from(*r) == i).count() as u64);
-        }
     }
     Ok(Replayed {
         totals,

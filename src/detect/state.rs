@@ -740,7 +740,9 @@ impl UserState {
         if self.is_empty() || (entry.is_some() && rule.once_per_user && !rule.mirror) {
             return None;
         }
-        if !(self.who_holds(rules, strings, rule) && self.past_holds_on(rules, rule, days)) {
+        // Behaviour rules first: a few cells, where Who reads several properties, and most
+        // users a run evaluates fail them.
+        if !(self.past_holds_on(rules, rule, days) && self.who_holds(rules, strings, rule)) {
             // Mirror: qualified at the previous run, not at this one.
             let i = entry.filter(|_| rule.mirror)?;
             self.remove_camp(i);

@@ -160,6 +160,8 @@ struct Ahead {
 /// Replays recorded topics.
 pub struct ReplaySource<'a, L: Lines> {
     lines: L,
+    /// Each partition's [`Lines::source_name`], looked up once.
+    sources: Vec<Box<str>>,
     decoder: Decoder<'a>,
     chunk: usize,
     last_key: Vec<i64>,
@@ -187,8 +189,10 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
         let chunk = (CHUNK_LINES * 8 / streams.max(1)).clamp(64, CHUNK_LINES);
         let pool =
             (threads > 1).then(|| Pool::start(threads - 1, decoder.format(), decoder.schema()));
+        let sources = (0..streams).map(|p| lines.source_name(p).into()).collect();
         let mut s = ReplaySource {
             lines,
+            sources,
             decoder,
             chunk,
             last_key: vec![i64::MIN; streams],
@@ -377,7 +381,7 @@ impl<'a, L: Lines> Source for ReplaySource<'a, L> {
         let record = std::mem::replace(&mut head.record, Err(Malformed::InvalidJson));
         Some(SourceItem::Line {
             partition: p,
-            source: self.lines.source_name(p),
+            source: &self.sources[p],
             origin: head.origin,
             kafka_ts: head.kafka_ts,
             raw: std::borrow::Cow::Borrowed(&ahead.chunk.raw[head.raw.clone()]),
