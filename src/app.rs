@@ -328,7 +328,7 @@ fn forget_erased(decisions: &mut Vec<Decision>, erased: &[crate::model::Erasure]
     decisions.retain(|d| last.get(&(d.campaign, &*d.user)).is_none_or(|&t| d.at > t));
 }
 
-/// What [`activate_all`] decided.
+/// What an [`Activation`] decided.
 #[derive(Debug)]
 pub struct Activated {
     /// Sorted by `(at, campaign, user_id, outcome)`.

@@ -179,9 +179,9 @@ pub struct UserState {
     ids: Option<Box<Ids>>,
     /// Boxed slice, not `Vec`: entries come and go rarely, and 8 bytes a user count.
     camps: Box<[CampEntry]>,
-    /// Day buckets per behaviour rule and devices, packed ([`extra`]); boxed, as most users
-    /// have neither.
-    extra: Option<Box<Extra>>,
+    /// Day buckets per behaviour rule and devices, packed ([`extra`]); one pointer, no
+    /// allocation for the many users with neither.
+    extra: Extra,
     /// The device whose app fields are those in `profile` ([`crate::event::device_key`];
     /// 0: records that named none). Most users have one device: it costs no more.
     device: u64,
@@ -277,7 +277,7 @@ impl UserState {
             profile: Box::default(),
             ids: None,
             camps: Box::default(),
-            extra: None,
+            extra: Extra::default(),
             device: 0,
         }
     }
@@ -287,12 +287,12 @@ impl UserState {
         self.profile.is_empty()
             && self.ids.is_none()
             && self.camps.is_empty()
-            && self.extra.is_none()
+            && self.extra.is_empty()
     }
 
     /// Behaviour rule `r`'s buckets, if the user has any.
     pub fn buckets(&self, r: u16) -> Option<&[u64]> {
-        self.extra.as_deref()?.past(r)
+        self.extra.past(r)
     }
 
     /// Whether every behaviour rule of `rule` holds at `at`.
@@ -330,7 +330,7 @@ impl UserState {
                 continue;
             }
             let value = rule.value(lookup);
-            let extra = self.extra.get_or_insert_with(Default::default);
+            let extra = &mut self.extra;
             let repacked = match extra.past_mut(r) {
                 Some(days) => rule.record_cells(days, ts, value),
                 None => rule.record_cells(&mut [], ts, value),
@@ -345,7 +345,7 @@ impl UserState {
 
     /// The devices records named (see [`Device`]).
     fn devices(&self) -> Vec<Device> {
-        self.extra.as_deref().map_or_else(Vec::new, Extra::devices)
+        self.extra.devices()
     }
 
     fn push_camp(&mut self, e: CampEntry) {
@@ -400,9 +400,7 @@ impl UserState {
         if let Some(d) = devices.iter_mut().find(|d| d.key == key) {
             if ts > d.seen {
                 d.seen = ts;
-                self.extra
-                    .get_or_insert_with(Default::default)
-                    .set_devices(&devices);
+                self.extra.set_devices(&devices);
             }
         }
         true
@@ -487,9 +485,7 @@ impl UserState {
                 .chain(moved);
             self.profile = kept.collect::<Vec<Prop>>().into_boxed_slice();
         }
-        self.extra
-            .get_or_insert_with(Default::default)
-            .set_devices(&devices);
+        self.extra.set_devices(&devices);
     }
 
     pub fn ids(&self) -> Ids {
@@ -736,15 +732,23 @@ impl UserState {
         days: &[i32],
     ) -> Option<Qualification> {
         let rule = &rules.rules[usize::from(c)];
-        let entry = self.camps.iter().position(|e| e.campaign == c);
-        if self.is_empty() || (entry.is_some() && rule.once_per_user && !rule.mirror) {
+        if self.is_empty() {
             return None;
         }
         // Behaviour rules first: a few cells, where Who reads several properties, and most
-        // users a run evaluates fail them.
-        if !(self.past_holds_on(rules, rule, days) && self.who_holds(rules, strings, rule)) {
+        // users a run evaluates fail them; the user's campaign entries (another block) are
+        // looked at only then, except by a mirror, which removes those who fail.
+        let holds = self.past_holds_on(rules, rule, days) && self.who_holds(rules, strings, rule);
+        if !holds && !rule.mirror {
+            return None;
+        }
+        let entry = self.camps.iter().position(|e| e.campaign == c);
+        if entry.is_some() && rule.once_per_user && !rule.mirror {
+            return None;
+        }
+        if !holds {
             // Mirror: qualified at the previous run, not at this one.
-            let i = entry.filter(|_| rule.mirror)?;
+            let i = entry?;
             self.remove_camp(i);
             return Some(Qualification {
                 campaign: c,
@@ -841,8 +845,7 @@ impl UserState {
                 .collect(),
             past: self
                 .extra
-                .iter()
-                .flat_map(|e| e.pasts())
+                .pasts()
                 .map(|(r, b)| {
                     let rule = &rules.past[usize::from(r)];
                     let days = super::past::days(b, rule.layout());
@@ -860,7 +863,7 @@ impl UserState {
         use super::snapshot::{CampRef, Seq, WireRef};
         let ids = self.ids.as_deref();
         let devices = self.devices();
-        let pasts: Vec<(u16, &[u64])> = self.extra.iter().flat_map(|e| e.pasts()).collect();
+        let pasts: Vec<(u16, &[u64])> = self.extra.pasts().collect();
         WireRef {
             profile: Seq(self.profile.iter().map(|p| wire_prop(p, rules, strings))),
             devices: Seq(devices.iter().map(|d| {
@@ -1069,7 +1072,7 @@ impl UserState {
                 extra.set_past(*r, days);
             }
             extra.set_devices(&devices);
-            u.extra = Some(Box::new(extra));
+            u.extra = extra;
         }
         (u, timers)
     }

@@ -6,12 +6,18 @@
 //! that many cells. A rule's cells are its packed days ([`crate::detect::past::Buckets`]); a
 //! device's are its key, its last-seen time and its app fields, one [`Prop`] a cell. Rules
 //! come first, in the order they were first recorded in, then the devices in the order of the
-//! list they were last set from: a user restored from its snapshot has the same block. A user's first rule with three active days costs 48 bytes: the 16-byte box of
-//! the block's pointer, the rule's header and its three days.
+//! list they were last set from: a user restored from its snapshot has the same block.
+//!
+//! The block is a [`ThinVec`]: one 8-byte pointer in the user (no allocation while empty) to
+//! one allocation holding the length, the capacity and the cells, so a scheduled run reaches
+//! a user's days in one step from the user. A user's first rule with three active days costs
+//! 48 bytes: the 16-byte length and capacity, the rule's header and its three days.
 //!
 //! [`UserState`]: super::UserState
 
 use std::ops::Range;
+
+use thin_vec::ThinVec;
 
 use super::{Device, Prop};
 use crate::event::EventTime;
@@ -26,9 +32,14 @@ fn header(kind: u64, index: u16, len: usize) -> u64 {
 
 /// The packed entries (see the module docs).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub(super) struct Extra(Box<[u64]>);
+pub(super) struct Extra(ThinVec<u64>);
 
 impl Extra {
+    /// No rule and no device.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Every entry: kind, index and the range of its cells.
     fn entries(&self) -> impl Iterator<Item = (u64, u16, Range<usize>)> + '_ {
         let mut at = 0;
@@ -87,7 +98,7 @@ impl Extra {
             cells.push(header(PAST, r, days.len()));
             cells.extend_from_slice(days);
         }
-        self.0 = cells.into_boxed_slice();
+        self.0 = exact(&cells);
     }
 
     /// The devices, in their order.
@@ -117,8 +128,15 @@ impl Extra {
             cells.extend([d.key, d.seen as u64]);
             cells.extend(d.fields.iter().map(|f| f.to_bits()));
         }
-        self.0 = cells.into_boxed_slice();
+        self.0 = exact(&cells);
     }
+}
+
+/// The cells in a block of exactly their size (entries change rarely).
+fn exact(cells: &[u64]) -> ThinVec<u64> {
+    let mut block = ThinVec::with_capacity(cells.len());
+    block.extend_from_slice(cells);
+    block
 }
 
 impl Prop {
@@ -194,7 +212,12 @@ mod tests {
     fn a_first_rule_with_three_days_takes_48_bytes() {
         let mut e = Extra::default();
         e.set_past(0, &[1, 2, 3]);
-        let boxed = std::mem::size_of::<Extra>();
-        assert_eq!(boxed + std::mem::size_of_val(&*e.0), 48);
+        // thin-vec's header: the length and the capacity, two `usize`s, before the cells.
+        assert_eq!(e.0.capacity(), e.0.len());
+        assert_eq!(
+            2 * std::mem::size_of::<usize>() + std::mem::size_of_val(&*e.0),
+            48
+        );
+        assert_eq!(std::mem::size_of::<Extra>(), 8);
     }
 }
