@@ -77,7 +77,8 @@ impl Extra {
 
     /// Sets rule `r`'s days (a new entry after the other rules' if it had none).
     pub(super) fn set_past(&mut self, r: u16, days: &[u64]) {
-        let mut cells = Vec::with_capacity(self.0.len() + 1 + days.len());
+        let replaced = self.find_past(r).map_or(0, |c| 1 + c.len());
+        let mut cells = ThinVec::with_capacity(self.0.len() - replaced + 1 + days.len());
         let mut found = false;
         for (kind, i, range) in self.entries() {
             if kind == DEVICE && !found {
@@ -98,7 +99,7 @@ impl Extra {
             cells.push(header(PAST, r, days.len()));
             cells.extend_from_slice(days);
         }
-        self.0 = exact(&cells);
+        self.replace(cells);
     }
 
     /// The devices, in their order.
@@ -118,7 +119,9 @@ impl Extra {
 
     /// Replaces the devices with `devices`.
     pub(super) fn set_devices(&mut self, devices: &[Device]) {
-        let mut cells: Vec<u64> = Vec::with_capacity(self.0.len());
+        let kept = (self.entries().filter(|e| e.0 != DEVICE)).map(|(_, _, c)| 1 + c.len());
+        let added = devices.iter().map(|d| 3 + d.fields.len());
+        let mut cells = ThinVec::with_capacity(kept.sum::<usize>() + added.sum::<usize>());
         for (kind, i, range) in self.entries().filter(|e| e.0 != DEVICE) {
             cells.push(header(kind, i, range.len()));
             cells.extend_from_slice(&self.0[range]);
@@ -128,15 +131,18 @@ impl Extra {
             cells.extend([d.key, d.seen as u64]);
             cells.extend(d.fields.iter().map(|f| f.to_bits()));
         }
-        self.0 = exact(&cells);
+        self.replace(cells);
     }
-}
 
-/// The cells in a block of exactly their size (entries change rarely).
-fn exact(cells: &[u64]) -> ThinVec<u64> {
-    let mut block = ThinVec::with_capacity(cells.len());
-    block.extend_from_slice(cells);
-    block
+    /// Takes `cells`, built in a block of exactly their size (entries change rarely).
+    fn replace(&mut self, cells: ThinVec<u64>) {
+        debug_assert_eq!(
+            cells.len(),
+            cells.capacity(),
+            "a block of exactly its cells"
+        );
+        self.0 = cells;
+    }
 }
 
 impl Prop {
