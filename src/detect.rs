@@ -201,7 +201,7 @@ impl Rules {
                 conditions: spec.conditions.clone(),
                 agg: spec.agg.clone(),
                 range: spec.range,
-                tz,
+                tz: past::Zone::new(tz),
             };
             compiled.add_past(c, rule);
         }

@@ -144,6 +144,16 @@ fn compare(v: ValueRef<'_>, s: &Scalar) -> Option<Ordering> {
     }
 }
 
+/// `compare(v, s) == Some(Equal)`, with texts compared by length first (a list of
+/// countries, say, is mostly told apart without reading a byte).
+fn equals(v: ValueRef<'_>, s: &Scalar) -> Option<bool> {
+    match (v, s) {
+        (ValueRef::Str(a), Scalar::Str(b)) => Some(a == b.as_str()),
+        (ValueRef::Bool(a), Scalar::Bool(b)) => Some(a == *b),
+        _ => compare(v, s).map(Ordering::is_eq),
+    }
+}
+
 fn format_u64(mut n: u64, buf: &mut [u8; 24]) -> &str {
     let mut i = buf.len();
     loop {
@@ -163,6 +173,24 @@ impl Condition {
         self.eval(value.and_then(Value::as_ref))
     }
 
+    /// [`Condition::eval`] on a number (a behaviour rule's aggregate, at every user of every
+    /// scheduled run): a comparison with one number is made directly.
+    pub fn eval_num(&self, x: f64) -> bool {
+        let Operand::One(Scalar::Num(v)) = &self.operand else {
+            return self.eval(Some(ValueRef::Num(x)));
+        };
+        let o = x.partial_cmp(v);
+        match self.op {
+            Op::Eq => o.is_some_and(Ordering::is_eq),
+            Op::Ne => o.is_some_and(Ordering::is_ne),
+            Op::Gt => o.is_some_and(Ordering::is_gt),
+            Op::Ge => o.is_some_and(Ordering::is_ge),
+            Op::Lt => o.is_some_and(Ordering::is_lt),
+            Op::Le => o.is_some_and(Ordering::is_le),
+            _ => self.eval(Some(ValueRef::Num(x))),
+        }
+    }
+
     /// Evaluates the condition on `value` (`None` = the property is missing or null).
     pub fn eval(&self, value: Option<ValueRef<'_>>) -> bool {
         let Some(v) = value else {
@@ -175,8 +203,10 @@ impl Condition {
         match self.op {
             Op::Exists => true,
             Op::NotExists => false,
-            Op::Eq => one(Ordering::is_eq),
-            Op::Ne => one(Ordering::is_ne),
+            Op::Eq | Op::Ne => match &self.operand {
+                Operand::One(s) => equals(v, s) == Some(self.op == Op::Eq),
+                _ => false,
+            },
             Op::Gt => one(Ordering::is_gt),
             Op::Ge => one(Ordering::is_ge),
             Op::Lt => one(Ordering::is_lt),
@@ -195,9 +225,9 @@ impl Condition {
                 let mut typed = false;
                 let mut found = false;
                 for s in items {
-                    if let Some(o) = compare(v, s) {
+                    if let Some(eq) = equals(v, s) {
                         typed = true;
-                        found |= o.is_eq();
+                        found |= eq;
                     }
                 }
                 match self.op {
@@ -335,6 +365,71 @@ mod tests {
         let between = cond(Op::Between, Operand::Range(ver("5.9"), ver("5.10.2")));
         assert!(between.eval_value(Some(&s("5.10"))));
         assert!(!between.eval_value(Some(&s("5.11"))));
+    }
+
+    #[test]
+    fn numbers_compare_as_numbers_on_either_path() {
+        // Rust's own comparisons are the reference; a NaN (a sum gone to inf - inf) is
+        // unordered, so only `not_exists`-like answers could hold, and none here do.
+        let expected = |op: Op, x: f64| match op {
+            Op::Eq => x == 2.0,
+            Op::Ne => x != 2.0 && !x.is_nan(),
+            Op::Gt => x > 2.0,
+            Op::Ge => x >= 2.0,
+            Op::Lt => x < 2.0,
+            Op::Le => x <= 2.0,
+            _ => unreachable!(),
+        };
+        let values = [
+            f64::NEG_INFINITY,
+            -1.0,
+            0.0,
+            2.0,
+            2.5,
+            f64::INFINITY,
+            f64::NAN,
+        ];
+        for op in [Op::Eq, Op::Ne, Op::Gt, Op::Ge, Op::Lt, Op::Le] {
+            let c = cond(op, num(2.0));
+            for x in values {
+                assert_eq!(c.eval_num(x), expected(op, x), "{op:?} {x}");
+                assert_eq!(
+                    c.eval(Some(ValueRef::Num(x))),
+                    expected(op, x),
+                    "{op:?} {x}"
+                );
+            }
+        }
+        let range = cond(
+            Op::Between,
+            Operand::Range(Scalar::Num(1.0), Scalar::Num(2.0)),
+        );
+        assert!(range.eval_num(2.0) && !range.eval_num(2.5) && !range.eval_num(f64::NAN));
+        let list = cond(Op::NotIn, Operand::List(vec![Scalar::Num(2.0)]));
+        assert!(list.eval_num(1.0) && !list.eval_num(2.0));
+    }
+
+    #[test]
+    fn texts_of_other_lengths_and_types_never_match_a_list() {
+        let list = Operand::List(vec![
+            Scalar::Str("United States".into()),
+            Scalar::Str("Germany".into()),
+        ]);
+        let is_in = cond(Op::In, list.clone());
+        let not_in = cond(Op::NotIn, list);
+        for (v, found) in [("Germany", true), ("German", false), ("germany", false)] {
+            assert_eq!(is_in.eval_value(Some(&s(v))), found, "{v}");
+            assert_eq!(not_in.eval_value(Some(&s(v))), !found, "{v}");
+        }
+        // A value of another type is neither in nor out of a list of texts.
+        assert!(!is_in.eval_value(Some(&Value::Bool(true))));
+        assert!(!not_in.eval_value(Some(&Value::Num(1.0))));
+        let ne = cond(Op::Ne, Operand::One(Scalar::Str("Germany".into())));
+        assert!(ne.eval_value(Some(&s("France"))) && !ne.eval_value(Some(&s("Germany"))));
+        assert!(
+            !ne.eval_value(Some(&Value::Num(1.0))),
+            "!= of another type is false"
+        );
     }
 
     #[test]

@@ -44,7 +44,71 @@ pub struct PastRule {
     pub agg: Option<(Agg, Option<PropId>, Condition)>,
     pub range: Range,
     /// Day boundaries.
-    pub tz: TimeZone,
+    pub tz: Zone,
+}
+
+/// A time zone with its UTC offsets from 1970 to 2100 as a table: the local day of an event
+/// is one binary search over a few hundred transitions (jiff answers outside the table, and
+/// for a zone whose rules lie beyond its transition data it evaluates them per call).
+#[derive(Debug, Clone)]
+pub struct Zone {
+    tz: TimeZone,
+    /// Instants (ms) from which `offsets[i]` (ms) holds; the first is the table's start.
+    starts: Box<[i64]>,
+    offsets: Box<[i64]>,
+    /// The table's end (exclusive).
+    end: i64,
+}
+
+impl Zone {
+    /// 1970-01-01 to 2100-01-01, UTC.
+    const FROM: i64 = 0;
+    const TO: i64 = 4_102_444_800_000;
+
+    pub fn new(tz: TimeZone) -> Zone {
+        let offset_ms = |t: Timestamp| i64::from(tz.to_offset(t).seconds()) * 1000;
+        let from = Timestamp::from_millisecond(Zone::FROM).expect("in range");
+        let mut starts = vec![Zone::FROM];
+        let mut offsets = vec![offset_ms(from)];
+        for t in tz.following(from) {
+            let at = t.timestamp().as_millisecond();
+            if at >= Zone::TO {
+                break;
+            }
+            starts.push(at);
+            offsets.push(i64::from(t.offset().seconds()) * 1000);
+        }
+        Zone {
+            tz,
+            starts: starts.into(),
+            offsets: offsets.into(),
+            end: Zone::TO,
+        }
+    }
+
+    /// The zone's offset from UTC at `ts`, in milliseconds (`None`: not a representable
+    /// instant).
+    fn offset_ms(&self, ts: EventTime) -> Option<i64> {
+        if (Zone::FROM..self.end).contains(&ts) {
+            let i = self.starts.partition_point(|&s| s <= ts) - 1;
+            return Some(self.offsets[i]);
+        }
+        let t = Timestamp::from_millisecond(ts).ok()?;
+        Some(i64::from(self.tz.to_offset(t).seconds()) * 1000)
+    }
+}
+
+/// Zones are equal when their time zones are (the tables follow from them).
+impl PartialEq for Zone {
+    fn eq(&self, other: &Zone) -> bool {
+        self.tz == other.tz
+    }
+}
+
+impl From<TimeZone> for Zone {
+    fn from(tz: TimeZone) -> Zone {
+        Zone::new(tz)
+    }
 }
 
 /// The figures of one day (or of everything, for `all`).
@@ -176,17 +240,26 @@ impl Buckets {
 pub fn pack(layout: Layout, days: impl IntoIterator<Item = Bucket>) -> Vec<u64> {
     let mut cells = Vec::new();
     for b in days {
-        cells.push(head(b.day, b.count));
-        match layout {
-            Layout::Count => {}
-            Layout::Sum => cells.push(b.sum.to_bits()),
-            Layout::Avg => cells.extend([u64::from(b.numbers), b.sum.to_bits()]),
-            Layout::Min => cells.push(b.min.to_bits()),
-            Layout::Max => cells.push(b.max.to_bits()),
-        }
+        push_day(&mut cells, layout, &b);
     }
     cells
 }
+
+/// Appends one day's cells (see [`Buckets`]).
+fn push_day(cells: &mut impl Extend<u64>, layout: Layout, b: &Bucket) {
+    let head = head(b.day, b.count);
+    match layout {
+        Layout::Count => cells.extend([head]),
+        Layout::Sum => cells.extend([head, b.sum.to_bits()]),
+        Layout::Avg => cells.extend([head, u64::from(b.numbers), b.sum.to_bits()]),
+        Layout::Min => cells.extend([head, b.min.to_bits()]),
+        Layout::Max => cells.extend([head, b.max.to_bits()]),
+    }
+}
+
+/// A rule's days as [`PastRule::record_cells`] repacks them: on the stack for up to 16 cells
+/// (a week of `count` days, five of `avg`).
+pub type Cells = SmallVec<[u64; 16]>;
 
 /// Adds an event (with its number, if any) to `day` of packed days in place; `false` if the
 /// day is not there.
@@ -221,11 +294,10 @@ fn add_to(cells: &mut [u64], layout: Layout, day: i32, value: Option<f64>) -> bo
 /// The local time is `ts` plus the zone's offset at `ts`, so the local day is that sum in
 /// whole days: one offset lookup, no calendar arithmetic (this runs for every event a rule
 /// counts).
-pub fn day_of(ts: EventTime, tz: &TimeZone) -> i32 {
-    let Ok(t) = Timestamp::from_millisecond(ts) else {
+pub fn day_of(ts: EventTime, zone: &Zone) -> i32 {
+    let Some(offset_ms) = zone.offset_ms(ts) else {
         return if ts < 0 { i32::MIN + 1 } else { i32::MAX };
     };
-    let offset_ms = i64::from(tz.to_offset(t).seconds()) * 1000;
     let day = (ts + offset_ms).div_euclid(86_400_000);
     i32::try_from(day).unwrap_or(if day < 0 { i32::MIN + 1 } else { i32::MAX })
 }
@@ -268,7 +340,7 @@ impl PastRule {
     /// place; a new one repacks the user's few days.
     pub fn record(&self, buckets: &mut Buckets, ts: EventTime, value: Option<f64>) {
         if let Some(cells) = self.record_cells(&mut buckets.0, ts, value) {
-            buckets.0 = cells.into_boxed_slice();
+            buckets.0 = cells[..].into();
         }
     }
 
@@ -279,7 +351,7 @@ impl PastRule {
         cells: &mut [u64],
         ts: EventTime,
         value: Option<f64>,
-    ) -> Option<Vec<u64>> {
+    ) -> Option<Cells> {
         let layout = self.layout();
         let keep = self.keep_days();
         let day = match keep {
@@ -290,17 +362,28 @@ impl PastRule {
         if add_to(cells, layout, day, value) {
             return None;
         }
-        let mut days: SmallVec<[Bucket; 4]> = days(cells, layout).collect();
+        // A new day, in its place among the others (oldest first), then only the days an
+        // evaluation from the newest on can reach.
+        let stride = layout.stride();
+        let day_at = |i: usize| head_day(cells[i * stride]);
+        let n = cells.len() / stride;
+        let at = (0..n).take_while(|&i| day_at(i) < day).count();
+        let newest = if at == n { day } else { day_at(n - 1) };
+        let oldest_kept = keep.map_or(i32::MIN, |k| newest.saturating_sub(k));
         let mut b = Bucket::empty(day);
         b.add(value);
-        let at = days.partition_point(|x| x.day < day);
-        days.insert(at, b);
-        if let Some(keep) = keep {
-            let newest = days.last().map_or(day, |b| b.day);
-            let cut = days.partition_point(|b| b.day < newest.saturating_sub(keep));
-            days.drain(..cut);
+        let mut out = Cells::new();
+        let kept = |i: &usize| day_at(*i) >= oldest_kept;
+        for i in (0..at).filter(kept) {
+            out.extend_from_slice(&cells[i * stride..(i + 1) * stride]);
         }
-        Some(pack(layout, days))
+        if day >= oldest_kept {
+            push_day(&mut out, layout, &b);
+        }
+        for i in (at..n).filter(kept) {
+            out.extend_from_slice(&cells[i * stride..(i + 1) * stride]);
+        }
+        Some(out)
     }
 
     /// Whether the rule holds at `at` for a user with `buckets` (`None`: never recorded).
@@ -316,9 +399,24 @@ impl PastRule {
     /// [`PastRule::holds`] at an instant of day `d` ([`PastRule::day`]): a scheduled run
     /// looks the day up once for every user it evaluates.
     pub fn holds_on(&self, buckets: Option<&[u64]>, d: i32) -> bool {
+        let layout = self.layout();
+        if layout == Layout::Count {
+            // `did`, `did_not`, `count` (most rules): one cell a day, its count.
+            let (lo, hi) = match days_back(self.range) {
+                None => (i32::MIN, i32::MAX),
+                Some((oldest, newest)) => (d.saturating_sub(oldest), d.saturating_sub(newest)),
+            };
+            let in_range = buckets.unwrap_or_default().iter().copied();
+            let in_range = in_range.filter(|&c| (lo..=hi).contains(&head_day(c)));
+            let count = in_range.fold(0u32, |n, c| n.saturating_add(c as u32));
+            return match &self.agg {
+                None => (count > 0) != self.negated,
+                Some((_, _, cmp)) => cmp.eval_num(f64::from(count)),
+            };
+        }
         let mut total = Bucket::empty(0);
         if let Some(buckets) = buckets {
-            let days = days(buckets, self.layout());
+            let days = days(buckets, layout);
             match days_back(self.range) {
                 None => days.for_each(|b| total.merge(&b)),
                 Some((oldest, newest)) => {
@@ -341,7 +439,7 @@ impl PastRule {
             // avg, min, max of no values are false.
             _ => return false,
         };
-        cmp.eval(Some(ValueRef::Num(value)))
+        cmp.eval_num(value)
     }
 }
 
@@ -370,7 +468,7 @@ mod tests {
             conditions: Vec::new(),
             agg,
             range,
-            tz: TimeZone::UTC,
+            tz: TimeZone::UTC.into(),
         }
     }
 
@@ -442,12 +540,10 @@ mod tests {
     #[test]
     fn days_are_local_to_the_zone() {
         let ny = TimeZone::get("America/New_York").unwrap();
+        let (ny_zone, utc) = (Zone::new(ny.clone()), Zone::new(TimeZone::UTC));
         // 2027-01-10T03:00Z is still the 9th in New York; 05:00Z is the 10th (midnight EST).
-        assert_eq!(
-            day_of(T0 + 3 * 3_600_000, &ny),
-            day_of(T0 - DAY, &TimeZone::UTC)
-        );
-        assert_eq!(day_of(T0 + 5 * 3_600_000, &ny), day_of(T0, &TimeZone::UTC));
+        assert_eq!(day_of(T0 + 3 * 3_600_000, &ny_zone), day_of(T0 - DAY, &utc));
+        assert_eq!(day_of(T0 + 5 * 3_600_000, &ny_zone), day_of(T0, &utc));
         // The calendar's count of days agrees, in zones and across DST changes.
         let calendar = |ts: i64, tz: &TimeZone| {
             let date = tz
@@ -459,11 +555,23 @@ mod tests {
         };
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
         for tz in [&ny, &berlin, &TimeZone::UTC] {
+            let zone = Zone::new(tz.clone());
             for h in (-24 * 400..24 * 400).step_by(7) {
                 let ts = T0 + h * 3_600_000 + 59_999;
-                assert_eq!(day_of(ts, tz), calendar(ts, tz), "{ts}");
+                assert_eq!(day_of(ts, &zone), calendar(ts, tz), "{ts}");
             }
-            assert_eq!(day_of(-1, tz), calendar(-1, tz));
+            // Either side of every change of offset the table holds, its ends, and beyond
+            // them (where jiff answers).
+            let changes = tz.following(Timestamp::from_millisecond(0).unwrap());
+            let edges = changes
+                .take_while(|t| t.timestamp().as_millisecond() < Zone::TO)
+                .map(|t| t.timestamp().as_millisecond())
+                .chain([0, Zone::TO, 5_000_000_000_000, -DAY]);
+            for at in edges {
+                for ts in [at - 1, at, at + 1] {
+                    assert_eq!(day_of(ts, &zone), calendar(ts, tz), "{ts}");
+                }
+            }
         }
     }
 }

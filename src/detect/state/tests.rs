@@ -574,7 +574,7 @@ fn live_campaigns_filter_on_past_behaviour_at_at() {
                 },
             )),
             range: Range::Last(7),
-            tz: jiff::tz::TimeZone::UTC,
+            tz: jiff::tz::TimeZone::UTC.into(),
         },
     );
     let rules = Arc::new(rules);
@@ -633,7 +633,7 @@ fn scheduled_runs_evaluate_every_known_user_at_the_run_time() {
         conditions: Vec::new(),
         agg: None,
         range: Range::Last(7),
-        tz: jiff::tz::TimeZone::UTC,
+        tz: jiff::tz::TimeZone::UTC.into(),
     };
     rules.add_past(0, rule(false, "Product Viewed"));
     rules.add_past(0, rule(true, "Charged"));
