@@ -24,6 +24,7 @@ use crate::event::decode::{Decoder, Malformed};
 use crate::event::recording::stream::RecordingStream;
 use crate::event::recording::{Lines, Recording};
 use crate::event::{EventTime, Record};
+use crate::output::spill::{Spill, SpillReader};
 use crate::output::{self, OutDir, Summary, Totals};
 use crate::report::{Report, Tally};
 use crate::sink::{AudienceOp, AudienceSink, SinkError, SinkReport};
@@ -215,27 +216,146 @@ pub fn detect(
 /// Activation over a replay, as `run` does it: each shard's outputs are held back
 /// ([`Holdback`]) until every shard's watermark has passed them, then decided in time order —
 /// qualifications in `(at, user_id)` order, so the target cap is exact whatever the shard
-/// count. What is left is released by [`Activation::finish`] at the end of the input.
-pub struct Activation<'c> {
+/// count. What is left is released by [`Activation::finish`] at the end of the input. What
+/// it decides goes to `K` ([`Keep`]).
+pub struct Activation<'c, K> {
     config: &'c Config,
     hold: Holdback<()>,
     act: Activator,
-    decisions: Vec<Decision>,
-    ops: Vec<AudienceOp>,
+    kept: K,
     erased: Vec<crate::model::Erasure>,
     /// Scheduled runs executed (every shard executes each run: counted once).
     runs: std::collections::BTreeSet<(CampaignIdx, EventTime)>,
     custom_props_dropped: u64,
 }
 
-impl<'c> Activation<'c> {
-    pub fn new(config: &'c Config) -> Self {
+/// Where an [`Activation`] keeps its decisions (in the order made, which is time order) and
+/// its audience ops (in the order applied) until the end of the input.
+pub trait Keep: Send {
+    fn decision(&mut self, d: Decision);
+    fn op(&mut self, op: AudienceOp);
+}
+
+/// Everything in memory: [`execute`] and the tests.
+#[derive(Debug, Default)]
+pub struct InMemory {
+    decisions: Vec<Decision>,
+    ops: Vec<AudienceOp>,
+}
+
+impl Keep for InMemory {
+    fn decision(&mut self, d: Decision) {
+        self.decisions.push(d);
+    }
+
+    fn op(&mut self, op: AudienceOp) {
+        self.ops.push(op);
+    }
+}
+
+impl InMemory {
+    /// The decisions sorted (erasures' forgotten ones left out) and the ops.
+    fn finish(
+        self,
+        erased: &Forgotten,
+        campaigns: &[crate::campaign::Campaign],
+    ) -> (Vec<Decision>, Vec<AudienceOp>) {
+        let mut decisions = self.decisions;
+        decisions.retain(|d| !erased.forgot(d));
+        output::sort_decisions(&mut decisions, campaigns);
+        (decisions, self.ops)
+    }
+}
+
+/// On disk ([`Spill`]): `replay`, whose memory then does not grow with the recording. The
+/// decisions of one `at` are sorted among themselves as the output wants them before they go
+/// (activation decides in time order); one decided out of time order — which a replay does
+/// not make, but nothing here relies on it — sends every decision through memory at the
+/// end, sorted as [`InMemory`] does.
+pub struct Spilled<'c> {
+    campaigns: &'c [crate::campaign::Campaign],
+    decisions: Spill<Decision>,
+    /// Decisions of the latest `at`, not yet spilled.
+    group: Vec<Decision>,
+    /// Decisions older than one already spilled.
+    late: Vec<Decision>,
+    ops: Spill<AudienceOp>,
+}
+
+impl<'c> Spilled<'c> {
+    /// Spills into unnamed files in `dir` (the output directory: see [`crate::output::spill`]).
+    pub fn new(
+        campaigns: &'c [crate::campaign::Campaign],
+        dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
+        Ok(Spilled {
+            campaigns,
+            decisions: Spill::new(dir)?,
+            group: Vec::new(),
+            late: Vec::new(),
+            ops: Spill::new(dir)?,
+        })
+    }
+
+    fn flush_group(&mut self) {
+        output::sort_decisions(&mut self.group, self.campaigns);
+        for d in self.group.drain(..) {
+            self.decisions.push(&d);
+        }
+    }
+
+    /// The decisions in output order (erasures' forgotten ones left out), their number, and
+    /// the ops in application order.
+    #[allow(clippy::type_complexity)]
+    fn finish(
+        mut self,
+        erased: Forgotten,
+    ) -> std::io::Result<(
+        Box<dyn Iterator<Item = std::io::Result<Decision>> + 'c>,
+        SpillReader<AudienceOp>,
+    )> {
+        self.flush_group();
+        let ops = self.ops.read()?;
+        let spilled = self.decisions.read()?;
+        if self.late.is_empty() {
+            let kept = spilled.filter(move |d| d.as_ref().map_or(true, |d| !erased.forgot(d)));
+            return Ok((Box::new(kept), ops));
+        }
+        let mut all = spilled.collect::<std::io::Result<Vec<_>>>()?;
+        all.append(&mut self.late);
+        let (all, _) = InMemory {
+            decisions: all,
+            ops: Vec::new(),
+        }
+        .finish(&erased, self.campaigns);
+        Ok((Box::new(all.into_iter().map(Ok)), ops))
+    }
+}
+
+impl Keep for Spilled<'_> {
+    fn decision(&mut self, d: Decision) {
+        match self.group.first().map(|g| g.at) {
+            Some(at) if d.at < at => self.late.push(d),
+            Some(at) if d.at > at => {
+                self.flush_group();
+                self.group.push(d);
+            }
+            _ => self.group.push(d),
+        }
+    }
+
+    fn op(&mut self, op: AudienceOp) {
+        self.ops.push(&op);
+    }
+}
+
+impl<'c, K: Keep> Activation<'c, K> {
+    pub fn new(config: &'c Config, kept: K) -> Self {
         Activation {
             config,
             hold: Holdback::default(),
             act: Activator::new(&config.campaigns),
-            decisions: Vec::new(),
-            ops: Vec::new(),
+            kept,
             erased: Vec::new(),
             runs: Default::default(),
             custom_props_dropped: 0,
@@ -281,19 +401,20 @@ impl<'c> Activation<'c> {
                     self.act.step_erasure(&e)
                 }
             };
-            self.decisions.extend(step.decision);
-            self.ops.extend(step.op);
+            if let Some(d) = step.decision {
+                self.kept.decision(d);
+            }
+            if let Some(op) = step.op {
+                self.kept.op(op);
+            }
         }
     }
 
     /// Decides what is still held and hands the result over.
-    pub fn finish(mut self) -> Activated {
+    pub fn finish(mut self) -> Activated<K> {
         let released = self.hold.release_all();
         self.apply(released);
         let campaigns = &self.config.campaigns;
-        let mut decisions = self.decisions;
-        forget_erased(&mut decisions, &self.erased);
-        output::sort_decisions(&mut decisions, campaigns);
         let tallies = (0..campaigns.len())
             .map(|c| self.act.tally(c as crate::model::CampaignIdx))
             .collect();
@@ -305,8 +426,8 @@ impl<'c> Activation<'c> {
             }
         }
         Activated {
-            decisions,
-            ops: self.ops,
+            kept: self.kept,
+            erased: Forgotten::new(&self.erased),
             counts,
             tallies,
             custom_props_dropped: self.custom_props_dropped,
@@ -314,28 +435,34 @@ impl<'c> Activation<'c> {
     }
 }
 
-/// Drops the decisions an erasure forgot (those of its user and campaign at or before it), as
-/// the tombstones of `run`'s decisions topic do: an erased user's hashed ids leave the output.
-fn forget_erased(decisions: &mut Vec<Decision>, erased: &[crate::model::Erasure]) {
-    if erased.is_empty() {
-        return;
+/// The decisions an erasure forgot (those of its user and campaign at or before it), as the
+/// tombstones of `run`'s decisions topic do: an erased user's hashed ids leave the output.
+#[derive(Debug, Default)]
+pub struct Forgotten(HashMap<(CampaignIdx, crate::event::UserId), EventTime>);
+
+impl Forgotten {
+    fn new(erased: &[crate::model::Erasure]) -> Forgotten {
+        let mut last = HashMap::new();
+        for e in erased {
+            let t = last.entry((e.campaign, e.user.clone())).or_insert(e.ts);
+            *t = (*t).max(e.ts);
+        }
+        Forgotten(last)
     }
-    let mut last: HashMap<(CampaignIdx, &str), EventTime> = HashMap::new();
-    for e in erased {
-        let t = last.entry((e.campaign, &e.user)).or_insert(e.ts);
-        *t = (*t).max(e.ts);
+
+    fn forgot(&self, d: &Decision) -> bool {
+        !self.0.is_empty()
+            && (self.0.get(&(d.campaign, d.user.clone()))).is_some_and(|&t| d.at <= t)
     }
-    decisions.retain(|d| last.get(&(d.campaign, &*d.user)).is_none_or(|&t| d.at > t));
 }
 
 /// What an [`Activation`] decided.
 #[derive(Debug)]
-pub struct Activated {
-    /// Sorted by `(at, campaign, user_id, outcome)`.
-    pub decisions: Vec<Decision>,
-    /// The audience ops, in the order activate applied them (the order a sink must keep per
-    /// hashed id: a delete of an id some other member still holds is never among them).
-    pub ops: Vec<AudienceOp>,
+pub struct Activated<K> {
+    /// The decisions and audience ops, as kept.
+    pub kept: K,
+    /// What the erasures forgot.
+    pub erased: Forgotten,
     pub counts: Vec<CampaignCounts>,
     /// Per campaign, what its report counts.
     pub tallies: Vec<Tally>,
@@ -368,12 +495,14 @@ pub struct ReplayReport {
 
 /// The engine's result over a whole recording, before anything is written.
 #[derive(Debug)]
-pub struct Replayed {
+pub struct Replayed<D = Vec<Decision>, O = Vec<AudienceOp>> {
     pub totals: Totals,
     /// Sorted by `(at, campaign, user_id, outcome)`.
-    pub decisions: Vec<Decision>,
-    /// The audience ops, in application order (see [`Activated::ops`]).
-    pub ops: Vec<AudienceOp>,
+    pub decisions: D,
+    /// The audience ops, in application order (see [`Activator::step_qualification`]): the
+    /// order a sink must keep per hashed id (a delete of an id some other member still holds
+    /// is never among them).
+    pub ops: O,
     /// Per campaign, `pending` filled in.
     pub counts: Vec<CampaignCounts>,
     /// Per campaign, what its report counts.
@@ -415,11 +544,42 @@ pub fn execute_lines(
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Replayed> {
+    let (r, kept) = execute_kept(
+        config,
+        lines,
+        shards,
+        now_ms,
+        dead_letter,
+        progress,
+        InMemory::default(),
+    )?;
+    let (decisions, ops) = kept.finish(&r.decisions, &config.campaigns);
+    Ok(Replayed {
+        decisions,
+        ops,
+        totals: r.totals,
+        counts: r.counts,
+        tallies: r.tallies,
+        users: r.users,
+    })
+}
+
+/// Detect and activate over `lines`, what activation decided going to `kept`; the result's
+/// `decisions` are what the erasures forgot.
+fn execute_kept<K: Keep>(
+    config: &Config,
+    lines: impl Lines,
+    shards: usize,
+    now_ms: EventTime,
+    dead_letter: &mut DeadLetterFn<'_>,
+    progress: &mut dyn FnMut(u64),
+    kept: K,
+) -> std::io::Result<(Replayed<Forgotten, ()>, K)> {
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let decoder = Decoder::new(config.source.format, &config.schema);
     let mut source = ReplaySource::new(lines, decoder);
     let started = tokio::time::Instant::now();
-    let mut activation = Activation::new(config);
+    let mut activation = Activation::new(config, kept);
     let result = detect(
         rules,
         &mut source,
@@ -438,8 +598,8 @@ pub fn execute_lines(
     totals.blank_lines = source.lines().blank_lines();
     let detected = started.elapsed();
     let Activated {
-        decisions,
-        ops,
+        kept,
+        erased,
         mut counts,
         tallies,
         custom_props_dropped,
@@ -449,14 +609,15 @@ pub fn execute_lines(
     for (c, p) in counts.iter_mut().zip(result.pending) {
         c.pending = p;
     }
-    Ok(Replayed {
+    let replayed = Replayed {
         totals,
-        decisions,
-        ops,
+        decisions: erased,
+        ops: (),
         counts,
         tallies,
         users: result.users,
-    })
+    };
+    Ok((replayed, kept))
 }
 
 /// Replays recorded topics through the engine and writes the output files into
@@ -492,7 +653,8 @@ pub fn replay_into(
     let shards = crate::config::resolve_workers(opts.shards);
     let dead = set.dead_letter();
     let mode = config.engine.dead_letter;
-    let replayed = execute_lines(
+    // What activation decides waits on disk for the end of the input (see `Spilled`).
+    let (replayed, kept) = execute_kept(
         config,
         recording,
         shards,
@@ -503,15 +665,22 @@ pub fn replay_into(
                 b.set_position(n);
             }
         },
+        Spilled::new(&config.campaigns, out.path())?,
     )?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let executed = started.elapsed();
 
-    output::write_decisions(set.decisions(), &replayed.decisions, &config.campaigns)?;
-    for op in replayed.ops {
-        sink.send(op)?;
+    let (decisions, ops) = kept.finish(replayed.decisions)?;
+    let mut decided = 0;
+    let w = set.decisions();
+    for d in decisions {
+        output::write_decision(w, &d?, &config.campaigns)?;
+        decided += 1;
+    }
+    for op in ops {
+        sink.send(op?)?;
     }
     // Users the sink could not deliver are reported after the outputs are written: the
     // decisions stand, and the table says what was done.
@@ -549,7 +718,7 @@ pub fn replay_into(
     );
     Ok(ReplayReport {
         summary,
-        decisions: replayed.decisions.len(),
+        decisions: decided,
         users: replayed.users,
         sink: sink_report,
         sink_failure,
@@ -570,4 +739,68 @@ fn progress_bar(enabled: bool) -> Option<indicatif::ProgressBar> {
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     Some(bar)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Erasure, Ids, Outcome};
+
+    fn decision(campaign: CampaignIdx, user: &str, at: EventTime, outcome: Outcome) -> Decision {
+        Decision {
+            campaign,
+            user: user.into(),
+            at,
+            outcome,
+            ids: Ids::default(),
+        }
+    }
+
+    /// What `replay` keeps on disk comes back as what the tests' in-memory keeping gives:
+    /// sorted as the output is, without what erasures forgot — decided in time order (ties
+    /// sorted by campaign id, user and outcome) or, as nothing promises otherwise, not.
+    #[test]
+    fn spilled_decisions_come_back_as_kept_in_memory() {
+        let config = Config::load(std::path::Path::new("config/sample.toml")).unwrap();
+        let campaigns = &config.campaigns;
+        assert!(campaigns.len() >= 3);
+        let in_order = vec![
+            decision(2, "b", 10, Outcome::Exported),
+            decision(0, "b", 10, Outcome::Control),
+            decision(0, "a", 10, Outcome::Exported),
+            decision(1, "c", 11, Outcome::Exported),
+            decision(0, "a", 12, Outcome::Removed),
+            decision(2, "z", 12, Outcome::Capped),
+        ];
+        let mut out_of_order = in_order.clone();
+        out_of_order.push(decision(1, "late", 9, Outcome::Exported));
+        out_of_order.push(decision(0, "x", 13, Outcome::Exported));
+        let erasures = [Erasure {
+            campaign: 0,
+            user: "a".into(),
+            ts: 11,
+        }];
+        for decided in [in_order, out_of_order] {
+            for erased in [&[][..], &erasures[..]] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut memory = InMemory::default();
+                let mut disk = Spilled::new(campaigns, dir.path()).unwrap();
+                for d in &decided {
+                    memory.decision(d.clone());
+                    disk.decision(d.clone());
+                }
+                let op = AudienceOp::from_decision(&decided[0]).unwrap();
+                disk.op(op.clone());
+                let (want, _) = memory.finish(&Forgotten::new(erased), campaigns);
+                let (got, ops) = disk.finish(Forgotten::new(erased)).unwrap();
+                let got: Vec<_> = got.collect::<std::io::Result<_>>().unwrap();
+                assert_eq!(got, want);
+                assert_eq!(ops.map(Result::unwrap).collect::<Vec<_>>(), vec![op]);
+                assert_eq!(
+                    want.len(),
+                    decided.len() - if erased.is_empty() { 0 } else { 1 }
+                );
+            }
+        }
+    }
 }

@@ -12,7 +12,9 @@ use crate::identity::IdHash;
 pub type CampaignIdx = u16;
 
 /// Hashed identifiers of a user, as chosen by a campaign.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Ids {
     pub email: Option<IdHash>,
     pub phone: Option<IdHash>,
@@ -102,8 +104,9 @@ impl Outcome {
     }
 }
 
-/// One decision about one user in one campaign.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One decision about one user in one campaign (serialized only to be kept on disk: see
+/// [`crate::output::spill`]; its JSON line is the output's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub campaign: CampaignIdx,
     pub user: UserId,
@@ -113,14 +116,14 @@ pub struct Decision {
     pub ids: Ids,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Action {
     Add,
     Delete,
 }
 
 /// One membership change of one user in one campaign's audience.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudienceOp {
     pub campaign: CampaignIdx,
     pub action: Action,

@@ -3,6 +3,7 @@
 //! [`dir`] owns the directory they go to and writes them as one set.
 
 pub mod dir;
+pub mod spill;
 
 pub use dir::{OutDir, OutputError, OutputSet};
 
@@ -63,18 +64,23 @@ pub fn write_decisions(
     campaigns: &[Campaign],
 ) -> io::Result<()> {
     for d in decisions {
-        let with_ids = matches!(d.outcome, Outcome::Exported | Outcome::Removed);
-        let line = DecisionLine {
-            campaign: &campaigns[usize::from(d.campaign)].id,
-            user_id: &d.user,
-            at: d.at,
-            outcome: d.outcome,
-            ids: with_ids.then(|| IdsJson::new(&d.ids)),
-        };
-        serde_json::to_writer(&mut *w, &line)?;
-        w.write_all(b"\n")?;
+        write_decision(w, d, campaigns)?;
     }
     Ok(())
+}
+
+/// Writes one decision's line.
+pub fn write_decision(w: &mut impl Write, d: &Decision, campaigns: &[Campaign]) -> io::Result<()> {
+    let with_ids = matches!(d.outcome, Outcome::Exported | Outcome::Removed);
+    let line = DecisionLine {
+        campaign: &campaigns[usize::from(d.campaign)].id,
+        user_id: &d.user,
+        at: d.at,
+        outcome: d.outcome,
+        ids: with_ids.then(|| IdsJson::new(&d.ids)),
+    };
+    serde_json::to_writer(&mut *w, &line)?;
+    w.write_all(b"\n")
 }
 
 pub use crate::detect::router::Totals;
