@@ -56,6 +56,10 @@ pub struct Zone {
     /// Instants (ms) from which `offsets[i]` (ms) holds; the first is the table's start.
     starts: Box<[i64]>,
     offsets: Box<[i64]>,
+    /// Per span of 2^31 ms (~25 days) from the start, the index of the offset holding at the
+    /// span's start: a lookup is that entry and a step over each change within the span
+    /// (zones change at most twice a year nowadays).
+    spans: Box<[u32]>,
     /// The table's end (exclusive).
     end: i64,
 }
@@ -64,6 +68,7 @@ impl Zone {
     /// 1970-01-01 to 2100-01-01, UTC.
     const FROM: i64 = 0;
     const TO: i64 = 4_102_444_800_000;
+    const SPAN: u32 = 31;
 
     pub fn new(tz: TimeZone) -> Zone {
         let offset_ms = |t: Timestamp| i64::from(tz.to_offset(t).seconds()) * 1000;
@@ -78,10 +83,18 @@ impl Zone {
             starts.push(at);
             offsets.push(i64::from(t.offset().seconds()) * 1000);
         }
+        let spans = (0..=((Zone::TO - Zone::FROM) >> Zone::SPAN))
+            .map(|i| {
+                let at = Zone::FROM + (i << Zone::SPAN);
+                let n = starts.partition_point(|&s| s <= at) - 1;
+                u32::try_from(n).expect("fewer than 2^32 changes")
+            })
+            .collect();
         Zone {
             tz,
             starts: starts.into(),
             offsets: offsets.into(),
+            spans,
             end: Zone::TO,
         }
     }
@@ -90,7 +103,10 @@ impl Zone {
     /// instant).
     fn offset_ms(&self, ts: EventTime) -> Option<i64> {
         if (Zone::FROM..self.end).contains(&ts) {
-            let i = self.starts.partition_point(|&s| s <= ts) - 1;
+            let mut i = self.spans[((ts - Zone::FROM) >> Zone::SPAN) as usize] as usize;
+            while self.starts.get(i + 1).is_some_and(|&s| s <= ts) {
+                i += 1;
+            }
             return Some(self.offsets[i]);
         }
         let t = Timestamp::from_millisecond(ts).ok()?;
