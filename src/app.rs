@@ -260,11 +260,19 @@ impl InMemory {
         erased: &Forgotten,
         campaigns: &[crate::campaign::Campaign],
     ) -> (Vec<Decision>, Vec<AudienceOp>) {
-        let mut decisions = self.decisions;
-        decisions.retain(|d| !erased.forgot(d));
-        output::sort_decisions(&mut decisions, campaigns);
-        (decisions, self.ops)
+        (in_output_order(self.decisions, erased, campaigns), self.ops)
     }
+}
+
+/// `decisions` sorted as the output wants them, without those the erasures forgot.
+fn in_output_order(
+    mut decisions: Vec<Decision>,
+    erased: &Forgotten,
+    campaigns: &[crate::campaign::Campaign],
+) -> Vec<Decision> {
+    decisions.retain(|d| !erased.forgot(d));
+    output::sort_decisions(&mut decisions, campaigns);
+    decisions
 }
 
 /// On disk ([`Spill`]): `replay`, whose memory then does not grow with the recording. The
@@ -304,8 +312,8 @@ impl<'c> Spilled<'c> {
         }
     }
 
-    /// The decisions in output order (erasures' forgotten ones left out), their number, and
-    /// the ops in application order.
+    /// The decisions in output order (erasures' forgotten ones left out) and the ops in
+    /// application order.
     #[allow(clippy::type_complexity)]
     fn finish(
         mut self,
@@ -323,11 +331,7 @@ impl<'c> Spilled<'c> {
         }
         let mut all = spilled.collect::<std::io::Result<Vec<_>>>()?;
         all.append(&mut self.late);
-        let (all, _) = InMemory {
-            decisions: all,
-            ops: Vec::new(),
-        }
-        .finish(&erased, self.campaigns);
+        let all = in_output_order(all, &erased, self.campaigns);
         Ok((Box::new(all.into_iter().map(Ok)), ops))
     }
 }
@@ -544,7 +548,7 @@ pub fn execute_lines(
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
 ) -> std::io::Result<Replayed> {
-    let (r, kept) = execute_kept(
+    let (r, kept, erased) = execute_kept(
         config,
         lines,
         shards,
@@ -553,7 +557,7 @@ pub fn execute_lines(
         progress,
         InMemory::default(),
     )?;
-    let (decisions, ops) = kept.finish(&r.decisions, &config.campaigns);
+    let (decisions, ops) = kept.finish(&erased, &config.campaigns);
     Ok(Replayed {
         decisions,
         ops,
@@ -564,8 +568,8 @@ pub fn execute_lines(
     })
 }
 
-/// Detect and activate over `lines`, what activation decided going to `kept`; the result's
-/// `decisions` are what the erasures forgot.
+/// Detect and activate over `lines`, what activation decided going to `kept`: the result
+/// (its decisions and ops in `kept`), `kept`, and what the erasures forgot.
 fn execute_kept<K: Keep>(
     config: &Config,
     lines: impl Lines,
@@ -574,7 +578,7 @@ fn execute_kept<K: Keep>(
     dead_letter: &mut DeadLetterFn<'_>,
     progress: &mut dyn FnMut(u64),
     kept: K,
-) -> std::io::Result<(Replayed<Forgotten, ()>, K)> {
+) -> std::io::Result<(Replayed<(), ()>, K, Forgotten)> {
     let rules = Arc::new(Rules::compile(&config.campaigns, &config.schema));
     let decoder = Decoder::new(config.source.format, &config.schema);
     let mut source = ReplaySource::new(lines, decoder);
@@ -611,13 +615,13 @@ fn execute_kept<K: Keep>(
     }
     let replayed = Replayed {
         totals,
-        decisions: erased,
+        decisions: (),
         ops: (),
         counts,
         tallies,
         users: result.users,
     };
-    Ok((replayed, kept))
+    Ok((replayed, kept, erased))
 }
 
 /// Replays recorded topics through the engine and writes the output files into
@@ -654,7 +658,7 @@ pub fn replay_into(
     let dead = set.dead_letter();
     let mode = config.engine.dead_letter;
     // What activation decides waits on disk for the end of the input (see `Spilled`).
-    let (replayed, kept) = execute_kept(
+    let (replayed, kept, erased) = execute_kept(
         config,
         recording,
         shards,
@@ -672,7 +676,7 @@ pub fn replay_into(
     }
     let executed = started.elapsed();
 
-    let (decisions, ops) = kept.finish(replayed.decisions)?;
+    let (decisions, ops) = kept.finish(erased)?;
     let mut decided = 0;
     let w = set.decisions();
     for d in decisions {
