@@ -7,7 +7,7 @@
 //! converter gets a `removed` decision. The stage is a plain state machine fed one item at a
 //! time, so replay (which sorts first, for an exact cap) and `run` share it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -189,7 +189,7 @@ impl Activator {
                     mirror: c.what.mirror,
                 })
                 .collect(),
-            decided: vec![HashMap::new(); campaigns.len()],
+            decided: vec![HashMap::default(); campaigns.len()],
             counts: vec![CampaignCounts::default(); campaigns.len()],
             holders: vec![Holders::default(); campaigns.len()],
             exported_users: vec![0; campaigns.len()],

@@ -18,7 +18,22 @@ pub type IdHash = [u8; 32];
 
 /// Lowercase hex of a digest, as TikTok expects it.
 pub fn to_hex(hash: &IdHash) -> String {
-    hex::encode(hash)
+    Hex::of(hash).as_str().to_owned()
+}
+
+/// Lowercase hex of a digest on the stack (for a line being written, without allocating).
+pub struct Hex([u8; 64]);
+
+impl Hex {
+    pub fn of(hash: &IdHash) -> Hex {
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(hash, &mut out).expect("64 bytes hold 32 in hex");
+        Hex(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
 }
 
 /// If `s` is 64 hex digits, the digest it spells.

@@ -16,37 +16,9 @@ use serde::Serialize;
 use crate::activate::{CampaignCounts, Decision, Outcome};
 use crate::campaign::Campaign;
 use crate::config::DeadLetterMode;
-use crate::detect::Ids;
 use crate::event::decode::Malformed;
-use crate::identity::to_hex;
+use crate::identity::Hex;
 use crate::report::Report;
-
-#[derive(Serialize)]
-struct IdsJson {
-    #[serde(rename = "EMAIL_SHA256", skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
-    #[serde(rename = "PHONE_SHA256", skip_serializing_if = "Option::is_none")]
-    phone: Option<String>,
-}
-
-impl IdsJson {
-    fn new(ids: &Ids) -> Self {
-        IdsJson {
-            email: ids.email.as_ref().map(to_hex),
-            phone: ids.phone.as_ref().map(to_hex),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct DecisionLine<'a> {
-    campaign: &'a str,
-    user_id: &'a str,
-    at: i64,
-    outcome: Outcome,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ids: Option<IdsJson>,
-}
 
 /// Sorts decisions by `(at, campaign id, user_id, outcome)`.
 pub fn sort_decisions(decisions: &mut [Decision], campaigns: &[Campaign]) {
@@ -69,18 +41,37 @@ pub fn write_decisions(
     Ok(())
 }
 
-/// Writes one decision's line.
+/// Writes one decision's line: `{"campaign":…,"user_id":…,"at":…,"outcome":…}`, with
+/// `"ids":{"EMAIL_SHA256":…,"PHONE_SHA256":…}` (those it has) on `exported` and `removed`.
+/// Written field by field (what `serde_json` gives a struct of these fields, without escaping
+/// the keys and the hex digits).
 pub fn write_decision(w: &mut impl Write, d: &Decision, campaigns: &[Campaign]) -> io::Result<()> {
-    let with_ids = matches!(d.outcome, Outcome::Exported | Outcome::Removed);
-    let line = DecisionLine {
-        campaign: &campaigns[usize::from(d.campaign)].id,
-        user_id: &d.user,
-        at: d.at,
-        outcome: d.outcome,
-        ids: with_ids.then(|| IdsJson::new(&d.ids)),
-    };
-    serde_json::to_writer(&mut *w, &line)?;
-    w.write_all(b"\n")
+    w.write_all(b"{\"campaign\":")?;
+    serde_json::to_writer(&mut *w, &campaigns[usize::from(d.campaign)].id)?;
+    w.write_all(b",\"user_id\":")?;
+    serde_json::to_writer(&mut *w, &d.user)?;
+    w.write_all(b",\"at\":")?;
+    w.write_all(itoa::Buffer::new().format(d.at).as_bytes())?;
+    w.write_all(b",\"outcome\":\"")?;
+    w.write_all(d.outcome.as_str().as_bytes())?;
+    w.write_all(b"\"")?;
+    if matches!(d.outcome, Outcome::Exported | Outcome::Removed) {
+        w.write_all(b",\"ids\":{")?;
+        let mut sep = "";
+        for (key, id) in [
+            ("EMAIL_SHA256", &d.ids.email),
+            ("PHONE_SHA256", &d.ids.phone),
+        ] {
+            if let Some(h) = id {
+                for part in [sep, "\"", key, "\":\"", Hex::of(h).as_str(), "\""] {
+                    w.write_all(part.as_bytes())?;
+                }
+                sep = ",";
+            }
+        }
+        w.write_all(b"}")?;
+    }
+    w.write_all(b"}\n")
 }
 
 pub use crate::detect::router::Totals;

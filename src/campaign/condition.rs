@@ -228,6 +228,9 @@ impl Condition {
                     if let Some(eq) = equals(v, s) {
                         typed = true;
                         found |= eq;
+                        if found {
+                            break; // `in` holds, `not_in` does not, whatever follows
+                        }
                     }
                 }
                 match self.op {

@@ -77,7 +77,13 @@ impl Extra {
 
     /// Sets rule `r`'s days (a new entry after the other rules' if it had none).
     pub(super) fn set_past(&mut self, r: u16, days: &[u64]) {
-        let replaced = self.find_past(r).map_or(0, |c| 1 + c.len());
+        let found = self.find_past(r);
+        if let Some(c) = found.clone().filter(|c| c.len() == days.len()) {
+            // As many days as before (a rolling window): in place.
+            self.0[c].copy_from_slice(days);
+            return;
+        }
+        let replaced = found.map_or(0, |c| 1 + c.len());
         let mut cells = ThinVec::with_capacity(self.0.len() - replaced + 1 + days.len());
         let mut found = false;
         for (kind, i, range) in self.entries() {
@@ -203,6 +209,11 @@ mod tests {
         assert_eq!(e.past(2), None);
         let pasts: Vec<_> = e.pasts().collect();
         assert_eq!(pasts, vec![(3, &[5, 6][..]), (1, &[4][..])]);
+        // As many days as before: in place, in the same block.
+        let block = e.0.as_ptr();
+        e.set_past(3, &[7, 8]);
+        assert_eq!((e.0.as_ptr(), e.past(3)), (block, Some(&[7, 8][..])));
+        e.set_past(3, &[5, 6]);
         assert_eq!(e.devices(), vec![device(9, -5, &[0, 1]), device(7, 4, &[])]);
         e.past_mut(1).unwrap()[0] = 8;
         e.set_devices(&[device(2, EventTime::MIN, &[2, 3, 4])]);
