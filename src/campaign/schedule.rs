@@ -154,23 +154,23 @@ impl Schedule {
         let every = i64::from(r.every.max(1));
         let mut out: Box<dyn Iterator<Item = EventTime> + 'a> = match r.unit {
             Unit::Hour => {
-                // The first instant at or after `start` whose local minute is `time`'s.
-                let mut first = local_start.date().to_datetime(
-                    Time::new(local_start.hour(), r.time.minute(), 0, 0)
-                        .unwrap_or(Time::midnight()),
-                );
-                let mut at = instant(tz, first);
-                while at.is_some_and(|a| a < start_ts) {
-                    first = first
-                        .checked_add(jiff::Span::new().hours(1))
-                        .unwrap_or(DateTime::MAX);
-                    at = instant(tz, first);
+                // The first instant at or after `start` whose local minute is `time`'s, found
+                // in absolute time: a start inside a DST fold then takes the fold's second
+                // occurrence if the first is already past (a civil-time search would jump
+                // over it). Two hours of minutes cover any offset change.
+                let minute = i64::from(r.time.minute());
+                let mut at = ms(start_ts).div_euclid(60_000) * 60_000;
+                if at < ms(start_ts) {
+                    at += 60_000;
                 }
-                let Some(first) = at else {
+                let found = (0..120)
+                    .map(|i| at + i * 60_000)
+                    .find(|&t| i64::from(tz.to_datetime(timestamp(t)).minute()) == minute);
+                let Some(first) = found else {
                     return Box::new(std::iter::empty());
                 };
                 let step = every * 3_600_000;
-                Box::new((0..).map(move |i: i64| ms(first) + i * step))
+                Box::new((0..).map(move |i: i64| first + i * step))
             }
             Unit::Day => {
                 // With `every > 1`, days count from the first occurrence at or after `start`:
@@ -509,5 +509,21 @@ mod tests {
                 t("2027-03-14T16:15:00Z")
             ]
         );
+    }
+
+    #[test]
+    fn an_hourly_repeat_starting_inside_a_fold_takes_its_second_occurrence() {
+        // Berlin falls back at 01:00Z on 2027-10-31 (03:00 CEST -> 02:00 CET): 02:45 local
+        // happens at 00:45Z and again at 01:45Z. Starting at 01:00Z, the first run is 01:45Z
+        // (found in CI by the past-behaviour reference property).
+        let s = schedule(
+            "Europe/Berlin",
+            Kind::Repeat(repeat(1, Unit::Hour, "00:45")),
+        );
+        let got: Vec<_> = s.runs(t("2027-10-31T01:00:00Z"), None).take(2).collect();
+        assert_eq!(got, [t("2027-10-31T01:45:00Z"), t("2027-10-31T02:45:00Z")]);
+        // Starting on the minute itself runs at once.
+        let got: Vec<_> = s.runs(t("2027-10-31T00:45:00Z"), None).take(2).collect();
+        assert_eq!(got, [t("2027-10-31T00:45:00Z"), t("2027-10-31T01:45:00Z")]);
     }
 }
