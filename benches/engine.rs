@@ -30,15 +30,8 @@ fn config(format: &str) -> Config {
 
 fn recording(users: u64, events: u64, format: Format) -> Vec<u8> {
     let args = GenerateArgs {
-        users,
-        events,
-        seed: 5,
         format,
-        start: "2026-11-02T00:00:00Z".into(),
-        malformed_pct: 0.0,
-        disorder_ms: 2000,
-        partitions: 0,
-        days: 0,
+        ..GenerateArgs::new(users, events, 5)
     };
     let mut out = Vec::new();
     generate(&args, &mut out).unwrap();

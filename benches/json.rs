@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 
 use remarket::config::Config;
 use remarket::event::decode::Decoder;
-use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::generate::{generate, GenerateArgs};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -59,17 +59,7 @@ struct OnePass<'a> {
 }
 
 fn lines() -> Vec<Vec<u8>> {
-    let args = GenerateArgs {
-        users: 20_000,
-        events: 200_000,
-        seed: 5,
-        format: Format::Native,
-        start: "2026-11-02T00:00:00Z".into(),
-        malformed_pct: 0.0,
-        disorder_ms: 2000,
-        partitions: 0,
-        days: 0,
-    };
+    let args = GenerateArgs::new(20_000, 200_000, 5);
     let mut out = Vec::new();
     generate(&args, &mut out).unwrap();
     out.split(|&b| b == b'\n')

@@ -16,7 +16,7 @@ use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
 use remarket::config::Config;
-use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::generate::{generate, GenerateArgs};
 use remarket::tiktok_sim::{SimArgs, Simulator};
 
 #[global_allocator]
@@ -59,21 +59,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
 
     // Input: a generated recording, produced keyed by user.
     let mut data = Vec::new();
-    generate(
-        &GenerateArgs {
-            users,
-            events,
-            seed: 9,
-            format: Format::Native,
-            start: "2026-11-02T00:00:00Z".into(),
-            malformed_pct: 0.0,
-            disorder_ms: 2000,
-            partitions: 0,
-            days: 0,
-        },
-        &mut data,
-    )
-    .unwrap();
+    generate(&GenerateArgs::new(users, events, 9), &mut data).unwrap();
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")

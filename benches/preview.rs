@@ -16,7 +16,7 @@ use remarket::config::Config;
 use remarket::detect::shard::Shard;
 use remarket::detect::Rules;
 use remarket::event::decode::Decoder;
-use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::generate::{generate, GenerateArgs};
 
 const USERS: u64 = 1_000_000;
 
@@ -25,15 +25,8 @@ fn preview(c: &mut Criterion) {
         .unwrap();
     let cfg = Config::parse(&text, Vec::new()).unwrap();
     let args = GenerateArgs {
-        users: USERS,
-        events: 2 * USERS,
-        seed: 5,
-        format: Format::Native,
-        start: "2026-11-02T00:00:00Z".into(),
-        malformed_pct: 0.0,
         disorder_ms: 0,
-        partitions: 0,
-        days: 0,
+        ..GenerateArgs::new(USERS, 2 * USERS, 5)
     };
     let mut data = Vec::new();
     generate(&args, &mut data).unwrap();

@@ -11,7 +11,7 @@ use remarket::config::Config;
 use remarket::detect::shard::Shard;
 use remarket::detect::Rules;
 use remarket::event::decode::Decoder;
-use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::generate::{generate, GenerateArgs};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
@@ -45,17 +45,7 @@ fn state_bytes_per_user(all: bool) {
     let cfg = config(all);
     let rules = Arc::new(Rules::compile(&cfg.campaigns, &cfg.schema));
     let decoder = Decoder::new(cfg.source.format, &cfg.schema);
-    let args = GenerateArgs {
-        users: USERS,
-        events: 1,
-        seed: 5,
-        format: Format::Native,
-        start: "2026-11-02T00:00:00Z".into(),
-        malformed_pct: 0.0,
-        disorder_ms: 2000,
-        partitions: 0,
-        days: 0,
-    };
+    let args = GenerateArgs::new(USERS, 1, 5);
     let mut data = Vec::new();
     generate(&args, &mut data).unwrap();
     let mut input: Vec<(i64, Vec<u8>)> = Vec::new();

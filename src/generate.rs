@@ -90,6 +90,25 @@ pub struct GenerateArgs {
     pub days: u32,
 }
 
+impl GenerateArgs {
+    /// `users` users and `events` events from `seed`, every other setting at the CLI's
+    /// default (native format, from 2026-11-02, 2 s of disorder, no malformed lines, one
+    /// plain stream, no day spread): what benches and tests start from.
+    pub fn new(users: u64, events: u64, seed: u64) -> Self {
+        GenerateArgs {
+            users,
+            events,
+            seed,
+            format: Format::Native,
+            start: "2026-11-02T00:00:00Z".into(),
+            malformed_pct: 0.0,
+            disorder_ms: 2000,
+            partitions: 0,
+            days: 0,
+        }
+    }
+}
+
 /// Record format of the generated lines (DESIGN.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use remarket::generate::{generate, Format, GenerateArgs};
+use remarket::generate::{generate, GenerateArgs};
 use remarket::tiktok_sim::{SimArgs, SimHandle, Simulator};
 
 pub const ADV_A: &str = "7178918106775994370";
@@ -79,17 +79,7 @@ pub fn recording(dir: &Path, users: u64, events: u64, seed: u64) -> PathBuf {
 /// As [`recording`], but users come in households of `household` that share one email and
 /// one phone (`u0`..`u{household-1}` the first, and so on).
 pub fn recording_shared(dir: &Path, users: u64, events: u64, seed: u64, household: u64) -> PathBuf {
-    let args = GenerateArgs {
-        users,
-        events,
-        seed,
-        format: Format::Native,
-        start: "2026-11-02T00:00:00Z".into(),
-        malformed_pct: 0.0,
-        disorder_ms: 2000,
-        partitions: 0,
-        days: 0,
-    };
+    let args = GenerateArgs::new(users, events, seed);
     let mut raw = Vec::new();
     generate(&args, &mut raw).unwrap();
     let mut out = String::new();
