@@ -81,6 +81,125 @@ impl Decided {
     }
 }
 
+/// A [`Decided`] as the stage keeps it, one per decided (campaign, user): 32 bytes instead of
+/// 104. Only members and removed members keep their ids (a removal deletes them), only
+/// converted users a conversion, and most decided users of a campaign with a cap are capped
+/// or control. Replay's memory grows with these maps as a recording qualifies more of its
+/// users.
+#[derive(Debug, Clone)]
+struct Kept {
+    at: EventTime,
+    /// For `exported` and `removed` only.
+    ids: Option<Box<Ids>>,
+    conversion: Option<Box<Converted>>,
+    outcome: Outcome,
+    ever_exported: bool,
+    ever_converted: bool,
+}
+
+/// A [`Kept`] user's conversion and revenue (revenue outlives the conversion when the user
+/// is decided again).
+#[derive(Debug, Clone, Copy)]
+struct Converted {
+    at: Option<EventTime>,
+    revenue: f64,
+}
+
+impl Kept {
+    fn new(d: &Decided) -> Kept {
+        Kept {
+            at: d.at,
+            ids: matches!(d.outcome, Outcome::Exported | Outcome::Removed).then(|| Box::new(d.ids)),
+            conversion: (d.converted_at.is_some() || d.revenue != 0.0).then(|| {
+                Box::new(Converted {
+                    at: d.converted_at,
+                    revenue: d.revenue,
+                })
+            }),
+            outcome: d.outcome,
+            ever_exported: d.ever_exported,
+            ever_converted: d.ever_converted,
+        }
+    }
+
+    fn decided(&self) -> Decided {
+        Decided {
+            outcome: self.outcome,
+            ids: self.ids(),
+            at: self.at,
+            converted_at: self.converted_at(),
+            ever_exported: self.ever_exported,
+            ever_converted: self.ever_converted,
+            revenue: self.revenue(),
+        }
+    }
+
+    fn ids(&self) -> Ids {
+        self.ids.as_deref().copied().unwrap_or_default()
+    }
+
+    fn converted_at(&self) -> Option<EventTime> {
+        self.conversion.as_ref().and_then(|c| c.at)
+    }
+
+    fn revenue(&self) -> f64 {
+        self.conversion.as_ref().map_or(0.0, |c| c.revenue)
+    }
+
+    /// Converted at `ts`, adding `revenue` when the conversion counts.
+    fn convert(&mut self, ts: EventTime, revenue: Option<f64>) {
+        let c = self.conversion.get_or_insert_with(|| {
+            Box::new(Converted {
+                at: None,
+                revenue: 0.0,
+            })
+        });
+        c.at = Some(ts);
+        if let Some(r) = revenue {
+            c.revenue += r;
+        }
+    }
+}
+
+/// Tables per campaign in a [`Decisions`].
+const PARTS: usize = 16;
+
+/// One campaign's decided users, split by their id's hash over [`PARTS`] tables. A table
+/// grows by allocating one twice its size beside it; sixteen tables growing one at a time
+/// hold a sixteenth of that extra at once (replay reaches its peak memory as these maps grow
+/// at the end of the input).
+#[derive(Debug, Clone, Default)]
+struct Decisions([HashMap<UserId, Kept>; PARTS]);
+
+impl Decisions {
+    fn part(user: &str) -> usize {
+        use std::hash::BuildHasher;
+        // Bits below the 7 hashbrown compares and above those that place an entry in its
+        // table: both stay spread within a part.
+        (rustc_hash::FxBuildHasher.hash_one(user) >> 52) as usize % PARTS
+    }
+
+    fn get(&self, user: &str) -> Option<&Kept> {
+        self.0[Self::part(user)].get(user)
+    }
+
+    fn get_mut(&mut self, user: &str) -> Option<&mut Kept> {
+        self.0[Self::part(user)].get_mut(user)
+    }
+
+    fn insert(&mut self, user: UserId, kept: Kept) -> Option<Kept> {
+        self.0[Self::part(&user)].insert(user, kept)
+    }
+
+    fn remove(&mut self, user: &str) -> Option<Kept> {
+        self.0[Self::part(user)].remove(user)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Kept> {
+        self.0.iter().flat_map(|m| m.values())
+    }
+}
+
 /// What activate needs of a campaign.
 #[derive(Debug, Clone)]
 struct Gates {
@@ -101,7 +220,7 @@ struct Gates {
 /// The activate stage's state.
 pub struct Activator {
     campaigns: Vec<Gates>,
-    decided: Vec<HashMap<UserId, Decided>>,
+    decided: Vec<Decisions>,
     counts: Vec<CampaignCounts>,
     /// Per campaign, how many current members (`exported`, not removed) hold each hashed id.
     /// An audience is a set of ids: two users may share one (households, test accounts), and
@@ -189,7 +308,7 @@ impl Activator {
                     mirror: c.what.mirror,
                 })
                 .collect(),
-            decided: vec![HashMap::default(); campaigns.len()],
+            decided: (0..campaigns.len()).map(|_| Decisions::default()).collect(),
             counts: vec![CampaignCounts::default(); campaigns.len()],
             holders: vec![Holders::default(); campaigns.len()],
             exported_users: vec![0; campaigns.len()],
@@ -205,7 +324,7 @@ impl Activator {
         if outcome == Outcome::Exported {
             self.holders[c].join(decided.ids);
         }
-        let prev = self.decided[c].insert(user, decided);
+        let prev = self.decided[c].insert(user, Kept::new(&decided));
         debug_assert!(prev.is_none(), "one record per user");
         if matches!(outcome, Outcome::Exported | Outcome::Removed) {
             self.exported_users[c] += 1;
@@ -263,12 +382,12 @@ impl Activator {
             };
             *users += 1;
             *converted += u64::from(d.ever_converted);
-            *revenue += d.revenue;
+            *revenue += d.revenue();
             last = last.max(Some(d.at));
             days.entry(crate::report::day_of(d.at))
                 .or_default()
                 .qualified += 1;
-            if let (true, Some(c)) = (d.ever_converted, d.converted_at) {
+            if let (true, Some(c)) = (d.ever_converted, d.converted_at()) {
                 days.entry(crate::report::day_of(c)).or_default().converted += 1;
             }
         }
@@ -277,7 +396,9 @@ impl Activator {
 
     /// A user's decision, if there is one.
     pub fn decided(&self, campaign: CampaignIdx, user: &str) -> Option<Decided> {
-        self.decided[usize::from(campaign)].get(user).copied()
+        self.decided[usize::from(campaign)]
+            .get(user)
+            .map(Kept::decided)
     }
 
     /// Decides one qualification; `None` if the user already had a decision — with
@@ -290,7 +411,7 @@ impl Activator {
         if q.leaves {
             return None;
         }
-        let prev = self.decided[c].get(&q.user).copied();
+        let prev = self.decided[c].get(&q.user).map(Kept::decided);
         let per_run = !campaign.once_per_user || campaign.mirror;
         if prev.is_some_and(|p| {
             !per_run || q.at <= p.at || (campaign.mirror && p.outcome == Outcome::Exported)
@@ -334,7 +455,7 @@ impl Activator {
         }
         self.decided[c].insert(
             q.user.clone(),
-            Decided {
+            Kept::new(&Decided {
                 outcome,
                 ids,
                 at: q.at,
@@ -342,7 +463,7 @@ impl Activator {
                 ever_exported: exported_before || outcome == Outcome::Exported,
                 ever_converted: prev.is_some_and(|p| p.ever_converted),
                 revenue: prev.map_or(0.0, |p| p.revenue),
-            },
+            }),
         );
         Some(Decision {
             campaign: q.campaign,
@@ -373,7 +494,7 @@ impl Activator {
             user: q.user.clone(),
             at: q.at,
             outcome: Outcome::Removed,
-            ids: d.ids,
+            ids: d.ids(),
         })
     }
 
@@ -381,14 +502,12 @@ impl Activator {
     pub fn convert(&mut self, conv: &Conversion) -> Option<Decision> {
         let c = usize::from(conv.campaign);
         let d = self.decided[c].get_mut(&conv.user)?;
-        if d.converted() {
+        if d.converted_at().is_some() {
             return None;
         }
-        d.converted_at = Some(conv.ts);
-        if matches!(d.outcome, Outcome::Exported | Outcome::Control) {
-            d.ever_converted = true;
-            d.revenue += conv.revenue;
-        }
+        let counted = matches!(d.outcome, Outcome::Exported | Outcome::Control);
+        d.convert(conv.ts, counted.then_some(conv.revenue));
+        d.ever_converted |= counted;
         let counts = &mut self.counts[c];
         match d.outcome {
             Outcome::Exported => {
@@ -401,7 +520,7 @@ impl Activator {
                         user: conv.user.clone(),
                         at: conv.ts,
                         outcome: Outcome::Removed,
-                        ids: d.ids,
+                        ids: d.ids(),
                     });
                 }
             }
@@ -485,7 +604,7 @@ impl Activator {
         let c = usize::from(e.campaign);
         let op = match self.decided[c].remove(&e.user) {
             Some(d) if d.outcome == Outcome::Exported => {
-                let gone = self.holders[c].leave(d.ids);
+                let gone = self.holders[c].leave(d.ids());
                 (!gone.is_empty()).then(|| resend(e.campaign, &e.user, Action::Delete, gone))
             }
             _ => None,
@@ -774,6 +893,74 @@ pub enum Held<I, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_decision_is_the_decision_in_32_bytes() {
+        assert!(
+            std::mem::size_of::<Kept>() <= 32,
+            "{}",
+            std::mem::size_of::<Kept>()
+        );
+        let ids = Ids {
+            email: Some([1; 32]),
+            phone: Some([2; 32]),
+        };
+        for outcome in [
+            Outcome::Exported,
+            Outcome::Removed,
+            Outcome::Control,
+            Outcome::Capped,
+            Outcome::Unreachable,
+        ] {
+            for (converted_at, revenue) in
+                [(None, 0.0), (Some(7), 0.0), (None, 2.5), (Some(9), 1.5)]
+            {
+                let d = Decided {
+                    outcome,
+                    ids,
+                    at: 5,
+                    converted_at,
+                    ever_exported: outcome == Outcome::Removed,
+                    ever_converted: converted_at.is_some(),
+                    revenue,
+                };
+                let kept = Kept::new(&d).decided();
+                // Only members and removed members need their ids again (a removal deletes them).
+                let with_ids = matches!(outcome, Outcome::Exported | Outcome::Removed);
+                let expected = Decided {
+                    ids: if with_ids { ids } else { Ids::default() },
+                    ..d
+                };
+                assert_eq!(kept, expected, "{outcome:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn decided_users_are_found_in_their_part() {
+        let mut m = Decisions::default();
+        let d = Kept::new(&Decided {
+            outcome: Outcome::Capped,
+            ids: Ids::default(),
+            at: 1,
+            converted_at: None,
+            ever_exported: false,
+            ever_converted: false,
+            revenue: 0.0,
+        });
+        for i in 0..1000 {
+            assert!(m.insert(format!("u{i}").into(), d.clone()).is_none());
+        }
+        assert!(
+            m.0.iter().all(|p| p.len() > 20),
+            "users spread over the parts"
+        );
+        assert_eq!(m.values().count(), 1000);
+        assert!(m.get("u7").is_some() && m.get("u1000").is_none());
+        m.get_mut("u7").unwrap().at = 3;
+        assert_eq!(m.remove("u7").map(|k| k.at), Some(3));
+        assert!(m.get("u7").is_none());
+    }
 
     #[test]
     fn control_group_rule_is_the_documented_hash() {

@@ -155,8 +155,9 @@ impl Prop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CampState {
     /// Windows still open (for a live trigger, until they fire at `tA`): their trigger time
-    /// and `inaction.match` key (0 without `match`).
-    Open(SmallVec<[(EventTime, u64); 2]>),
+    /// and `inaction.match` key (0 without `match`). One inline: most users have one window
+    /// open a campaign, and a second inline slot cost every entry 16 bytes (done ones too).
+    Open(SmallVec<[(EventTime, u64); 1]>),
     /// Qualified at `at`; waiting for a goal event until `at + goal.within`.
     Qualified { at: EventTime },
     /// Qualified, nothing more to track.
