@@ -250,7 +250,9 @@ impl<'s> Decoder<'s> {
             } else {
                 Keys::Unread
             };
-            self.props(p, keys, &mut patch)?;
+            if keys != Keys::Unread || !plainly_acceptable(p.get()) {
+                self.props(p, keys, &mut patch)?;
+            }
         }
         Ok(Event {
             id,
@@ -549,6 +551,33 @@ const CLEVERTAP_NAMES: [(&str, &str); 9] = [
     ("MSG-email", "email_unsubscribed"),
     ("MSG-sms", "sms_unsubscribed"),
 ];
+
+/// Whether the properties `text` of an event no campaign listens to are ones [`PropsSeed`]
+/// accepts, seen without parsing them again: `text` is a JSON value whose syntax the first
+/// pass checked, and with [`Keys::Unread`] the seed checks on top of that only that it is an
+/// object whose keys and values decode — a string with an escape may not (a lone surrogate),
+/// a number with an exponent or 300 digits in a row may be out of range. `false`: parse it to
+/// know. Most lines of a recording are such events (views, page loads).
+fn plainly_acceptable(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'{') || memchr::memchr(b'\\', b).is_some() {
+        return false;
+    }
+    let mut digits = 0usize;
+    let mut numeric = false;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'e' | b'E' if numeric => return false,
+            _ => digits = 0,
+        }
+        if digits >= 300 {
+            return false;
+        }
+        numeric = c.is_ascii_digit() || c == b'.';
+    }
+    true
+}
 
 fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
     let canonical = match keys {

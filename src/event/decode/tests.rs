@@ -507,9 +507,20 @@ fn the_verdict_does_not_depend_on_what_campaigns_read() {
     let cfg = config();
     let schemas = [&Schema::default(), &only_events, &everything, &cfg.schema];
 
+    // Past what fits in an f64, without an exponent.
+    let long = "9".repeat(400);
+    let long_inside = format!("[{long}]");
     let values = [
         "1",
         r#""text""#,
+        long.as_str(),
+        long_inside.as_str(),
+        "1E400",
+        "0.5e-400",
+        "2.5e3",
+        r#""a\nb""#,
+        r#""\u00e9""#,
+        r#"["\ud800"]"#,
         "1e400",
         "-1e400",
         r#""\ud800""#,
@@ -671,4 +682,39 @@ fn records_name_their_device() {
         .unwrap();
     assert_eq!(r.user, "u1");
     assert_eq!(r.profile.unwrap().device, Some(device_key("__g1234abcd")));
+}
+
+/// The properties of an event no campaign listens to are not parsed again when nothing in
+/// them could be refused ([`plainly_acceptable`]); whatever it lets through, the seed accepts.
+#[test]
+fn plainly_acceptable_properties_are_the_seeds_accepted_ones() {
+    let cfg = config();
+    let d = Decoder::new(Format::Native, &cfg.schema);
+    let long = format!(r#"{{"a":{}}}"#, "1".repeat(300));
+    let plain = [
+        r#"{"sku":"SKU-63878","price":9.57,"currency":"USD","page":"/p/63878"}"#,
+        "{}",
+        r#"{"a":[1,{"b":null}],"c":true,"d":-0.5}"#,
+    ];
+    let parsed = [
+        "[1]",
+        r#""x""#,
+        "3",
+        r#"{"a":"\n"}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":1e5}"#,
+        r#"{"a":2.5E-3}"#,
+        long.as_str(),
+    ];
+    for t in plain {
+        assert!(plainly_acceptable(t), "{t}");
+    }
+    for t in parsed {
+        assert!(!plainly_acceptable(t), "{t}");
+    }
+    for t in plain.iter().chain(&parsed) {
+        let raw: Box<RawValue> = serde_json::from_str(t).unwrap();
+        let seed = d.props(&raw, Keys::Unread, &mut ProfilePatch::default());
+        assert!(!plainly_acceptable(t) || seed.is_ok(), "{t}: {seed:?}");
+    }
 }
