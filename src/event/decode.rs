@@ -563,20 +563,12 @@ fn plainly_acceptable(text: &str) -> bool {
     if b.first() != Some(&b'{') || memchr::memchr(b'\\', b).is_some() {
         return false;
     }
-    let mut digits = 0usize;
-    let mut numeric = false;
-    for &c in b {
-        match c {
-            b'0'..=b'9' => digits += 1,
-            b'e' | b'E' if numeric => return false,
-            _ => digits = 0,
-        }
-        if digits >= 300 {
-            return false;
-        }
-        numeric = c.is_ascii_digit() || c == b'.';
-    }
-    true
+    // An exponent follows a digit or a point (an `e` elsewhere is in a string or a name).
+    let exponent = memchr::memchr2_iter(b'e', b'E', b)
+        .any(|i| i > 0 && matches!(b[i - 1], b'0'..=b'9' | b'.'));
+    // 300 digits in a row take 300 bytes.
+    let long = b.len() >= 300 && b.split(|c| !c.is_ascii_digit()).any(|run| run.len() >= 300);
+    !exponent && !long
 }
 
 fn target(schema: &Schema, keys: Keys, key: &str) -> Target {
