@@ -118,6 +118,14 @@ fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
 
 /// A JSON string, borrowed unless it has escapes.
 fn string(v: &RawValue) -> Option<Cow<'_, str>> {
+    // Without escapes, a string is its text between the quotes (its syntax, control
+    // characters included, was checked when the line was read).
+    let text = v.get();
+    if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+            return Some(Cow::Borrowed(inner));
+        }
+    }
     match <&str>::deserialize(&mut serde_json::Deserializer::from_str(v.get())) {
         Ok(s) => Some(Cow::Borrowed(s)),
         Err(_) => serde_json::from_str::<String>(v.get()).ok().map(Cow::Owned),

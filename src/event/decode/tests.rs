@@ -718,3 +718,26 @@ fn plainly_acceptable_properties_are_the_seeds_accepted_ones() {
         assert!(!plainly_acceptable(t) || seed.is_ok(), "{t}: {seed:?}");
     }
 }
+
+/// A string without escapes is read off the line between its quotes; with escapes it is
+/// decoded: either way the value serde_json gives (`None` where it refuses one).
+#[test]
+fn strings_are_what_serde_json_reads() {
+    for text in [
+        r#""abc""#,
+        r#""""#,
+        r#""é ü 日本""#,
+        r#""a\"b""#,
+        r#""\u00e9""#,
+        r#""\\""#,
+        r#""\ud800""#,
+        r#""\ud83d\ude00""#,
+        "12",
+        "[\"a\"]",
+        r#"{"a":"b"}"#,
+    ] {
+        let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        let expected = serde_json::from_str::<String>(text).ok();
+        assert_eq!(string(&raw).map(Cow::into_owned), expected, "{text}");
+    }
+}
