@@ -257,6 +257,11 @@ pub(crate) fn unwrap(raw: &[u8], origin: Origin) -> Line<'_> {
             };
         }
     }
+    plain_line(raw, origin)
+}
+
+/// A line that is no envelope: the record is the line.
+pub(crate) fn plain_line(raw: &[u8], origin: Origin) -> Line<'_> {
     Line {
         raw,
         record: Ok(Cow::Borrowed(raw)),

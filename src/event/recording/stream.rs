@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use super::{envelope_hint, envelope_key, is_blank, trim_cr, unwrap, Line, Lines, Origin, BOM};
+use super::{
+    envelope_hint, envelope_key, is_blank, looks_like_envelope, plain_line, trim_cr, unwrap, Line,
+    Lines, Origin, BOM,
+};
 
 /// Bytes read from an input at a time.
 const READ_BUFFER: usize = 1 << 20;
@@ -117,6 +120,9 @@ struct File {
     /// The stream of its plain lines, and of each envelope `(topic, partition)`.
     plain: Option<usize>,
     parts: FxHashMap<(String, i64), usize>,
+    /// Some line of it may be an envelope (holds `"partition"`), as its scan found; a file
+    /// without one has only plain lines, which are read without looking for envelopes.
+    envelopes: bool,
 }
 
 /// Stream metadata.
@@ -157,6 +163,7 @@ impl RecordingStream {
                 lineno: 0,
                 plain: None,
                 parts: FxHashMap::default(),
+                envelopes: false,
             });
             let input = open_input(path)?;
             rec.scan(i, &mut *open(&input)?)?;
@@ -174,6 +181,7 @@ impl RecordingStream {
         let line = |rec: &mut Self, bytes: &[u8], first: &mut bool| {
             let line = line_of(bytes, std::mem::take(first));
             if !is_blank(line) {
+                rec.files[f].envelopes |= looks_like_envelope(line);
                 rec.stream_of(f, line);
             }
         };
@@ -273,7 +281,10 @@ impl RecordingStream {
                 self.blank_lines += 1;
                 continue;
             }
-            let to = self.stream_of(f, line);
+            let to = match (self.files[f].envelopes, self.files[f].plain) {
+                (false, Some(plain)) => plain,
+                _ => self.stream_of(f, line),
+            };
             let lineno = self.files[f].lineno;
             self.queues[to].push(line, lineno);
         };
@@ -308,7 +319,12 @@ impl Lines for RecordingStream {
             file: self.files[self.streams[s].file].index,
             line,
         };
-        Some(unwrap(&q.bytes[start - q.base..end - q.base], origin))
+        let raw = &q.bytes[start - q.base..end - q.base];
+        Some(if self.files[self.streams[s].file].envelopes {
+            unwrap(raw, origin)
+        } else {
+            plain_line(raw, origin)
+        })
     }
 
     fn pop(&mut self, s: usize) {
@@ -472,6 +488,7 @@ mod tests {
                     lineno: 0,
                     plain: None,
                     parts: FxHashMap::default(),
+                    envelopes: false,
                 }],
                 streams: Vec::new(),
                 queues: Vec::new(),
@@ -481,6 +498,9 @@ mod tests {
             };
             let mut r = BufReader::with_capacity(cap, text.as_bytes());
             rec.scan(0, &mut r).unwrap();
+            // Whether lines must be looked at for envelopes: exactly when one may be one.
+            let envelopes = text.split('\n').any(|l| looks_like_envelope(l.as_bytes()));
+            proptest::prop_assert_eq!(rec.files[0].envelopes, envelopes);
             let got: Vec<String> = rec.streams.iter().map(|s| s.name.clone()).collect();
             proptest::prop_assert_eq!(got, want);
         }
