@@ -254,6 +254,23 @@ impl RecordingStream {
         }
     }
 
+    /// Queues line `raw` (without its `\n`) of file `f` with its stream.
+    fn queue_line(&mut self, f: usize, raw: &[u8]) {
+        self.files[f].lineno += 1;
+        self.bytes += raw.len() as u64 + 1;
+        let line = line_of(raw, self.files[f].lineno == 1);
+        if is_blank(line) {
+            self.blank_lines += 1;
+            return;
+        }
+        let to = match (self.files[f].envelopes, self.files[f].plain) {
+            (false, Some(plain)) => plain,
+            _ => self.stream_of(f, line),
+        };
+        let lineno = self.files[f].lineno;
+        self.queues[to].push(line, lineno);
+    }
+
     /// Reads lines of stream `s`'s file into their queues until `s` has one or the file ends.
     fn fill(&mut self, s: usize) -> std::io::Result<()> {
         let f = self.streams[s].file;
@@ -266,27 +283,26 @@ impl RecordingStream {
             if !self.queues[s].lines.is_empty() {
                 break Ok(());
             }
+            // A line whole in the read buffer is queued from there; one across refills (or
+            // the last, without a `\n`) through `scratch`.
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            if let Some(i) = memchr::memchr(b'\n', buf) {
+                self.queue_line(f, &buf[..i]);
+                reader.consume(i + 1);
+                continue;
+            }
             match next_line(&mut *reader, &mut scratch) {
                 Err(e) => break Err(e),
                 Ok(false) => {
                     open = false;
                     break Ok(());
                 }
-                Ok(true) => {}
+                Ok(true) => self.queue_line(f, &scratch),
             }
-            self.files[f].lineno += 1;
-            self.bytes += scratch.len() as u64 + 1;
-            let line = line_of(&scratch, self.files[f].lineno == 1);
-            if is_blank(line) {
-                self.blank_lines += 1;
-                continue;
-            }
-            let to = match (self.files[f].envelopes, self.files[f].plain) {
-                (false, Some(plain)) => plain,
-                _ => self.stream_of(f, line),
-            };
-            let lineno = self.files[f].lineno;
-            self.queues[to].push(line, lineno);
         };
         self.scratch = scratch;
         if open {
@@ -503,6 +519,23 @@ mod tests {
             proptest::prop_assert_eq!(rec.files[0].envelopes, envelopes);
             let got: Vec<String> = rec.streams.iter().map(|s| s.name.clone()).collect();
             proptest::prop_assert_eq!(got, want);
+            // Read through the same buffer size, every stream hands out the lines the
+            // in-memory recording does (lines whole in the buffer or across refills).
+            let bytes = text.clone().into_bytes();
+            rec.files[0].reader = Some(Box::new(BufReader::with_capacity(cap, std::io::Cursor::new(bytes))));
+            let mut cursor = mem.cursor();
+            for s in 0..mem.streams.len() {
+                loop {
+                    let line = |l: Option<Line<'_>>| l.map(|l| (l.raw.to_vec(), l.record.map(|r| r.into_owned()), l.kafka_ts, l.origin.line));
+                    let (got, want) = (line(rec.front(s).unwrap()), line(cursor.front(s).unwrap()));
+                    proptest::prop_assert_eq!(&got, &want);
+                    if got.is_none() {
+                        break;
+                    }
+                    rec.pop(s);
+                    cursor.pop(s);
+                }
+            }
         }
     }
 
