@@ -122,7 +122,13 @@ fn string(v: &RawValue) -> Option<Cow<'_, str>> {
     // characters included, was checked when the line was read).
     let text = v.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        // Ids and names are short: a plain loop beats memchr's set-up on them.
+        let escaped = if inner.len() < 32 {
+            inner.bytes().any(|b| b == b'\\')
+        } else {
+            memchr::memchr(b'\\', inner.as_bytes()).is_some()
+        };
+        if !escaped {
             return Some(Cow::Borrowed(inner));
         }
     }
