@@ -308,7 +308,7 @@ impl Activator {
                     mirror: c.what.mirror,
                 })
                 .collect(),
-            decided: (0..campaigns.len()).map(|_| Decisions::default()).collect(),
+            decided: vec![Decisions::default(); campaigns.len()],
             counts: vec![CampaignCounts::default(); campaigns.len()],
             holders: vec![Holders::default(); campaigns.len()],
             exported_users: vec![0; campaigns.len()],

@@ -116,19 +116,23 @@ fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
     v.filter(|r| r.get() != "null")
 }
 
+/// Whether JSON text `b` holds an escape (a backslash). Ids and names are short, and a plain
+/// loop beats memchr's set-up on them.
+fn has_escape(b: &[u8]) -> bool {
+    if b.len() < 32 {
+        b.contains(&b'\\')
+    } else {
+        memchr::memchr(b'\\', b).is_some()
+    }
+}
+
 /// A JSON string, borrowed unless it has escapes.
 fn string(v: &RawValue) -> Option<Cow<'_, str>> {
     // Without escapes, a string is its text between the quotes (its syntax, control
     // characters included, was checked when the line was read).
     let text = v.get();
     if let Some(inner) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        // Ids and names are short: a plain loop beats memchr's set-up on them.
-        let escaped = if inner.len() < 32 {
-            inner.bytes().any(|b| b == b'\\')
-        } else {
-            memchr::memchr(b'\\', inner.as_bytes()).is_some()
-        };
-        if !escaped {
+        if !has_escape(inner.as_bytes()) {
             return Some(Cow::Borrowed(inner));
         }
     }
@@ -574,7 +578,7 @@ const CLEVERTAP_NAMES: [(&str, &str); 9] = [
 /// know. Most lines of a recording are such events (views, page loads).
 fn plainly_acceptable(text: &str) -> bool {
     let b = text.as_bytes();
-    if b.first() != Some(&b'{') || memchr::memchr(b'\\', b).is_some() {
+    if b.first() != Some(&b'{') || has_escape(b) {
         return false;
     }
     // An exponent follows a digit or a point (an `e` elsewhere is in a string or a name).

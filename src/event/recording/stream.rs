@@ -331,12 +331,13 @@ impl Lines for RecordingStream {
     fn peek(&self, s: usize) -> Option<Line<'_>> {
         let q = &self.queues[s];
         let &(start, end, line) = q.lines.front()?;
+        let file = &self.files[self.streams[s].file];
         let origin = Origin {
-            file: self.files[self.streams[s].file].index,
+            file: file.index,
             line,
         };
         let raw = &q.bytes[start - q.base..end - q.base];
-        Some(if self.files[self.streams[s].file].envelopes {
+        Some(if file.envelopes {
             unwrap(raw, origin)
         } else {
             plain_line(raw, origin)
