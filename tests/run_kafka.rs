@@ -1810,8 +1810,17 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     produce(&producer, &join(&["u1", "u2", "u3", "u4"], t0), None);
     produce(&producer, &markers_at(t0 + 10_000), None);
     producer.flush(Duration::from_secs(30)).unwrap();
+    let series = |name: &str| {
+        (scrape_at(&addr).lines())
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as i64)
+    };
+    // u2 shares u1's email, so the audience alone does not say u2 was read: wait for the
+    // four decisions too.
     assert!(
-        wait_for(&|| audience() == hashed(&["u1", "u3", "u4"])),
+        wait_for(&|| audience() == hashed(&["u1", "u3", "u4"])
+            && series("remarket_campaign_users{campaign=\"carts\",group=\"exported\"}") == Some(4)),
         "exported: {:?}",
         audience().len()
     );
@@ -1870,12 +1879,6 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
         "after the erasures: {:?}",
         audience().len()
     );
-    let series = |name: &str| {
-        (scrape_at(&addr).lines())
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|v| v as i64)
-    };
     assert!(wait_for(&|| series(
         "remarket_activate_erased_decisions_total"
     ) == Some(2)));
