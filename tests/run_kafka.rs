@@ -1909,7 +1909,7 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     assert!(changelog["u4"].is_some());
 
     // After a restart: u3 adds to cart again (no profile: none is left), u5 joins.
-    let (running, _) = start(&clock);
+    let (running, addr) = start(&clock);
     let mut again = vec![format!(
         r#"{{"user_id":"u3","event":"Added To Cart","ts":{}}}"#,
         t0 + 40_000
@@ -1918,8 +1918,18 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     produce(&producer, &again, None);
     produce(&producer, &markers_at(t0 + 50_000), None);
     producer.flush(Duration::from_secs(30)).unwrap();
+    // Every partition's watermark past t0 + 45 s: its markers, and so u3's trigger, were read.
+    let read_all = || {
+        let text = scrape_at(&addr);
+        let marks: Vec<f64> = (text.lines())
+            .filter(|l| l.starts_with("remarket_detect_watermark_seconds{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        marks.len() == PARTITIONS as usize
+            && marks.iter().all(|&w| w >= (t0 + 45_000) as f64 / 1000.0)
+    };
     assert!(
-        wait_for(&|| audience() == hashed(&["u2", "u4", "u5"])),
+        wait_for(&|| read_all() && audience() == hashed(&["u2", "u4", "u5"])),
         "u5 joins, u3 stays out: {:?}",
         audience().len()
     );
