@@ -245,7 +245,7 @@ fn publish_sample(b: &SecuredBroker) {
             .map_err(|(e, _)| e)
             .unwrap();
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    producer.flush(Duration::from_secs(120)).unwrap();
 }
 
 /// Every record value of `topic` so far, read over the secured connection.
