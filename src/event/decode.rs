@@ -13,8 +13,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 mod fields;
+mod scan;
 
-use fields::{Fields, TopLevel};
+use fields::{Fields, Raw, TopLevel};
 pub(crate) use fields::{SeenKeys, StrCow};
 
 use super::Format;
@@ -112,7 +113,7 @@ pub struct Decoder<'s> {
     schema: &'s Schema,
 }
 
-fn is_null(v: Option<&RawValue>) -> Option<&RawValue> {
+fn is_null(v: Option<Raw<'_>>) -> Option<Raw<'_>> {
     v.filter(|r| r.get() != "null")
 }
 
@@ -127,7 +128,7 @@ fn has_escape(b: &[u8]) -> bool {
 }
 
 /// A JSON string, borrowed unless it has escapes.
-fn string(v: &RawValue) -> Option<Cow<'_, str>> {
+fn string(v: Raw<'_>) -> Option<Cow<'_, str>> {
     // Without escapes, a string is its text between the quotes (its syntax, control
     // characters included, was checked when the line was read).
     let text = v.get();
@@ -143,7 +144,7 @@ fn string(v: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 fn str_field<'a>(
-    v: Option<&'a RawValue>,
+    v: Option<Raw<'a>>,
     missing: Malformed,
     invalid: Malformed,
 ) -> Result<Cow<'a, str>, Malformed> {
@@ -158,7 +159,7 @@ fn str_field<'a>(
 /// Parses an event time: integers are in `int_unit_ms` units, strings are RFC 3339; a
 /// missing one is `default` (the Kafka timestamp), if there is one.
 fn ts_field(
-    v: Option<&RawValue>,
+    v: Option<Raw<'_>>,
     int_unit_ms: i64,
     default: Option<EventTime>,
 ) -> Result<EventTime, Malformed> {
@@ -172,6 +173,14 @@ fn ts_field(
     }
     let n: i64 = text.parse().map_err(|_| Malformed::InvalidTs)?;
     n.checked_mul(int_unit_ms).ok_or(Malformed::InvalidTs)
+}
+
+/// The top level of any line, through serde_json.
+fn top_level(text: &str) -> Result<TopLevel<'_>, Malformed> {
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Malformed::NotAnObject,
+        _ => Malformed::InvalidJson,
+    })
 }
 
 impl<'s> Decoder<'s> {
@@ -211,10 +220,15 @@ impl<'s> Decoder<'s> {
         if text.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
-        let top: TopLevel = serde_json::from_str(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => Malformed::NotAnObject,
-            _ => Malformed::InvalidJson,
-        })?;
+        let top = match scan::scan(text) {
+            Some(top) => top,
+            None => top_level(text)?,
+        };
+        self.record(top, kafka_ts)
+    }
+
+    /// The record a line's top level makes.
+    fn record(&self, top: TopLevel, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         if top.duplicate_key {
             return Err(Malformed::DuplicateKey);
         }
@@ -228,7 +242,7 @@ impl<'s> Decoder<'s> {
 
     /// A user id: a non-empty string, or an integer (Segment allows a numeric `userId`; it is
     /// the id written in decimal, as JavaScript would print it).
-    fn user(v: Option<&RawValue>) -> Result<UserId, Malformed> {
+    fn user(v: Option<Raw<'_>>) -> Result<UserId, Malformed> {
         if let Some(raw) = is_null(v) {
             let text = raw.get();
             let digits = text.strip_prefix('-').unwrap_or(text);
@@ -241,7 +255,7 @@ impl<'s> Decoder<'s> {
 
     /// A device id ([`device_key`] of it): a string or an integer, as user ids are; `None`
     /// when absent, `null` or empty.
-    fn device(v: Option<&RawValue>) -> Result<Option<u64>, Malformed> {
+    fn device(v: Option<Raw<'_>>) -> Result<Option<u64>, Malformed> {
         match is_null(v) {
             None => Ok(None),
             Some(_) => match Self::user(v) {
@@ -252,12 +266,22 @@ impl<'s> Decoder<'s> {
         }
     }
 
-    fn event(&self, name: Option<&RawValue>, props: Option<&RawValue>) -> Result<Event, Malformed> {
+    fn event(
+        &self,
+        name: Option<Raw<'_>>,
+        props: Option<Raw<'_>>,
+        plain: bool,
+    ) -> Result<Event, Malformed> {
         let name = str_field(name, Malformed::MissingEvent, Malformed::InvalidEvent)?;
-        self.event_named(&name, props)
+        self.event_named(&name, props, plain)
     }
 
-    fn event_named(&self, name: &str, props: Option<&RawValue>) -> Result<Event, Malformed> {
+    fn event_named(
+        &self,
+        name: &str,
+        props: Option<Raw<'_>>,
+        plain: bool,
+    ) -> Result<Event, Malformed> {
         let id = self.schema.event(name);
         let mut patch = ProfilePatch::default();
         // Properties of events no campaign listens to are read as well, none kept: whether a
@@ -268,7 +292,14 @@ impl<'s> Decoder<'s> {
             } else {
                 Keys::Unread
             };
-            if keys != Keys::Unread || !plainly_acceptable(p.get()) {
+            // A plain line's values were seen to have no escape, exponent or long number:
+            // only the type of `props` is left to look at.
+            let acceptable = if plain {
+                p.get().starts_with('{')
+            } else {
+                plainly_acceptable(p.get())
+            };
+            if keys != Keys::Unread || !acceptable {
                 self.props(p, keys, &mut patch)?;
             }
         }
@@ -278,7 +309,7 @@ impl<'s> Decoder<'s> {
         })
     }
 
-    fn props(&self, raw: &RawValue, keys: Keys, out: &mut ProfilePatch) -> Result<(), Malformed> {
+    fn props(&self, raw: Raw<'_>, keys: Keys, out: &mut ProfilePatch) -> Result<(), Malformed> {
         let mut de = serde_json::Deserializer::from_str(raw.get());
         PropsSeed {
             schema: self.schema,
@@ -289,7 +320,7 @@ impl<'s> Decoder<'s> {
         .map_err(|_| Malformed::InvalidProps)
     }
 
-    fn profile(&self, raw: Option<&RawValue>, keys: Keys) -> Result<ProfilePatch, Malformed> {
+    fn profile(&self, raw: Option<Raw<'_>>, keys: Keys) -> Result<ProfilePatch, Malformed> {
         let mut patch = ProfilePatch::default();
         if let Some(p) = is_null(raw) {
             self.props(p, keys, &mut patch)?;
@@ -308,7 +339,7 @@ impl<'s> Decoder<'s> {
             None | Some("event") | Some("track") => Ok(Record {
                 user,
                 ts,
-                event: Some(self.event(f.event, f.props)?),
+                event: Some(self.event(f.event, f.props, f.plain)?),
                 profile: None,
                 erase: false,
             }),
@@ -373,7 +404,7 @@ impl<'s> Decoder<'s> {
         };
         match &*kind {
             "track" => {
-                let event = self.event(f.event, f.properties)?;
+                let event = self.event(f.event, f.properties, f.plain)?;
                 Ok(record(Some(event), context(None)?))
             }
             "page" | "screen" => {
@@ -386,7 +417,7 @@ impl<'s> Decoder<'s> {
                     Some(n) if !n.is_empty() => format!("Viewed {n} {what}"),
                     _ => format!("Loaded a {what}"),
                 };
-                let event = self.event_named(&name, f.properties)?;
+                let event = self.event_named(&name, f.properties, f.plain)?;
                 Ok(record(Some(event), context(None)?))
             }
             "identify" => {
@@ -405,7 +436,7 @@ impl<'s> Decoder<'s> {
 
     /// `context.app.version`, `context.os.version`, `context.device.{manufacturer,model}`,
     /// `context.library.version` feed the app/device profile fields.
-    fn segment_context(&self, raw: &RawValue) -> Result<ProfilePatch, Malformed> {
+    fn segment_context(&self, raw: Raw<'_>) -> Result<ProfilePatch, Malformed> {
         #[derive(Deserialize, Default)]
         struct Part<'a> {
             #[serde(borrow)]
@@ -443,11 +474,11 @@ impl<'s> Decoder<'s> {
         }
         let ctx: Context = serde_json::from_str(raw.get()).map_err(|_| Malformed::InvalidProps)?;
         let mut patch = ProfilePatch {
-            device: Self::device(ctx.device.as_ref().and_then(|d| d.id))?,
+            device: Self::device(ctx.device.as_ref().and_then(|d| d.id).map(Raw::from))?,
             ..ProfilePatch::default()
         };
         // `context.traits` first: what the call itself says about device and place wins.
-        if let Some(t) = is_null(ctx.traits) {
+        if let Some(t) = is_null(ctx.traits.map(Raw::from)) {
             self.props(t, Keys::SegmentTraits, &mut patch)?;
         }
         let location = ctx.location.unwrap_or_default();
@@ -499,7 +530,7 @@ impl<'s> Decoder<'s> {
             None | Some("event") => Ok(Record {
                 user,
                 ts,
-                event: Some(self.event(f.evt_name, f.evt_data)?),
+                event: Some(self.event(f.evt_name, f.evt_data, f.plain)?),
                 profile: None,
                 erase: false,
             }),

@@ -17,40 +17,61 @@ use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 /// Every top-level field any format uses (`None` when absent or `null`).
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct Fields<'a> {
-    pub user_id: Option<&'a RawValue>,
+    /// Set by [`super::scan::scan`]: no string has an escape, no number an exponent or 300
+    /// bytes, so properties no campaign reads need no second look.
+    pub plain: bool,
+    pub user_id: Option<Raw<'a>>,
     /// `userId`
-    pub user_id_camel: Option<&'a RawValue>,
+    pub user_id_camel: Option<Raw<'a>>,
     /// `anonymousId`
-    pub anonymous_id: Option<&'a RawValue>,
-    pub identity: Option<&'a RawValue>,
-    pub event: Option<&'a RawValue>,
+    pub anonymous_id: Option<Raw<'a>>,
+    pub identity: Option<Raw<'a>>,
+    pub event: Option<Raw<'a>>,
     /// `evtName`
-    pub evt_name: Option<&'a RawValue>,
+    pub evt_name: Option<Raw<'a>>,
     /// `type`
-    pub kind: Option<&'a RawValue>,
-    pub ts: Option<&'a RawValue>,
-    pub timestamp: Option<&'a RawValue>,
-    pub props: Option<&'a RawValue>,
-    pub properties: Option<&'a RawValue>,
-    pub traits: Option<&'a RawValue>,
-    pub context: Option<&'a RawValue>,
+    pub kind: Option<Raw<'a>>,
+    pub ts: Option<Raw<'a>>,
+    pub timestamp: Option<Raw<'a>>,
+    pub props: Option<Raw<'a>>,
+    pub properties: Option<Raw<'a>>,
+    pub traits: Option<Raw<'a>>,
+    pub context: Option<Raw<'a>>,
     /// `evtData`
-    pub evt_data: Option<&'a RawValue>,
+    pub evt_data: Option<Raw<'a>>,
     /// `profileData`
-    pub profile_data: Option<&'a RawValue>,
+    pub profile_data: Option<Raw<'a>>,
     /// Segment `page` / `screen` name.
-    pub name: Option<&'a RawValue>,
+    pub name: Option<Raw<'a>>,
     /// CleverTap identifiers used when `identity` is absent: `objectId`, `FBID`, `GPID`.
-    pub object_id: Option<&'a RawValue>,
-    pub fbid: Option<&'a RawValue>,
-    pub gpid: Option<&'a RawValue>,
+    pub object_id: Option<Raw<'a>>,
+    pub fbid: Option<Raw<'a>>,
+    pub gpid: Option<Raw<'a>>,
     /// Native `device_id` (of a profile update).
-    pub device_id: Option<&'a RawValue>,
+    pub device_id: Option<Raw<'a>>,
+}
+
+/// A value's JSON text as it stands in the line, as serde_json's raw value holds it: from
+/// the first byte of the value to its last, no whitespace around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Raw<'a>(pub(super) &'a str);
+
+impl<'a> Raw<'a> {
+    pub fn get(self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'a> From<&'a RawValue> for Raw<'a> {
+    fn from(v: &'a RawValue) -> Self {
+        Raw(v.get())
+    }
 }
 
 /// A parsed top level: its fields, and whether some key occurred twice.
+#[derive(Debug, PartialEq)]
 pub(super) struct TopLevel<'a> {
     pub fields: Fields<'a>,
     pub duplicate_key: bool,
@@ -58,7 +79,7 @@ pub(super) struct TopLevel<'a> {
 
 impl<'a> Fields<'a> {
     /// The field `key` names, and its number (for the duplicate check), if it is one.
-    fn slot(&mut self, key: &str) -> Option<(u32, &mut Option<&'a RawValue>)> {
+    pub(super) fn slot(&mut self, key: &str) -> Option<(u32, &mut Option<Raw<'a>>)> {
         Some(match key {
             "user_id" => (0, &mut self.user_id),
             "userId" => (1, &mut self.user_id_camel),
@@ -111,7 +132,7 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
             match fields.slot(&key) {
                 Some((bit, slot)) => {
                     let v: &RawValue = map.next_value()?;
-                    *slot = (v.get() != "null").then_some(v);
+                    *slot = (v.get() != "null").then_some(Raw::from(v));
                     duplicate_key |= known & (1 << bit) != 0;
                     known |= 1 << bit;
                 }

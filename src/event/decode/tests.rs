@@ -714,7 +714,7 @@ fn plainly_acceptable_properties_are_the_seeds_accepted_ones() {
     }
     for t in plain.iter().chain(&parsed) {
         let raw: Box<RawValue> = serde_json::from_str(t).unwrap();
-        let seed = d.props(&raw, Keys::Unread, &mut ProfilePatch::default());
+        let seed = d.props(Raw::from(&*raw), Keys::Unread, &mut ProfilePatch::default());
         assert!(!plainly_acceptable(t) || seed.is_ok(), "{t}: {seed:?}");
     }
 }
@@ -738,6 +738,10 @@ fn strings_are_what_serde_json_reads() {
     ] {
         let raw: Box<RawValue> = serde_json::from_str(text).unwrap();
         let expected = serde_json::from_str::<String>(text).ok();
-        assert_eq!(string(&raw).map(Cow::into_owned), expected, "{text}");
+        assert_eq!(
+            string(Raw::from(&*raw)).map(Cow::into_owned),
+            expected,
+            "{text}"
+        );
     }
 }
