@@ -207,7 +207,7 @@ impl<'s> Decoder<'s> {
         if line.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
-        let text = std::str::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
+        let text = simdutf8::basic::from_utf8(line).map_err(|_| Malformed::InvalidUtf8)?;
         self.decode_str_at(text, kafka_ts)
     }
 
