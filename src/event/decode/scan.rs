@@ -97,6 +97,7 @@ static STOPS_A_STRING: [bool; 256] = {
 /// How many bytes of `b` come before the first that [`STOPS_A_STRING`] (`b.len()` if none):
 /// eight at a time, with the zero-byte tests of "Bit Twiddling Hacks" (a flag is exact in
 /// the lowest byte it marks, which is the one looked for).
+#[inline(always)]
 fn plain_run(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -147,6 +148,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string without escapes or control characters; its text between the quotes.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         if self.peek() != Some(b'"') {
             return None;
