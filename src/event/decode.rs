@@ -224,19 +224,19 @@ impl<'s> Decoder<'s> {
             Some(top) => top,
             None => top_level(text)?,
         };
-        self.record(top, kafka_ts)
+        self.record(&top, kafka_ts)
     }
 
     /// The record a line's top level makes.
-    fn record(&self, top: TopLevel, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
+    fn record(&self, top: &TopLevel, kafka_ts: Option<EventTime>) -> Result<Record, Malformed> {
         if top.duplicate_key {
             return Err(Malformed::DuplicateKey);
         }
-        let f = top.fields;
+        let f = &top.fields;
         match self.format {
-            Format::Native => self.native(&f, kafka_ts),
-            Format::Segment => self.segment(&f, kafka_ts),
-            Format::Clevertap => self.clevertap(&f, kafka_ts),
+            Format::Native => self.native(f, kafka_ts),
+            Format::Segment => self.segment(f, kafka_ts),
+            Format::Clevertap => self.clevertap(f, kafka_ts),
         }
     }
 

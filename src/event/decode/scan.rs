@@ -516,7 +516,7 @@ identifiers = ["email"]
             let line = line.replacen("\"Added To Cart\"", name, 1);
             for format in [Format::Native, Format::Segment, Format::Clevertap] {
                 let d = Decoder::new(format, &cfg.schema);
-                let slow = top_level(&line).and_then(|top| d.record(top, Some(5)));
+                let slow = top_level(&line).and_then(|top| d.record(&top, Some(5)));
                 prop_assert_eq!(d.decode_str_at(&line, Some(5)), slow, "{:?} {:?}", format, line);
             }
         }
