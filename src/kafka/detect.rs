@@ -981,11 +981,6 @@ impl State {
                 }
             }
             let out = task.shard.take_output();
-            // Outputs wait in activate for the watermark marker of the next checkpoint: when
-            // the input is quiet, that is the idle one (within [`IDLE_CHECKPOINT`]), not the
-            // next `commit_interval`.
-            let outputs = out.qualifications.len() + out.conversions.len() + out.erasures.len();
-            self.pace.unsaved += outputs as u64;
             self.status
                 .custom_props_dropped
                 .fetch_add(out.custom_props_dropped, Ordering::Relaxed);
