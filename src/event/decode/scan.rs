@@ -256,7 +256,6 @@ mod tests {
 
     use super::super::{top_level, Decoder};
     use super::*;
-    use crate::config::Config;
     use crate::event::Format;
 
     /// A line as producers write them, and variants of it the scanner must leave to serde_json.
@@ -457,28 +456,6 @@ mod tests {
             })
     }
 
-    fn config() -> Config {
-        Config::parse(
-            r#"
-[[campaign]]
-id = "c"
-name = "C"
-ad_account = "1"
-start = "2026-01-01T00:00:00Z"
-[campaign.trigger]
-event = "Added To Cart"
-where = [{ prop = "price", op = ">", value = 1 }]
-[campaign.who]
-where = [{ prop = "country", op = "exists" }]
-[campaign.what]
-audience = { existing = "9" }
-identifiers = ["email"]
-"#,
-            Vec::new(),
-        )
-        .unwrap()
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4096))]
 
@@ -512,7 +489,7 @@ identifiers = ["email"]
             line in line(),
             name in prop::sample::select(vec!["\"Added To Cart\"", "\"View\""]),
         ) {
-            let cfg = config();
+            let cfg = super::super::tests::config();
             let line = line.replacen("\"Added To Cart\"", name, 1);
             for format in [Format::Native, Format::Segment, Format::Clevertap] {
                 let d = Decoder::new(format, &cfg.schema);

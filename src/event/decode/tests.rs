@@ -2,7 +2,7 @@ use super::*;
 use crate::config::Config;
 use crate::identity::{hash_email, hash_phone};
 
-fn config() -> Config {
+pub(super) fn config() -> Config {
     let text = r#"
 [[campaign]]
 id = "c"
