@@ -28,6 +28,24 @@ pub trait Lines {
     fn peek(&self, s: usize) -> Option<Line<'_>>;
     /// Drops the front line of stream `s`.
     fn pop(&mut self, s: usize);
+    /// Hands up to `max` of stream `s`'s next lines to `take`, in order, as [`Lines::front`]
+    /// and [`Lines::pop`] would one by one; `Ok(false)` once the stream has ended. On an
+    /// error, the lines handed before it stay taken.
+    fn take_lines(
+        &mut self,
+        s: usize,
+        max: usize,
+        take: &mut dyn FnMut(Line<'_>),
+    ) -> std::io::Result<bool> {
+        for _ in 0..max {
+            match self.front(s)? {
+                Some(line) => take(line),
+                None => return Ok(false),
+            }
+            self.pop(s);
+        }
+        Ok(true)
+    }
     /// Lines of only whitespace, which belong to no stream: all of them once every stream
     /// has been read to its end.
     fn blank_lines(&self) -> u64;

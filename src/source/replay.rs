@@ -254,21 +254,8 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
 
     /// Partition `p`'s next lines, up to a chunk (`None` if it has no more).
     fn take_chunk(&mut self, p: usize) -> Option<(Chunk, Vec<Decoded>)> {
-        let ahead = &mut self.ahead[p];
         let (mut chunk, out) = self.spare.pop().unwrap_or_default();
-        while chunk.spans.len() < self.chunk {
-            let line = match self.lines.front(p) {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    ahead.done = true;
-                    break;
-                }
-                Err(e) => {
-                    self.error.get_or_insert(e);
-                    ahead.done = true;
-                    break;
-                }
-            };
+        let taken = self.lines.take_lines(p, self.chunk, &mut |line| {
             let raw = chunk.raw.len()..chunk.raw.len() + line.raw.len();
             chunk.raw.extend_from_slice(line.raw);
             let record = line.record.map(|bytes| match bytes {
@@ -280,7 +267,14 @@ impl<'a, L: Lines> ReplaySource<'a, L> {
                 }
             });
             chunk.spans.push((line.origin, line.kafka_ts, raw, record));
-            self.lines.pop(p);
+        });
+        match taken {
+            Ok(true) => {}
+            Ok(false) => self.ahead[p].done = true,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self.ahead[p].done = true;
+            }
         }
         if chunk.spans.is_empty() {
             self.spare.push((chunk, out));

@@ -254,21 +254,43 @@ impl RecordingStream {
         }
     }
 
-    /// Queues line `raw` (without its `\n`) of file `f` with its stream.
-    fn queue_line(&mut self, f: usize, raw: &[u8]) {
+    /// Counts line `raw` (without its `\n`) of file `f` as read: the line as kept (see
+    /// [`line_of`]), or `None` for a blank one.
+    fn count_line<'b>(&mut self, f: usize, raw: &'b [u8]) -> Option<&'b [u8]> {
         self.files[f].lineno += 1;
         self.bytes += raw.len() as u64 + 1;
         let line = line_of(raw, self.files[f].lineno == 1);
         if is_blank(line) {
             self.blank_lines += 1;
-            return;
+            return None;
         }
+        Some(line)
+    }
+
+    /// Queues line `raw` (without its `\n`) of file `f` with its stream.
+    fn queue_line(&mut self, f: usize, raw: &[u8]) {
+        let Some(line) = self.count_line(f, raw) else {
+            return;
+        };
         let to = match (self.files[f].envelopes, self.files[f].plain) {
             (false, Some(plain)) => plain,
             _ => self.stream_of(f, line),
         };
         let lineno = self.files[f].lineno;
         self.queues[to].push(line, lineno);
+    }
+
+    /// Hands line `raw` of file `f`, whose lines are all plain, to `take` (none if blank).
+    fn take_plain(&mut self, f: usize, raw: &[u8], take: &mut dyn FnMut(Line<'_>)) -> bool {
+        let Some(line) = self.count_line(f, raw) else {
+            return false;
+        };
+        let origin = Origin {
+            file: self.files[f].index,
+            line: self.files[f].lineno,
+        };
+        take(plain_line(line, origin));
+        true
     }
 
     /// Reads lines of stream `s`'s file into their queues until `s` has one or the file ends.
@@ -346,6 +368,82 @@ impl Lines for RecordingStream {
 
     fn pop(&mut self, s: usize) {
         self.queues[s].pop();
+    }
+
+    /// A file without envelopes has one stream, so its lines go from the read buffer to
+    /// `take` without a queue; other files' lines go through their queues.
+    fn take_lines(
+        &mut self,
+        s: usize,
+        max: usize,
+        take: &mut dyn FnMut(Line<'_>),
+    ) -> std::io::Result<bool> {
+        let mut n = 0;
+        while n < max {
+            let Some(line) = self.peek(s) else { break };
+            take(line);
+            self.pop(s);
+            n += 1;
+        }
+        let f = self.streams[s].file;
+        if self.files[f].envelopes {
+            for _ in n..max {
+                match self.front(s)? {
+                    Some(line) => take(line),
+                    None => return Ok(false),
+                }
+                self.pop(s);
+            }
+            return Ok(true);
+        }
+        if n == max {
+            return Ok(true);
+        }
+        let Some(mut reader) = self.files[f].reader.take() else {
+            return Ok(false);
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut open = true;
+        let result = loop {
+            if n == max {
+                break Ok(true);
+            }
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            let mut used = 0;
+            for i in memchr::memchr_iter(b'\n', buf) {
+                let raw = &buf[used..i];
+                used = i + 1;
+                if self.take_plain(f, raw, take) {
+                    n += 1;
+                    if n == max {
+                        break;
+                    }
+                }
+            }
+            if used > 0 {
+                reader.consume(used);
+                continue;
+            }
+            // No whole line in the read buffer: one across refills, or the last, without
+            // a `\n`.
+            match next_line(&mut *reader, &mut scratch) {
+                Err(e) => break Err(e),
+                Ok(false) => {
+                    open = false;
+                    break Ok(false);
+                }
+                Ok(true) => n += usize::from(self.take_plain(f, &scratch, take)),
+            }
+        };
+        self.scratch = scratch;
+        if open {
+            self.files[f].reader = Some(reader);
+        }
+        result
     }
 
     fn blank_lines(&self) -> u64 {
@@ -488,6 +586,117 @@ mod tests {
         }
     }
 
+    /// File `f.jsonl` holding `text`, scanned and read through a buffer of `cap` bytes.
+    fn scanned(text: &str, cap: usize) -> RecordingStream {
+        let mut rec = RecordingStream {
+            files: vec![File {
+                reader: None,
+                path: PathBuf::from("f.jsonl"),
+                index: 0,
+                lineno: 0,
+                plain: None,
+                parts: FxHashMap::default(),
+                envelopes: false,
+            }],
+            streams: Vec::new(),
+            queues: Vec::new(),
+            scratch: Vec::new(),
+            bytes: 0,
+            blank_lines: 0,
+        };
+        let mut r = BufReader::with_capacity(cap, text.as_bytes());
+        rec.scan(0, &mut r).unwrap();
+        let bytes = text.to_owned().into_bytes();
+        rec.files[0].reader = Some(Box::new(BufReader::with_capacity(
+            cap,
+            std::io::Cursor::new(bytes),
+        )));
+        rec
+    }
+
+    /// A line as `take_lines` or `front` hands it out, owned.
+    type Taken = (
+        Vec<u8>,
+        Result<Vec<u8>, crate::event::decode::Malformed>,
+        Option<i64>,
+        Origin,
+    );
+
+    fn taken(l: Line<'_>) -> Taken {
+        (
+            l.raw.to_vec(),
+            l.record.map(|r| r.into_owned()),
+            l.kafka_ts,
+            l.origin,
+        )
+    }
+
+    proptest::proptest! {
+        /// Lines taken `max` at a time (straight from the read buffer in a file of plain
+        /// lines) are the lines the in-memory recording hands out one by one, whatever the
+        /// read buffer's size, with a BOM, `\r\n` endings and no last `\n`; the end is told
+        /// only once the stream has no more, and lines and bytes are counted alike.
+        #[test]
+        fn lines_taken_in_chunks_are_those_handed_out_one_by_one(
+            text in layout(),
+            plain in proptest::bool::ANY,
+            crlf in proptest::bool::ANY,
+            bom in proptest::bool::ANY,
+            tail in proptest::bool::ANY,
+            cap in 1usize..200,
+            max in 1usize..40,
+        ) {
+            let mut text = if plain {
+                // Envelopes become plain lines: one stream, read without queues.
+                text.lines()
+                    .map(|l| if looks_like_envelope(l.as_bytes()) { "{\"user_id\":\"e\"}" } else { l })
+                    .collect::<Vec<_>>()
+                    .join("\n") + "\n"
+            } else {
+                text
+            };
+            if crlf {
+                text = text.replace("}\n", "}\r\n");
+            }
+            if bom {
+                text.insert(0, '\u{feff}');
+            }
+            if tail {
+                text = text.trim_end_matches('\n').to_owned();
+            }
+            let mut mem = Recording::default();
+            mem.add(Path::new("f.jsonl"), text.clone().into_bytes());
+            let mut cursor = mem.cursor();
+            let mut rec = scanned(&text, cap);
+            proptest::prop_assert_eq!(rec.streams(), cursor.streams());
+            for s in 0..cursor.streams() {
+                let mut want = Vec::new();
+                while let Some(line) = cursor.front(s).unwrap() {
+                    want.push(taken(line));
+                    cursor.pop(s);
+                }
+                let mut got = Vec::new();
+                loop {
+                    let before = got.len();
+                    let more = rec.take_lines(s, max, &mut |l| got.push(taken(l))).unwrap();
+                    let n = got.len() - before;
+                    if more {
+                        proptest::prop_assert_eq!(n, max, "a full chunk unless the stream ended");
+                    } else {
+                        proptest::prop_assert!(n <= max);
+                        break;
+                    }
+                }
+                proptest::prop_assert_eq!(got, want);
+            }
+            // A file of only blank lines has no stream, and is not read again.
+            if rec.streams() > 0 {
+                proptest::prop_assert_eq!(rec.blank_lines(), mem.blank_lines);
+                proptest::prop_assert_eq!(rec.bytes(), text.len() as u64 + u64::from(!text.ends_with('\n')));
+            }
+        }
+    }
+
     proptest::proptest! {
         /// The scan finds the same streams whatever the read buffer's size: lines split
         /// across refills, longer than the buffer, or last without a `\n`.
@@ -497,24 +706,7 @@ mod tests {
             let mut mem = Recording::default();
             mem.add(Path::new("f.jsonl"), text.clone().into_bytes());
             let want: Vec<String> = (0..mem.streams.len()).map(|s| mem.cursor().name(s).to_owned()).collect();
-            let mut rec = RecordingStream {
-                files: vec![File {
-                    reader: None,
-                    path: PathBuf::from("f.jsonl"),
-                    index: 0,
-                    lineno: 0,
-                    plain: None,
-                    parts: FxHashMap::default(),
-                    envelopes: false,
-                }],
-                streams: Vec::new(),
-                queues: Vec::new(),
-                scratch: Vec::new(),
-                bytes: 0,
-                blank_lines: 0,
-            };
-            let mut r = BufReader::with_capacity(cap, text.as_bytes());
-            rec.scan(0, &mut r).unwrap();
+            let mut rec = scanned(&text, cap);
             // Whether lines must be looked at for envelopes: exactly when one may be one.
             let envelopes = text.split('\n').any(|l| looks_like_envelope(l.as_bytes()));
             proptest::prop_assert_eq!(rec.files[0].envelopes, envelopes);
@@ -522,8 +714,6 @@ mod tests {
             proptest::prop_assert_eq!(got, want);
             // Read through the same buffer size, every stream hands out the lines the
             // in-memory recording does (lines whole in the buffer or across refills).
-            let bytes = text.clone().into_bytes();
-            rec.files[0].reader = Some(Box::new(BufReader::with_capacity(cap, std::io::Cursor::new(bytes))));
             let mut cursor = mem.cursor();
             for s in 0..mem.streams.len() {
                 loop {
