@@ -180,6 +180,9 @@ pub struct Schema {
     pub wants_phone: bool,
     /// Custom profile properties (names not interned) kept per user; 0 = none.
     pub max_custom_props: u8,
+    /// Some campaign names a property ([`Schema::intern_prop`] was called other than by
+    /// [`Schema::keep_profile`]); without one, no event property is ever read.
+    reads_props: bool,
 }
 
 /// The canonical profile properties (DESIGN §2) that are stored as properties: every one is
@@ -235,7 +238,7 @@ impl Schema {
     pub fn keep_profile(&mut self, max_custom: u8) {
         for name in CANONICAL_PROPS {
             // Called on a schema with room for them (the config interns them first).
-            self.intern_prop(name)
+            self.intern_name(name)
                 .expect("room for the canonical properties");
         }
         self.wants_email = true;
@@ -243,8 +246,20 @@ impl Schema {
         self.max_custom_props = max_custom;
     }
 
-    /// The id of property `name`, interned if new; `None` once [`MAX_NAMES`] are interned.
+    /// The id of property `name`, which something reads, interned if new; `None` once
+    /// [`MAX_NAMES`] are interned.
     pub fn intern_prop(&mut self, name: &str) -> Option<PropId> {
+        self.reads_props = true;
+        self.intern_name(name)
+    }
+
+    /// Whether anything reads a property by name (see [`Schema::intern_prop`]): if not,
+    /// events' properties need only be checked, not kept.
+    pub fn reads_props(&self) -> bool {
+        self.reads_props
+    }
+
+    fn intern_name(&mut self, name: &str) -> Option<PropId> {
         if let Some(&id) = self.prop_ids.get(name) {
             return Some(id);
         }

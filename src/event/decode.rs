@@ -284,10 +284,11 @@ impl<'s> Decoder<'s> {
     ) -> Result<Event, Malformed> {
         let id = self.schema.event(name);
         let mut patch = ProfilePatch::default();
-        // Properties of events no campaign listens to are read as well, none kept: whether a
-        // record is malformed does not depend on the campaigns.
+        // Properties of events no campaign listens to (or of any event, when no campaign
+        // reads a property) are read as well, none kept: whether a record is malformed does
+        // not depend on the campaigns.
         if let Some(p) = is_null(props) {
-            let keys = if id.is_some() {
+            let keys = if id.is_some() && self.schema.reads_props() {
                 Keys::Event
             } else {
                 Keys::Unread

@@ -77,6 +77,64 @@ fn events_no_campaign_uses_are_kept_as_irrelevant() {
     assert!(!r.is_relevant());
 }
 
+/// Under campaigns that name no property (a trigger and its inaction alone), an event's
+/// properties are checked but none kept, whatever the line's path through the decoder.
+#[test]
+fn no_event_property_is_kept_when_no_campaign_names_one() {
+    let text = r#"
+[[campaign]]
+id = "c"
+name = "C"
+ad_account = "1"
+start = "2026-01-01T00:00:00Z"
+[campaign.trigger]
+event = "Added To Cart"
+[campaign.trigger.inaction]
+event = "Charged"
+within = "30m"
+[campaign.what]
+audience = { existing = "9" }
+identifiers = ["email"]
+"#;
+    let cfg = Config::parse(text, Vec::new()).unwrap();
+    assert!(!cfg.schema.reads_props());
+    let d = Decoder::new(Format::Native, &cfg.schema);
+    for line in [
+        r#"{"user_id":"u1","event":"Added To Cart","ts":1,"props":{"price":3,"country":"DE"}}"#,
+        r#"{"user_id":"u1","event":"Added To Cart","ts":1,"props":{"price":3e0,"country":"D\u0045"}}"#,
+    ] {
+        let r = d.decode(line.as_bytes()).unwrap();
+        let ev = r.event.as_ref().unwrap();
+        assert_eq!(ev.id, cfg.schema.event("Added To Cart"), "{line}");
+        assert!(ev.props.is_empty(), "{line}: {:?}", ev.props);
+        assert!(r.is_relevant());
+    }
+    for line in [
+        r#"{"user_id":"u1","event":"Added To Cart","ts":1,"props":[1]}"#,
+        r#"{"user_id":"u1","event":"Added To Cart","ts":1,"props":"x"}"#,
+    ] {
+        let got = d.decode(line.as_bytes()).unwrap_err();
+        assert_eq!(got, Malformed::InvalidProps, "{line}");
+    }
+    // A campaign that names one keeps the properties the schema knows.
+    let with = text.replace("within = \"30m\"", "within = \"30m\"\nmatch = [\"sku\"]");
+    let cfg = Config::parse(&with, Vec::new()).unwrap();
+    assert!(cfg.schema.reads_props());
+    let d = Decoder::new(Format::Native, &cfg.schema);
+    let r = d
+        .decode(br#"{"user_id":"u1","event":"Charged","ts":1,"props":{"sku":"a","country":"DE"}}"#)
+        .unwrap();
+    let props = &r.event.as_ref().unwrap().props;
+    assert_eq!(
+        prop(&cfg.schema, props, "sku"),
+        Some(&Value::Str("a".into()))
+    );
+    assert_eq!(
+        prop(&cfg.schema, props, "country"),
+        Some(&Value::Str("DE".into()))
+    );
+}
+
 #[test]
 fn escaped_strings_decode() {
     let cfg = config();
