@@ -220,11 +220,15 @@ impl<'s> Decoder<'s> {
         if text.len() > MAX_RECORD_BYTES {
             return Err(Malformed::Oversize);
         }
-        let top = match scan::scan(text) {
-            Some(top) => top,
-            None => top_level(text)?,
+        let mut scanned = TopLevel::default();
+        let parsed;
+        let top = if scan::scan_into(text, &mut scanned.fields) {
+            &scanned
+        } else {
+            parsed = top_level(text)?;
+            &parsed
         };
-        self.record(&top, kafka_ts)
+        self.record(top, kafka_ts)
     }
 
     /// The record a line's top level makes.

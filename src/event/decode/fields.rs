@@ -71,7 +71,7 @@ impl<'a> From<&'a RawValue> for Raw<'a> {
 }
 
 /// A parsed top level: its fields, and whether some key occurred twice.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub(super) struct TopLevel<'a> {
     pub fields: Fields<'a>,
     pub duplicate_key: bool,

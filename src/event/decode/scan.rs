@@ -12,7 +12,7 @@
 //! accepts a subset of what serde_json accepts, with the same result: a property test
 //! compares both on generated and corrupted lines.
 
-use super::fields::{Fields, Raw, TopLevel};
+use super::fields::{Fields, Raw};
 
 /// Nesting deeper than this goes to serde_json (whose own limit is 128).
 const MAX_DEPTH: u32 = 32;
@@ -22,16 +22,29 @@ const MAX_OTHER_KEYS: usize = 8;
 const MAX_NUMBER_BYTES: usize = 300;
 
 /// The top level of `text` if it is a plain line, with [`Fields::plain`] set.
-pub(super) fn scan(text: &str) -> Option<TopLevel<'_>> {
+#[cfg(test)]
+pub(super) fn scan(text: &str) -> Option<super::fields::TopLevel<'_>> {
+    let mut fields = Fields::default();
+    scan_into(text, &mut fields).then_some(super::fields::TopLevel {
+        fields,
+        duplicate_key: false,
+    })
+}
+
+/// Reads the top level of `text` into `fields` (default ones) and sets [`Fields::plain`]
+/// if it is a plain line; `false` (and `fields` to be dropped) if it is not. Filled in
+/// place: a line's fields are not copied on their way to the decoder.
+pub(super) fn scan_into<'a>(text: &'a str, fields: &mut Fields<'a>) -> bool {
+    scan_fields(text, fields).is_some()
+}
+
+fn scan_fields<'a>(text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
     };
-    let mut fields = Fields {
-        plain: true,
-        ..Fields::default()
-    };
+    fields.plain = true;
     s.ws();
     s.eat(b'{')?;
     s.ws();
@@ -74,10 +87,7 @@ pub(super) fn scan(text: &str) -> Option<TopLevel<'_>> {
         }
     }
     s.ws();
-    (s.i == s.b.len()).then_some(TopLevel {
-        fields,
-        duplicate_key: false,
-    })
+    (s.i == s.b.len()).then_some(())
 }
 
 /// The bytes that end a plain string's scan: its closing quote, or what makes it not plain
