@@ -16,8 +16,10 @@ use super::fields::{Fields, Raw};
 
 /// Nesting deeper than this goes to serde_json (whose own limit is 128).
 const MAX_DEPTH: u32 = 32;
-/// Unknown top-level keys the scanner checks for repeats; more go to serde_json.
-const MAX_OTHER_KEYS: usize = 8;
+/// Unknown top-level keys the scanner checks for repeats; more go to serde_json. A track
+/// call as Segment's spec shows it has nine (`messageId`, `sentAt`, `receivedAt`,
+/// `originalTimestamp`, `integrations`, `channel`, `version`, `writeKey`, `projectId`).
+const MAX_OTHER_KEYS: usize = 16;
 /// A number this long or longer goes to serde_json (it may be out of range).
 const MAX_NUMBER_BYTES: usize = 300;
 
@@ -52,9 +54,11 @@ fn scan_fields<'a>(text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
         s.i += 1;
     } else {
         let mut known = 0u32;
-        let mut others: [&str; MAX_OTHER_KEYS] = [""; MAX_OTHER_KEYS];
+        // Unknown keys by their place in `text` (8 bytes each, not a 16-byte `&str`).
+        let mut others = [(0u32, 0u32); MAX_OTHER_KEYS];
         let mut n_others = 0;
         loop {
+            let key_at = s.i + 1;
             let key = s.string()?;
             s.ws();
             s.eat(b':')?;
@@ -71,10 +75,16 @@ fn scan_fields<'a>(text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
                     *slot = (value != "null").then_some(Raw(value));
                 }
                 None => {
-                    if n_others == MAX_OTHER_KEYS || others[..n_others].contains(&key) {
+                    let seen = |&(at, len): &(u32, u32)| {
+                        text.as_bytes().get(at as usize..(at + len) as usize)
+                            == Some(key.as_bytes())
+                    };
+                    if n_others == MAX_OTHER_KEYS || others[..n_others].iter().any(seen) {
                         return None;
                     }
-                    others[n_others] = key;
+                    // A line is at most MAX_RECORD_BYTES (checked before the scan).
+                    others[n_others] =
+                        (u32::try_from(key_at).ok()?, u32::try_from(key.len()).ok()?);
                     n_others += 1;
                 }
             }
@@ -516,6 +526,8 @@ mod tests {
             r#"{ "user_id": "u1", "type": "profile", "ts": "2026-11-28T10:00:00Z", "props": { "email": "a@b.co", "age": 30, "tags": ["x", 1, null, true], "n": -0.5 } }"#,
             r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"m","timestamp":"2026-11-28T10:00:00.000Z","properties":{"revenue":25},"context":{"app":{"version":"1.2"},"traits":{}}}"#,
             r#"{"identity":"u1","ts":1795860000,"type":"event","evtName":"Charged","evtData":{"Amount":10}}"#,
+            // Segment's spec example of a track call: nine keys the decoder does not read.
+            r#"{"anonymousId":"23adfd82-aa0f-45a7-a756-24f2a7a4c895","context":{"library":{"name":"analytics.js","version":"2.11.1"},"page":{"path":"/academy/","referrer":"","search":"","title":"Analytics Academy","url":"https://segment.com/academy/"},"userAgent":"Mozilla/5.0","ip":"108.0.78.21"},"event":"Course Clicked","integrations":{},"messageId":"ajs-f8ca1e4de5024d9430b3928bd8ac6b96","properties":{"title":"Intro to Analytics"},"receivedAt":"2015-12-12T19:11:01.266Z","sentAt":"2015-12-12T19:11:01.169Z","timestamp":"2015-12-12T19:11:01.249Z","type":"track","userId":"AiUGstSDIg","originalTimestamp":"2015-12-12T19:11:01.152Z","channel":"client","version":2,"writeKey":"k","projectId":"p"}"#,
             "{}",
         ];
         for line in lines {
@@ -533,10 +545,20 @@ mod tests {
             r#"{"user_id":"u\u0031","event":"View","ts":1}"#,
             r#"{"user_id":"u1","event":"View","ts":1e3}"#,
             r#"{"user_id":"u1","user_id":"u2","event":"View","ts":1}"#,
+            r#"{"a":1,"b":2,"a":3}"#,
             r#"{"user_id":"u1","event":"View","ts":1} x"#,
             r#"["user_id"]"#,
         ] {
             assert!(scan(not_plain).is_none(), "{not_plain}");
         }
+        // Unknown keys are checked for repeats up to MAX_OTHER_KEYS; more go to serde_json.
+        let unknown = |n: usize| {
+            let keys: Vec<String> = (0..n).map(|i| format!(r#""k{i}":{i}"#)).collect();
+            format!(r#"{{"user_id":"u1",{}}}"#, keys.join(","))
+        };
+        assert!(scan(&unknown(MAX_OTHER_KEYS)).is_some());
+        assert!(scan(&unknown(MAX_OTHER_KEYS + 1)).is_none());
+        let repeated = unknown(MAX_OTHER_KEYS).replace(r#""k9":9"#, r#""k3":9"#);
+        assert!(scan(&repeated).is_none(), "{repeated}");
     }
 }
