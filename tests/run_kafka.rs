@@ -2534,3 +2534,102 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
     });
     running.stop().unwrap();
 }
+
+/// Inaction windows that close when the input is quiet: the idle watermark (DESIGN §4)
+/// fires them, and their qualifications reach TikTok at the idle checkpoint that follows
+/// (its watermark marker releases them in activate), not a `commit_interval` (here ten
+/// minutes) later.
+#[test]
+fn windows_closed_by_the_idle_watermark_reach_tiktok_before_the_next_commit_interval() {
+    if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
+        let file = std::fs::File::create(path).unwrap();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("remarket=debug"))
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
+    let cluster = Cluster::start();
+    create_topics(&cluster);
+    let (dir, token_file) = token_dir();
+    let sim = Sim::start(TOKEN, |_| {});
+    let text = format!(
+        "[source]\nformat = \"native\"\n\
+         [engine]\nallowed_lateness = \"1s\"\nidle_timeout = \"1s\"\n\
+         [tiktok]\nbase_url = \"{url}\"\naccess_token_file = {token:?}\nqps = 50\n\
+         max_batch = 500\nlinger = \"50ms\"\n\
+         [[campaign]]\nid = \"carts\"\nname = \"Carts\"\nad_account = \"{ADV_A}\"\n\
+         start = \"2026-11-01T00:00:00Z\"\n[campaign.trigger]\nevent = \"Added To Cart\"\n\
+         [campaign.trigger.inaction]\nevent = \"Charged\"\nwithin = \"1m\"\n\
+         [campaign.what]\naudience = {{ existing = \"{EXISTING}\" }}\nidentifiers = [\"email\"]\n\
+         [kafka]\nbrokers = \"{brokers}\"\nevents_topic = \"events\"\n\
+         profiles_topic = \"events\"\ncommit_interval = \"10m\"\n[kafka.client]\n\
+         \"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"batch.num.messages\" = \"1\"\n\"statistics.interval.ms\" = \"200\"\n\
+         [http]\nlisten = \"127.0.0.1:0\"\n",
+        url = sim.url,
+        token = token_file.display().to_string(),
+        brokers = cluster.bootstrap(),
+    );
+    let t0: i64 = 1_793_577_600_000;
+    let users = ["u1", "u2", "u3"];
+    let mut lines = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let ts = t0 + i as i64 * 10;
+        lines.push(format!(
+            r#"{{"user_id":"{u}","type":"profile","ts":{ts},"props":{{"email":"{u}@example.com"}}}}"#
+        ));
+        lines.push(format!(
+            r#"{{"user_id":"{u}","event":"Added To Cart","ts":{}}}"#,
+            ts + 5
+        ));
+    }
+    lines.extend((0..PARTITIONS).map(|p| {
+        format!(
+            r#"{{"user_id":"marker-{p}","event":"Marker","ts":{}}}"#,
+            t0 + 100
+        )
+    }));
+    let want: Members = users
+        .iter()
+        .map(|u| {
+            let h = remarket::identity::hash_email(&format!("{u}@example.com")).unwrap();
+            ("EMAIL_SHA256".to_owned(), remarket::identity::to_hex(&h))
+        })
+        .collect();
+    let audience = || held(&sim.sim).remove(EXISTING).unwrap_or_default();
+
+    let config = Config::parse(&text, Vec::new()).unwrap();
+    let clock = Arc::new(ManualClock((t0 - 60_000).into()));
+    let mut env = remarket::run::Env::from_config(&config).unwrap();
+    env.clock = clock.clone();
+    let addr = env.listener.local_addr().unwrap().to_string();
+    let running = Running::start_in(config, env);
+    let producer = test_producer(cluster.bootstrap());
+    produce(&producer, &lines, None);
+    producer.flush(Duration::from_secs(30)).unwrap();
+    // Every partition read up to its marker; the windows are open (a minute, in event time).
+    assert!(
+        wait_for(&|| {
+            let s = scrape_at(&addr);
+            let parts = (s.lines())
+                .filter(|l| l.starts_with("remarket_detect_watermark_seconds{"))
+                .count();
+            parts == PARTITIONS as usize && detect_watermark_ms(&s) >= Some(t0 - 1_000)
+        }),
+        "read: {:?}",
+        detect_watermark_ms(&scrape_at(&addr))
+    );
+    assert!(audience().is_empty(), "no window has closed yet");
+
+    // Ten minutes later on the clock, no traffic: the idle watermark closes the windows.
+    clock.0.store(t0 + 600_000, Ordering::SeqCst);
+    assert!(
+        wait_within(Duration::from_secs(60), &|| audience() == want),
+        "exported {} of {} within a minute of real time",
+        audience().len(),
+        want.len()
+    );
+    running.stop().unwrap();
+    drop(dir);
+}

@@ -289,6 +289,9 @@ struct Pace {
     since_advance: usize,
     /// Records consumed since the last checkpoint.
     unsaved: u64,
+    /// Whether a task's watermark moved, or an input went idle, since the last checkpoint:
+    /// its marker (what activate's holdback waits for) is behind.
+    marker_behind: bool,
     /// The last poll's wait.
     wait: Duration,
     /// For the per-checkpoint debug line: polls, idle polls, time waited.
@@ -426,13 +429,18 @@ impl Stage for State {
         // most every 200 ms, so that caught-up offsets are committed without waiting.
         let interval = self.pace.interval;
         let since = now.duration_since(self.pace.last_checkpoint);
+        // A marker that is behind (the watermark moved with no record or output, as it follows
+        // the wall clock once the input is drained) is sent at most every second: another
+        // partition's qualifications may be waiting in activate for it.
         if since >= interval
             || (idle && self.pace.unsaved > 0 && since >= interval.min(IDLE_CHECKPOINT))
+            || (idle && self.pace.marker_behind && since >= interval.min(IDLE_MARKER))
         {
             let started = Instant::now();
             self.advance_all(k_idle(&self.config));
             if self.checkpoint(None)? {
                 self.pace.unsaved = 0;
+                self.pace.marker_behind = false;
             } else {
                 // The broker is slow or away: the changes stay marked, the next round retries.
                 tracing::warn!("checkpoint postponed: earlier records not written yet");
@@ -498,6 +506,7 @@ pub fn run(
             last_checkpoint: Instant::now(),
             since_advance: 0,
             unsaved: 0,
+            marker_behind: false,
             wait: Duration::from_millis(100),
             polled: 0,
             idle_polls: 0,
@@ -650,6 +659,10 @@ fn past_reach(rule: &crate::detect::past::PastRule, w: EventTime) -> EventTime {
 
 /// The least time between two checkpoints taken because the input ran dry.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
+/// The least time between two checkpoints taken only because the watermark moved (or an
+/// input went idle) while the input is dry: while drained, the watermark follows the wall
+/// clock, so this paces the markers (and the checkpoint records) an idle worker sends.
+const IDLE_MARKER: Duration = Duration::from_secs(1);
 
 fn k_idle(config: &Config) -> Duration {
     config.engine.idle_timeout.duration()
@@ -962,6 +975,7 @@ impl State {
             for (i, inp) in task.inputs.iter().enumerate() {
                 if now.duration_since(inp.last_seen) >= idle && task.wm.is_active(i) {
                     task.wm.deactivate(i);
+                    self.pace.marker_behind = true;
                 }
             }
             if task.drained(p, &self.status.lag) {
@@ -975,12 +989,18 @@ impl State {
                 continue;
             }
             task.shard.advance(w);
+            self.pace.marker_behind = true;
             for inp in &mut task.inputs {
                 while inp.buffered.front().is_some_and(|&(_, ts)| ts <= w) {
                     inp.buffered.pop_front();
                 }
             }
             let out = task.shard.take_output();
+            // Outputs wait in activate for the watermark marker of the next checkpoint: when
+            // the input is quiet, that is the idle one (within [`IDLE_CHECKPOINT`]), not the
+            // next `commit_interval`.
+            let outputs = out.qualifications.len() + out.conversions.len() + out.erasures.len();
+            self.pace.unsaved += outputs as u64;
             self.status
                 .custom_props_dropped
                 .fetch_add(out.custom_props_dropped, Ordering::Relaxed);
