@@ -707,18 +707,24 @@ fn check_references(scrape: &str) {
     assert!(problems.is_empty(), "{problems:#?}\nin /metrics:\n{scrape}");
 }
 
-/// SIGKILL a third of the way, a restart stopped gracefully (SIGTERM's path), a restart to
-/// the end: the same audiences as replay.
-#[test]
-fn run_builds_the_same_audiences_as_replay_across_restarts() {
+/// With `REMARKET_TEST_TRACE=FILE`, the service's log (in this process, by `filter`) goes
+/// to FILE.
+fn trace_to_file(filter: &str) {
     if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
         let file = std::fs::File::create(path).unwrap();
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("remarket=debug"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::sync::Mutex::new(file))
             .with_ansi(false)
             .try_init();
     }
+}
+
+/// SIGKILL a third of the way, a restart stopped gracefully (SIGTERM's path), a restart to
+/// the end: the same audiences as replay.
+#[test]
+fn run_builds_the_same_audiences_as_replay_across_restarts() {
+    trace_to_file("remarket=debug");
     let s = setup(600, 5_000, 13);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:80ms".into()));
     let config = write_config(&s, &sim, 40);
@@ -984,16 +990,7 @@ fn inputs_with_different_partition_counts_are_refused() {
 /// added latency, the broker down for a while — and still the same audiences.
 #[test]
 fn broker_faults_on_the_mock_cluster() {
-    if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
-        let file = std::fs::File::create(path).unwrap();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "remarket=debug,librdkafka=warn",
-            ))
-            .with_writer(std::sync::Mutex::new(file))
-            .with_ansi(false)
-            .try_init();
-    }
+    trace_to_file("remarket=debug,librdkafka=warn");
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     let (mock, bootstrap) = kafka::mock_cluster();
     let s = setup_on(Cluster::Mock(mock, bootstrap), 500, 4_000, 31);
@@ -2541,14 +2538,7 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
 /// minutes) later.
 #[test]
 fn windows_closed_by_the_idle_watermark_reach_tiktok_before_the_next_commit_interval() {
-    if let Ok(path) = std::env::var("REMARKET_TEST_TRACE") {
-        let file = std::fs::File::create(path).unwrap();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("remarket=debug"))
-            .with_writer(std::sync::Mutex::new(file))
-            .with_ansi(false)
-            .try_init();
-    }
+    trace_to_file("remarket=debug");
     let cluster = Cluster::start();
     create_topics(&cluster);
     let (dir, token_file) = token_dir();

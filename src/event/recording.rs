@@ -37,18 +37,28 @@ pub trait Lines {
         max: usize,
         take: &mut dyn FnMut(Line<'_>),
     ) -> std::io::Result<bool> {
-        for _ in 0..max {
-            match self.front(s)? {
-                Some(line) => take(line),
-                None => return Ok(false),
-            }
-            self.pop(s);
-        }
-        Ok(true)
+        take_each(self, s, max, take)
     }
     /// Lines of only whitespace, which belong to no stream: all of them once every stream
     /// has been read to its end.
     fn blank_lines(&self) -> u64;
+}
+
+/// [`Lines::take_lines`] by [`Lines::front`] and [`Lines::pop`], line by line.
+pub(crate) fn take_each<L: Lines + ?Sized>(
+    lines: &mut L,
+    s: usize,
+    max: usize,
+    take: &mut dyn FnMut(Line<'_>),
+) -> std::io::Result<bool> {
+    for _ in 0..max {
+        match lines.front(s)? {
+            Some(line) => take(line),
+            None => return Ok(false),
+        }
+        lines.pop(s);
+    }
+    Ok(true)
 }
 
 use std::borrow::Cow;

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use super::{
-    envelope_hint, envelope_key, is_blank, looks_like_envelope, plain_line, trim_cr, unwrap, Line,
-    Lines, Origin, BOM,
+    envelope_hint, envelope_key, is_blank, looks_like_envelope, plain_line, take_each, trim_cr,
+    unwrap, Line, Lines, Origin, BOM,
 };
 
 /// Bytes read from an input at a time.
@@ -387,14 +387,7 @@ impl Lines for RecordingStream {
         }
         let f = self.streams[s].file;
         if self.files[f].envelopes {
-            for _ in n..max {
-                match self.front(s)? {
-                    Some(line) => take(line),
-                    None => return Ok(false),
-                }
-                self.pop(s);
-            }
-            return Ok(true);
+            return take_each(self, s, max - n, take);
         }
         if n == max {
             return Ok(true);
