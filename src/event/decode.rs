@@ -222,7 +222,7 @@ impl<'s> Decoder<'s> {
         }
         let mut scanned = TopLevel::default();
         let parsed;
-        let top = if scan::scan_into(text, &mut scanned.fields) {
+        let top = if scan::scan_into(text, &mut scanned.fields).is_some() {
             &scanned
         } else {
             parsed = top_level(text)?;

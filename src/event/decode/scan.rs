@@ -27,20 +27,17 @@ const MAX_NUMBER_BYTES: usize = 300;
 #[cfg(test)]
 pub(super) fn scan(text: &str) -> Option<super::fields::TopLevel<'_>> {
     let mut fields = Fields::default();
-    scan_into(text, &mut fields).then_some(super::fields::TopLevel {
+    scan_into(text, &mut fields)?;
+    Some(super::fields::TopLevel {
         fields,
         duplicate_key: false,
     })
 }
 
 /// Reads the top level of `text` into `fields` (default ones) and sets [`Fields::plain`]
-/// if it is a plain line; `false` (and `fields` to be dropped) if it is not. Filled in
+/// if it is a plain line; `None` (and `fields` to be dropped) if it is not. Filled in
 /// place: a line's fields are not copied on their way to the decoder.
-pub(super) fn scan_into<'a>(text: &'a str, fields: &mut Fields<'a>) -> bool {
-    scan_fields(text, fields).is_some()
-}
-
-fn scan_fields<'a>(text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
+pub(super) fn scan_into<'a>(text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
     let mut s = Scanner {
         text,
         b: text.as_bytes(),

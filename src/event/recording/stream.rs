@@ -295,35 +295,63 @@ impl RecordingStream {
 
     /// Reads lines of stream `s`'s file into their queues until `s` has one or the file ends.
     fn fill(&mut self, s: usize) -> std::io::Result<()> {
-        let f = self.streams[s].file;
-        let Some(mut reader) = self.files[f].reader.take() else {
+        if !self.queues[s].lines.is_empty() {
             return Ok(());
+        }
+        let f = self.streams[s].file;
+        self.read_lines(f, &mut |rec, raw| {
+            rec.queue_line(f, raw);
+            rec.queues[s].lines.is_empty()
+        })
+        .map(drop)
+    }
+
+    /// Reads file `f`'s next lines (each without its `\n`) and hands them to `each` until it
+    /// returns `false` or the file ends; `Ok(false)` once the file has ended. A line whole in
+    /// the read buffer is handed from there; one across refills (or the last, without a
+    /// `\n`) through `scratch`.
+    fn read_lines(
+        &mut self,
+        f: usize,
+        each: &mut dyn FnMut(&mut Self, &[u8]) -> bool,
+    ) -> std::io::Result<bool> {
+        let Some(mut reader) = self.files[f].reader.take() else {
+            return Ok(false);
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut open = true;
         let result = loop {
-            if !self.queues[s].lines.is_empty() {
-                break Ok(());
-            }
-            // A line whole in the read buffer is queued from there; one across refills (or
-            // the last, without a `\n`) through `scratch`.
             let buf = match reader.fill_buf() {
                 Ok(buf) => buf,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => break Err(e),
             };
-            if let Some(i) = memchr::memchr(b'\n', buf) {
-                self.queue_line(f, &buf[..i]);
-                reader.consume(i + 1);
+            let (mut used, mut more) = (0, true);
+            for i in memchr::memchr_iter(b'\n', buf) {
+                more = each(self, &buf[used..i]);
+                used = i + 1;
+                if !more {
+                    break;
+                }
+            }
+            if used > 0 {
+                reader.consume(used);
+                if !more {
+                    break Ok(true);
+                }
                 continue;
             }
             match next_line(&mut *reader, &mut scratch) {
                 Err(e) => break Err(e),
                 Ok(false) => {
                     open = false;
-                    break Ok(());
+                    break Ok(false);
                 }
-                Ok(true) => self.queue_line(f, &scratch),
+                Ok(true) => {
+                    if !each(self, &scratch) {
+                        break Ok(true);
+                    }
+                }
             }
         };
         self.scratch = scratch;
@@ -378,6 +406,11 @@ impl Lines for RecordingStream {
         max: usize,
         take: &mut dyn FnMut(Line<'_>),
     ) -> std::io::Result<bool> {
+        let f = self.streams[s].file;
+        if self.files[f].envelopes {
+            return take_each(self, s, max, take);
+        }
+        // A line `front` queued goes first.
         let mut n = 0;
         while n < max {
             let Some(line) = self.peek(s) else { break };
@@ -385,58 +418,13 @@ impl Lines for RecordingStream {
             self.pop(s);
             n += 1;
         }
-        let f = self.streams[s].file;
-        if self.files[f].envelopes {
-            return take_each(self, s, max - n, take);
-        }
         if n == max {
             return Ok(true);
         }
-        let Some(mut reader) = self.files[f].reader.take() else {
-            return Ok(false);
-        };
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let mut open = true;
-        let result = loop {
-            if n == max {
-                break Ok(true);
-            }
-            let buf = match reader.fill_buf() {
-                Ok(buf) => buf,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
-            };
-            let mut used = 0;
-            for i in memchr::memchr_iter(b'\n', buf) {
-                let raw = &buf[used..i];
-                used = i + 1;
-                if self.take_plain(f, raw, take) {
-                    n += 1;
-                    if n == max {
-                        break;
-                    }
-                }
-            }
-            if used > 0 {
-                reader.consume(used);
-                continue;
-            }
-            // No whole line in the read buffer: one across refills, or the last, without
-            // a `\n`.
-            match next_line(&mut *reader, &mut scratch) {
-                Err(e) => break Err(e),
-                Ok(false) => {
-                    open = false;
-                    break Ok(false);
-                }
-                Ok(true) => n += usize::from(self.take_plain(f, &scratch, take)),
-            }
-        };
-        self.scratch = scratch;
-        if open {
-            self.files[f].reader = Some(reader);
-        }
-        result
+        self.read_lines(f, &mut |rec, raw| {
+            n += usize::from(rec.take_plain(f, raw, take));
+            n < max
+        })
     }
 
     fn blank_lines(&self) -> u64 {
