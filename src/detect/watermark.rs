@@ -157,8 +157,16 @@ impl Watermarks {
     /// Notes a record of partition `p`; returns whether it is late (`ts <= watermark` before
     /// the record is seen). A late record does not move the watermark.
     pub fn observe(&mut self, p: usize, ts: EventTime) -> bool {
-        if ts <= self.current() {
+        let current = self.current();
+        if ts <= current {
             return true;
+        }
+        if !self.parts[p].active {
+            // Back from idleness: its records may be behind the others' watermark, which
+            // the shards have already reached. The combined watermark never goes back
+            // (Flink's status valve does the same), so that nothing behind what a shard
+            // applied is taken as on time.
+            self.floor = self.floor.max(current);
         }
         self.set_active(p, true);
         let part = &mut self.parts[p];
@@ -259,6 +267,25 @@ mod tests {
     }
 
     /// The watermarks as they were computed before the tree: a scan over every partition.
+    /// An input back from idleness with records behind the others' watermark: the
+    /// watermark stays where it was, and those records are late, not applied behind what
+    /// the shard has applied already.
+    #[test]
+    fn a_partition_back_from_idleness_does_not_take_the_watermark_back() {
+        let mut w = Watermarks::new(2, 10);
+        assert!(!w.observe(0, 100));
+        assert!(!w.observe(1, 50));
+        assert_eq!(w.current(), 39);
+        w.deactivate(1);
+        assert_eq!(w.current(), 89, "partition 1 idle");
+        assert!(!w.observe(1, 95), "ahead of the watermark: on time");
+        assert_eq!(w.current(), 89, "not back to 95 - 11");
+        assert!(w.observe(0, 85), "behind it: late");
+        assert!(!w.observe(0, 120));
+        assert!(!w.observe(1, 130));
+        assert_eq!(w.current(), 109, "both active again: the minimum");
+    }
+
     #[derive(Debug, Clone)]
     struct Scan {
         lateness: i64,
@@ -283,8 +310,12 @@ mod tests {
         }
 
         fn observe(&mut self, p: usize, ts: EventTime) -> bool {
-            if ts <= self.current() {
+            let current = self.current();
+            if ts <= current {
                 return true;
+            }
+            if !self.parts[p].active {
+                self.floor = self.floor.max(current);
             }
             let part = &mut self.parts[p];
             part.active = true;
@@ -373,6 +404,7 @@ mod tests {
             let mut scan = Scan::new(n, lateness);
             proptest::prop_assert_eq!(tree.current(), scan.current());
             for op in ops {
+                let before = tree.current();
                 match op {
                     Op::Observe(p, ts) => {
                         proptest::prop_assert_eq!(tree.observe(p, ts), scan.observe(p, ts));
@@ -396,6 +428,10 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(tree.current(), scan.current(), "after {:?}", op);
+                // Only a restart's restore sets it anew.
+                if !matches!(op, Op::Restore(..) | Op::Floor(_)) {
+                    proptest::prop_assert!(tree.current() >= before, "went back after {:?}", op);
+                }
                 proptest::prop_assert_eq!(tree.max_seen(), scan.max_seen);
             }
         }
