@@ -264,32 +264,59 @@ fn produce(
 }
 
 /// Publishes a setup's unpublished records in the background at about `rate` records a
-/// second, so that input keeps arriving while a test kills and restarts the service;
-/// [`Feeder::finish`] publishes the rest at full speed.
+/// second, never past what [`Feeder::allow`] allowed so far, so that input keeps arriving
+/// while a test kills and restarts the service, up to its last kill; [`Feeder::finish`]
+/// publishes the rest at full speed.
 struct Feeder {
     hurry: Arc<AtomicBool>,
+    allowed: Arc<std::sync::atomic::AtomicUsize>,
+    total: usize,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Feeder {
     fn start(s: &mut Setup, rate: u32) -> Feeder {
         let lines = std::mem::take(&mut s.unpublished);
+        let total = lines.len();
         let brokers = s.cluster.bootstrap().to_owned();
         let hurry = Arc::new(AtomicBool::new(false));
+        let allowed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let gap = Duration::from_secs(1) / rate.max(1);
         let thread = {
-            let hurry = hurry.clone();
+            let (hurry, allowed) = (hurry.clone(), allowed.clone());
             std::thread::spawn(move || {
                 let producer = test_producer(&brokers);
-                produce(&producer, &lines, Some((&hurry, gap)));
+                let mut sent = 0;
+                while sent < lines.len() {
+                    let upto = allowed.load(Ordering::SeqCst).min(lines.len());
+                    if upto <= sent {
+                        // Pacing, not synchronisation: the next allowance comes with a kill.
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    produce(&producer, &lines[sent..upto], Some((&hurry, gap)));
+                    sent = upto;
+                }
                 producer.flush(Duration::from_secs(30)).unwrap();
             })
         };
-        Feeder { hurry, thread }
+        Feeder {
+            hurry,
+            allowed,
+            total,
+            thread,
+        }
+    }
+
+    /// Lets the first `share` of the records (0 to 1) go out.
+    fn allow(&self, share: f64) {
+        let n = (self.total as f64 * share).ceil() as usize;
+        self.allowed.fetch_max(n, Ordering::SeqCst);
     }
 
     fn finish(self) {
         self.hurry.store(true, Ordering::Relaxed);
+        self.allowed.store(usize::MAX, Ordering::SeqCst);
         self.thread.join().unwrap();
     }
 }
@@ -768,11 +795,15 @@ fn crash_test_sigkill_at_random_moments() {
     // 10 s a kill: a run of up to 6 s, then the session timeout), so every kill lands while
     // records are still coming in, and the last windows close only with the final markers.
     let mut s = setup_feeding(800 * scale, 7_000 * scale, seed % 1000, 0.2);
-    let rate = (s.unpublished.len() as u32 / (kills.max(1) * 9)).max(50);
+    // Each run gets its share of the input, published over about 5 s (a run lives up to
+    // 6 s, then its sessions expire for 7 s): no run goes without new input, the last
+    // one included, however long the runs before it took.
+    let rate = (s.unpublished.len() as u32 / (kills.max(1) * 5)).max(50);
     let feeder = Feeder::start(&mut s, rate);
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
     let config = write_config(&s, &sim, 30);
     for i in 0..kills {
+        feeder.allow(f64::from(i + 1) / f64::from(kills));
         let mut child = spawn_run(&config, &s.dir.path().join(format!("kill-{i}.log")));
         // A random instant: half the kills at a random time (mostly start-up and restore),
         // half after a random number of further TikTok mapping requests (mid-stream: between
