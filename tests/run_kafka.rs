@@ -103,9 +103,9 @@ fn setup_split(cluster: Cluster, users: u64, events: u64, seed: u64, published: 
     let mut unpublished = lines.split_off(now);
     unpublished.extend(markers);
     let producer = test_producer(cluster.bootstrap());
-    produce(&producer, &lines, None);
+    produce(&producer, &lines);
     if published >= 1.0 {
-        produce(&producer, &std::mem::take(&mut unpublished), None);
+        produce(&producer, &std::mem::take(&mut unpublished));
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
@@ -212,6 +212,9 @@ fn test_producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("batch.num.messages", "1")
+        // A retried request must not land twice or out of order: the tests compare `run`
+        // with replay of the input in the order it was produced.
+        .set("enable.idempotence", "true")
         .create()
         .unwrap()
 }
@@ -233,20 +236,9 @@ fn markers(lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Produces `lines` in order: records keyed by user id, markers to their own partition. With
-/// `pace = (hurry, gap)`, waits `gap` before each record until `hurry` is set (input arriving
-/// over time, not a synchronisation).
-fn produce(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    lines: &[String],
-    pace: Option<(&AtomicBool, Duration)>,
-) {
+/// Produces `lines` in order: records keyed by user id, markers to their own partition.
+fn produce(producer: &ThreadedProducer<DefaultProducerContext>, lines: &[String]) {
     for line in lines {
-        if let Some((hurry, gap)) = pace {
-            if !hurry.load(Ordering::Relaxed) {
-                std::thread::sleep(gap);
-            }
-        }
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let user = v["user_id"].as_str().unwrap();
         let mut r = match user.strip_prefix("marker-") {
@@ -263,60 +255,63 @@ fn produce(
     }
 }
 
-/// Publishes a setup's unpublished records in the background at about `rate` records a
-/// second, never past what [`Feeder::allow`] allowed so far, so that input keeps arriving
-/// while a test kills and restarts the service, up to its last kill; [`Feeder::finish`]
-/// publishes the rest at full speed.
+/// Publishes a setup's unpublished records in the background, one at a time, a gap apart
+/// that [`Feeder::spread`] sets, so that input keeps arriving — without a pause, which the
+/// 1 s idle timeout would take for the end of the input — while a test kills and restarts
+/// the service; [`Feeder::finish`] publishes the rest at full speed.
 struct Feeder {
     hurry: Arc<AtomicBool>,
-    allowed: Arc<std::sync::atomic::AtomicUsize>,
+    sent: Arc<std::sync::atomic::AtomicUsize>,
+    gap_us: Arc<std::sync::atomic::AtomicU64>,
     total: usize,
     thread: std::thread::JoinHandle<()>,
 }
 
 impl Feeder {
-    fn start(s: &mut Setup, rate: u32) -> Feeder {
+    fn start(s: &mut Setup) -> Feeder {
+        use std::sync::atomic::{AtomicU64, AtomicUsize};
         let lines = std::mem::take(&mut s.unpublished);
         let total = lines.len();
         let brokers = s.cluster.bootstrap().to_owned();
         let hurry = Arc::new(AtomicBool::new(false));
-        let allowed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let gap = Duration::from_secs(1) / rate.max(1);
+        let sent = Arc::new(AtomicUsize::new(0));
+        let gap_us = Arc::new(AtomicU64::new(20_000));
         let thread = {
-            let (hurry, allowed) = (hurry.clone(), allowed.clone());
+            let (hurry, sent, gap_us) = (hurry.clone(), sent.clone(), gap_us.clone());
             std::thread::spawn(move || {
                 let producer = test_producer(&brokers);
-                let mut sent = 0;
-                while sent < lines.len() {
-                    let upto = allowed.load(Ordering::SeqCst).min(lines.len());
-                    if upto <= sent {
-                        // Pacing, not synchronisation: the next allowance comes with a kill.
-                        std::thread::sleep(Duration::from_millis(20));
-                        continue;
+                for (i, line) in lines.iter().enumerate() {
+                    produce(&producer, std::slice::from_ref(line));
+                    sent.store(i + 1, Ordering::SeqCst);
+                    if !hurry.load(Ordering::Relaxed) {
+                        // Pacing, not synchronisation.
+                        std::thread::sleep(Duration::from_micros(gap_us.load(Ordering::SeqCst)));
                     }
-                    produce(&producer, &lines[sent..upto], Some((&hurry, gap)));
-                    sent = upto;
                 }
                 producer.flush(Duration::from_secs(30)).unwrap();
             })
         };
         Feeder {
             hurry,
-            allowed,
+            sent,
+            gap_us,
             total,
             thread,
         }
     }
 
-    /// Lets the first `share` of the records (0 to 1) go out.
-    fn allow(&self, share: f64) {
-        let n = (self.total as f64 * share).ceil() as usize;
-        self.allowed.fetch_max(n, Ordering::SeqCst);
+    /// Spreads what is left over the next `time`.
+    fn spread(&self, time: Duration) {
+        let left = self
+            .total
+            .saturating_sub(self.sent.load(Ordering::SeqCst))
+            .max(1);
+        let gap = (time.as_micros() / left as u128).clamp(1, 1_000_000) as u64;
+        self.gap_us.store(gap, Ordering::SeqCst);
     }
 
     fn finish(self) {
         self.hurry.store(true, Ordering::Relaxed);
-        self.allowed.store(usize::MAX, Ordering::SeqCst);
         self.thread.join().unwrap();
     }
 }
@@ -795,15 +790,20 @@ fn crash_test_sigkill_at_random_moments() {
     // 10 s a kill: a run of up to 6 s, then the session timeout), so every kill lands while
     // records are still coming in, and the last windows close only with the final markers.
     let mut s = setup_feeding(800 * scale, 7_000 * scale, seed % 1000, 0.2);
-    // Each run gets its share of the input, published over about 5 s (a run lives up to
-    // 6 s, then its sessions expire for 7 s): no run goes without new input, the last
-    // one included, however long the runs before it took.
-    let rate = (s.unpublished.len() as u32 / (kills.max(1) * 5)).max(50);
-    let feeder = Feeder::start(&mut s, rate);
+    // What is left of the input is spread, before each run, over the time the runs left
+    // will take (the mean run so far; 10 s before the first: a run lives up to 6 s, then
+    // its sessions expire for 7 s), so that the input lasts to the last kill however long
+    // the kills take, and never pauses before it.
+    let feeder = Feeder::start(&mut s);
+    let started = tokio::time::Instant::now();
     let sim = Sim::start(TOKEN, |a| a.faults = Some("latency@mapping:60ms".into()));
     let config = write_config(&s, &sim, 30);
     for i in 0..kills {
-        feeder.allow(f64::from(i + 1) / f64::from(kills));
+        let per_kill = match i {
+            0 => Duration::from_secs(10),
+            _ => started.elapsed() / i,
+        };
+        feeder.spread(per_kill * (kills - i));
         let mut child = spawn_run(&config, &s.dir.path().join(format!("kill-{i}.log")));
         // A random instant: half the kills at a random time (mostly start-up and restore),
         // half after a random number of further TikTok mapping requests (mid-stream: between
@@ -1237,7 +1237,7 @@ fn a_scheduled_run_fires_on_the_wall_clock_when_traffic_stops() {
     let want: BTreeSet<Members> = held(&reference.sim).into_values().collect();
 
     let producer = test_producer(cluster.bootstrap());
-    produce(&producer, &lines, None);
+    produce(&producer, &lines);
     producer.flush(Duration::from_secs(30)).unwrap();
     let sim = Sim::start(TOKEN, |_| {});
     let config = Config::parse(&config_text(&sim.url, cluster.bootstrap()), Vec::new()).unwrap();
@@ -1462,8 +1462,8 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
             .map(|p| format!(r#"{{"user_id":"marker-{p}","event":"Marker","ts":{ts}}}"#))
             .collect::<Vec<_>>()
     };
-    produce(&producer, &half(&first), None);
-    produce(&producer, &markers_at(stop_at - 1_000), None);
+    produce(&producer, &half(&first));
+    produce(&producer, &markers_at(stop_at - 1_000));
     producer.flush(Duration::from_secs(30)).unwrap();
 
     // What replay gives with the recorded campaigns topic, for an input.
@@ -1525,8 +1525,8 @@ fn a_campaign_published_through_the_api_fills_its_audience_and_stops() {
         wait_for(&|| generation(3)),
         "the stages restart with the stop"
     );
-    produce(&producer, &half(&second), None);
-    produce(&producer, &markers_at(last + LATENESS_MS + 1_000), None);
+    produce(&producer, &half(&second));
+    produce(&producer, &markers_at(last + LATENESS_MS + 1_000));
     producer.flush(Duration::from_secs(30)).unwrap();
     let (want_all, want_report) = reference(&lines, "all");
     let sizes = |v: &BTreeSet<Members>| v.iter().map(|m| m.len()).collect::<Vec<_>>();
@@ -1835,8 +1835,8 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     };
     let (running, addr) = start(&clock);
     let producer = test_producer(cluster.bootstrap());
-    produce(&producer, &join(&["u1", "u2", "u3", "u4"], t0), None);
-    produce(&producer, &markers_at(t0 + 10_000), None);
+    produce(&producer, &join(&["u1", "u2", "u3", "u4"], t0));
+    produce(&producer, &markers_at(t0 + 10_000));
     producer.flush(Duration::from_secs(30)).unwrap();
     let series = |name: &str| {
         (scrape_at(&addr).lines())
@@ -1899,7 +1899,7 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
     }
     let (status, _) = api(&addr, "POST", "/users/u1/erase", None);
     assert_eq!(status, 202, "an erasure may be asked again");
-    produce(&producer, &markers_at(t0 + 30_000), None);
+    produce(&producer, &markers_at(t0 + 30_000));
     producer.flush(Duration::from_secs(30)).unwrap();
     // u1's email is also u2's: it stays; u3's leaves.
     assert!(
@@ -1943,8 +1943,8 @@ fn an_erased_user_leaves_the_audience_and_stays_gone_after_a_restart() {
         t0 + 40_000
     )];
     again.extend(join(&["u5"], t0 + 40_100));
-    produce(&producer, &again, None);
-    produce(&producer, &markers_at(t0 + 50_000), None);
+    produce(&producer, &again);
+    produce(&producer, &markers_at(t0 + 50_000));
     producer.flush(Duration::from_secs(30)).unwrap();
     // Every partition's watermark past t0 + 45 s: its markers, and so u3's trigger, were read.
     let read_all = || {
@@ -2443,7 +2443,7 @@ fn the_console_builds_publishes_and_stops_campaigns_in_a_browser() {
         // Events: the simulator's audience fills.
         let mut input = lines.clone();
         input.extend(markers(&lines));
-        produce(&producer, &input, None);
+        produce(&producer, &input);
         producer.flush(Duration::from_secs(30)).unwrap();
         let members = || {
             let audience = sim.sim.audiences().into_iter().find(|a| a.name == "Console carts");
@@ -2627,7 +2627,7 @@ fn windows_closed_by_the_idle_watermark_reach_tiktok_before_the_next_commit_inte
     let addr = env.listener.local_addr().unwrap().to_string();
     let running = Running::start_in(config, env);
     let producer = test_producer(cluster.bootstrap());
-    produce(&producer, &lines, None);
+    produce(&producer, &lines);
     producer.flush(Duration::from_secs(30)).unwrap();
     // Every partition read up to its marker; the windows are open (a minute, in event time).
     assert!(
