@@ -281,8 +281,12 @@ impl DeliveryGuard {
 
     /// A record of the current epoch is being handed over: its tag.
     fn sending(&self) -> usize {
-        let epoch = self.epoch.load(std::sync::atomic::Ordering::Relaxed);
-        *self.outstanding().entry(epoch).or_default() += 1;
+        // The epoch is read under the lock, so that a thread sealing it and then asking
+        // [`DeliveryGuard::written_through`] never misses a record another thread is
+        // registering (the changelog writer sends beside the detect thread).
+        let mut out = self.outstanding();
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        *out.entry(epoch).or_default() += 1;
         epoch as usize
     }
 

@@ -52,6 +52,8 @@ use crate::detect::Rules;
 use crate::event::decode::{Decoder, Malformed};
 use crate::event::EventTime;
 
+mod writer;
+
 /// Live counters of the stage (all its workers), read by `/metrics` and `/readyz`.
 #[derive(Debug, Default)]
 pub struct DetectStatus {
@@ -239,7 +241,9 @@ struct State {
     config: Arc<Config>,
     rules: Arc<Rules>,
     tasks: BTreeMap<i32, Task>,
-    producer: super::StageProducer,
+    producer: Arc<super::StageProducer>,
+    /// Hands each checkpoint's snapshots to `producer` on a thread of its own.
+    writer: writer::Writer,
     changelog: String,
     qualified: String,
     dead_letter: String,
@@ -273,8 +277,9 @@ type InputOffset = (String, i32, i64);
 /// those are. So a checkpoint record in the changelog always follows its whole state, and no
 /// state in the changelog reflects an output that could still be lost.
 struct Unwritten {
-    /// The producer epoch whose records must be written before the next step.
-    epoch: u64,
+    /// The producer epoch whose records must be written before the next step (`None` while
+    /// the writer is still handing its snapshots to librdkafka).
+    epoch: Option<u64>,
     /// Per partition, the checkpoint record's value.
     marks: Vec<(i32, Vec<u8>)>,
     marks_sent: bool,
@@ -298,6 +303,8 @@ struct Pace {
     polled: u64,
     idle_polls: u64,
     poll_time: Duration,
+    /// Snapshots the last checkpoint handed to the writer.
+    snapshots: usize,
 }
 
 impl Stage for State {
@@ -445,6 +452,7 @@ impl Stage for State {
                 idle_ms = self.pace.poll_time.as_millis() as u64,
                 since_ms = since.as_millis() as u64,
                 checkpoint_ms = started.elapsed().as_millis() as u64,
+                snapshots = self.pace.snapshots,
                 unwritten = self.unwritten.len(),
                 "detect checkpoint"
             );
@@ -642,11 +650,13 @@ impl State {
         clock: Arc<dyn WallClock>,
     ) -> anyhow::Result<State> {
         let k = super::settings(&config)?;
+        let producer = Arc::new(super::producer(&k)?);
         Ok(State {
             previews_seen: status.previews.next.load(Ordering::SeqCst),
             rules: Arc::new(Rules::compile(&config.campaigns, &config.schema)),
             tasks: BTreeMap::new(),
-            producer: super::producer(&k)?,
+            writer: writer::Writer::start(producer.clone(), k.topic("changelog"), worker),
+            producer,
             changelog: k.topic("changelog"),
             qualified: k.topic("qualified"),
             dead_letter: k.topic("dead-letter"),
@@ -666,6 +676,7 @@ impl State {
                 polled: 0,
                 idle_polls: 0,
                 poll_time: Duration::ZERO,
+                snapshots: 0,
             },
             qualified_partitions: layout.activate_partitions as i32,
             input_partitions: layout.input_partitions as u32,
@@ -1101,6 +1112,9 @@ impl State {
         // partition's next owner (41 of them in a loaded CI run: a revocation's checkpoint
         // came between two advance rounds).
         self.advance_all(k_idle(&self.config));
+        // The previous checkpoint's snapshots are all with librdkafka before anything of
+        // this one is sent.
+        self.settle_writer()?;
         let outputs = self.producer.context().seal();
         if !wait_written(&self.producer, outputs, OUTPUTS_WRITTEN)? {
             return Ok(false);
@@ -1120,7 +1134,7 @@ impl State {
                 return Ok(false);
             }
         }
-        let (mut marks, mut offsets) = (Vec::new(), Vec::new());
+        let (mut marks, mut offsets, mut batches) = (Vec::new(), Vec::new(), Vec::new());
         let mut gauges = self
             .status
             .partitions
@@ -1157,17 +1171,10 @@ impl State {
                     None,
                 );
             }
-            let (producer, changelog) = (&self.producer, &self.changelog);
-            task.shard.drain_dirty_encoded(|user, value| {
-                super::send(
-                    producer,
-                    changelog,
-                    Some(p),
-                    Some(user.as_bytes()),
-                    value,
-                    None,
-                );
-            });
+            let mut batch = self.writer.batch(p);
+            task.shard
+                .drain_dirty_encoded(|user, value| batch.push(user.as_bytes(), value));
+            batches.push(batch);
             let mark = Checkpoint {
                 past_rules: Some(task.shard.past_keys().map(str::to_owned).collect()),
                 watermark: task.shard.watermark(),
@@ -1190,8 +1197,18 @@ impl State {
             }
         }
         drop(gauges);
+        // The snapshots go to librdkafka on the writer's thread while consumption goes on
+        // (the markers above were sent first, so the writer's epoch covers them too).
+        self.pace.snapshots = batches.iter().map(writer::Batch::len).sum();
+        let epoch = if self.pace.snapshots == 0 {
+            self.writer.recycle(batches);
+            Some(self.producer.context().seal())
+        } else {
+            self.writer.hand_over(batches).map_err(writer_gone)?;
+            None
+        };
         self.unwritten.push_back(Unwritten {
-            epoch: self.producer.context().seal(),
+            epoch,
             marks,
             marks_sent: false,
             offsets,
@@ -1203,9 +1220,13 @@ impl State {
     /// and returns the offsets of those whose checkpoint records are (to be committed
     /// without waiting for the broker's answer).
     fn written_offsets(&mut self) -> Result<Offsets, StageError> {
+        if let Some(epoch) = self.writer.finished().map_err(writer_gone)? {
+            self.handed_over(epoch);
+        }
         let mut offsets = Vec::new();
         while let Some(front) = self.unwritten.front_mut() {
-            if !self.producer.context().written_through(front.epoch)? {
+            let Some(epoch) = front.epoch else { break };
+            if !self.producer.context().written_through(epoch)? {
                 break;
             }
             if !front.marks_sent {
@@ -1231,7 +1252,22 @@ impl State {
             );
         }
         u.marks_sent = true;
-        u.epoch = self.producer.context().seal();
+        u.epoch = Some(self.producer.context().seal());
+    }
+
+    /// Waits until the snapshots with the writer (if any) are with librdkafka.
+    fn settle_writer(&mut self) -> Result<(), StageError> {
+        if let Some(epoch) = self.writer.settle().map_err(writer_gone)? {
+            self.handed_over(epoch);
+        }
+        Ok(())
+    }
+
+    /// The writer handed the oldest waiting checkpoint's snapshots over, up to `epoch`.
+    fn handed_over(&mut self, epoch: u64) {
+        if let Some(u) = self.unwritten.iter_mut().find(|u| u.epoch.is_none()) {
+            u.epoch = Some(epoch);
+        }
     }
 
     /// Checkpoints (the tasks of `only`, or all) and waits until everything is written:
@@ -1239,12 +1275,14 @@ impl State {
     fn checkpoint_durable(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
         // (The checkpoint's own advance then finds nothing to do, and nothing to wait for.)
         self.advance_all(k_idle(&self.config));
+        self.settle_writer()?;
         super::flush_durable(&self.producer)?;
         if !self.checkpoint(only)? {
             return Err(StageError::retry(anyhow::anyhow!(
                 "records not written after a flush"
             )));
         }
+        self.settle_writer()?;
         super::flush_durable(&self.producer)?;
         for i in 0..self.unwritten.len() {
             if !self.unwritten[i].marks_sent {
@@ -1255,6 +1293,10 @@ impl State {
         let offsets = self.unwritten.drain(..).flat_map(|u| u.offsets).collect();
         Ok(merge_offsets(offsets))
     }
+}
+
+fn writer_gone(e: writer::WriterGone) -> StageError {
+    StageError::Fatal(e.into())
 }
 
 /// How long a checkpoint waits for the records sent before it (qualifications, earlier
@@ -1748,6 +1790,71 @@ mod tests {
         assert!(
             bench.values("dead-letter").is_empty(),
             "nothing is dead-lettered"
+        );
+    }
+
+    /// A checkpoint of many changed users: its snapshots go to the changelog on the writer's
+    /// thread while the stage takes more records, its offsets are committed only once its
+    /// snapshots and checkpoint record are written, and a crash right after that commit
+    /// restores every user of the checkpoint, as it was.
+    #[test]
+    fn a_checkpoint_handed_to_the_writer_is_committed_only_once_written() {
+        const USERS: usize = 20_000;
+        let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+        let bench = Bench::new(&mock, "w", false);
+        let cart = |user: usize| {
+            format!(
+                r#"{{"user_id":"u{user}","event":"Added To Cart","ts":{}}}"#,
+                user * 10
+            )
+        };
+        let mut st = bench.worker(0);
+        st.assign(&[0]).unwrap();
+        for u in 0..USERS {
+            bench.take(&mut st, u, &cart(u));
+        }
+        // The round a second on checkpoints, and the state it checkpointed.
+        let at = Instant::now() + Duration::from_secs(1);
+        let round = st.round(true, at).unwrap();
+        assert!(round.commit.is_empty(), "nothing is written yet");
+        assert_eq!(st.unwritten.len(), 1, "the checkpoint is on its way");
+        let shard = &st.tasks[&0].shard;
+        let want = (shard.users(), shard.watermark(), shard.snapshot());
+        assert!(want.0 > USERS / 2, "a large checkpoint: {} users", want.0);
+        // Consumption goes on; these records come after the checkpoint.
+        for u in USERS..USERS + 10 {
+            bench.take(&mut st, u, &cart(u));
+        }
+        // Idle rounds at the checkpoint's time (no new checkpoint) until it is committed.
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let commit = loop {
+            let round = st.round(false, at).unwrap();
+            if !round.commit.is_empty() {
+                break round.commit;
+            }
+            assert!(
+                std::time::SystemTime::now() < deadline,
+                "no commit within a minute"
+            );
+            std::thread::yield_now();
+        };
+        assert_eq!(commit.len(), 1, "{commit:?}");
+        let (_, _, offset) = &commit[0];
+        assert!(
+            (*offset as usize) <= USERS,
+            "only what the checkpoint covers is committed: {commit:?}"
+        );
+        drop(st);
+
+        let k = bench.config.kafka.as_ref().unwrap();
+        let (restored, checkpoint, users) =
+            restore_shard(k, bench.worker(1).rules.clone(), "w.changelog", 0).unwrap();
+        let checkpoint = checkpoint.expect("the checkpoint record is written");
+        assert_eq!(users, want.0, "every user of the checkpoint");
+        assert_eq!(checkpoint.watermark, want.1);
+        assert!(
+            restored.snapshot() == want.2,
+            "each user as the checkpoint had it"
         );
     }
 
