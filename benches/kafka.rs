@@ -22,6 +22,15 @@ use remarket::tiktok_sim::{SimArgs, Simulator};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The `"ts":<ms>` of a generated line (0 when it has none).
+fn ts_of(line: &[u8]) -> i64 {
+    let Some(at) = line.windows(5).position(|w| w == b"\"ts\":") else {
+        return 0;
+    };
+    let digits = line[at + 5..].iter().take_while(|b| b.is_ascii_digit());
+    digits.fold(0, |n, &d| n * 10 + i64::from(d - b'0'))
+}
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -74,6 +83,7 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         .unwrap();
     let mut records = 0u64;
     let mut input_bytes = 0u64;
+    let mut max_ts = i64::MIN;
     for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let start = memchr_user(line);
         let mut r = BaseRecord::to("events").key(start).payload(line);
@@ -88,18 +98,28 @@ fn bench(rt: &tokio::runtime::Runtime, brokers: &str) {
         }
         records += 1;
         input_bytes += line.len() as u64;
+        max_ts = max_ts.max(ts_of(line));
     }
     // One marker per partition well after the last event: idle partitions hold the
     // watermark at `max ts − lateness`, so without it the last seconds stay buffered and
-    // their offsets uncommitted.
+    // their offsets uncommitted until `idle_timeout` lets the watermark follow the wall
+    // clock. A day after the last record (every window closed), and not ahead of the
+    // marker's Kafka timestamp: a `ts` more than `engine.max_future` (1 h) ahead of it is
+    // dead-lettered (before 2026-12-08 the marker said 2030, was dead-lettered, and every
+    // run waited out the idle timeout).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let marker_ts = (max_ts + 86_400_000).min(now_ms);
     for p in 0..2 {
-        let line = r#"{"user_id":"marker","event":"Marker","ts":"2030-01-01T00:00:00Z"}"#;
+        let line = format!(r#"{{"user_id":"marker","event":"Marker","ts":{marker_ts}}}"#);
         producer
             .send(
                 BaseRecord::to("events")
                     .partition(p)
                     .key("marker")
-                    .payload(line),
+                    .payload(&line),
             )
             .map_err(|(e, _)| e)
             .unwrap();
