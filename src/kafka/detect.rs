@@ -8,7 +8,8 @@
 //! partition is revoked, a task *checkpoints*: it advances its shard to the watermark `W`;
 //! once every record sent so far is written (the qualifications the state reflects among
 //! them), it writes every changed user's snapshot (or a tombstone) to its changelog
-//! partition; once those are written, a checkpoint record (`W`, per input the largest ts seen
+//! partition (encoded here, handed to librdkafka by the worker's [`writer`] thread while
+//! consumption goes on); once those are written, a checkpoint record (`W`, per input the largest ts seen
 //! and the next offset to consume); once that is written, it commits, per input, the offset of
 //! the earliest record still buffered (not yet applied), or the next offset if none is.
 //! Consumption goes on between the steps (before a revocation and on the way out it waits at
