@@ -8,12 +8,12 @@
 //! partition is revoked, a task *checkpoints*: it advances its shard to the watermark `W`;
 //! once every record sent so far is written (the qualifications the state reflects among
 //! them), it writes every changed user's snapshot (or a tombstone) to its changelog
-//! partition (encoded here, handed to librdkafka by the worker's [`writer`] thread while
-//! consumption goes on); once those are written, a checkpoint record (`W`, per input the largest ts seen
+//! partition; once those are written, a checkpoint record (`W`, per input the largest ts seen
 //! and the next offset to consume); once that is written, it commits, per input, the offset of
 //! the earliest record still buffered (not yet applied), or the next offset if none is.
-//! Consumption goes on between the steps (before a revocation and on the way out it waits at
-//! each). So after a crash:
+//! The task only encodes its changed users: the steps, each waiting for the broker, are the
+//! worker's [`writer`] thread's, and consumption goes on meanwhile (before a revocation and on
+//! the way out it waits for them). So after a crash:
 //! - the changelog holds the effect of the records with `ts <= W` below `consumed` — and
 //!   possibly, in snapshots written after the last checkpoint record, of some later ones.
 //!   Those snapshots are set aside on restore (see [`read_checkpointed`]): the users keep
@@ -42,7 +42,7 @@ use rdkafka::producer::Producer;
 use tokio::time::Instant;
 
 use super::stage::{Offsets, Round, Stage, StageError};
-use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY, WATERMARK_KEY};
+use super::wire::{hex_ids, Checkpoint, InputMark, Qualified, CHECKPOINT_KEY};
 use crate::clock::WallClock;
 use crate::config::Config;
 use crate::detect::preview::{Preview, PreviewCounts};
@@ -261,9 +261,8 @@ struct State {
     worker: usize,
     /// The poll loop's bookkeeping (see [`Stage::round`]).
     pace: Pace,
-    /// Partitions of the qualified topic (each gets every task's watermark records) and of
-    /// the inputs (the number of detect tasks).
-    qualified_partitions: i32,
+    /// Partitions of the inputs (the number of detect tasks; the writer sends each task's
+    /// watermark records to every partition of the qualified topic).
     input_partitions: u32,
     /// The last preview job answered.
     previews_seen: u64,
@@ -272,18 +271,15 @@ struct State {
 /// An input's next offset to consume: `(topic, partition, offset)`.
 type InputOffset = (String, i32, i64);
 
-/// A checkpoint on its way to the commit. Its snapshots were sent once every record sent
-/// before them (the qualifications they reflect included) was written; its checkpoint records
-/// are sent once the snapshots are written (`marks_sent`), and its offsets are committed once
+/// A checkpoint on its way to the commit. The writer sends its snapshots once every record
+/// sent before them (the qualifications they reflect included) is written, and its
+/// checkpoint records once the snapshots are (see [`writer`]); its offsets are committed once
 /// those are. So a checkpoint record in the changelog always follows its whole state, and no
 /// state in the changelog reflects an output that could still be lost.
 struct Unwritten {
-    /// The producer epoch whose records must be written before the next step (`None` while
-    /// the writer is still handing its snapshots to librdkafka).
+    /// The producer epoch sealed after its checkpoint records: once it is written, the
+    /// offsets may be committed (`None` while the writer has not sent them).
     epoch: Option<u64>,
-    /// Per partition, the checkpoint record's value.
-    marks: Vec<(i32, Vec<u8>)>,
-    marks_sent: bool,
     offsets: Vec<InputOffset>,
 }
 
@@ -306,6 +302,8 @@ struct Pace {
     poll_time: Duration,
     /// Snapshots the last checkpoint handed to the writer.
     snapshots: usize,
+    /// Rounds a due checkpoint waited for the previous one to be written.
+    postponed: u64,
 }
 
 impl Stage for State {
@@ -381,8 +379,9 @@ impl Stage for State {
             .count();
         // Never write a checkpoint record or commit for a partition another member may own
         // by now.
+        // (A revocation's checkpoint waited for the writer: no checkpoint record of theirs
+        // is left to send.)
         for u in self.unwritten.iter_mut() {
-            u.marks.retain(|(p, _)| !parts.contains(p));
             u.offsets.retain(|(_, p, _)| !parts.contains(p));
         }
         let mut gauges = self
@@ -439,13 +438,19 @@ impl Stage for State {
             || (idle && self.pace.marker_behind && since >= interval.min(IDLE_MARKER))
         {
             let started = Instant::now();
-            if self.checkpoint(None)? {
-                self.pace.unsaved = 0;
-                self.pace.marker_behind = false;
-            } else {
-                // The broker is slow or away: the changes stay marked, the next round retries.
-                tracing::warn!("checkpoint postponed: earlier records not written yet");
+            if self.writer_busy()? {
+                // The previous checkpoint is still being written (the broker is slow or
+                // away): the changes stay marked, and a later round takes them.
+                self.pace.postponed += 1;
+                return Ok(Round {
+                    commit,
+                    pause: false,
+                    wait: self.pace.wait,
+                });
             }
+            self.checkpoint(None)?;
+            self.pace.unsaved = 0;
+            self.pace.marker_behind = false;
             tracing::debug!(
                 polled = self.pace.polled,
                 idle_polls = self.pace.idle_polls,
@@ -454,6 +459,7 @@ impl Stage for State {
                 since_ms = since.as_millis() as u64,
                 checkpoint_ms = started.elapsed().as_millis() as u64,
                 snapshots = self.pace.snapshots,
+                postponed = std::mem::take(&mut self.pace.postponed),
                 unwritten = self.unwritten.len(),
                 "detect checkpoint"
             );
@@ -656,7 +662,15 @@ impl State {
             previews_seen: status.previews.next.load(Ordering::SeqCst),
             rules: Arc::new(Rules::compile(&config.campaigns, &config.schema)),
             tasks: BTreeMap::new(),
-            writer: writer::Writer::start(producer.clone(), k.topic("changelog"), worker),
+            writer: writer::Writer::start(
+                producer.clone(),
+                writer::Topics {
+                    changelog: k.topic("changelog"),
+                    qualified: k.topic("qualified"),
+                    qualified_partitions: layout.activate_partitions as i32,
+                },
+                worker,
+            ),
             producer,
             changelog: k.topic("changelog"),
             qualified: k.topic("qualified"),
@@ -678,8 +692,8 @@ impl State {
                 idle_polls: 0,
                 poll_time: Duration::ZERO,
                 snapshots: 0,
+                postponed: 0,
             },
-            qualified_partitions: layout.activate_partitions as i32,
             input_partitions: layout.input_partitions as u32,
             config,
         })
@@ -1100,11 +1114,11 @@ impl State {
         });
     }
 
-    /// Writes the changed state of each task (of `only` partitions, or all) and queues its
-    /// checkpoint (see [`Unwritten`]); [`State::commit_written`] takes it further while
-    /// consumption goes on. Waits first (up to [`OUTPUTS_WRITTEN`]) until every record sent
-    /// so far is written; `Ok(false)` when they were not: nothing was done.
-    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) -> Result<bool, StageError> {
+    /// Takes a checkpoint of each task (of `only` partitions, or all) and gives it to the
+    /// writer (see [`writer`]), which writes it while consumption goes on; its offsets wait
+    /// in [`Unwritten`] for [`State::written_offsets`]. The caller has made sure no
+    /// checkpoint is with the writer.
+    fn checkpoint(&mut self, only: Option<&BTreeSet<i32>>) -> Result<(), StageError> {
         // Everything the watermark allows is applied first, so that a checkpoint's watermark
         // is its task's watermark: every record it consumed is then either applied or dropped
         // as late (`ts <= W`, skipped when re-read) or still buffered (`ts > W`, applied
@@ -1113,29 +1127,13 @@ impl State {
         // partition's next owner (41 of them in a loaded CI run: a revocation's checkpoint
         // came between two advance rounds).
         self.advance_all(k_idle(&self.config));
-        // The previous checkpoint's snapshots are all with librdkafka before anything of
-        // this one is sent.
-        self.settle_writer()?;
-        let outputs = self.producer.context().seal();
-        if !wait_written(&self.producer, outputs, OUTPUTS_WRITTEN)? {
-            return Ok(false);
-        }
-        // Every earlier checkpoint's snapshots are written: its checkpoint record goes (and is
-        // written) before this checkpoint's snapshots, so that the snapshots between two
-        // checkpoint records of a partition are always the later one's (see
-        // [`read_checkpointed`]).
-        if self.unwritten.iter().any(|u| !u.marks_sent) {
-            for i in 0..self.unwritten.len() {
-                if !self.unwritten[i].marks_sent {
-                    self.send_marks(i);
-                }
-            }
-            let marks = self.producer.context().seal();
-            if !wait_written(&self.producer, marks, OUTPUTS_WRITTEN)? {
-                return Ok(false);
-            }
-        }
-        let (mut marks, mut offsets, mut batches) = (Vec::new(), Vec::new(), Vec::new());
+        // Every record sent so far (the outputs the state reflects among them) is written
+        // before anything of the checkpoint goes.
+        let mut job = writer::Job {
+            outputs: self.producer.context().seal(),
+            ..writer::Job::default()
+        };
+        let mut offsets = Vec::new();
         let mut gauges = self
             .status
             .partitions
@@ -1153,29 +1151,21 @@ impl State {
                     watermark: (w > EventTime::MIN).then_some(w),
                 },
             );
-            // Every output at or below `w` is written (waited for above): tell each activate
-            // partition, which holds qualifications back until every task's watermark passed.
+            // Every output at or below `w` is written before the marker goes: it tells each
+            // activate partition, which holds qualifications back until every task's
+            // watermark passed.
             let marker = Qualified::Watermark {
                 partition: p,
                 of: self.input_partitions,
                 watermark: w,
                 idle: (0..task.inputs.len()).all(|i| !task.wm.is_active(i)),
             };
-            let marker = serde_json::to_vec(&marker).expect("serialisable");
-            for q in 0..self.qualified_partitions {
-                super::send(
-                    &self.producer,
-                    &self.qualified,
-                    Some(q),
-                    Some(WATERMARK_KEY),
-                    Some(&marker),
-                    None,
-                );
-            }
+            job.markers
+                .push(serde_json::to_vec(&marker).expect("serialisable"));
             let mut batch = self.writer.batch(p);
             task.shard
                 .drain_dirty_encoded(|user, value| batch.push(user.as_bytes(), value));
-            batches.push(batch);
+            job.batches.push(batch);
             let mark = Checkpoint {
                 past_rules: Some(task.shard.past_keys().map(str::to_owned).collect()),
                 watermark: task.shard.watermark(),
@@ -1190,7 +1180,8 @@ impl State {
                     })
                     .collect(),
             };
-            marks.push((p, serde_json::to_vec(&mark).expect("serialisable")));
+            job.marks
+                .push((p, serde_json::to_vec(&mark).expect("serialisable")));
             for inp in &task.inputs {
                 if let Some(commit) = inp.commit_offset() {
                     offsets.push((inp.topic.clone(), p, commit));
@@ -1198,73 +1189,50 @@ impl State {
             }
         }
         drop(gauges);
-        // The snapshots go to librdkafka on the writer's thread while consumption goes on
-        // (the markers above were sent first, so the writer's epoch covers them too).
-        self.pace.snapshots = batches.iter().map(writer::Batch::len).sum();
-        let epoch = if self.pace.snapshots == 0 {
-            self.writer.recycle(batches);
-            Some(self.producer.context().seal())
-        } else {
-            self.writer.hand_over(batches).map_err(writer_gone)?;
-            None
-        };
+        self.pace.snapshots = job.batches.iter().map(writer::Batch::len).sum();
+        self.writer.hand_over(job).map_err(write_error)?;
         self.unwritten.push_back(Unwritten {
-            epoch,
-            marks,
-            marks_sent: false,
+            epoch: None,
             offsets,
         });
-        Ok(true)
+        Ok(())
     }
 
-    /// Sends the checkpoint records of the queued checkpoints whose snapshots are written,
-    /// and returns the offsets of those whose checkpoint records are (to be committed
-    /// without waiting for the broker's answer).
+    /// The offsets of the queued checkpoints whose checkpoint records are written (to be
+    /// committed without waiting for the broker's answer).
     fn written_offsets(&mut self) -> Result<Offsets, StageError> {
-        if let Some(epoch) = self.writer.finished().map_err(writer_gone)? {
+        if let Some(epoch) = self.writer.finished().map_err(write_error)? {
             self.handed_over(epoch);
         }
         let mut offsets = Vec::new();
-        while let Some(front) = self.unwritten.front_mut() {
+        while let Some(front) = self.unwritten.front() {
             let Some(epoch) = front.epoch else { break };
             if !self.producer.context().written_through(epoch)? {
                 break;
-            }
-            if !front.marks_sent {
-                self.send_marks(0);
-                continue;
             }
             offsets.extend(self.unwritten.pop_front().expect("a front entry").offsets);
         }
         Ok(merge_offsets(offsets))
     }
 
-    /// Sends the checkpoint records of queued checkpoint `i`.
-    fn send_marks(&mut self, i: usize) {
-        let u = &mut self.unwritten[i];
-        for (p, value) in &u.marks {
-            super::send(
-                &self.producer,
-                &self.changelog,
-                Some(*p),
-                Some(CHECKPOINT_KEY),
-                Some(value),
-                None,
-            );
+    /// Whether the previous checkpoint is still with the writer.
+    fn writer_busy(&mut self) -> Result<bool, StageError> {
+        if let Some(epoch) = self.writer.finished().map_err(write_error)? {
+            self.handed_over(epoch);
         }
-        u.marks_sent = true;
-        u.epoch = Some(self.producer.context().seal());
+        Ok(self.writer.busy())
     }
 
-    /// Waits until the snapshots with the writer (if any) are with librdkafka.
+    /// Waits until the checkpoint with the writer (if any) is sent.
     fn settle_writer(&mut self) -> Result<(), StageError> {
-        if let Some(epoch) = self.writer.settle().map_err(writer_gone)? {
+        if let Some(epoch) = self.writer.settle().map_err(write_error)? {
             self.handed_over(epoch);
         }
         Ok(())
     }
 
-    /// The writer handed the oldest waiting checkpoint's snapshots over, up to `epoch`.
+    /// The writer sent the checkpoint records of the oldest checkpoint waiting for it, up
+    /// to `epoch`.
     fn handed_over(&mut self, epoch: u64) {
         if let Some(u) = self.unwritten.iter_mut().find(|u| u.epoch.is_none()) {
             u.epoch = Some(epoch);
@@ -1274,52 +1242,19 @@ impl State {
     /// Checkpoints (the tasks of `only`, or all) and waits until everything is written:
     /// before a revocation and on the way out. Returns every queued checkpoint's offsets.
     fn checkpoint_durable(&mut self, only: Option<&BTreeSet<i32>>) -> Result<Offsets, StageError> {
-        // (The checkpoint's own advance then finds nothing to do, and nothing to wait for.)
-        self.advance_all(k_idle(&self.config));
         self.settle_writer()?;
-        super::flush_durable(&self.producer)?;
-        if !self.checkpoint(only)? {
-            return Err(StageError::retry(anyhow::anyhow!(
-                "records not written after a flush"
-            )));
-        }
+        self.checkpoint(only)?;
         self.settle_writer()?;
-        super::flush_durable(&self.producer)?;
-        for i in 0..self.unwritten.len() {
-            if !self.unwritten[i].marks_sent {
-                self.send_marks(i);
-            }
-        }
         super::flush_durable(&self.producer)?;
         let offsets = self.unwritten.drain(..).flat_map(|u| u.offsets).collect();
         Ok(merge_offsets(offsets))
     }
 }
 
-fn writer_gone(e: writer::WriterGone) -> StageError {
-    StageError::Fatal(e.into())
-}
-
-/// How long a checkpoint waits for the records sent before it (qualifications, earlier
-/// checkpoints) to be written before it is postponed.
-const OUTPUTS_WRITTEN: Duration = Duration::from_secs(10);
-
-/// Waits until every record of `epoch` and before is written; `Ok(false)` after `limit`.
-fn wait_written(
-    producer: &super::StageProducer,
-    epoch: u64,
-    limit: Duration,
-) -> Result<bool, StageError> {
-    let started = Instant::now();
-    loop {
-        if producer.context().written_through(epoch)? {
-            return Ok(true);
-        }
-        if started.elapsed() >= limit {
-            return Ok(false);
-        }
-        // librdkafka acknowledges in batches (linger.ms 20): a millisecond is fine-grained.
-        std::thread::sleep(Duration::from_millis(1));
+fn write_error(e: writer::WriteError) -> StageError {
+    match e {
+        writer::WriteError::Lost(lost) => StageError::Lost(lost),
+        gone => StageError::Fatal(gone.into()),
     }
 }
 
@@ -1448,6 +1383,7 @@ mod tests {
     use super::*;
     use crate::config::duration::HumanDuration;
     use crate::config::KafkaSettings;
+    use crate::kafka::wire::WATERMARK_KEY;
 
     /// Restored from a checkpoint that had consumed up to offset 10 with records from 6 on
     /// still buffered: until the re-read reaches offset 9 nothing is committed (committing 10

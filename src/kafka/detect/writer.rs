@@ -1,26 +1,37 @@
-//! The changelog writer: a checkpoint's snapshots handed to librdkafka on a thread of their
-//! own, so that detect goes on consuming while they are queued.
+//! The checkpoint writer: a checkpoint's records written in their order on a thread of
+//! their own, so that detect goes on consuming while the broker acknowledges them.
 //!
-//! A checkpoint of a busy partition writes hundreds of thousands of changed users. Encoding
-//! them is quick; handing each to librdkafka (a copy, a queue lock, the delivery
-//! bookkeeping) took the detect thread 0.5–1 s per checkpoint at 1 M users, and consumption
-//! stood still meanwhile. Detect now encodes the snapshots into one buffer per partition
-//! ([`Batch`]) and gives them to the writer; the writer sends them in order and then seals
-//! the producer's epoch ([`super::super::DeliveryGuard::seal`]): the epoch whose records must
-//! be written before the checkpoint's next step.
+//! A checkpoint of a busy partition writes hundreds of thousands of changed users, and its
+//! steps each wait for the broker: the records sent before it (the qualifications its state
+//! reflects) must be written before its snapshots go, the snapshots before its checkpoint
+//! records. Done on the detect thread, a checkpoint stood consumption still for 0.5–1.2 s at
+//! 1 M users (`cargo bench --bench kafka`). Detect now only encodes: it seals the producer's
+//! epoch ([`crate::kafka::DeliveryGuard::seal`]) and puts the checkpoint's watermark markers,
+//! snapshots (one buffer per partition, [`Batch`]) and checkpoint records in a [`Job`]. The
+//! writer, for each job in turn:
 //!
-//! At most one checkpoint is with the writer: the next checkpoint, a revocation and the way
-//! out first wait for it ([`Writer::settle`]), so the order of the changelog (a user's
-//! snapshots in checkpoint order, a checkpoint record after its snapshots) is the order in
-//! which detect took them, as before.
+//! 1. waits until every record of that epoch (and of the previous job's checkpoint
+//!    records) is written;
+//! 2. sends the watermark markers to every `…qualified` partition, and the snapshots;
+//! 3. waits until those are written, then sends the checkpoint records;
+//! 4. reports the epoch sealed after them: once it is written, detect commits the job's
+//!    offsets.
+//!
+//! At most one job is with the writer: a checkpoint falling due while it is busy waits for
+//! a later round (its changes stay marked), and a revocation and the way out wait for it
+//! ([`Writer::settle`]). So the changelog holds each user's snapshots in checkpoint order,
+//! each checkpoint record after its snapshots, and no snapshot that reflects an output that
+//! could still be lost — as when detect wrote them itself.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rdkafka::producer::Producer as _;
 
-use crate::kafka::StageProducer;
+use crate::kafka::wire::{CHECKPOINT_KEY, WATERMARK_KEY};
+use crate::kafka::{LostWrites, StageProducer};
 
 /// One partition's snapshots of a checkpoint: keys and values back to back in one buffer.
 #[derive(Debug, Default)]
@@ -59,63 +70,76 @@ impl Batch {
     }
 }
 
-/// A checkpoint's batches, and (on the way back) the epoch sealed after them.
-struct Job {
-    batches: Vec<Batch>,
-    epoch: u64,
+/// A checkpoint's records, in the order they are written.
+#[derive(Debug, Default)]
+pub struct Job {
+    /// The epoch sealed when the checkpoint was taken: its records wait until every record
+    /// sent before (of this epoch or earlier) is written.
+    pub outputs: u64,
+    /// Watermark markers: each value goes to every `…qualified` partition.
+    pub markers: Vec<Vec<u8>>,
+    pub batches: Vec<Batch>,
+    /// Checkpoint records: `(changelog partition, value)`.
+    pub marks: Vec<(i32, Vec<u8>)>,
 }
 
-/// The writer thread of one detect worker, and its producer.
+/// Where the writer writes: its producer (shared with detect) and topics.
+pub struct Topics {
+    pub changelog: String,
+    pub qualified: String,
+    pub qualified_partitions: i32,
+}
+
+/// What the writer reports for a job: the epoch sealed after its checkpoint records, and
+/// the job's buffers for reuse; or the records the producer lost.
+type Done = Result<(u64, Vec<Batch>), LostWrites>;
+
+/// The writer thread of one detect worker.
 pub struct Writer {
     jobs: Option<Sender<Job>>,
-    done: Receiver<Job>,
+    done: Receiver<Done>,
     /// Jobs handed over and not reported back yet (0 or 1).
     pending: usize,
     /// Buffers of written batches, for the next checkpoint.
     spare: Vec<Batch>,
-    /// Set when the writer is dropped: the thread stops at its next record.
+    /// Set when the writer is dropped: the thread stops at its next record or wait.
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The writer thread stopped (it panicked): nothing it was given can be taken as sent.
+/// Why a job did not get through.
 #[derive(Debug, thiserror::Error)]
-#[error("the changelog writer thread stopped")]
-pub struct WriterGone;
+pub enum WriteError {
+    #[error(transparent)]
+    Lost(#[from] LostWrites),
+    /// The writer thread stopped (it panicked): nothing it was given can be taken as sent.
+    #[error("the checkpoint writer thread stopped")]
+    Gone,
+}
 
 impl Writer {
-    /// Starts the writer of `topic`'s snapshots through `producer`; `worker` names its thread.
-    pub fn start(producer: Arc<StageProducer>, topic: String, worker: usize) -> Writer {
+    /// Starts the writer of one detect worker (`worker` names its thread).
+    pub fn start(producer: Arc<StageProducer>, topics: Topics, worker: usize) -> Writer {
         let (jobs, inbox) = crossbeam_channel::bounded::<Job>(1);
-        let (outbox, done) = crossbeam_channel::bounded::<Job>(1);
+        let (outbox, done) = crossbeam_channel::bounded::<Done>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("changelog-{worker}"))
+            .name(format!("checkpoint-{worker}"))
             .spawn(move || {
-                for mut job in inbox {
-                    for batch in &job.batches {
-                        for (key, value) in batch.entries() {
-                            if stopping.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            crate::kafka::send(
-                                &producer,
-                                &topic,
-                                Some(batch.partition),
-                                Some(key),
-                                value,
-                                None,
-                            );
-                        }
-                    }
-                    job.epoch = producer.context().seal();
-                    if outbox.send(job).is_err() {
+                let mut last_marks = 0;
+                for job in inbox {
+                    let Some(done) = write(&producer, &topics, job, &mut last_marks, &stopping)
+                    else {
+                        return;
+                    };
+                    let failed = done.is_err();
+                    if outbox.send(done).is_err() || failed {
                         return;
                     }
                 }
             })
-            .expect("spawning the changelog writer");
+            .expect("spawning the checkpoint writer");
         Writer {
             jobs: Some(jobs),
             done,
@@ -135,62 +159,125 @@ impl Writer {
         b
     }
 
-    /// Keeps the buffers of batches that were not handed over.
-    pub fn recycle(&mut self, batches: Vec<Batch>) {
-        self.spare.extend(batches);
-    }
-
-    /// Gives a checkpoint's batches to the writer thread. The caller has settled the
-    /// previous one ([`Writer::settle`]).
-    pub fn hand_over(&mut self, batches: Vec<Batch>) -> Result<(), WriterGone> {
+    /// Gives a checkpoint to the writer thread. The caller has made sure the previous one
+    /// is done ([`Writer::busy`], [`Writer::settle`]).
+    pub fn hand_over(&mut self, job: Job) -> Result<(), WriteError> {
         debug_assert_eq!(self.pending, 0, "one checkpoint with the writer at a time");
-        let jobs = self.jobs.as_ref().ok_or(WriterGone)?;
-        jobs.send(Job { batches, epoch: 0 })
-            .map_err(|_| WriterGone)?;
+        let jobs = self.jobs.as_ref().ok_or(WriteError::Gone)?;
+        jobs.send(job).map_err(|_| WriteError::Gone)?;
         self.pending += 1;
         Ok(())
     }
 
-    /// The epoch sealed after the checkpoint with the writer, once every one of its
-    /// snapshots is with librdkafka; `None` while it is not (or none is with the writer).
-    pub fn finished(&mut self) -> Result<Option<u64>, WriterGone> {
+    /// Whether a checkpoint is still with the writer.
+    pub fn busy(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// The epoch sealed after the checkpoint records of the job with the writer, once they
+    /// are sent; `None` while they are not (or no job is with the writer).
+    pub fn finished(&mut self) -> Result<Option<u64>, WriteError> {
         if self.pending == 0 {
             return Ok(None);
         }
         match self.done.try_recv() {
-            Ok(job) => Ok(Some(self.returned(job))),
+            Ok(done) => self.returned(done).map(Some),
             Err(TryRecvError::Empty) => Ok(None),
-            Err(TryRecvError::Disconnected) => Err(WriterGone),
+            Err(TryRecvError::Disconnected) => Err(WriteError::Gone),
         }
     }
 
-    /// Waits until the checkpoint with the writer (if any) is with librdkafka: its epoch.
-    pub fn settle(&mut self) -> Result<Option<u64>, WriterGone> {
+    /// Waits until the job with the writer (if any) is done: as [`Writer::finished`].
+    pub fn settle(&mut self) -> Result<Option<u64>, WriteError> {
         if self.pending == 0 {
             return Ok(None);
         }
-        let job = self.done.recv().map_err(|_| WriterGone)?;
-        Ok(Some(self.returned(job)))
+        let done = self.done.recv().map_err(|_| WriteError::Gone)?;
+        self.returned(done).map(Some)
     }
 
-    fn returned(&mut self, job: Job) -> u64 {
+    fn returned(&mut self, done: Done) -> Result<u64, WriteError> {
         self.pending -= 1;
-        let epoch = job.epoch;
-        self.spare.extend(job.batches);
-        epoch
+        let (epoch, batches) = done?;
+        self.spare.extend(batches);
+        Ok(epoch)
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        // What it has not handed over yet is dropped, as librdkafka's queue is when the
-        // producer goes: snapshots after the last checkpoint record count for nothing.
+        // What it has not sent yet is dropped, as librdkafka's queue is when the producer
+        // goes: records after the last checkpoint record count for nothing.
         self.stop.store(true, Ordering::Relaxed);
         self.jobs.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// Writes one job (see the module doc); `None` when told to stop.
+fn write(
+    producer: &StageProducer,
+    topics: &Topics,
+    job: Job,
+    last_marks: &mut u64,
+    stop: &AtomicBool,
+) -> Option<Done> {
+    let guard = producer.context();
+    let written = |epoch: u64| -> Option<Result<(), LostWrites>> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            match guard.written_through(epoch) {
+                Ok(true) => return Some(Ok(())),
+                Err(e) => return Some(Err(e)),
+                // librdkafka acknowledges in batches (linger.ms 20): a millisecond is fine.
+                Ok(false) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    };
+    if let Err(e) = written(job.outputs.max(*last_marks))? {
+        return Some(Err(e));
+    }
+    for marker in &job.markers {
+        for q in 0..topics.qualified_partitions {
+            crate::kafka::send(
+                producer,
+                &topics.qualified,
+                Some(q),
+                Some(WATERMARK_KEY),
+                Some(marker),
+                None,
+            );
+        }
+    }
+    for batch in &job.batches {
+        for (key, value) in batch.entries() {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            let p = Some(batch.partition);
+            crate::kafka::send(producer, &topics.changelog, p, Some(key), value, None);
+        }
+    }
+    if let Err(e) = written(guard.seal())? {
+        return Some(Err(e));
+    }
+    for (p, value) in &job.marks {
+        let key = Some(CHECKPOINT_KEY);
+        crate::kafka::send(
+            producer,
+            &topics.changelog,
+            Some(*p),
+            key,
+            Some(value),
+            None,
+        );
+    }
+    *last_marks = guard.seal();
+    Some(Ok((*last_marks, job.batches)))
 }
 
 #[cfg(test)]
