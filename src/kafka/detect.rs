@@ -451,15 +451,18 @@ impl Stage for State {
             self.checkpoint(None)?;
             self.pace.unsaved = 0;
             self.pace.marker_behind = false;
+            // (Taken outside the macro: its fields are not evaluated when debug is off.)
+            let postponed = std::mem::take(&mut self.pace.postponed);
+            let queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed);
             tracing::debug!(
                 polled = self.pace.polled,
                 idle_polls = self.pace.idle_polls,
-                queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed),
+                queue_full_waits,
                 idle_ms = self.pace.poll_time.as_millis() as u64,
                 since_ms = since.as_millis() as u64,
                 checkpoint_ms = started.elapsed().as_millis() as u64,
                 snapshots = self.pace.snapshots,
-                postponed = std::mem::take(&mut self.pace.postponed),
+                postponed,
                 unwritten = self.unwritten.len(),
                 "detect checkpoint"
             );
@@ -1792,6 +1795,62 @@ mod tests {
         assert!(
             restored.snapshot() == want.2,
             "each user as the checkpoint had it"
+        );
+    }
+
+    /// While a checkpoint is being written (here: the broker is down), the next one falling
+    /// due is postponed and the round returns; once the broker is back, the first is
+    /// committed and the postponed one taken.
+    #[test]
+    fn a_checkpoint_due_while_the_previous_is_written_waits_for_a_later_round() {
+        let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
+        let bench = Bench::new(&mock, "p", false);
+        let cart = |user: &str, ts: i64| {
+            format!(r#"{{"user_id":"{user}","event":"Added To Cart","ts":{ts}}}"#)
+        };
+        let mut st = bench.worker(0);
+        st.assign(&[0]).unwrap();
+        // `a` is applied at the checkpoint (the watermark is 95 s), `b` stays buffered.
+        bench.take(&mut st, 0, &cart("a", 10_000));
+        bench.take(&mut st, 1, &cart("b", 100_000));
+        mock.broker_down(1).unwrap();
+        let t = Instant::now();
+        let round = st.round(true, t + Duration::from_secs(1)).unwrap();
+        assert!(round.commit.is_empty());
+        assert_eq!(
+            st.unwritten.len(),
+            1,
+            "the first checkpoint is with the writer"
+        );
+        bench.take(&mut st, 2, &cart("c", 200_000));
+        let due = t + Duration::from_millis(2_500);
+        let round = st.round(true, due).unwrap();
+        assert!(round.commit.is_empty());
+        assert_eq!(st.pace.postponed, 1, "the second checkpoint waits");
+        assert_eq!(st.unwritten.len(), 1, "and is not queued");
+
+        mock.broker_up(1).unwrap();
+        let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
+        let mut committed = Vec::new();
+        while st.pace.last_checkpoint < due {
+            committed.extend(st.round(false, due).unwrap().commit);
+            assert!(
+                std::time::SystemTime::now() < deadline,
+                "the postponed checkpoint was not taken within a minute"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(st.pace.postponed, 0);
+        let last = st.durable(None).unwrap();
+        committed.extend(last);
+        // (The first checkpoint's offset, 1 — `b` is buffered —, may be committed on its own
+        // or merged into a later one's.)
+        let offsets: Vec<i64> = committed.iter().map(|&(_, _, o)| o).collect();
+        assert!(offsets.iter().all(|&o| o == 1 || o == 2), "{offsets:?}");
+        assert_eq!(
+            offsets.last(),
+            Some(&2),
+            "everything is committed: {offsets:?}"
         );
     }
 
