@@ -283,7 +283,7 @@ impl DeliveryGuard {
     fn sending(&self) -> usize {
         // The epoch is read under the lock, so that a thread sealing it and then asking
         // [`DeliveryGuard::written_through`] never misses a record another thread is
-        // registering (the changelog writer sends beside the detect thread).
+        // registering (the checkpoint writer sends beside the detect thread).
         let mut out = self.outstanding();
         let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
         *out.entry(epoch).or_default() += 1;

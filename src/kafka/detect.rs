@@ -243,7 +243,8 @@ struct State {
     rules: Arc<Rules>,
     tasks: BTreeMap<i32, Task>,
     producer: Arc<super::StageProducer>,
-    /// Hands each checkpoint's snapshots to `producer` on a thread of its own.
+    /// Writes each checkpoint (markers, snapshots, checkpoint records) through `producer`
+    /// on a thread of its own.
     writer: writer::Writer,
     changelog: String,
     qualified: String,
@@ -302,8 +303,10 @@ struct Pace {
     poll_time: Duration,
     /// Snapshots the last checkpoint handed to the writer.
     snapshots: usize,
-    /// Rounds a due checkpoint waited for the previous one to be written.
+    /// Rounds a due checkpoint waited for the previous one to be written, and whether that
+    /// was logged (once it is [`POSTPONED_WARNING`] late).
     postponed: u64,
+    warned: bool,
 }
 
 impl Stage for State {
@@ -442,6 +445,13 @@ impl Stage for State {
                 // The previous checkpoint is still being written (the broker is slow or
                 // away): the changes stay marked, and a later round takes them.
                 self.pace.postponed += 1;
+                if since >= interval + POSTPONED_WARNING && !self.pace.warned {
+                    self.pace.warned = true;
+                    tracing::warn!(
+                        since_ms = since.as_millis() as u64,
+                        "checkpoint postponed: the previous one is not written yet"
+                    );
+                }
                 return Ok(Round {
                     commit,
                     pause: false,
@@ -453,6 +463,7 @@ impl Stage for State {
             self.pace.marker_behind = false;
             // (Taken outside the macro: its fields are not evaluated when debug is off.)
             let postponed = std::mem::take(&mut self.pace.postponed);
+            self.pace.warned = false;
             let queue_full_waits = super::QUEUE_FULL_WAITS.swap(0, Ordering::Relaxed);
             tracing::debug!(
                 polled = self.pace.polled,
@@ -639,6 +650,10 @@ fn past_reach(rule: &crate::detect::past::PastRule, w: EventTime) -> EventTime {
     w.saturating_sub((days + 1) * DAY)
 }
 
+/// How late a postponed checkpoint is when it is logged as a warning (the broker is slow or
+/// away: the previous checkpoint's records are not acknowledged).
+const POSTPONED_WARNING: Duration = Duration::from_secs(10);
+
 /// The least time between two checkpoints taken because the input ran dry.
 const IDLE_CHECKPOINT: Duration = Duration::from_millis(200);
 /// The least time between two checkpoints taken only because the watermark moved (or an
@@ -696,6 +711,7 @@ impl State {
                 poll_time: Duration::ZERO,
                 snapshots: 0,
                 postponed: 0,
+                warned: false,
             },
             input_partitions: layout.input_partitions as u32,
             config,
