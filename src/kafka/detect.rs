@@ -1544,6 +1544,11 @@ mod tests {
         }
     }
 
+    /// An `Added To Cart` line of `user` at `ts`.
+    fn cart(user: &str, ts: i64) -> String {
+        format!(r#"{{"user_id":"{user}","event":"Added To Cart","ts":{ts}}}"#)
+    }
+
     /// What happens after a record is taken.
     #[derive(Debug, Clone, Copy)]
     enum End {
@@ -1711,9 +1716,6 @@ mod tests {
     fn records_buffered_at_a_revocation_are_applied_by_the_next_owner() {
         let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
         let bench = Bench::new(&mock, "t", false);
-        let cart = |user: &str, ts: i64| {
-            format!(r#"{{"user_id":"{user}","event":"Added To Cart","ts":{ts}}}"#)
-        };
         // `a` at 10 s, then `b` at 20 s: the watermark is 14.999 s, and no advance round has
         // run yet (it comes every 1,024 records).
         let input = [cart("a", 10_000), cart("b", 20_000), cart("c", 100_000)];
@@ -1758,12 +1760,7 @@ mod tests {
         const USERS: usize = 20_000;
         let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
         let bench = Bench::new(&mock, "w", false);
-        let cart = |user: usize| {
-            format!(
-                r#"{{"user_id":"u{user}","event":"Added To Cart","ts":{}}}"#,
-                user * 10
-            )
-        };
+        let cart = |u: usize| cart(&format!("u{u}"), u as i64 * 10);
         let mut st = bench.worker(0);
         st.assign(&[0]).unwrap();
         for u in 0..USERS {
@@ -1821,9 +1818,6 @@ mod tests {
     fn a_checkpoint_due_while_the_previous_is_written_waits_for_a_later_round() {
         let mock: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).unwrap();
         let bench = Bench::new(&mock, "p", false);
-        let cart = |user: &str, ts: i64| {
-            format!(r#"{{"user_id":"{user}","event":"Added To Cart","ts":{ts}}}"#)
-        };
         let mut st = bench.worker(0);
         st.assign(&[0]).unwrap();
         // `a` is applied at the checkpoint (the watermark is 95 s), `b` stays buffered.
