@@ -676,6 +676,7 @@ impl State {
     ) -> anyhow::Result<State> {
         let k = super::settings(&config)?;
         let producer = Arc::new(super::producer(&k)?);
+        let (changelog, qualified) = (k.topic("changelog"), k.topic("qualified"));
         Ok(State {
             previews_seen: status.previews.next.load(Ordering::SeqCst),
             rules: Arc::new(Rules::compile(&config.campaigns, &config.schema)),
@@ -683,15 +684,15 @@ impl State {
             writer: writer::Writer::start(
                 producer.clone(),
                 writer::Topics {
-                    changelog: k.topic("changelog"),
-                    qualified: k.topic("qualified"),
+                    changelog: changelog.clone(),
+                    qualified: qualified.clone(),
                     qualified_partitions: layout.activate_partitions as i32,
                 },
                 worker,
             ),
             producer,
-            changelog: k.topic("changelog"),
-            qualified: k.topic("qualified"),
+            changelog,
+            qualified,
             dead_letter: k.topic("dead-letter"),
             status,
             unwritten: Default::default(),
@@ -1220,9 +1221,7 @@ impl State {
     /// The offsets of the queued checkpoints whose checkpoint records are written (to be
     /// committed without waiting for the broker's answer).
     fn written_offsets(&mut self) -> Result<Offsets, StageError> {
-        if let Some(epoch) = self.writer.finished().map_err(write_error)? {
-            self.handed_over(epoch);
-        }
+        self.collect_writer()?;
         let mut offsets = Vec::new();
         while let Some(front) = self.unwritten.front() {
             let Some(epoch) = front.epoch else { break };
@@ -1236,10 +1235,16 @@ impl State {
 
     /// Whether the previous checkpoint is still with the writer.
     fn writer_busy(&mut self) -> Result<bool, StageError> {
+        self.collect_writer()?;
+        Ok(self.writer.busy())
+    }
+
+    /// Notes the epoch of the checkpoint the writer is done with, if it is.
+    fn collect_writer(&mut self) -> Result<(), StageError> {
         if let Some(epoch) = self.writer.finished().map_err(write_error)? {
             self.handed_over(epoch);
         }
-        Ok(self.writer.busy())
+        Ok(())
     }
 
     /// Waits until the checkpoint with the writer (if any) is sent.
@@ -1250,10 +1255,10 @@ impl State {
         Ok(())
     }
 
-    /// The writer sent the checkpoint records of the oldest checkpoint waiting for it, up
-    /// to `epoch`.
+    /// The writer sent the checkpoint records of the checkpoint it had — the latest one
+    /// queued: none is queued while the writer is busy —, up to `epoch`.
     fn handed_over(&mut self, epoch: u64) {
-        if let Some(u) = self.unwritten.iter_mut().find(|u| u.epoch.is_none()) {
+        if let Some(u) = self.unwritten.back_mut().filter(|u| u.epoch.is_none()) {
             u.epoch = Some(epoch);
         }
     }

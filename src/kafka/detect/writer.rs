@@ -98,8 +98,8 @@ type Done = Result<(u64, Vec<Batch>), LostWrites>;
 pub struct Writer {
     jobs: Option<Sender<Job>>,
     done: Receiver<Done>,
-    /// Jobs handed over and not reported back yet (0 or 1).
-    pending: usize,
+    /// Whether a job was handed over and not reported back yet.
+    busy: bool,
     /// Buffers of written batches, for the next checkpoint.
     spare: Vec<Batch>,
     /// Set when the writer is dropped: the thread stops at its next record or wait.
@@ -143,7 +143,7 @@ impl Writer {
         Writer {
             jobs: Some(jobs),
             done,
-            pending: 0,
+            busy: false,
             spare: Vec::new(),
             stop,
             thread: Some(thread),
@@ -162,22 +162,22 @@ impl Writer {
     /// Gives a checkpoint to the writer thread. The caller has made sure the previous one
     /// is done ([`Writer::busy`], [`Writer::settle`]).
     pub fn hand_over(&mut self, job: Job) -> Result<(), WriteError> {
-        debug_assert_eq!(self.pending, 0, "one checkpoint with the writer at a time");
+        debug_assert!(!self.busy, "one checkpoint with the writer at a time");
         let jobs = self.jobs.as_ref().ok_or(WriteError::Gone)?;
         jobs.send(job).map_err(|_| WriteError::Gone)?;
-        self.pending += 1;
+        self.busy = true;
         Ok(())
     }
 
     /// Whether a checkpoint is still with the writer.
     pub fn busy(&self) -> bool {
-        self.pending > 0
+        self.busy
     }
 
     /// The epoch sealed after the checkpoint records of the job with the writer, once they
     /// are sent; `None` while they are not (or no job is with the writer).
     pub fn finished(&mut self) -> Result<Option<u64>, WriteError> {
-        if self.pending == 0 {
+        if !self.busy {
             return Ok(None);
         }
         match self.done.try_recv() {
@@ -189,7 +189,7 @@ impl Writer {
 
     /// Waits until the job with the writer (if any) is done: as [`Writer::finished`].
     pub fn settle(&mut self) -> Result<Option<u64>, WriteError> {
-        if self.pending == 0 {
+        if !self.busy {
             return Ok(None);
         }
         let done = self.done.recv().map_err(|_| WriteError::Gone)?;
@@ -197,7 +197,7 @@ impl Writer {
     }
 
     fn returned(&mut self, done: Done) -> Result<u64, WriteError> {
-        self.pending -= 1;
+        self.busy = false;
         let (epoch, batches) = done?;
         self.spare.extend(batches);
         Ok(epoch)
